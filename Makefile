@@ -1,0 +1,40 @@
+# Every target sets itself up: a fresh machine needs only `make run` or `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+INSTALLED := $(VENV)/.installed
+SYSTEM := $(VENV)/.system-packages
+TNCA_HOME ?= ./tnca-home
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-postgres bench lint clean
+
+setup: $(INSTALLED) $(SYSTEM)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(INSTALLED): pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(SYSTEM): scripts/system-packages.sh | $(PY)
+	scripts/system-packages.sh
+	touch $@
+
+run: setup
+	$(VENV)/bin/tnca --home $(TNCA_HOME) dev
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) -m bench.issuance --home $(TNCA_HOME)-bench
+
+lint: setup
+	$(PY) -m compileall -q ca acme_server ctlog tnca
+
+clean:
+	rm -rf $(VENV) $(TNCA_HOME) .pytest_cache .hypothesis

@@ -1,0 +1,66 @@
+"""Typed errors of the authority core.
+
+``ca/`` raises these; front ends translate them at the edge (the ACME server maps each class to
+an RFC 8555 problem type in one table, the CLI to an exit code). ``detail`` is written for a
+person: it names the field or claim, what was expected and what arrived, and never echoes a
+whole token or a secret.
+"""
+
+from __future__ import annotations
+
+
+class TNCAError(Exception):
+    """Base class. ``field`` names the input at fault, when there is one."""
+
+    def __init__(self, detail: str, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+
+
+class ScopeError(TNCAError):
+    """A TN scope (TNAuthList) is malformed, or is not inside the scope it must be inside."""
+
+
+class ClaimConstraintsError(TNCAError):
+    """A JWTClaimConstraints / EnhancedJWTClaimConstraints value is malformed or contradictory."""
+
+
+class PolicyError(TNCAError):
+    """The request is well formed but the issuance policy does not allow it."""
+
+
+class CSRError(TNCAError):
+    """The certificate signing request is malformed, badly signed or asks for the wrong thing."""
+
+
+class DelegationError(TNCAError):
+    """No active delegation covers the request (missing, revoked, expired, out of scope)."""
+
+
+class TokenError(TNCAError):
+    """An authority token failed validation; ``claim`` names the claim or header at fault."""
+
+    def __init__(self, detail: str, *, claim: str | None = None) -> None:
+        super().__init__(detail, field=claim)
+        self.claim = claim
+
+
+class SignerError(TNCAError):
+    """A key backend could not sign (missing key, HSM unavailable, wrong key type)."""
+
+
+class TransparencyError(TNCAError):
+    """Not enough valid SCTs could be obtained from the policy's logs."""
+
+
+class IssuanceError(TNCAError):
+    """Issuance failed for a reason not covered by a more specific class."""
+
+
+class NotFoundError(TNCAError):
+    """A referenced object (delegation, certificate, account) does not exist."""
+
+
+class RevocationError(TNCAError):
+    """A revocation request cannot be carried out (e.g. already revoked, bad reason code)."""

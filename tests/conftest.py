@@ -1,0 +1,73 @@
+"""Fixtures shared by every test layer.
+
+The database is SQLite in a temporary directory unless ``TNCA_TEST_DATABASE_URL`` names another
+one (CI runs the whole suite a second time against PostgreSQL that way). The schema is built by
+the Alembic migrations, the same way ``tnca init`` builds it, and every test starts from empty
+tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ca import store
+from ca.migrate import upgrade
+
+TEST_DATABASE_URL_ENV = "TNCA_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get(TEST_DATABASE_URL_ENV)
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'tnca-test.db'}"
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = store.make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def _empty_all_tables(engine: Engine) -> None:
+    tables = list(reversed(store.Base.metadata.sorted_tables))
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(t.name for t in tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            conn.execute(text("PRAGMA foreign_keys=OFF"))
+            for table in tables:
+                conn.execute(table.delete())
+            conn.execute(text("PRAGMA foreign_keys=ON"))
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> Iterator[sessionmaker]:
+    """A sessionmaker over empty tables; tables are emptied again afterwards."""
+    _empty_all_tables(engine)
+    yield store.make_sessionmaker(engine)
+    _empty_all_tables(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker) -> Iterator[Session]:
+    with session_factory() as s:
+        yield s
+
+
+def row_counts(session: Session) -> dict[str, int]:
+    """Row count of every table: negative tests assert it is unchanged."""
+    counts = {}
+    for table in store.Base.metadata.sorted_tables:
+        counts[table.name] = session.execute(text(f"SELECT COUNT(*) FROM {table.name}")).scalar_one()
+    return counts

@@ -1,0 +1,48 @@
+"""The ``tnca`` command line: one group that owns ``--home`` and hands a :class:`Home` on.
+
+Exit codes: 0 success, 1 a failed operation (``click.ClickException``), 2 bad input
+(``click.BadParameter`` / ``click.UsageError``, naming the option).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+from ca.config import Home
+
+pass_home = click.make_pass_decorator(Home)
+
+# Each module defines one click command or group named ``command``.
+COMMAND_MODULES = ("init", "cert", "delegation", "token", "serve", "ctlog", "ct")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--home",
+    envvar="TNCA_HOME",
+    default="./tnca-home",
+    show_default=True,
+    metavar="DIR",
+    type=click.Path(file_okay=False),
+    help="The authority's home directory (config, database, keys). Env: TNCA_HOME.",
+)
+@click.pass_context
+def cli(ctx: click.Context, home: str) -> None:
+    """tnca: a delegate-certificate authority for telephone numbers."""
+    ctx.obj = Home(home)
+
+
+for _name in COMMAND_MODULES:
+    try:
+        _module = importlib.import_module(f"tnca.commands.{_name}")
+    except ModuleNotFoundError as exc:  # a command module not written yet
+        if exc.name != f"tnca.commands.{_name}":
+            raise
+        continue
+    cli.add_command(_module.command)
+
+
+def main() -> None:
+    cli(prog_name="tnca")
