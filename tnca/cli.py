@@ -12,10 +12,8 @@ import click
 
 from ca.config import Home
 
-pass_home = click.make_pass_decorator(Home)
-
 # Each module defines one click command or group named ``command``.
-COMMAND_MODULES = ("init", "cert", "delegation", "token", "serve", "ctlog", "ct")
+COMMAND_MODULES = ("init", "cert", "delegation", "token", "serve", "ctlog", "ct", "dev")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:25:44.316180
+Create Date: 2026-11-26 16:26:24.376736
 
 """
 from typing import Sequence, Union
