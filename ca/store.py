@@ -312,7 +312,6 @@ class Order(Base):
     not_before: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     not_after: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     error: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    certificate_id: Mapped[Optional[int]] = mapped_column(ForeignKey("certificates.id", use_alter=True))
     # RFC 8739 STAR: the "auto-renewal" object as accepted (None for ordinary orders).
     auto_renewal: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     next_renewal_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime, index=True)
@@ -320,7 +319,11 @@ class Order(Base):
 
     account: Mapped[Account] = relationship()
     authorizations: Mapped[list["Authorization"]] = relationship(back_populates="order", order_by="Authorization.created_at")
-    certificate: Mapped[Optional[Certificate]] = relationship(foreign_keys=[certificate_id])
+    # Certificates issued for this order, oldest first. An ordinary order has one; a STAR order
+    # (RFC 8739) gains one per renewal and its current certificate is the newest issued one.
+    certificates: Mapped[list[Certificate]] = relationship(
+        primaryjoin="Order.id == Certificate.order_id", order_by="Certificate.id", viewonly=True
+    )
 
 
 class Authorization(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:26:24.376736
+Create Date: 2026-11-26 16:29:21.176066
 
 """
 from typing import Sequence, Union
@@ -150,12 +150,10 @@ def upgrade() -> None:
     sa.Column('not_before', sa.DateTime(), nullable=True),
     sa.Column('not_after', sa.DateTime(), nullable=True),
     sa.Column('error', sa.JSON(), nullable=True),
-    sa.Column('certificate_id', sa.Integer(), nullable=True),
     sa.Column('auto_renewal', sa.JSON(), nullable=True),
     sa.Column('next_renewal_at', sa.DateTime(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_orders_account_id_accounts')),
-    sa.ForeignKeyConstraint(['certificate_id'], ['certificates.id'], name=op.f('fk_orders_certificate_id_certificates'), use_alter=True),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orders'))
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
