@@ -1,0 +1,359 @@
+"""Delegations: grants of a TN scope to a delegate, from which tokens and certificates follow.
+
+A delegation records who (the delegate) may use which numbers (a TN scope inside the issuing
+CA's own TNAuthList, RFC 9060 §4 "encompassing"), under which claim constraints (RFC 8226 §8 /
+RFC 9118), for how long each certificate may live, whether the delegate may sub-delegate (a
+delegate CA certificate, RFC 9060 §4; the ``ca`` flag of RFC 9447 §4), and until when.
+
+Every change appends an audit event in the caller's transaction; the caller commits.
+
+Lookup (:func:`find_covering`) narrows candidates with the indexed ``delegation_scope_entries``
+rows and then decides with :meth:`TNScope.contains`, so the index only has to be a superset
+filter, never the authority on containment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from ca import audit, store
+from ca.claims import ClaimConstraints
+from ca.clock import Clock
+from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
+from ca.tnauthlist import TNScope
+
+ACTIVE = "active"
+REVOKED = "revoked"
+# The delegate name is shown to operators and auditors; it is not an identity proof.
+MAX_DELEGATE_CHARS = 255
+# RFC 8226 §4 certificates are meant to be short-lived; a floor stops nonsense like "0s".
+MIN_CERTIFICATE_LIFETIME = dt.timedelta(minutes=5)
+MAX_REASON_CHARS = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class RevocationPlan:
+    """What revoking a delegation would change; computed without writing anything.
+
+    ``execute_revoke`` applies exactly this plan. Certificates issued under the delegation are
+    listed for the operator; revoking them with the delegation is a later step (the cascade in
+    ``ca/revocation.py``), so for now they keep their status.
+    """
+
+    delegation_id: str
+    delegate: str
+    scope: str
+    status_before: str
+    status_after: str
+    reason: str
+    unexpired_tokens: int
+    unexpired_certificates: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def create(
+    session: Session,
+    *,
+    delegate: str,
+    scope: TNScope,
+    issuer_scope: TNScope,
+    max_lifetime: dt.timedelta,
+    clock: Clock,
+    actor: str,
+    ca: bool = False,
+    constraints: ClaimConstraints | None = None,
+    not_before: dt.datetime | None = None,
+    not_after: dt.datetime | None = None,
+    max_lifetime_ceiling: dt.timedelta | None = None,
+) -> store.Delegation:
+    """Record a new active delegation of ``scope`` to ``delegate``; returns the row (flushed).
+
+    Refuses, writing nothing: a scope outside the issuing CA's scope (ScopeError, RFC 9060 §4:
+    a delegate's TNAuthList must be encompassed by its parent's); an empty delegate name, a
+    certificate lifetime below five minutes or above ``max_lifetime_ceiling`` (the policy's), a
+    validity window that is empty or already over (PolicyError).
+    """
+    now = clock.now()
+    if not isinstance(delegate, str) or not delegate.strip():
+        raise PolicyError("delegate name must not be empty", field="delegate")
+    if len(delegate) > MAX_DELEGATE_CHARS:
+        raise PolicyError(f"delegate name is {len(delegate)} characters; the limit is {MAX_DELEGATE_CHARS}", field="delegate")
+    if not issuer_scope.contains(scope):
+        raise ScopeError(
+            f"scope {scope.describe()} is not inside the issuing CA's scope ({issuer_scope.describe()}): "
+            f"{issuer_scope.difference_of(scope).describe()} is outside it (RFC 9060 §4)",
+            field="scope",
+        )
+    if max_lifetime < MIN_CERTIFICATE_LIFETIME:
+        raise PolicyError(
+            f"max certificate lifetime {_duration(max_lifetime)} is below the minimum {_duration(MIN_CERTIFICATE_LIFETIME)}",
+            field="max_lifetime",
+        )
+    if max_lifetime_ceiling is not None and max_lifetime > max_lifetime_ceiling:
+        raise PolicyError(
+            f"max certificate lifetime {_duration(max_lifetime)} exceeds the policy's {_duration(max_lifetime_ceiling)}",
+            field="max_lifetime",
+        )
+    starts = _aware(not_before, "not_before") if not_before is not None else now
+    ends = _aware(not_after, "not_after") if not_after is not None else None
+    if ends is not None and ends <= max(starts, now):
+        raise PolicyError(
+            f"not-after {ends.isoformat()} must be later than the start {max(starts, now).isoformat()}", field="not_after"
+        )
+
+    normalized = scope.normalized()
+    delegation = store.Delegation(
+        id=store.random_id(),
+        delegate=delegate,
+        scope_der=normalized.to_der(),
+        ca_allowed=bool(ca),
+        max_lifetime_seconds=int(max_lifetime.total_seconds()),
+        constraints_der=constraints.to_der() if constraints is not None else None,
+        constraints_kind=constraints.kind if constraints is not None else None,
+        not_before=starts,
+        not_after=ends,
+        status=ACTIVE,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    delegation.scope_entries = [store.DelegationScopeEntry(**row) for row in normalized.index_rows()]
+    session.add(delegation)
+    session.flush()
+    _audit(
+        session,
+        actor=actor,
+        action="delegation.create",
+        delegation=delegation,
+        details={"after": describe(delegation)},
+        clock=clock,
+    )
+    return delegation
+
+
+def get(session: Session, delegation_id: str) -> store.Delegation:
+    delegation = session.get(store.Delegation, delegation_id) if isinstance(delegation_id, str) else None
+    if delegation is None:
+        raise NotFoundError(f"no delegation with id {delegation_id!r}", field="delegation")
+    return delegation
+
+
+def list_delegations(session: Session, *, status: str | None = None, delegate: str | None = None) -> list[store.Delegation]:
+    """Delegations, oldest first; optionally only one status or one delegate."""
+    query = select(store.Delegation).order_by(store.Delegation.created_at, store.Delegation.id)
+    if status is not None:
+        query = query.where(store.Delegation.status == status)
+    if delegate is not None:
+        query = query.where(store.Delegation.delegate == delegate)
+    return list(session.scalars(query))
+
+
+def describe(delegation: store.Delegation) -> dict[str, Any]:
+    """A JSON-ready view of a delegation: for ``--json`` output and audit details."""
+    constraints = None
+    if delegation.constraints_der is not None:
+        constraints = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind).to_json()
+    scope = TNScope.from_der(delegation.scope_der)
+    return {
+        "id": delegation.id,
+        "delegate": delegation.delegate,
+        "scope": scope.describe(),
+        "tnauthlist": scope.to_identifier_value(),
+        "ca": delegation.ca_allowed,
+        "max_lifetime_seconds": delegation.max_lifetime_seconds,
+        "constraints": constraints,
+        "not_before": _iso(delegation.not_before),
+        "not_after": _iso(delegation.not_after),
+        "status": delegation.status,
+        "revoked_at": _iso(delegation.revoked_at),
+        "revocation_reason": delegation.revocation_reason,
+        "created_by": delegation.created_by,
+        "created_at": _iso(delegation.created_at),
+    }
+
+
+def is_active(delegation: store.Delegation, now: dt.datetime) -> bool:
+    """Active status and ``now`` inside [not_before, not_after)."""
+    return (
+        delegation.status == ACTIVE
+        and delegation.not_before <= now
+        and (delegation.not_after is None or now < delegation.not_after)
+    )
+
+
+def find_covering(
+    session: Session, scope: TNScope, *, clock: Clock, delegation_id: str | None = None
+) -> store.Delegation:
+    """The active delegation whose scope contains ``scope`` (RFC 9060 §4 "encompassing").
+
+    Candidates come from ``delegation_scope_entries``: a delegation can only contain the
+    requested scope if it has, for every requested entry, an index row that shares a number
+    with it (same width, overlapping interval), the same SPC or the same literal number. The
+    exact answer is :meth:`TNScope.contains`, because a requested range may be covered by the
+    union of several entries. When several delegations contain the scope, the oldest wins, so
+    the answer is stable. ``delegation_id`` restricts the search to that delegation (a token
+    minted here names the one it was minted under).
+
+    Raises DelegationError naming the scope when none covers it (missing, revoked, expired or
+    not yet valid all read the same to the requester; the detail says which when it is one).
+    """
+    now = clock.now()
+    requested = scope.normalized()
+    rows = requested.index_rows()
+    if not rows:
+        raise DelegationError("an empty TN scope is covered by no delegation", field="scope")
+    candidate_ids: set[str] | None = None
+    for row in rows:
+        ids = set(session.scalars(_overlapping_entries(row)))
+        candidate_ids = ids if candidate_ids is None else candidate_ids & ids
+        if not candidate_ids:
+            break
+    if delegation_id is not None:
+        candidate_ids = (candidate_ids or set()) & {delegation_id}
+    candidates: Sequence[store.Delegation] = []
+    if candidate_ids:
+        candidates = session.scalars(
+            select(store.Delegation)
+            .where(store.Delegation.id.in_(candidate_ids))
+            .order_by(store.Delegation.created_at, store.Delegation.id)
+        ).all()
+    inactive: list[store.Delegation] = []
+    for delegation in candidates:
+        if not TNScope.from_der(delegation.scope_der).contains(requested):
+            continue
+        if is_active(delegation, now):
+            return delegation
+        inactive.append(delegation)
+    where = f"delegation {delegation_id}" if delegation_id is not None else "any active delegation"
+    if inactive:
+        reasons = "; ".join(f"{d.id} {_inactive_reason(d, now)}" for d in inactive)
+        raise DelegationError(f"TN scope {scope.describe()} is not covered by {where} ({reasons})", field="scope")
+    raise DelegationError(f"TN scope {scope.describe()} is not covered by {where}", field="scope")
+
+
+def _overlapping_entries(row: dict[str, Any]) -> Any:
+    entry = store.DelegationScopeEntry
+    if row["spc"] is not None:
+        condition = entry.spc == row["spc"]
+    elif row["literal"] is not None:
+        condition = entry.literal == row["literal"]
+    else:
+        condition = and_(entry.width == row["width"], entry.lo <= row["hi"], entry.hi >= row["lo"])
+    return select(entry.delegation_id).where(condition).distinct()
+
+
+def _inactive_reason(delegation: store.Delegation, now: dt.datetime) -> str:
+    if delegation.status != ACTIVE:
+        return f"is {delegation.status}"
+    if delegation.not_before > now:
+        return f"starts {delegation.not_before.isoformat()}"
+    return f"ended {delegation.not_after.isoformat() if delegation.not_after else ''}"
+
+
+def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clock) -> RevocationPlan:
+    """What revoking ``delegation_id`` would do. Writes nothing (admin commands are dry-run first)."""
+    delegation = get(session, delegation_id)
+    if not isinstance(reason, str) or not reason.strip():
+        raise RevocationError("a revocation reason is required", field="reason")
+    if len(reason) > MAX_REASON_CHARS:
+        raise RevocationError(f"revocation reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}", field="reason")
+    if delegation.status == REVOKED:
+        raise RevocationError(
+            f"delegation {delegation.id} is already revoked (at {_iso(delegation.revoked_at)})", field="delegation"
+        )
+    now = clock.now()
+    unexpired_tokens = len(
+        session.scalars(
+            select(store.AuthorityToken.jti).where(
+                store.AuthorityToken.delegation_id == delegation.id, store.AuthorityToken.expires_at > now
+            )
+        ).all()
+    )
+    unexpired_certificates = len(
+        session.scalars(
+            select(store.Certificate.id).where(
+                store.Certificate.delegation_id == delegation.id,
+                store.Certificate.not_after > now,
+                store.Certificate.stage == "issued",
+                ~store.Certificate.revocation.has(),
+            )
+        ).all()
+    )
+    return RevocationPlan(
+        delegation_id=delegation.id,
+        delegate=delegation.delegate,
+        scope=TNScope.from_der(delegation.scope_der).describe(),
+        status_before=delegation.status,
+        status_after=REVOKED,
+        reason=reason.strip(),
+        unexpired_tokens=unexpired_tokens,
+        unexpired_certificates=unexpired_certificates,
+    )
+
+
+def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, actor: str) -> store.Delegation:
+    """Apply ``plan``: the delegation becomes revoked; tokens minted under it stop validating.
+
+    Refuses (RevocationError) when the delegation changed since the plan was made, so what the
+    operator saw is what happens. Appends a ``delegation.revoke`` audit event with before/after.
+    """
+    delegation = get(session, plan.delegation_id)
+    if delegation.status != plan.status_before:
+        raise RevocationError(
+            f"delegation {delegation.id} is {delegation.status} now, not {plan.status_before} as planned; plan again",
+            field="delegation",
+        )
+    now = clock.now()
+    before = describe(delegation)
+    delegation.status = REVOKED
+    delegation.revoked_at = now
+    delegation.revocation_reason = plan.reason
+    delegation.updated_at = now
+    session.flush()
+    _audit(
+        session,
+        actor=actor,
+        action="delegation.revoke",
+        delegation=delegation,
+        details={"before": before, "after": describe(delegation), "plan": plan.to_json()},
+        clock=clock,
+    )
+    return delegation
+
+
+def _audit(session: Session, *, actor: str, action: str, delegation: store.Delegation, details: dict[str, Any], clock: Clock) -> None:
+    audit.append(
+        session,
+        actor=actor,
+        action=action,
+        subject_type="delegation",
+        subject_id=delegation.id,
+        details=details,
+        clock=clock,
+    )
+
+
+def _aware(value: dt.datetime, field: str) -> dt.datetime:
+    if value.tzinfo is None:
+        raise PolicyError(f"{field} must carry a time zone (UTC)", field=field)
+    return value.astimezone(dt.timezone.utc)
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _duration(delta: dt.timedelta) -> str:
+    seconds = int(delta.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
