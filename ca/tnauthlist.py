@@ -46,6 +46,11 @@ from pyasn1.type import char, namedtype, tag, univ
 
 from ca.errors import ScopeError
 
+# What pyasn1 may raise on hostile input. PyAsn1Error is its own family, but some inputs escape
+# it: a length field larger than sys.maxsize raises OverflowError from the stream reader (found
+# by fuzzing; regression test in tests/unit/test_tnauthlist.py). Each is a malformed value to us.
+_PARSER_ERRORS = (PyAsn1Error, OverflowError, ValueError, IndexError, TypeError, RecursionError)
+
 # RFC 8226 §9: id-pe-TNAuthList, the certificate extension carrying a TNAuthorizationList.
 OID_TN_AUTH_LIST = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26")
 
@@ -326,7 +331,7 @@ def decode(der: bytes, *, strict: bool = True) -> tuple[TNEntry, ...]:
         raise ScopeError("TNAuthList is empty (no DER bytes)", field=LIST_FIELD)
     try:
         raw_entries, rest = der_decoder.decode(der, asn1Spec=_RAW_LIST_SPEC)
-    except PyAsn1Error:
+    except _PARSER_ERRORS:
         raise ScopeError(
             "TNAuthList is not a DER SEQUENCE OF TNEntry (RFC 8226 §9); check that the value is the "
             "DER of the extension's content, not PEM, a whole certificate or an OCTET STRING wrapper",
@@ -376,7 +381,7 @@ def _decode_entry(raw: bytes, index: int) -> TNEntry:
     try:
         asn1, rest = der_decoder.decode(raw, asn1Spec=_TNEntry())
         reencoded = der_encoder.encode(asn1)
-    except PyAsn1Error:
+    except _PARSER_ERRORS:
         raise ScopeError(
             f"TNAuthList entry {index} ({kind}) is malformed: expected {shape} of ASCII text (RFC 8226 §9)",
             field=_entry_field(index, kind),
