@@ -2,29 +2,66 @@
 
 Layout of a home (created by ``tnca init``)::
 
-    HOME/tnca.toml        configuration (see docs/configuration.md)
+    HOME/tnca.toml        configuration: [server] base_url, [database] url, [token_authority]
+    HOME/policy.toml      issuance policy (a copy of policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
     HOME/certs/           root.pem, issuing.pem, token-authority.pem
 
 Precedence for every setting: built-in default < ``tnca.toml`` < ``TNCA_*`` environment variables.
+
+A :class:`Home` is shared by every request of a server process, so what is expensive to load (the
+policy, signers, the issuing CA's certificate and scope) is loaded once and cached on it; the
+caches are filled under a lock because gunicorn may run threads.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import threading
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from cryptography import x509
+from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
 from ca import store
+from ca.clock import Clock, SystemClock
+from ca.errors import NotFoundError
+from ca.policy import Policy
+from ca.signers import Signer, load_signer
+
+if TYPE_CHECKING:
+    from ca.issuance import IssuerHandle
 
 CONFIG_FILE = "tnca.toml"
+POLICY_FILE = "policy.toml"
 DATABASE_URL_ENV = "TNCA_DATABASE_URL"
+BASE_URL_ENV = "TNCA_BASE_URL"
+DEFAULT_BASE_URL = "http://127.0.0.1:8080"
+
+# Names of the issuers rows `tnca init` creates, and of their files under certs/.
+ROOT_ISSUER = "root"
+ISSUING_ISSUER = "issuing"
+ROOT_CERT_FILE = "certs/root.pem"
+ISSUING_CERT_FILE = "certs/issuing.pem"
+TOKEN_AUTHORITY_CERT_FILE = "certs/token-authority.pem"
+# Where the ACME server publishes the token authority's certificate (the tokens' x5u).
+TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
+
+
+@dataclass(frozen=True)
+class TokenAuthorityHandle:
+    """The key and certificate that sign this authority's authority tokens (RFC 9447 §3)."""
+
+    certificate: x509.Certificate
+    signer: Signer
+    x5u: str  # where relying parties fetch ``certificate`` (RFC 7515 §4.1.5)
 
 
 class Home:
@@ -32,10 +69,20 @@ class Home:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).resolve()
+        # Replaceable in tests; everything in ca/ takes the clock it is given.
+        self.clock: Clock = SystemClock()
+        self._lock = threading.RLock()
+        self._signers: dict[str, Signer] = {}
+        self._issuing_ca: IssuerHandle | None = None
+        self._token_authority: TokenAuthorityHandle | None = None
 
     @property
     def config_path(self) -> Path:
         return self.path / CONFIG_FILE
+
+    @property
+    def policy_path(self) -> Path:
+        return self.path / POLICY_FILE
 
     def exists(self) -> bool:
         return self.config_path.is_file()
@@ -57,6 +104,12 @@ class Home:
             return configured
         return f"sqlite:///{self.path / 'tnca.db'}"
 
+    @property
+    def base_url(self) -> str:
+        """External URL of the ACME server, without a trailing slash (``[server] base_url``)."""
+        url = os.environ.get(BASE_URL_ENV) or self.config.get("server", {}).get("base_url") or DEFAULT_BASE_URL
+        return url.rstrip("/")
+
     @functools.cached_property
     def engine(self) -> Engine:
         return store.make_engine(self.database_url)
@@ -64,3 +117,83 @@ class Home:
     @functools.cached_property
     def sessionmaker(self) -> sessionmaker:
         return store.make_sessionmaker(self.engine)
+
+    @functools.cached_property
+    def policy(self) -> Policy:
+        """``HOME/policy.toml``; the packaged default policy when the home has none."""
+        if self.policy_path.is_file():
+            return Policy.load(self.policy_path)
+        return Policy.default()
+
+    # -- keys and issuers --------------------------------------------------------------------------
+
+    def signer(self, uri: str) -> Signer:
+        """The signer for ``uri``, loaded once per process (keys are not re-parsed per request)."""
+        with self._lock:
+            signer = self._signers.get(uri)
+            if signer is None:
+                signer = self._signers[uri] = load_signer(uri, home=self.path)
+            return signer
+
+    def root_certificate(self) -> x509.Certificate:
+        return _load_one_pem(self.path / ROOT_CERT_FILE, "root certificate")
+
+    def issuing_ca(self) -> "IssuerHandle":
+        """The issuing CA every delegate certificate is signed by (loaded once, then cached)."""
+        with self._lock:
+            if self._issuing_ca is None:
+                self._issuing_ca = self.load_issuer(ISSUING_ISSUER)
+            return self._issuing_ca
+
+    def load_issuer(self, name: str) -> "IssuerHandle":
+        """An :class:`IssuerHandle` for the ``issuers`` row called ``name`` (not cached)."""
+        from ca.issuance import IssuerHandle
+        from ca.tnauthlist import TNScope
+
+        with self.sessionmaker() as session:
+            row = session.scalars(select(store.Issuer).where(store.Issuer.name == name)).one_or_none()
+            if row is None:
+                raise NotFoundError(
+                    f"the home {self.path} has no issuer {name!r}; run 'tnca --home {self.path} init' first",
+                    field="issuer",
+                )
+            certificate = x509.load_der_x509_certificate(row.certificate_der)
+            scope = TNScope.from_der(row.scope_der) if row.scope_der else None
+            issuer_id, signer_uri, parent_id = row.id, row.signer_uri, row.parent_id
+            parent_name = session.get(store.Issuer, parent_id).name if parent_id is not None else None
+        return IssuerHandle(
+            certificate=certificate,
+            signer=self.signer(signer_uri),
+            scope=scope,
+            chain=(certificate,),
+            issuer_id=issuer_id,
+            name=name,
+            crl_url=self.policy.certificates.crl_url(base_url=self.base_url, issuer=name),
+            parent_name=parent_name,
+        )
+
+    def token_authority(self) -> TokenAuthorityHandle:
+        """This authority's own token authority (``[token_authority]`` in tnca.toml)."""
+        with self._lock:
+            if self._token_authority is None:
+                section = self.config.get("token_authority", {})
+                cert_file = section.get("certificate", TOKEN_AUTHORITY_CERT_FILE)
+                signer_uri = section.get("signer")
+                if not signer_uri:
+                    raise NotFoundError(
+                        f"the home {self.path} has no token authority; run 'tnca --home {self.path} init' first",
+                        field="token_authority",
+                    )
+                self._token_authority = TokenAuthorityHandle(
+                    certificate=_load_one_pem(self.path / cert_file, "token-authority certificate"),
+                    signer=self.signer(signer_uri),
+                    x5u=self.base_url + TOKEN_AUTHORITY_X5U_PATH,
+                )
+            return self._token_authority
+
+
+def _load_one_pem(path: Path, what: str) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except OSError as exc:
+        raise NotFoundError(f"cannot read the {what} {path}: {exc.strerror}", field=what) from None

@@ -64,3 +64,11 @@ class NotFoundError(TNCAError):
 
 class RevocationError(TNCAError):
     """A revocation request cannot be carried out (e.g. already revoked, bad reason code)."""
+
+
+class AuditChainError(TNCAError):
+    """The audit hash chain is broken; ``seq`` is the first event that does not verify."""
+
+    def __init__(self, detail: str, *, seq: int) -> None:
+        super().__init__(detail, field="audit_events")
+        self.seq = seq

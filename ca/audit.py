@@ -1,0 +1,201 @@
+"""The audit log: append-only events in a SHA-256 hash chain.
+
+Every state change of the authority (an issuance, a delegation granted or revoked, a token
+minted, the home initialised) appends one :class:`ca.store.AuditEvent` in the same transaction
+as the change itself, so an event exists exactly when its change does.
+
+The chain. Event ``n`` stores ``prev_hash`` (event ``n-1``'s hash, or 64 zeros for the first)
+and ``hash = SHA-256(prev_hash ‖ canonical JSON of event n)``, where the canonical JSON has sorted
+keys, no insignificant whitespace and UTF-8 text (the shape of RFC 8785 for the values used here:
+strings, integers, booleans, null, lists and objects). Editing any field of a stored event, or
+deleting or inserting one, breaks every later link; :func:`verify` recomputes the chain and names
+the first event that does not verify.
+
+Concurrency. The single ``audit_head`` row holds the last ``seq`` and ``hash``. An append locks
+it (``SELECT … FOR UPDATE``), so appenders in any number of processes take turns and cannot fork
+the chain; the lock is held until the caller's transaction ends, which keeps the order of the
+chain the order of commits. The head row is created by the first append ever; two processes
+racing to create it are resolved by its primary key (``INSERT … ON CONFLICT DO NOTHING``, then
+lock whichever row won). On SQLite the database lock serializes writers instead.
+
+What the chain does not prove: that nobody rewrote the *whole* chain from some point on with a
+consistent set of hashes. Anchoring the head hash outside the database (a signed checkpoint, a CT
+log) is what closes that gap; ``head()`` gives the value to anchor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from ca.clock import Clock
+from ca.errors import AuditChainError
+from ca.store import AuditEvent, AuditHead
+
+HEAD_ID = 1
+# prev_hash of the first event: there is nothing before it.
+GENESIS_HASH = "0" * 64
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys, compact separators, UTF-8: one byte string per JSON value."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode("utf-8")
+
+
+def _timestamp(value: dt.datetime) -> str:
+    return value.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def event_body(event: AuditEvent) -> dict[str, Any]:
+    """The fields the hash covers (everything but ``hash`` itself; ``prev_hash`` is chained in)."""
+    return {
+        "seq": event.seq,
+        "occurred_at": _timestamp(event.occurred_at),
+        "actor": event.actor,
+        "action": event.action,
+        "subject_type": event.subject_type,
+        "subject_id": event.subject_id,
+        "details": event.details,
+    }
+
+
+def event_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
+    """SHA-256 hex over ``prev_hash`` (ASCII hex) followed by the canonical JSON of ``body``."""
+    digest = hashlib.sha256()
+    digest.update(prev_hash.encode("ascii"))
+    digest.update(canonical_json(body))
+    return digest.hexdigest()
+
+
+def _locked_head(session: Session) -> AuditHead:
+    lock = (
+        select(AuditHead)
+        .where(AuditHead.id == HEAD_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    head = session.scalars(lock).one_or_none()
+    if head is not None:
+        return head
+    # First append ever: create the head; if another process just did, its row wins.
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
+    if insert is None:  # pragma: no cover - the project supports these two
+        raise NotImplementedError(f"audit head creation is not implemented for {dialect}")
+    session.execute(
+        insert(AuditHead).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing(index_elements=["id"])
+    )
+    return session.scalars(lock).one()
+
+
+def append(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    subject_type: str,
+    subject_id: str,
+    details: Mapping[str, Any],
+    clock: Clock,
+) -> AuditEvent:
+    """Append one event to the chain in the caller's transaction (the caller commits).
+
+    ``details`` must be JSON (strings, integers, booleans, null, lists, objects with string keys);
+    it is stored exactly as hashed. Raises TypeError/ValueError for anything else (bytes, NaN,
+    datetimes): a caller bug, not bad input.
+    """
+    if not actor or not action:
+        raise ValueError("an audit event needs an actor and an action")
+    # Round-trip through canonical JSON so the stored value is exactly the hashed one
+    # (tuples become lists, keys become strings, or it fails here rather than at verify time).
+    stored_details = json.loads(canonical_json(dict(details)))
+    head = _locked_head(session)
+    event = AuditEvent(
+        seq=head.seq + 1,
+        occurred_at=clock.now().astimezone(dt.timezone.utc),
+        actor=actor,
+        action=action,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        details=stored_details,
+        prev_hash=head.hash,
+    )
+    event.hash = event_hash(event.prev_hash, event_body(event))
+    session.add(event)
+    head.seq = event.seq
+    head.hash = event.hash
+    session.flush()
+    return event
+
+
+def head(session: Session) -> tuple[int, str]:
+    """(seq, hash) of the newest event: the value to anchor outside the database."""
+    row = session.get(AuditHead, HEAD_ID)
+    return (row.seq, row.hash) if row is not None else (0, GENESIS_HASH)
+
+
+def verify(session: Session, *, batch_size: int = 1000) -> int:
+    """Recompute the whole chain; return the number of events, or raise :class:`AuditChainError`.
+
+    The error names the first event that fails: an edited event (its hash no longer matches its
+    contents), a deleted event (a gap in ``seq``, or a head that points past the last event), an
+    inserted or re-linked event (its ``prev_hash`` is not the previous event's hash).
+    """
+    expected_seq = 1
+    prev_hash = GENESIS_HASH
+    events = session.scalars(select(AuditEvent).order_by(AuditEvent.seq).execution_options(yield_per=batch_size))
+    for event in events:
+        if event.seq != expected_seq:
+            raise AuditChainError(
+                f"audit event {expected_seq} is missing (the next stored event is {event.seq}): deleted", seq=expected_seq
+            )
+        if event.prev_hash != prev_hash:
+            raise AuditChainError(
+                f"audit event {event.seq} does not link to event {event.seq - 1} (prev_hash differs)", seq=event.seq
+            )
+        if event_hash(prev_hash, event_body(event)) != event.hash:
+            raise AuditChainError(f"audit event {event.seq} was altered: its hash does not match its contents",
+                                  seq=event.seq)
+        prev_hash = event.hash
+        expected_seq += 1
+    last_seq = expected_seq - 1
+    head_seq, head_hash = head(session)
+    if head_seq != last_seq:
+        raise AuditChainError(
+            f"audit events {last_seq + 1}..{head_seq} are missing: the chain head is at {head_seq}, "
+            f"the last stored event is {last_seq}",
+            seq=last_seq + 1,
+        )
+    if head_hash != prev_hash:
+        raise AuditChainError(f"audit event {last_seq} does not match the chain head's hash", seq=last_seq)
+    return last_seq
+
+
+def query(
+    session: Session,
+    *,
+    subject_type: str | None = None,
+    subject_id: str | None = None,
+    action: str | None = None,
+    before_seq: int | None = None,
+    limit: int = 100,
+) -> list[AuditEvent]:
+    """Events newest first, optionally filtered; page with ``before_seq`` (the last seq seen)."""
+    stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
+    if subject_type is not None:
+        stmt = stmt.where(AuditEvent.subject_type == subject_type)
+    if subject_id is not None:
+        stmt = stmt.where(AuditEvent.subject_id == subject_id)
+    if action is not None:
+        stmt = stmt.where(AuditEvent.action == action)
+    if before_seq is not None:
+        stmt = stmt.where(AuditEvent.seq < before_seq)
+    return list(session.scalars(stmt))

@@ -1,0 +1,486 @@
+"""The single issuance path: every front end (offline CLI, ACME finalize, STAR renewal) calls
+:func:`issue`.
+
+The pipeline, in the order :func:`issue` runs it (docs/architecture.md, "The issuance pipeline"):
+
+1. **Request.** The kind is ``end-entity`` or ``delegate-ca``; claim constraints only on an
+   end-entity certificate (RFC 8226 §8, RFC 9118 §3).
+2. **Scope.** The requested scope is inside the delegation (if any), the delegation is active,
+   current, allows a CA if one is asked for, and lies inside the issuing CA's TNAuthList; the
+   request is inside the issuing CA too (RFC 9060 §4 "encompassing", §8: the CA MUST validate it).
+   Errors name the part that is outside.
+3. **CSR.** Signature valid, key type allowed by policy (RFC 8226 §4: ES256-capable, P-256), and
+   nothing in it contradicts the request (its TNAuthList, if present, equals the request's; its
+   basicConstraints agree with the kind).
+4. **Validity.** notBefore = now − backdate (or the request's); notAfter capped by the policy, the
+   delegation's max lifetime and end, and the issuer's notAfter; never below the minimum.
+5. **Build and lint.** The profile builds the TBS; a draft signed by a throwaway key is linted
+   (``ca.profiles.lint``). Only a clean draft reaches the real key.
+6. **Transparency** (when the policy requires SCTs): the precertificate (RFC 6962 §3.1: the TBS
+   plus the critical poison extension) is signed and recorded (``stage="precertificate"``) and
+   ``precertificate_recorded`` is called — front ends pass their commit there — *before* any log
+   sees it, so a crash leaves a record of what was planned (Boulder's ISSUANCE-CYCLE rule). The
+   SCTs come back from the ``Transparency`` object and are embedded in the final TBS, identical
+   otherwise.
+7. **Sign and store.** The issuing CA's signer signs the TBS; the certificate row, its
+   ``certificate_scope_entries`` and its audit event are written in the caller's transaction.
+   The caller commits.
+
+Hot path: the issuer handle (certificate, scope, signer) is loaded once per process by
+:meth:`ca.config.Home.issuing_ca`; :func:`issue` makes one query (the delegation) plus the
+inserts, and parses nothing it was handed already parsed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from sqlalchemy.orm import Session
+
+from ca import audit, profiles
+from ca.claims import ClaimConstraints
+from ca.clock import Clock
+from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
+from ca.policy import Policy, format_duration
+from ca.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
+from ca.signers import Signer
+from ca.store import Certificate, CertificateScopeEntry, Delegation
+from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.x509util import (
+    EMBEDDED_SCT_LIST_OID,
+    draft_certificate,
+    encode_sct_list_extension,
+    fingerprint_sha256,
+    key_type_name,
+    pem_chain,
+    random_serial,
+    serial_hex,
+    assemble_certificate,
+    spki_sha256,
+)
+
+ISSUABLE_KINDS = (END_ENTITY, DELEGATE_CA)
+AUDIT_ACTION_ISSUE = "certificate.issue"
+
+
+@dataclass(frozen=True)
+class IssuerHandle:
+    """A CA this authority signs with, loaded once per process (``Home.issuing_ca()``)."""
+
+    certificate: x509.Certificate
+    signer: Signer
+    scope: TNScope | None  # its TNAuthList; None for a root without one
+    # The certificates served after an end-entity certificate, nearest first (the issuing CA and
+    # any intermediates; never the root: relying parties have it as their trust anchor).
+    chain: tuple[x509.Certificate, ...]
+    issuer_id: int  # issuers.id
+    name: str = "issuing"  # issuers.name; names its CRL
+    crl_url: str | None = None  # CRL distribution point of the certificates it signs
+    parent_name: str | None = None
+
+
+@dataclass(frozen=True)
+class IssuanceRequest:
+    csr: x509.CertificateSigningRequest
+    scope: TNScope
+    kind: str = END_ENTITY  # "end-entity" | "delegate-ca"
+    delegation_id: str | None = None
+    # The claim constraints to write. None: the delegation's (if it has any). When both are set
+    # they must be equal: a request can never widen what the delegation allows.
+    constraints: ClaimConstraints | None = None
+    lifetime: dt.timedelta | None = None  # capped by policy and delegation
+    not_before: dt.datetime | None = None  # ACME newOrder notBefore (RFC 8555 §7.4), capped
+    not_after: dt.datetime | None = None
+    account_id: str | None = None
+    order_id: str | None = None
+    actor: str = "system"
+
+
+class EmbeddableSCT(Protocol):
+    """An SCT as the transparency client returns it (RFC 6962 §3.2)."""
+
+    log_id: bytes  # SHA-256 of the log's SubjectPublicKeyInfo
+    timestamp: int  # milliseconds since the epoch
+    log_url: str
+
+    def serialize(self) -> bytes:
+        """The TLS-encoded SignedCertificateTimestamp (one SerializedSCT of RFC 6962 §3.3)."""
+        ...
+
+
+class Transparency(Protocol):
+    """Submits a precertificate to the policy's logs and returns the valid SCTs it got."""
+
+    def submit(self, precertificate_der: bytes, issuer: IssuerHandle) -> Sequence[EmbeddableSCT]: ...
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]  # what follows the certificate in its PEM chain
+    record_id: int  # certificates.id
+    serial: str  # lowercase hex
+    audit_seq: int
+    scts: tuple[EmbeddableSCT, ...] = field(default=())
+
+    @property
+    def der(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.DER)
+
+    @property
+    def pem_chain(self) -> str:
+        """``application/pem-certificate-chain`` (RFC 8555 §9.1, RFC 9060 §7): EE first."""
+        return pem_chain((self.certificate, *self.chain))
+
+
+@functools.lru_cache(maxsize=64)
+def _profile(name: str, policy: Policy) -> Profile:
+    return Profile.for_name(name, policy)
+
+
+def _outside(container: TNScope, scope: TNScope) -> str:
+    return container.difference_of(scope).describe()
+
+
+def issue(
+    session: Session,
+    request: IssuanceRequest,
+    *,
+    issuer: IssuerHandle,
+    policy: Policy,
+    clock: Clock,
+    transparency: Transparency | None = None,
+    precertificate_recorded: Callable[[], None] | None = None,
+) -> IssuedCertificate:
+    """Steps 1-7 above. Raises a :class:`ca.errors.TNCAError` subclass naming the field at fault;
+    on error nothing has been added to ``session`` except (with transparency) a recorded
+    precertificate row.
+    """
+    now = clock.now()
+
+    # 1. Request.
+    if request.kind not in ISSUABLE_KINDS:
+        raise IssuanceError(f"kind must be one of {', '.join(ISSUABLE_KINDS)}, got {request.kind!r}", field="kind")
+    profile = _profile(request.kind, policy)
+    if not request.scope.entries:
+        raise ScopeError("the requested TN scope is empty", field="scope")
+
+    # 2. Scope: request ⊆ delegation ⊆ issuing CA (RFC 9060 §4, §8).
+    constraints = request.constraints
+    max_lifetime = profile.max_lifetime
+    latest_end = issuer.certificate.not_valid_after_utc
+    delegation = None
+    if request.delegation_id is not None:
+        delegation = _active_delegation(session, request.delegation_id, now)
+        delegated = TNScope.from_der(delegation.scope_der, strict=False)
+        if not delegated.contains(request.scope):
+            raise DelegationError(
+                f"requested scope is outside delegation {delegation.id}: "
+                f"{_outside(delegated, request.scope)} not delegated",
+                field="scope",
+            )
+        if request.kind == DELEGATE_CA and not delegation.ca_allowed:
+            raise DelegationError(
+                f"delegation {delegation.id} does not allow a delegate CA certificate (RFC 9060 §8.1: "
+                f"no sub-delegation)",
+                field="kind",
+            )
+        if issuer.scope is not None and not issuer.scope.contains(delegated):
+            raise ScopeError(
+                f"delegation {delegation.id} reaches outside the issuing CA's TNAuthList: "
+                f"{_outside(issuer.scope, delegated)}",
+                field="delegation",
+            )
+        constraints = _delegation_constraints(delegation, constraints)
+        max_lifetime = min(max_lifetime, dt.timedelta(seconds=delegation.max_lifetime_seconds))
+        if delegation.not_after is not None:
+            latest_end = min(latest_end, delegation.not_after)
+    if issuer.scope is not None and not issuer.scope.contains(request.scope):
+        raise ScopeError(
+            f"requested scope is outside the issuing CA's TNAuthList: {_outside(issuer.scope, request.scope)}",
+            field="scope",
+        )
+    if constraints is not None:
+        if request.kind != END_ENTITY:
+            raise PolicyError("claim constraints go on end-entity certificates only (RFC 8226 §8)", field="constraints")
+        constraints.check_issuable()
+
+    # 3. CSR.
+    public_key = _checked_csr_key(request, profile)
+    subject = request.csr.subject if len(request.csr.subject) else policy.certificates.fallback_subject
+
+    # 4. Validity.
+    not_before, not_after = _validity(request, now, max_lifetime, latest_end, policy)
+
+    # 5. Build and lint.
+    issuer_context = IssuerContext(
+        certificate=issuer.certificate,
+        scope=issuer.scope,
+        crl_url=issuer.crl_url,
+        crl_issuer=policy.certificates.crl_issuer,
+        policy_oids=policy.certificates.policy_oids,
+    )
+    content = CertificateContent(
+        subject=subject,
+        public_key=public_key,
+        serial=random_serial(),
+        not_before=not_before,
+        not_after=not_after,
+        scope=request.scope,
+        constraints=constraints,
+    )
+    builder = profiles.build(profile, content, issuer_context)
+    draft = draft_certificate(builder, issuer.signer)
+    profiles.check(profile, draft, issuer_context)
+
+    record = Certificate(
+        serial=serial_hex(content.serial),
+        issuer_id=issuer.issuer_id,
+        delegation_id=request.delegation_id,
+        account_id=request.account_id,
+        order_id=request.order_id,
+        kind=request.kind,
+        scope_der=request.scope.to_der(),
+        subject=subject.rfc4514_string(),
+        spki_sha256=spki_sha256(public_key),
+        not_before=not_before,
+        not_after=not_after,
+        created_at=now,
+    )
+    record.scope_entries = [CertificateScopeEntry(**row) for row in request.scope.index_rows()]
+
+    # 6. Transparency.
+    scts: tuple[EmbeddableSCT, ...] = ()
+    if transparency is not None and policy.ct.required_scts > 0:
+        scts = _precertify(session, record, builder, issuer, policy, transparency, precertificate_recorded)
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(EMBEDDED_SCT_LIST_OID, encode_sct_list_extension([s.serialize() for s in scts])),
+            critical=False,
+        )
+
+    # 7. Sign and store. Without SCTs the linted draft's TBS is exactly what gets signed.
+    if scts:
+        draft = draft_certificate(builder, issuer.signer)
+    certificate = assemble_certificate(draft.tbs_certificate_bytes, issuer.signer)
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    record.stage = "issued"
+    record.der = der
+    record.fingerprint_sha256 = fingerprint_sha256(der)
+    record.scts = [
+        {"log_id": sct.log_id.hex(), "timestamp": sct.timestamp, "log_url": sct.log_url} for sct in scts
+    ] or None
+    session.add(record)
+    session.flush()
+    event = audit.append(
+        session,
+        actor=request.actor,
+        action=AUDIT_ACTION_ISSUE,
+        subject_type="certificate",
+        subject_id=record.serial,
+        details={
+            "kind": request.kind,
+            "issuer": issuer.name,
+            "subject": record.subject,
+            "scope": request.scope.describe(),
+            "scope_der": request.scope.to_identifier_value(),
+            "constraints": constraints.to_json() if constraints is not None else None,
+            "not_before": not_before.isoformat(),
+            "not_after": not_after.isoformat(),
+            "delegation_id": request.delegation_id,
+            "account_id": request.account_id,
+            "order_id": request.order_id,
+            "fingerprint_sha256": record.fingerprint_sha256,
+            "scts": len(scts),
+        },
+        clock=clock,
+    )
+    return IssuedCertificate(
+        certificate=certificate,
+        chain=issuer.chain,
+        record_id=record.id,
+        serial=record.serial,
+        audit_seq=event.seq,
+        scts=scts,
+    )
+
+
+def _active_delegation(session: Session, delegation_id: str, now: dt.datetime) -> Delegation:
+    delegation = session.get(Delegation, delegation_id)
+    if delegation is None:
+        raise DelegationError(f"delegation {delegation_id} does not exist", field="delegation")
+    if delegation.status != "active":
+        raise DelegationError(f"delegation {delegation_id} is {delegation.status}", field="delegation")
+    if now < delegation.not_before:
+        raise DelegationError(
+            f"delegation {delegation_id} is not valid before {delegation.not_before.isoformat()}", field="delegation"
+        )
+    if delegation.not_after is not None and now >= delegation.not_after:
+        raise DelegationError(
+            f"delegation {delegation_id} expired at {delegation.not_after.isoformat()}", field="delegation"
+        )
+    return delegation
+
+
+def _delegation_constraints(delegation: Delegation, requested: ClaimConstraints | None) -> ClaimConstraints | None:
+    if delegation.constraints_der is None:
+        return requested
+    granted = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind or "jwt", strict=False)
+    if requested is not None and requested != granted:
+        raise PolicyError(
+            f"claim constraints differ from those of delegation {delegation.id}; a certificate carries "
+            f"exactly the delegation's constraints ({granted.describe()})",
+            field="constraints",
+        )
+    return granted
+
+
+def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificatePublicKeyTypes:
+    """RFC 8555 §7.4 / RFC 2986: the CSR must be self-consistent and ask for what the order says."""
+    csr = request.csr
+    try:
+        signature_ok = csr.is_signature_valid
+        public_key = csr.public_key()
+    except Exception as exc:  # unsupported algorithms or malformed keys raise several types
+        raise CSRError(f"CSR public key or signature cannot be processed: {exc}", field="csr") from None
+    if not signature_ok:
+        raise CSRError("CSR signature does not verify with the CSR's public key (RFC 2986 §3)", field="csr.signature")
+    key_type = key_type_name(public_key)
+    if profile.allowed_key_types is not None and key_type not in profile.allowed_key_types:
+        raise PolicyError(
+            f"CSR key type {key_type} is not allowed for a {profile.name} certificate (policy [keys] allows "
+            f"{', '.join(profile.allowed_key_types)})",
+            field="csr.public_key",
+        )
+    try:
+        extensions = csr.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+        raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
+    tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
+    if tn_ext is not None:
+        csr_scope = TNScope.from_der(tn_ext.value.value, strict=False)
+        if csr_scope.normalized() != request.scope.normalized():
+            raise CSRError(
+                f"CSR TNAuthList ({csr_scope.describe()}) differs from the requested scope ({request.scope.describe()})",
+                field="csr.TNAuthList",
+            )
+    basic = next((ext for ext in extensions if ext.oid == x509.BasicConstraints.oid), None)
+    if basic is not None and basic.value.ca != profile.ca:
+        raise CSRError(
+            f"CSR asks for basicConstraints cA={basic.value.ca} but a {profile.name} certificate was requested",
+            field="csr.basicConstraints",
+        )
+    return public_key
+
+
+def _validity(
+    request: IssuanceRequest,
+    now: dt.datetime,
+    max_lifetime: dt.timedelta,
+    latest_end: dt.datetime,
+    policy: Policy,
+) -> tuple[dt.datetime, dt.datetime]:
+    minimum = policy.lifetimes.minimum
+    earliest_start = now - policy.lifetimes.backdate
+    if request.lifetime is not None and request.lifetime < minimum:
+        raise PolicyError(
+            f"lifetime {format_duration(request.lifetime)} is below the policy minimum of {format_duration(minimum)}",
+            field="lifetime",
+        )
+    not_before = earliest_start
+    if request.not_before is not None:
+        if request.not_before < earliest_start:
+            raise PolicyError(
+                f"notBefore {request.not_before.isoformat()} is in the past; certificates are not backdated "
+                f"beyond {format_duration(policy.lifetimes.backdate)}",
+                field="notBefore",
+            )
+        not_before = request.not_before
+    lifetime = min(request.lifetime or max_lifetime, max_lifetime)
+    not_after = min(not_before + lifetime, latest_end)
+    if request.not_after is not None:
+        not_after = min(not_after, request.not_after)
+    # X.509 times have whole seconds (RFC 5280 §4.1.2.5.1/.2); round here so the stored row and
+    # the certificate agree.
+    not_before = not_before.replace(microsecond=0)
+    not_after = not_after.replace(microsecond=0)
+    if not_after - not_before < minimum:
+        raise PolicyError(
+            f"the certificate would be valid for {format_duration(max(not_after - not_before, dt.timedelta(0)))} "
+            f"(until {not_after.isoformat()}), below the policy minimum of {format_duration(minimum)}",
+            field="notAfter",
+        )
+    return not_before, not_after
+
+
+def _precertify(
+    session: Session,
+    record: Certificate,
+    builder: x509.CertificateBuilder,
+    issuer: IssuerHandle,
+    policy: Policy,
+    transparency: Transparency,
+    precertificate_recorded: Callable[[], None] | None,
+) -> tuple[EmbeddableSCT, ...]:
+    """RFC 6962 §3.1: sign and record the precertificate, then collect SCTs for it."""
+    poisoned = builder.add_extension(x509.PrecertPoison(), critical=True)
+    precertificate = assemble_certificate(draft_certificate(poisoned, issuer.signer).tbs_certificate_bytes, issuer.signer)
+    record.stage = "precertificate"
+    record.precertificate_der = precertificate.public_bytes(serialization.Encoding.DER)
+    session.add(record)
+    session.flush()
+    if precertificate_recorded is not None:
+        precertificate_recorded()
+    scts = tuple(transparency.submit(record.precertificate_der, issuer))
+    distinct_logs = {sct.log_id for sct in scts}
+    if len(distinct_logs) < policy.ct.required_scts:
+        record.stage = "failed"
+        record.error = f"{len(distinct_logs)} of {policy.ct.required_scts} required SCTs"
+        raise TransparencyError(
+            f"got SCTs from {len(distinct_logs)} distinct log(s); the policy requires {policy.ct.required_scts}",
+            field="scts",
+        )
+    return scts
+
+
+def certify_authority_key(
+    profile_name: str,
+    *,
+    subject: x509.Name,
+    public_key: CertificatePublicKeyTypes,
+    signer: Signer,
+    issuer_certificate: x509.Certificate | None,
+    issuer_scope: TNScope | None,
+    scope: TNScope | None,
+    crl_url: str | None,
+    policy: Policy,
+    clock: Clock,
+) -> x509.Certificate:
+    """Certify one of the authority's own keys (root, issuing CA, token authority): build, lint,
+    sign. ``issuer_certificate`` None makes the certificate self-signed (the root). The caller
+    records the result (``tnca init``).
+    """
+    profile = Profile.for_name(profile_name, policy)
+    now = clock.now().replace(microsecond=0)
+    not_before = now - policy.lifetimes.backdate
+    not_after = not_before + profile.max_lifetime
+    if issuer_certificate is not None:
+        not_after = min(not_after, issuer_certificate.not_valid_after_utc)
+    issuer_context = IssuerContext(
+        certificate=issuer_certificate,
+        scope=issuer_scope,
+        crl_url=crl_url,
+        crl_issuer=policy.certificates.crl_issuer,
+        policy_oids=policy.certificates.policy_oids,
+    )
+    content = CertificateContent(subject, public_key, random_serial(), not_before, not_after, scope=scope)
+    builder = profiles.build(profile, content, issuer_context)
+    draft = draft_certificate(builder, signer)
+    profiles.check(profile, draft, issuer_context)
+    return assemble_certificate(draft.tbs_certificate_bytes, signer)

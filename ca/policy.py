@@ -1,0 +1,380 @@
+"""The issuance policy: frozen dataclasses loaded from a TOML file (``policies/default.toml``).
+
+``tnca init`` copies the default policy into the home as ``policy.toml``; :class:`ca.config.Home`
+loads that copy. Every key is documented in ``policies/default.toml``. Loading is strict: an
+unknown section or key, a wrong type or an out-of-range value raises :class:`PolicyError` whose
+``field`` names the key (``[lifetimes] end_entity``), so a typo never silently becomes a default.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from ca.errors import PolicyError
+
+DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
+
+# The floor under every certificate lifetime: a certificate that expires before it can reach the
+# relying parties' caches is a denial of service on the delegate, not security.
+ABSOLUTE_MINIMUM_LIFETIME = dt.timedelta(minutes=5)
+# Clock-skew allowance above which notBefore backdating starts to defeat short lifetimes.
+MAXIMUM_BACKDATE = dt.timedelta(hours=1)
+
+KNOWN_KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
+KNOWN_TOKEN_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
+
+_DURATION_RE = re.compile(r"(\d+)([dhms])")
+_DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """ "90s", "5m", "24h", "30d" or compounds such as "1h30m" → timedelta; ValueError otherwise."""
+    if not isinstance(text, str) or not text:
+        raise ValueError(f"expected a duration such as '24h' or '5m', got {text!r}")
+    position = 0
+    seconds = 0
+    for match in _DURATION_RE.finditer(text):
+        if match.start() != position:
+            break
+        seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        position = match.end()
+    if position != len(text):
+        raise ValueError(f"expected a duration such as '24h' or '5m' (units d, h, m, s), got {text!r}")
+    return dt.timedelta(seconds=seconds)
+
+
+def format_duration(delta: dt.timedelta) -> str:
+    """The shortest duration string that parses back to ``delta`` (whole seconds)."""
+    seconds = int(delta.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in _DURATION_UNITS.items():
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+@dataclass(frozen=True)
+class Lifetimes:
+    end_entity: dt.timedelta
+    minimum: dt.timedelta
+    delegate_ca: dt.timedelta
+    root: dt.timedelta
+    issuing_ca: dt.timedelta
+    token_authority: dt.timedelta
+    backdate: dt.timedelta
+
+
+@dataclass(frozen=True)
+class KeyPolicy:
+    end_entity: tuple[str, ...]
+    delegate_ca: tuple[str, ...]
+    authority: str
+
+
+@dataclass(frozen=True)
+class CertificatePolicy:
+    policy_oids: tuple[x509.ObjectIdentifier, ...]
+    crl_distribution_point: str | None  # template with {base_url} and {issuer}
+    crl_issuer: x509.Name | None
+    delegate_ca_path_length: int | None
+    fallback_subject: x509.Name
+
+    def crl_url(self, *, base_url: str, issuer: str) -> str | None:
+        if not self.crl_distribution_point:
+            return None
+        return self.crl_distribution_point.format(base_url=base_url.rstrip("/"), issuer=issuer)
+
+
+@dataclass(frozen=True)
+class Names:
+    root: x509.Name
+    issuing_ca: x509.Name
+    token_authority: x509.Name
+
+
+@dataclass(frozen=True)
+class TokenPolicy:
+    max_lifetime: dt.timedelta
+    trusted_authorities: tuple[Path, ...]  # PEM certificate files, absolute
+    allowed_algorithms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CTLog:
+    name: str
+    url: str
+    public_key: Path  # PEM SubjectPublicKeyInfo file, absolute
+
+
+@dataclass(frozen=True)
+class CTPolicy:
+    required_scts: int
+    submission_deadline: dt.timedelta
+    logs: tuple[CTLog, ...]
+
+
+@dataclass(frozen=True)
+class ACMEPolicy:
+    terms_of_service: str | None
+    eab_required: bool
+    nonce_lifetime: dt.timedelta
+    order_lifetime: dt.timedelta
+    authorization_lifetime: dt.timedelta
+
+
+@dataclass(frozen=True)
+class Policy:
+    lifetimes: Lifetimes
+    keys: KeyPolicy
+    certificates: CertificatePolicy
+    names: Names
+    tokens: TokenPolicy
+    ct: CTPolicy
+    acme: ACMEPolicy
+    source: Path | None = field(default=None, compare=False)
+
+    @classmethod
+    def load(cls, path: Path) -> "Policy":
+        """Read and validate a policy file; relative paths in it are relative to its directory."""
+        try:
+            with Path(path).open("rb") as fh:
+                data = tomllib.load(fh)
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy file {path}: {exc.strerror}", field="policy") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"policy file {path} is not valid TOML: {exc}", field="policy") from None
+        return cls.from_mapping(data, base_dir=Path(path).resolve().parent, source=Path(path))
+
+    @classmethod
+    def default(cls) -> "Policy":
+        return cls.load(DEFAULT_POLICY_PATH)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> "Policy":
+        reader = _Reader(data, base_dir)
+        policy = cls(
+            lifetimes=reader.lifetimes(),
+            keys=reader.keys(),
+            certificates=reader.certificates(),
+            names=reader.names(),
+            tokens=reader.tokens(),
+            ct=reader.ct(),
+            acme=reader.acme(),
+            source=source,
+        )
+        reader.refuse_unknown()
+        return policy
+
+
+class _Reader:
+    """Typed access to the TOML tables; every error names ``[section] key``."""
+
+    SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme")
+
+    def __init__(self, data: Mapping[str, Any], base_dir: Path) -> None:
+        self.data = data
+        self.base_dir = base_dir
+        self.seen: dict[str, set[str]] = {}
+
+    # -- primitives ------------------------------------------------------------------------------
+
+    def _raw(self, section: str, key: str) -> Any:
+        table = self.data.get(section)
+        if not isinstance(table, Mapping):
+            raise PolicyError(f"policy section [{section}] is missing", field=f"[{section}]")
+        self.seen.setdefault(section, set()).add(key)
+        if key not in table:
+            raise PolicyError(f"policy key [{section}] {key} is missing", field=f"[{section}] {key}")
+        return table[key]
+
+    @staticmethod
+    def _fail(section: str, key: str, message: str) -> PolicyError:
+        return PolicyError(f"policy key [{section}] {key}: {message}", field=f"[{section}] {key}")
+
+    def string(self, section: str, key: str) -> str:
+        value = self._raw(section, key)
+        if not isinstance(value, str):
+            raise self._fail(section, key, f"expected a string, got {value!r}")
+        return value
+
+    def boolean(self, section: str, key: str) -> bool:
+        value = self._raw(section, key)
+        if not isinstance(value, bool):
+            raise self._fail(section, key, f"expected true or false, got {value!r}")
+        return value
+
+    def integer(self, section: str, key: str, *, minimum: int) -> int:
+        value = self._raw(section, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise self._fail(section, key, f"expected an integer ≥ {minimum}, got {value!r}")
+        return value
+
+    def duration(self, section: str, key: str, *, minimum: dt.timedelta = dt.timedelta(0)) -> dt.timedelta:
+        raw = self._raw(section, key)
+        try:
+            value = parse_duration(raw)
+        except ValueError as exc:
+            raise self._fail(section, key, str(exc)) from None
+        if value < minimum:
+            raise self._fail(section, key, f"{raw} is below the minimum of {format_duration(minimum)}")
+        return value
+
+    def strings(self, section: str, key: str, *, allowed: tuple[str, ...] | None = None, nonempty: bool = False) -> tuple[str, ...]:
+        value = self._raw(section, key)
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self._fail(section, key, f"expected a list of strings, got {value!r}")
+        if nonempty and not value:
+            raise self._fail(section, key, "the list must not be empty")
+        if allowed is not None:
+            unknown = [v for v in value if v not in allowed]
+            if unknown:
+                raise self._fail(section, key, f"unknown value(s) {', '.join(unknown)} (known: {', '.join(allowed)})")
+        return tuple(value)
+
+    def name(self, section: str, key: str, *, allow_empty: bool = False) -> x509.Name | None:
+        text = self.string(section, key)
+        if not text and allow_empty:
+            return None
+        try:
+            name = x509.Name.from_rfc4514_string(text)
+        except ValueError as exc:
+            raise self._fail(section, key, f"not an RFC 4514 distinguished name ({exc})") from None
+        if not len(name):
+            raise self._fail(section, key, "the distinguished name is empty")
+        return name
+
+    def path(self, section: str, key: str, text: str) -> Path:
+        path = Path(text)
+        return path if path.is_absolute() else (self.base_dir / path).resolve()
+
+    def refuse_unknown(self) -> None:
+        for section in self.data:
+            if section not in self.SECTIONS:
+                raise PolicyError(f"unknown policy section [{section}]", field=f"[{section}]")
+            extra = set(self.data[section]) - self.seen.get(section, set())
+            if extra:
+                key = sorted(extra)[0]
+                raise PolicyError(f"unknown policy key [{section}] {key}", field=f"[{section}] {key}")
+
+    # -- sections --------------------------------------------------------------------------------
+
+    def lifetimes(self) -> Lifetimes:
+        s = "lifetimes"
+        floor = ABSOLUTE_MINIMUM_LIFETIME
+        lifetimes = Lifetimes(
+            end_entity=self.duration(s, "end_entity", minimum=floor),
+            minimum=self.duration(s, "minimum", minimum=floor),
+            delegate_ca=self.duration(s, "delegate_ca", minimum=floor),
+            root=self.duration(s, "root", minimum=floor),
+            issuing_ca=self.duration(s, "issuing_ca", minimum=floor),
+            token_authority=self.duration(s, "token_authority", minimum=floor),
+            backdate=self.duration(s, "backdate"),
+        )
+        if lifetimes.backdate > MAXIMUM_BACKDATE:
+            raise self._fail(s, "backdate", f"must not exceed {format_duration(MAXIMUM_BACKDATE)}")
+        for key in ("end_entity", "delegate_ca"):
+            if getattr(lifetimes, key) < lifetimes.minimum:
+                raise self._fail(s, key, "is shorter than [lifetimes] minimum")
+        return lifetimes
+
+    def keys(self) -> KeyPolicy:
+        s = "keys"
+        authority = self.string(s, "authority")
+        if authority not in KNOWN_KEY_TYPES:
+            raise self._fail(s, "authority", f"unknown key type {authority!r} (known: {', '.join(KNOWN_KEY_TYPES)})")
+        return KeyPolicy(
+            end_entity=self.strings(s, "end_entity", allowed=KNOWN_KEY_TYPES, nonempty=True),
+            delegate_ca=self.strings(s, "delegate_ca", allowed=KNOWN_KEY_TYPES, nonempty=True),
+            authority=authority,
+        )
+
+    def certificates(self) -> CertificatePolicy:
+        s = "certificates"
+        oids = []
+        for text in self.strings(s, "policy_oids"):
+            try:
+                oids.append(x509.ObjectIdentifier(text))
+            except ValueError:
+                raise self._fail(s, "policy_oids", f"{text!r} is not a dotted object identifier") from None
+        crl_dp = self.string(s, "crl_distribution_point")
+        if crl_dp:
+            try:
+                example = crl_dp.format(base_url="http://example.invalid", issuer="issuing")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise self._fail(s, "crl_distribution_point", f"only {{base_url}} and {{issuer}} may be used ({exc})") from None
+            if not example.startswith(("http://", "https://")):
+                raise self._fail(s, "crl_distribution_point", "must be an http:// or https:// URL template")
+        path_length = self.integer(s, "delegate_ca_path_length", minimum=-1)
+        return CertificatePolicy(
+            policy_oids=tuple(oids),
+            crl_distribution_point=crl_dp or None,
+            crl_issuer=self.name(s, "crl_issuer", allow_empty=True),
+            delegate_ca_path_length=None if path_length == -1 else path_length,
+            fallback_subject=self.name(s, "fallback_subject"),
+        )
+
+    def names(self) -> Names:
+        s = "names"
+        return Names(root=self.name(s, "root"), issuing_ca=self.name(s, "issuing_ca"),
+                     token_authority=self.name(s, "token_authority"))
+
+    def tokens(self) -> TokenPolicy:
+        s = "tokens"
+        files = self.strings(s, "trusted_authorities")
+        return TokenPolicy(
+            max_lifetime=self.duration(s, "max_lifetime", minimum=dt.timedelta(seconds=1)),
+            trusted_authorities=tuple(self.path(s, "trusted_authorities", f) for f in files),
+            allowed_algorithms=self.strings(s, "allowed_algorithms", allowed=KNOWN_TOKEN_ALGORITHMS, nonempty=True),
+        )
+
+    def ct(self) -> CTPolicy:
+        s = "ct"
+        raw_logs = self._raw(s, "logs")
+        if not isinstance(raw_logs, list):
+            raise self._fail(s, "logs", f"expected a list of inline tables, got {raw_logs!r}")
+        logs = []
+        for index, entry in enumerate(raw_logs):
+            where = f"logs[{index}]"
+            if not isinstance(entry, Mapping) or set(entry) != {"name", "url", "public_key"} or not all(
+                isinstance(v, str) and v for v in entry.values()
+            ):
+                raise self._fail(s, where, "expected { name = \"…\", url = \"…\", public_key = \"…\" }")
+            if not entry["url"].startswith(("http://", "https://")):
+                raise self._fail(s, where, f"url {entry['url']!r} is not an http(s) URL")
+            logs.append(CTLog(name=entry["name"], url=entry["url"].rstrip("/"),
+                              public_key=self.path(s, where, entry["public_key"])))
+        if len({log.name for log in logs}) != len(logs):
+            raise self._fail(s, "logs", "log names must be distinct")
+        required = self.integer(s, "required_scts", minimum=0)
+        if required > len(logs):
+            raise self._fail(s, "required_scts", f"{required} SCTs required but only {len(logs)} log(s) configured")
+        return CTPolicy(
+            required_scts=required,
+            submission_deadline=self.duration(s, "submission_deadline", minimum=dt.timedelta(seconds=1)),
+            logs=tuple(logs),
+        )
+
+    def acme(self) -> ACMEPolicy:
+        s = "acme"
+        tos = self.string(s, "terms_of_service")
+        if tos and not tos.startswith(("http://", "https://")):
+            raise self._fail(s, "terms_of_service", f"{tos!r} is not an http(s) URL")
+        minute = dt.timedelta(minutes=1)
+        return ACMEPolicy(
+            terms_of_service=tos or None,
+            eab_required=self.boolean(s, "eab_required"),
+            nonce_lifetime=self.duration(s, "nonce_lifetime", minimum=minute),
+            order_lifetime=self.duration(s, "order_lifetime", minimum=minute),
+            authorization_lifetime=self.duration(s, "authorization_lifetime", minimum=minute),
+        )

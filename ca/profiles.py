@@ -1,0 +1,293 @@
+"""Certificate profiles: what each kind of certificate this authority signs must look like.
+
+Five profiles, one per role (DESIGN.md vocabulary):
+
+============== ===== ======================== ========================= ==================
+profile        cA    keyUsage (critical)      TNAuthList (non-critical) claim constraints
+============== ===== ======================== ========================= ==================
+root           TRUE  keyCertSign, cRLSign     absent                    absent
+issuing-ca     TRUE  keyCertSign, cRLSign     the operator's scope      absent
+delegate-ca    TRUE  keyCertSign, cRLSign     the delegated scope       absent
+end-entity     FALSE digitalSignature         the delegated scope       optional (one kind)
+token-authority FALSE digitalSignature        absent                    absent
+============== ===== ======================== ========================= ==================
+
+Every certificate gets a critical basicConstraints and keyUsage (RFC 5280 §4.2.1.9, §4.2.1.3;
+ATIS-1000080 §6.4.1), a SubjectKeyIdentifier (RFC 5280 §4.2.1.2, method 1: SHA-1 of the public
+key) and an AuthorityKeyIdentifier whose keyIdentifier is the issuer's SKI (RFC 9060 §7: "the AKI
+of certificate n MUST equal the SKI of certificate n+1"). Below the root, the certificate
+policies and the CRL distribution point come from the policy (``[certificates]``).
+
+:func:`build` turns a :class:`CertificateContent` into a ``CertificateBuilder``; :func:`lint`
+checks a drafted certificate (signed by a throwaway key) against its profile *before* the real
+key signs, and names every rule broken with its citation.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+
+from ca.errors import IssuanceError, ScopeError
+from ca.policy import Policy
+from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.x509util import key_type_name, subject_key_identifier
+
+if TYPE_CHECKING:
+    from ca.claims import ClaimConstraints
+
+ROOT = "root"
+ISSUING_CA = "issuing-ca"
+DELEGATE_CA = "delegate-ca"
+END_ENTITY = "end-entity"
+TOKEN_AUTHORITY = "token-authority"
+
+# RFC 8226 §8 and RFC 9118 §3: the two claim-constraint extensions (never both in one certificate).
+OID_JWT_CLAIM_CONSTRAINTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.27")
+OID_ENHANCED_JWT_CLAIM_CONSTRAINTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.33")
+CLAIM_CONSTRAINT_OIDS = (OID_JWT_CLAIM_CONSTRAINTS, OID_ENHANCED_JWT_CLAIM_CONSTRAINTS)
+
+# RFC 5280 §4.1.2.2: serial numbers are at most 20 octets.
+MAX_SERIAL_OCTETS = 20
+
+_CA_KEY_USAGE = dict(key_cert_sign=True, crl_sign=True)
+_SIGNING_KEY_USAGE = dict(digital_signature=True)
+
+
+def _key_usage(**bits: bool) -> x509.KeyUsage:
+    names = ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "key_cert_sign", "crl_sign", "encipher_only", "decipher_only")
+    return x509.KeyUsage(**{name: bits.get(name, False) for name in names})
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    ca: bool
+    path_length: int | None
+    key_usage: x509.KeyUsage
+    # "required" or "forbidden": STIR certificates carry their scope by value (RFC 8226 §9).
+    tn_auth_list: str
+    claim_constraints_allowed: bool
+    max_lifetime: dt.timedelta
+    min_lifetime: dt.timedelta
+    allowed_key_types: tuple[str, ...] | None  # None: any key type the signer can certify
+    below_root: bool  # gets certificate policies, a CRL distribution point and an issuer
+
+    @classmethod
+    def for_name(cls, name: str, policy: Policy) -> "Profile":
+        lifetimes, keys = policy.lifetimes, policy.keys
+        floor = lifetimes.minimum
+        if name == ROOT:
+            return cls(ROOT, True, None, _key_usage(**_CA_KEY_USAGE), "forbidden", False,
+                       lifetimes.root, floor, None, below_root=False)
+        if name == ISSUING_CA:
+            return cls(ISSUING_CA, True, None, _key_usage(**_CA_KEY_USAGE), "required", False,
+                       lifetimes.issuing_ca, floor, None, below_root=True)
+        if name == DELEGATE_CA:
+            return cls(DELEGATE_CA, True, policy.certificates.delegate_ca_path_length,
+                       _key_usage(**_CA_KEY_USAGE), "required", False,
+                       lifetimes.delegate_ca, floor, keys.delegate_ca, below_root=True)
+        if name == END_ENTITY:
+            return cls(END_ENTITY, False, None, _key_usage(**_SIGNING_KEY_USAGE), "required", True,
+                       lifetimes.end_entity, floor, keys.end_entity, below_root=True)
+        if name == TOKEN_AUTHORITY:
+            return cls(TOKEN_AUTHORITY, False, None, _key_usage(**_SIGNING_KEY_USAGE), "forbidden", False,
+                       lifetimes.token_authority, floor, None, below_root=True)
+        raise IssuanceError(f"unknown certificate profile {name!r}", field="kind")
+
+
+@dataclass(frozen=True)
+class CertificateContent:
+    """What varies between two certificates of one profile."""
+
+    subject: x509.Name
+    public_key: CertificatePublicKeyTypes
+    serial: int
+    not_before: dt.datetime
+    not_after: dt.datetime
+    scope: TNScope | None = None
+    constraints: "ClaimConstraints | None" = None
+
+
+@dataclass(frozen=True)
+class IssuerContext:
+    """The issuing side of a certificate: its certificate and scope, and the policy's extras."""
+
+    certificate: x509.Certificate | None  # None: self-signed (the root)
+    scope: TNScope | None
+    crl_url: str | None
+    crl_issuer: x509.Name | None
+    policy_oids: tuple[x509.ObjectIdentifier, ...]
+
+
+def build(profile: Profile, content: CertificateContent, issuer: IssuerContext) -> x509.CertificateBuilder:
+    """The certificate ``content`` describes under ``profile``, ready to be drafted and linted."""
+    ski = x509.SubjectKeyIdentifier.from_public_key(content.public_key)
+    if issuer.certificate is None:
+        issuer_name = content.subject
+        aki = x509.AuthorityKeyIdentifier(ski.digest, None, None)
+    else:
+        issuer_name = issuer.certificate.subject
+        issuer_ski = subject_key_identifier(issuer.certificate)
+        if issuer_ski is not None:
+            aki = x509.AuthorityKeyIdentifier(issuer_ski, None, None)
+        else:
+            aki = x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.certificate.public_key())
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(content.subject)
+        .issuer_name(issuer_name)
+        .public_key(content.public_key)
+        .serial_number(content.serial)
+        .not_valid_before(content.not_before)
+        .not_valid_after(content.not_after)
+        .add_extension(x509.BasicConstraints(ca=profile.ca, path_length=profile.path_length if profile.ca else None),
+                       critical=True)
+        .add_extension(profile.key_usage, critical=True)
+        .add_extension(ski, critical=False)
+        .add_extension(aki, critical=False)
+    )
+    if profile.below_root and issuer.policy_oids:
+        builder = builder.add_extension(
+            x509.CertificatePolicies([x509.PolicyInformation(oid, None) for oid in issuer.policy_oids]), critical=False
+        )
+    if profile.below_root and issuer.crl_url:
+        point = x509.DistributionPoint(
+            full_name=[x509.UniformResourceIdentifier(issuer.crl_url)],
+            relative_name=None,
+            reasons=None,
+            crl_issuer=[x509.DirectoryName(issuer.crl_issuer)] if issuer.crl_issuer else None,
+        )
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
+    if profile.tn_auth_list == "required":
+        if content.scope is None or not content.scope.entries:
+            raise IssuanceError(f"a {profile.name} certificate needs a TN scope (RFC 8226 §9)", field="scope")
+        # RFC 8226 §9: TNAuthList is non-critical.
+        builder = builder.add_extension(content.scope.to_extension(), critical=False)
+    if content.constraints is not None:
+        if not profile.claim_constraints_allowed:
+            raise IssuanceError(
+                f"claim constraints are only for end-entity certificates, not {profile.name} (RFC 8226 §8)",
+                field="constraints",
+            )
+        # RFC 8226 §8 / RFC 9118 §3: non-critical; the object picks exactly one of the two OIDs.
+        builder = builder.add_extension(
+            x509.UnrecognizedExtension(content.constraints.oid, content.constraints.to_der()), critical=False
+        )
+    return builder
+
+
+def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> list[str]:
+    """Every way ``draft`` breaks ``profile`` (empty when it conforms), each with its citation.
+
+    ``draft`` is the certificate signed by a throwaway key: its TBS is what the real key would
+    sign. These checks are deliberately independent of :func:`build` (they read the drafted DER,
+    not the inputs), so a bug in one is caught by the other.
+    """
+    findings: list[str] = []
+    extensions = {ext.oid: ext for ext in draft.extensions}
+
+    def extension(cls: Any) -> x509.Extension | None:
+        return extensions.get(cls.oid)
+
+    # RFC 5280 §4.1.2.1 and §4.1.2.2.
+    if draft.version != x509.Version.v3:
+        findings.append("version is not v3 (RFC 5280 §4.1.2.1)")
+    serial = draft.serial_number
+    if serial <= 0 or (serial.bit_length() + 8) // 8 > MAX_SERIAL_OCTETS:
+        findings.append("serial number is not a positive integer of at most 20 octets (RFC 5280 §4.1.2.2)")
+    if not len(draft.subject):
+        findings.append("subject is empty (RFC 5280 §4.1.2.6: a STIR certificate has no SAN to replace it)")
+
+    basic = extension(x509.BasicConstraints)
+    if basic is None or not basic.critical:
+        findings.append("basicConstraints missing or not critical (RFC 5280 §4.2.1.9, ATIS-1000080 §6.4.1)")
+    elif basic.value.ca != profile.ca:
+        findings.append(f"basicConstraints cA is {basic.value.ca}, profile {profile.name} needs {profile.ca}")
+    elif basic.value.path_length != (profile.path_length if profile.ca else None):
+        findings.append(f"basicConstraints pathLenConstraint is {basic.value.path_length}, expected {profile.path_length}")
+
+    usage = extension(x509.KeyUsage)
+    if usage is None or not usage.critical:
+        findings.append("keyUsage missing or not critical (RFC 5280 §4.2.1.3, ATIS-1000080 §6.4.1)")
+    elif usage.value != profile.key_usage:
+        findings.append(f"keyUsage differs from the {profile.name} profile (RFC 5280 §4.2.1.3)")
+
+    ski = extension(x509.SubjectKeyIdentifier)
+    if ski is None or ski.critical:
+        findings.append("subjectKeyIdentifier missing or critical (RFC 5280 §4.2.1.2)")
+    aki = extension(x509.AuthorityKeyIdentifier)
+    if aki is None or aki.critical:
+        findings.append("authorityKeyIdentifier missing or critical (RFC 5280 §4.2.1.1, RFC 9060 §7)")
+    elif issuer.certificate is not None:
+        expected = subject_key_identifier(issuer.certificate)
+        if expected is not None and aki.value.key_identifier != expected:
+            findings.append("authorityKeyIdentifier does not equal the issuer's subjectKeyIdentifier (RFC 9060 §7)")
+        if draft.issuer != issuer.certificate.subject:
+            findings.append("issuer name does not equal the issuer certificate's subject (RFC 5280 §4.1.2.4)")
+
+    # Validity: RFC 5280 §4.1.2.5 and the policy's caps.
+    not_before, not_after = draft.not_valid_before_utc, draft.not_valid_after_utc
+    lifetime = not_after - not_before
+    if lifetime <= dt.timedelta(0):
+        findings.append("notAfter is not after notBefore (RFC 5280 §4.1.2.5)")
+    if lifetime > profile.max_lifetime:
+        findings.append(f"validity {lifetime} exceeds the {profile.name} maximum of {profile.max_lifetime} (policy [lifetimes])")
+    if lifetime < profile.min_lifetime:
+        findings.append(f"validity {lifetime} is below the minimum of {profile.min_lifetime} (policy [lifetimes] minimum)")
+    if issuer.certificate is not None and not_after > issuer.certificate.not_valid_after_utc:
+        findings.append("notAfter is later than the issuer's notAfter")
+
+    if profile.allowed_key_types is not None:
+        key_type = key_type_name(draft.public_key())
+        if key_type not in profile.allowed_key_types:
+            findings.append(
+                f"subject key {key_type} is not allowed for {profile.name} (policy [keys]: "
+                f"{', '.join(profile.allowed_key_types)}; RFC 8226 §4 needs ES256-capable keys)"
+            )
+
+    # RFC 8226 §9: the TNAuthList is non-critical; it must be inside the issuer's (RFC 9060 §4).
+    tn_ext = extensions.get(OID_TN_AUTH_LIST)
+    if profile.tn_auth_list == "required":
+        if tn_ext is None:
+            findings.append(f"TNAuthList missing from a {profile.name} certificate (RFC 8226 §9)")
+        else:
+            if tn_ext.critical:
+                findings.append("TNAuthList is critical (RFC 8226 §9: non-critical)")
+            try:
+                scope = TNScope.from_der(tn_ext.value.value)
+            except ScopeError as error:
+                findings.append(f"TNAuthList does not decode: {error.detail}")
+            else:
+                if issuer.scope is not None and not issuer.scope.contains(scope):
+                    outside = issuer.scope.difference_of(scope)
+                    findings.append(f"TNAuthList is not inside the issuer's scope: {outside.describe()} (RFC 9060 §4)")
+    elif tn_ext is not None:
+        findings.append(f"a {profile.name} certificate carries no TNAuthList")
+
+    claim_exts = [extensions[oid] for oid in CLAIM_CONSTRAINT_OIDS if oid in extensions]
+    if claim_exts and not profile.claim_constraints_allowed:
+        findings.append("claim constraints on a CA certificate (RFC 8226 §8, RFC 9118 §3: end-entity only)")
+    if len(claim_exts) > 1:
+        findings.append("both JWTClaimConstraints and EnhancedJWTClaimConstraints present (RFC 9118 §6)")
+    if any(ext.critical for ext in claim_exts):
+        findings.append("claim constraints extension is critical (RFC 8226 §8: non-critical)")
+
+    # Only basicConstraints and keyUsage are critical (ATIS-1000080 §6.4.1 v004).
+    critical_others = [ext.oid.dotted_string for ext in draft.extensions
+                       if ext.critical and ext.oid not in (x509.BasicConstraints.oid, x509.KeyUsage.oid)]
+    if critical_others:
+        findings.append(f"unexpected critical extension(s) {', '.join(critical_others)}")
+    return findings
+
+
+def check(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> None:
+    """Raise :class:`IssuanceError` listing every lint finding; the real key must not sign then."""
+    findings = lint(profile, draft, issuer)
+    if findings:
+        raise IssuanceError(f"{profile.name} certificate failed lint: " + "; ".join(findings), field="certificate")

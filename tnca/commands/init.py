@@ -1,0 +1,224 @@
+"""``tnca init``: create an authority home with a development PKI.
+
+What it makes (see ca/config.py for the layout): ``tnca.toml`` and ``policy.toml``; the database
+schema (Alembic migrations); a self-signed root (no TNAuthList); the issuing CA, signed by the
+root, whose TNAuthList is the operator's scope (RFC 9060 §4: it bounds every delegate
+certificate); the token authority's key and certificate (signed by the root, digitalSignature);
+the ``issuers`` rows and an ``authority.init`` audit event.
+
+A home is created once: if ``tnca.toml`` exists, or the database already has issuers, nothing is
+touched and the command fails. If anything fails midway, the files it created are removed again
+and the database transaction is rolled back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import shutil
+from pathlib import Path
+
+import click
+from sqlalchemy import func, select
+
+from ca import audit, migrate, store
+from ca.config import (
+    CONFIG_FILE,
+    ISSUING_CERT_FILE,
+    ISSUING_ISSUER,
+    POLICY_FILE,
+    ROOT_CERT_FILE,
+    ROOT_ISSUER,
+    TOKEN_AUTHORITY_CERT_FILE,
+    Home,
+)
+from ca.errors import ScopeError, TNCAError
+from ca.issuance import certify_authority_key
+from ca.policy import DEFAULT_POLICY_PATH, Policy
+from ca.profiles import ISSUING_CA, ROOT, TOKEN_AUTHORITY
+from ca.signers.file import generate_file_key
+from ca.tnauthlist import TNScope
+from ca.x509util import to_pem
+from tnca.context import BadInput, pass_home
+
+# The development operator's scope when none is given: the 555 test block of +1 202 and SPC 1234
+# (the SPC of RFC 9118 §5's example certificate).
+DEFAULT_RANGES = ("12025550000:10000",)
+DEFAULT_SPCS = ("1234",)
+
+KEY_FILES = {ROOT_ISSUER: "keys/root.key", ISSUING_ISSUER: "keys/issuing.key", "token-authority": "keys/token-authority.key"}
+
+
+def scope_option_name(field: str | None) -> str:
+    """The CLI option a ScopeError field refers to (``ranges[0]`` → ``--range``)."""
+    field = field or ""
+    for prefix, option in (("tns", "--tn"), ("ranges", "--range"), ("range", "--range"), ("spcs", "--spc"), ("SPC", "--spc")):
+        if field.startswith(prefix):
+            return option
+    return "--tn/--range/--spc"
+
+
+def parse_scope(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope:
+    try:
+        return TNScope.parse(tns=tns, ranges=ranges, spcs=spcs)
+    except ScopeError as error:
+        raise BadInput(scope_option_name(error.field), error.detail) from None
+
+
+def cli_actor() -> str:
+    """Who an audit event from the command line is attributed to."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli"
+
+
+def _toml_string(value: str) -> str:
+    # A JSON string is a valid TOML basic string for the characters used here.
+    return json.dumps(value)
+
+
+def _config_text(base_url: str, database_url: str) -> str:
+    return (
+        "# tnca configuration (see ca/config.py). TNCA_BASE_URL and TNCA_DATABASE_URL override it.\n\n"
+        "[server]\n"
+        "# External URL of the ACME server: directory URLs, x5u and CRL distribution points use it.\n"
+        f"base_url = {_toml_string(base_url)}\n\n"
+        "[database]\n"
+        f"url = {_toml_string(database_url)}\n\n"
+        "[token_authority]\n"
+        "# The certificate and key that sign this authority's authority tokens (RFC 9447).\n"
+        f"certificate = {_toml_string(TOKEN_AUTHORITY_CERT_FILE)}\n"
+        f"signer = {_toml_string('file:' + KEY_FILES['token-authority'])}\n"
+    )
+
+
+@click.command("init")
+@click.option("--tn", "tns", multiple=True, metavar="NUMBER", help="A telephone number of the operator's scope (repeatable).")
+@click.option("--range", "ranges", multiple=True, metavar="START:COUNT",
+              help="A number range of the operator's scope, e.g. 12025550000:10000 (repeatable).")
+@click.option("--spc", "spcs", multiple=True, metavar="CODE", help="A service provider code of the operator's scope (repeatable).")
+@click.option("--base-url", default=None, metavar="URL",
+              help="External URL of the ACME server [default: http://127.0.0.1:8080].")
+@click.option("--database-url", default=None, metavar="URL",
+              help="SQLAlchemy database URL [default: TNCA_DATABASE_URL, else HOME/tnca.db].")
+@pass_home
+def command(home: Home, tns, ranges, spcs, base_url, database_url) -> None:
+    """Create the home: config, database, dev root, issuing CA and token authority.
+
+    The issuing CA's TNAuthList is the operator's scope (--tn/--range/--spc); without any, the
+    development scope range 12025550000:10000 and SPC 1234 is used.
+    """
+    if not (tns or ranges or spcs):
+        ranges, spcs = DEFAULT_RANGES, DEFAULT_SPCS
+    scope = parse_scope(tns, ranges, spcs)
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise BadInput("--base-url", f"{base_url!r} is not an http:// or https:// URL")
+    if home.exists():
+        raise click.ClickException(f"{home.config_path} already exists; refusing to overwrite an existing home")
+    if home.path.exists() and not home.path.is_dir():
+        raise click.ClickException(f"{home.path} exists and is not a directory")
+    if home.path.is_dir() and any(home.path.iterdir()):
+        raise click.ClickException(f"{home.path} is not empty; tnca init needs a new or empty directory")
+
+    created_dir = not home.path.exists()
+    try:
+        _initialise(home, scope, base_url or "http://127.0.0.1:8080", database_url)
+    except BaseException:
+        _remove_created(home.path, created_dir)
+        raise
+    click.echo(f"Initialised {home.path}")
+    click.echo(f"  issuing CA scope: {scope.describe()}")
+    click.echo(f"  trust anchor:     {home.path / ROOT_CERT_FILE}")
+    click.echo(f"  issuing CA:       {home.path / ISSUING_CERT_FILE}")
+    click.echo(f"  token authority:  {home.path / TOKEN_AUTHORITY_CERT_FILE} (x5u {home.base_url}/token-authority.pem)")
+
+
+def _remove_created(path: Path, created_dir: bool) -> None:
+    if created_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.is_dir():
+        for child in path.iterdir():
+            shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
+
+
+def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | None) -> None:
+    home.path.mkdir(parents=True, exist_ok=True)
+    if database_url is None:
+        database_url = home.database_url  # env, else the default SQLite file in the home
+    (home.path / CONFIG_FILE).write_text(_config_text(base_url, database_url))
+    shutil.copyfile(DEFAULT_POLICY_PATH, home.path / POLICY_FILE)
+    try:
+        policy = Policy.load(home.path / POLICY_FILE)
+        home = Home(home.path)  # re-read the files just written
+        migrate.upgrade(home.engine)
+        with home.sessionmaker() as session:
+            existing = session.scalar(select(func.count()).select_from(store.Issuer))
+            if existing:
+                raise click.ClickException(
+                    f"the database {home.engine.url.render_as_string(hide_password=True)} already has "
+                    f"{existing} issuer(s); use a fresh database for a new home"
+                )
+            _create_pki(home, session, scope, policy, base_url)
+            session.commit()
+    except TNCAError as error:
+        raise click.ClickException(error.detail) from None
+    finally:
+        if "engine" in home.__dict__:
+            home.engine.dispose()
+
+
+def _create_pki(home: Home, session, scope: TNScope, policy: Policy, base_url: str) -> None:
+    clock = home.clock
+    key_type = policy.keys.authority
+    signers = {name: generate_file_key(home.path / path, key_type) for name, path in KEY_FILES.items()}
+    crl_of = lambda issuer: policy.certificates.crl_url(base_url=base_url, issuer=issuer)  # noqa: E731
+
+    root = certify_authority_key(
+        ROOT, subject=policy.names.root, public_key=signers[ROOT_ISSUER].public_key, signer=signers[ROOT_ISSUER],
+        issuer_certificate=None, issuer_scope=None, scope=None, crl_url=None, policy=policy, clock=clock,
+    )
+    issuing = certify_authority_key(
+        ISSUING_CA, subject=policy.names.issuing_ca, public_key=signers[ISSUING_ISSUER].public_key,
+        signer=signers[ROOT_ISSUER], issuer_certificate=root, issuer_scope=None, scope=scope,
+        crl_url=crl_of(ROOT_ISSUER), policy=policy, clock=clock,
+    )
+    token_authority = certify_authority_key(
+        TOKEN_AUTHORITY, subject=policy.names.token_authority, public_key=signers["token-authority"].public_key,
+        signer=signers[ROOT_ISSUER], issuer_certificate=root, issuer_scope=None, scope=None,
+        crl_url=crl_of(ROOT_ISSUER), policy=policy, clock=clock,
+    )
+    for relative, certificate in ((ROOT_CERT_FILE, root), (ISSUING_CERT_FILE, issuing),
+                                  (TOKEN_AUTHORITY_CERT_FILE, token_authority)):
+        target = home.path / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(to_pem(certificate))
+
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    root_row = store.Issuer(name=ROOT_ISSUER, certificate_der=root.public_bytes(Encoding.DER),
+                            signer_uri=f"file:{KEY_FILES[ROOT_ISSUER]}", scope_der=None, parent_id=None)
+    session.add(root_row)
+    session.flush()
+    issuing_row = store.Issuer(name=ISSUING_ISSUER, certificate_der=issuing.public_bytes(Encoding.DER),
+                               signer_uri=f"file:{KEY_FILES[ISSUING_ISSUER]}", scope_der=scope.to_der(),
+                               parent_id=root_row.id)
+    session.add(issuing_row)
+    session.flush()
+    audit.append(
+        session,
+        actor=cli_actor(),
+        action="authority.init",
+        subject_type="issuer",
+        subject_id=ISSUING_ISSUER,
+        details={
+            "base_url": base_url,
+            "scope": scope.describe(),
+            "scope_der": scope.to_identifier_value(),
+            "root": {"subject": root.subject.rfc4514_string(), "serial": format(root.serial_number, "x")},
+            "issuing": {"subject": issuing.subject.rfc4514_string(), "serial": format(issuing.serial_number, "x")},
+            "token_authority": {"subject": token_authority.subject.rfc4514_string(),
+                                "serial": format(token_authority.serial_number, "x")},
+        },
+        clock=clock,
+    )
