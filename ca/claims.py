@@ -170,6 +170,12 @@ class ClaimConstraints:
                         f"got {type(value).__name__}",
                         field=f"permittedValues.{claim}[{j}]",
                     )
+                if not _is_utf8_encodable(value):
+                    # JSON "\ud800" escapes give lone surrogates, which have no UTF-8 form.
+                    raise ClaimConstraintsError(
+                        f"permitted value {j} of {_quote(claim)} is not valid Unicode text (lone surrogate)",
+                        field=f"permittedValues.{claim}[{j}]",
+                    )
             permitted.append((claim, tuple(values)))
         if not (must_include or permitted or must_exclude):
             raise ClaimConstraintsError(
@@ -498,6 +504,14 @@ def _json_names(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:
     if key in obj and not value:
         raise ClaimConstraintsError(f"{key} is empty; leave it out or list at least one claim", field=key)
     return tuple(value)
+
+
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _first_duplicate(items: Iterable[str]) -> Optional[str]:
