@@ -26,6 +26,7 @@ from ca import audit, store
 from ca.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
+from ca.policy import format_duration
 from ca.tnauthlist import TNScope
 
 ACTIVE = "active"
@@ -94,12 +95,12 @@ def create(
         )
     if max_lifetime < MIN_CERTIFICATE_LIFETIME:
         raise PolicyError(
-            f"max certificate lifetime {_duration(max_lifetime)} is below the minimum {_duration(MIN_CERTIFICATE_LIFETIME)}",
+            f"max certificate lifetime {format_duration(max_lifetime)} is below the minimum {format_duration(MIN_CERTIFICATE_LIFETIME)}",
             field="max_lifetime",
         )
     if max_lifetime_ceiling is not None and max_lifetime > max_lifetime_ceiling:
         raise PolicyError(
-            f"max certificate lifetime {_duration(max_lifetime)} exceeds the policy's {_duration(max_lifetime_ceiling)}",
+            f"max certificate lifetime {format_duration(max_lifetime)} exceeds the policy's {format_duration(max_lifetime_ceiling)}",
             field="max_lifetime",
         )
     starts = _aware(not_before, "not_before") if not_before is not None else now
@@ -349,11 +350,3 @@ def _aware(value: dt.datetime, field: str) -> dt.datetime:
 
 def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _duration(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

@@ -63,6 +63,7 @@ from sqlalchemy.orm import Session
 from ca import audit, store
 from ca.clock import Clock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
+from ca.policy import format_duration
 from ca.tnauthlist import TNScope, decode_identifier_value
 from ca.x5u import X5UError
 
@@ -601,7 +602,7 @@ def _check_time_claims(payload: dict[str, Any], trust: TokenTrust, now: dt.datet
     if expires > latest:
         raise TokenError(
             f"token 'exp' {expires.isoformat()} is too far in the future: this authority accepts tokens "
-            f"valid for at most {_format_duration(trust.max_lifetime)} (until {latest.isoformat()})",
+            f"valid for at most {format_duration(trust.max_lifetime)} (until {latest.isoformat()})",
             claim="exp",
         )
     if "iat" in payload:
@@ -611,8 +612,8 @@ def _check_time_claims(payload: dict[str, Any], trust: TokenTrust, now: dt.datet
             raise TokenError(f"token 'iat' {issued.isoformat()} is in the future (now {now.isoformat()})", claim="iat")
         if expires - issued > trust.max_lifetime:
             raise TokenError(
-                f"token lifetime from 'iat' to 'exp' is {_format_duration(expires - issued)}; this authority "
-                f"accepts at most {_format_duration(trust.max_lifetime)}",
+                f"token lifetime from 'iat' to 'exp' is {format_duration(expires - issued)}; this authority "
+                f"accepts at most {format_duration(trust.max_lifetime)}",
                 claim="exp",
             )
     if "nbf" in payload:
@@ -761,9 +762,9 @@ def mint(
     if ca and not delegation.ca_allowed:
         raise PolicyError(f"delegation {delegation.id} does not allow sub-delegation, so 'ca' cannot be set", field="ca")
     if ttl <= dt.timedelta(0):
-        raise PolicyError(f"token ttl must be positive, got {_format_duration(ttl)}", field="ttl")
+        raise PolicyError(f"token ttl must be positive, got {format_duration(ttl)}", field="ttl")
     if ttl > max_ttl:
-        raise PolicyError(f"token ttl {_format_duration(ttl)} exceeds the policy maximum {_format_duration(max_ttl)}", field="ttl")
+        raise PolicyError(f"token ttl {format_duration(ttl)} exceeds the policy maximum {format_duration(max_ttl)}", field="ttl")
     expires = (now + ttl).replace(microsecond=0)
     if delegation.not_after is not None and expires > delegation.not_after:
         raise PolicyError(
@@ -900,11 +901,3 @@ def _excerpt(value: Any, limit: int = 40) -> str:
         return _json_type(value)
     text = value if len(value) <= limit else value[:limit] + "…"
     return repr(text)
-
-
-def _format_duration(delta: dt.timedelta) -> str:
-    seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"

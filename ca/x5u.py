@@ -126,6 +126,9 @@ class X5UFetcher:
 
     def _fetch_uncached(self, url: str) -> tuple[x509.Certificate, ...]:
         scheme, host, port, target = _split_url(url)
+        if scheme == "http" and not self.policy.allow_http_loopback:
+            # Refused before any DNS query: the URL alone decides it (RFC 9448 §6 step 2).
+            raise X5UError(f"x5u must be an https URL (RFC 9448 §6), got scheme 'http' for host {host!r}")
         addresses = _resolve(host, port)
         address = self._check_destination(scheme, host, addresses)
         deadline = time.monotonic() + self.policy.timeout_seconds
