@@ -358,6 +358,11 @@ class ClaimConstraints:
                 extension = certificate.extensions.get_extension_for_oid(oid)
             except x509.ExtensionNotFound:
                 continue
+            except (x509.DuplicateExtension, ValueError) as error:
+                # RFC 5280 §4.2: an extension appears at most once; cryptography refuses the whole list.
+                raise ClaimConstraintsError(
+                    f"certificate extensions cannot be read: {error}", field="constraints"
+                ) from None
             found[kind] = extension.value.value  # type: ignore[attr-defined]
         if len(found) == 2:
             raise ClaimConstraintsError(

@@ -573,6 +573,9 @@ class TNScope:
             extension = certificate.extensions.get_extension_for_oid(OID_TN_AUTH_LIST)
         except x509.ExtensionNotFound:
             return None
+        except (x509.DuplicateExtension, ValueError) as error:
+            # RFC 5280 §4.2: an extension appears at most once; cryptography refuses the whole list.
+            raise ScopeError(f"certificate extensions cannot be read: {error}", field=LIST_FIELD) from None
         value = extension.value
         if not isinstance(value, x509.UnrecognizedExtension):  # pragma: no cover - cryptography parses it raw
             raise ScopeError("TNAuthList extension could not be read as raw DER", field=LIST_FIELD)

@@ -335,3 +335,20 @@ def test_fuzz_constraints_decoder_raises_only_claim_constraints_error(data, kind
         assert error.field and error.detail
     else:
         assert constraints.to_der(strict=False) == data
+
+
+def test_rfc5280_s4_2_a_certificate_with_a_duplicated_constraints_extension_is_refused():
+    """RFC 5280 §4.2: at most one instance of an extension. The duplicate is made by renaming a
+    second extension's OID in the DER; the certificate is only parsed, never verified."""
+    from cryptography.hazmat.primitives import serialization
+
+    constraints = ClaimConstraints(must_exclude=("priority",))
+    placeholder = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.99"), constraints.to_der())
+    der = _certificate_with(constraints.to_extension(), placeholder).public_bytes(serialization.Encoding.DER)
+    placeholder_der, enhanced_der = bytes.fromhex("06082b06010505070163"), bytes.fromhex("06082b06010505070121")
+    assert der.count(placeholder_der) == 1
+    duplicated = x509.load_der_x509_certificate(der.replace(placeholder_der, enhanced_der))
+    with pytest.raises(ClaimConstraintsError) as caught:
+        ClaimConstraints.from_certificate(duplicated)
+    assert caught.value.field == "constraints"
+    assert "cannot be read" in caught.value.detail

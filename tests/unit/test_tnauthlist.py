@@ -539,3 +539,35 @@ def test_fuzz_identifier_value_raises_only_scope_error(text):
         assert error.field == "identifier"
     else:
         assert text in (base64.urlsafe_b64encode(der).rstrip(b"=").decode(), base64.b64encode(der).decode())
+
+
+def test_rfc5280_s4_2_a_certificate_with_two_tnauthlist_extensions_is_a_scope_error():
+    """RFC 5280 §4.2: "A certificate MUST NOT include more than one instance of a particular
+    extension." The duplicate is made by renaming a second extension's OID in the DER (the
+    signature no longer matters: the certificate is only parsed)."""
+    import datetime as dt
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "duplicate TNAuthList")])
+    value = bytes.fromhex("3008a006160431323334")
+    placeholder = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.99")  # same DER length as .26
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key()).serial_number(1)
+        .not_valid_before(dt.datetime(2026, 1, 1)).not_valid_after(dt.datetime(2026, 1, 2))
+        .add_extension(x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26"), value), critical=False)
+        .add_extension(x509.UnrecognizedExtension(placeholder, value), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    der = cert.public_bytes(serialization.Encoding.DER)
+    placeholder_der, tnauthlist_der = bytes.fromhex("06082b06010505070163"), bytes.fromhex("06082b0601050507011a")
+    assert der.count(placeholder_der) == 1
+    duplicated = x509.load_der_x509_certificate(der.replace(placeholder_der, tnauthlist_der))
+    with pytest.raises(ScopeError) as caught:
+        TNScope.from_certificate(duplicated)
+    assert caught.value.field == "TNAuthList"
+    assert "cannot be read" in caught.value.detail
