@@ -97,8 +97,9 @@ def test_rfc8226_s9_appendix_a1_invalid_vectors_are_refused_naming_the_field(vec
         decode(der)
     assert caught.value.field == vector["field"]
     assert vector["detail"] in caught.value.detail
-    # The independent decoder refuses them too, except the empty list and the count-1 range whose
-    # SIZE / value constraints pyasn1_alt_modules does not enforce on decode: we must be stricter.
+    # The independent decoder refuses them too, with two exceptions where we must be stricter than
+    # the ASN.1 schema: pyasn1 does not enforce SIZE (1..MAX) on decode (empty list), and "a range
+    # start has no * or #" is RFC 8226 §9 prose, not an ASN.1 constraint.
     if vector["name"] not in ("empty list", "range start 1212* count 10"):
         with pytest.raises(Exception):
             reference_entries(der)
