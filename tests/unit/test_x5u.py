@@ -1,0 +1,302 @@
+"""The x5u fetcher against real loopback HTTP and HTTPS servers (http.server in a thread).
+
+RFC 9448 §6 step 2 wants an https URL; fetching a client-chosen URL is an SSRF risk (RFC 8555
+§10.4), so every refusal here is checked to have made no request (the server's hit counter).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.server
+import ipaddress
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from ca.clock import FixedClock
+from ca.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
+
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+DEV = FetchPolicy(allow_http_loopback=True, timeout_seconds=2.0)
+
+
+def certificate(name: str, *, days: int = 30, key: ec.EllipticCurvePrivateKey | None = None,
+                issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None = None, ca: bool = False,
+                san: x509.SubjectAlternativeName | None = None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    issuer_name, issuer_key = issuer or (subject, key)
+    builder = (
+        x509.CertificateBuilder().subject_name(subject).issuer_name(issuer_name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if san is not None:
+        builder = builder.add_extension(san, critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()), key
+
+
+def pem(*certs: x509.Certificate) -> bytes:
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+TA, _ = certificate("Token Authority")
+ROOT, _ = certificate("TA Root", days=10)
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    """Serves whatever the test put in ``server.routes``: path -> (status, headers, body, delay)."""
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.server.hits.append(self.path)  # type: ignore[attr-defined]
+        status, headers, body, delay = self.server.routes.get(self.path, (404, {}, b"not found", 0))  # type: ignore[attr-defined]
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        if "Content-Length" not in headers and headers.get("Connection") != "close":
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            if delay:
+                for byte in body:
+                    time.sleep(delay)
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+            else:
+                self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def log_message(self, format: str, *args: object) -> None:  # quiet test output
+        pass
+
+
+class Server:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd.routes = {}  # type: ignore[attr-defined]
+        self.httpd.hits = []  # type: ignore[attr-defined]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def port(self) -> int:
+        return self.httpd.server_address[1]
+
+    @property
+    def hits(self) -> list[str]:
+        return self.httpd.hits  # type: ignore[attr-defined]
+
+    def route(self, path: str, body: bytes, *, status: int = 200, headers: dict | None = None, delay: float = 0) -> None:
+        self.httpd.routes[path] = (status, headers or {"Content-Type": "application/pem-certificate-chain"}, body, delay)  # type: ignore[attr-defined]
+
+    def url(self, path: str, scheme: str = "http", host: str = "127.0.0.1") -> str:
+        return f"{scheme}://{host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    srv = Server()
+    yield srv
+    srv.close()
+
+
+def refused(fragment: str, fetch: Callable[[], object]) -> X5UError:
+    with pytest.raises(X5UError) as info:
+        fetch()
+    assert fragment in info.value.detail, info.value.detail
+    return info.value
+
+
+class TestDestinationRules:
+    def test_rfc9448_s6_plain_http_is_refused_without_a_request(self, server: Server) -> None:
+        server.route("/ta.pem", pem(TA))
+        refused("must be an https URL (RFC 9448 §6)", lambda: X5UFetcher().fetch(server.url("/ta.pem")))
+        assert server.hits == []
+
+    def test_rfc8555_s10_4_https_to_loopback_is_refused_by_default(self, server: Server) -> None:
+        refused("resolves to non-public address 127.0.0.1", lambda: X5UFetcher().fetch(server.url("/ta.pem", "https")))
+        assert server.hits == []
+
+    def test_host_name_resolving_to_loopback_is_refused(self) -> None:
+        refused("'localhost' resolves to non-public address", lambda: X5UFetcher().fetch("https://localhost/ta.pem"))
+
+    @pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.1", "169.254.169.254", "[::1]", "[fe80::1]", "100.64.0.1", "0.0.0.0"])
+    def test_private_link_local_and_reserved_ranges_are_refused(self, host: str) -> None:
+        expected = str(ipaddress.ip_address(host.strip("[]")))
+        refused(f"non-public address {expected}", lambda: X5UFetcher().fetch(f"https://{host}/ta.pem"))
+
+    def test_ipv4_mapped_ipv6_is_checked_as_ipv4(self) -> None:
+        refused("non-public address 10.0.0.1", lambda: X5UFetcher().fetch("https://[::ffff:10.0.0.1]/ta.pem"))
+
+    @pytest.mark.parametrize(
+        "url, fragment",
+        [
+            ("ftp://ta.example.net/ta.pem", "scheme 'ftp'"),
+            ("file:///etc/passwd", "scheme 'file'"),
+            ("https:///ta.pem", "has no host"),
+            ("https://user:pw@ta.example.net/ta.pem", "must not carry credentials"),
+            ("https://ta.example.net:99999/ta.pem", "not a valid URL"),
+        ],
+    )
+    def test_malformed_or_other_scheme_urls_are_refused(self, url: str, fragment: str) -> None:
+        refused(fragment, lambda: X5UFetcher().fetch(url))
+
+    def test_http_to_a_public_host_is_refused_even_in_dev_mode(self) -> None:
+        refused("must be an https URL", lambda: X5UFetcher(DEV).fetch("http://192.0.2.10/ta.pem"))
+
+    def test_unresolvable_host_is_reported(self) -> None:
+        refused("does not resolve", lambda: X5UFetcher().fetch("https://ta.invalid/ta.pem"))
+
+
+class TestFetch:
+    def test_dev_mode_fetches_a_pem_chain_over_loopback_http(self, server: Server) -> None:
+        server.route("/ta.pem", pem(TA, ROOT))
+        assert X5UFetcher(DEV).fetch(server.url("/ta.pem")) == (TA, ROOT)
+        assert server.hits == ["/ta.pem"]
+
+    def test_a_single_der_certificate_is_accepted(self, server: Server) -> None:
+        server.route("/ta.der", TA.public_bytes(serialization.Encoding.DER), headers={"Content-Type": "application/pkix-cert"})
+        assert X5UFetcher(DEV).fetch(server.url("/ta.der")) == (TA,)
+
+    def test_ats_redirect_is_refused_and_not_followed(self, server: Server) -> None:
+        """ATIS-1000074: no redirects; following one would also skip the address checks."""
+        server.route("/moved", b"", status=302, headers={"Location": server.url("/ta.pem")})
+        server.route("/ta.pem", pem(TA))
+        refused("redirect (HTTP 302) refused", lambda: X5UFetcher(DEV).fetch(server.url("/moved")))
+        assert server.hits == ["/moved"]
+
+    def test_non_200_status_is_refused(self, server: Server) -> None:
+        refused("expected HTTP 200, got 404", lambda: X5UFetcher(DEV).fetch(server.url("/missing")))
+
+    def test_declared_oversize_body_is_refused(self, server: Server) -> None:
+        server.route("/big", b"x" * 2048)
+        policy = FetchPolicy(allow_http_loopback=True, max_bytes=1024)
+        refused("body of 2048 bytes exceeds the limit of 1024", lambda: X5UFetcher(policy).fetch(server.url("/big")))
+
+    def test_undeclared_oversize_body_is_cut_off_while_reading(self, server: Server) -> None:
+        server.route("/big", b"x" * 100_000, headers={"Connection": "close"})
+        policy = FetchPolicy(allow_http_loopback=True, max_bytes=1024)
+        refused("body exceeds the limit of 1024 bytes", lambda: X5UFetcher(policy).fetch(server.url("/big")))
+
+    def test_slow_server_hits_the_overall_deadline(self, server: Server) -> None:
+        """A server dripping bytes cannot stretch the fetch past its deadline."""
+        server.route("/slow", pem(TA), delay=0.05)  # ~600 bytes at 20 bytes/s: 30 s if allowed
+        policy = FetchPolicy(allow_http_loopback=True, timeout_seconds=0.5)
+        started = time.monotonic()
+        refused("no complete answer within 0.5 s", lambda: X5UFetcher(policy).fetch(server.url("/slow")))
+        assert time.monotonic() - started < 2.0
+
+    def test_body_that_is_not_a_certificate_is_refused(self, server: Server) -> None:
+        server.route("/junk", b"<html>hello</html>")
+        refused("not a PEM certificate chain or a DER certificate", lambda: X5UFetcher(DEV).fetch(server.url("/junk")))
+
+    def test_pem_without_certificates_is_refused(self) -> None:
+        with pytest.raises(X5UError, match="not a PEM certificate chain"):
+            parse_chain(b"-----BEGIN NOTHING-----\n-----END NOTHING-----\n")
+
+    def test_connection_refused_is_reported(self) -> None:
+        with socket.socket() as unused:  # a port nothing listens on
+            unused.bind(("127.0.0.1", 0))
+            port = unused.getsockname()[1]
+        refused("request failed (ConnectionRefusedError", lambda: X5UFetcher(DEV).fetch(f"http://127.0.0.1:{port}/ta.pem"))
+
+
+class TestCache:
+    def test_second_fetch_is_a_cache_hit(self, server: Server) -> None:
+        server.route("/ta.pem", pem(TA))
+        fetcher = X5UFetcher(DEV)
+        assert fetcher.fetch(server.url("/ta.pem")) == fetcher.fetch(server.url("/ta.pem")) == (TA,)
+        assert server.hits == ["/ta.pem"]
+        assert fetcher.requests_made == 1
+
+    def test_cache_expires_after_max_age(self, server: Server) -> None:
+        server.route("/ta.pem", pem(TA))
+        clock = FixedClock(NOW)
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, max_cache_age=dt.timedelta(hours=1)), clock=clock)
+        fetcher.fetch(server.url("/ta.pem"))
+        clock.advance(dt.timedelta(minutes=59))
+        fetcher.fetch(server.url("/ta.pem"))
+        assert len(server.hits) == 1
+        clock.advance(dt.timedelta(minutes=1))
+        fetcher.fetch(server.url("/ta.pem"))
+        assert len(server.hits) == 2
+
+    def test_cache_never_outlives_a_certificate_in_the_chain(self, server: Server) -> None:
+        server.route("/chain.pem", pem(TA, ROOT))  # ROOT expires in 10 days; max age 30 days
+        clock = FixedClock(NOW)
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, max_cache_age=dt.timedelta(days=30)), clock=clock)
+        fetcher.fetch(server.url("/chain.pem"))
+        clock.advance(dt.timedelta(days=10, seconds=1))
+        fetcher.fetch(server.url("/chain.pem"))
+        assert len(server.hits) == 2
+
+    def test_failures_are_not_cached(self, server: Server) -> None:
+        fetcher = X5UFetcher(DEV)
+        with pytest.raises(X5UError):
+            fetcher.fetch(server.url("/later.pem"))
+        server.route("/later.pem", pem(TA))
+        assert fetcher.fetch(server.url("/later.pem")) == (TA,)
+
+    def test_cache_is_bounded(self, server: Server) -> None:
+        for index in range(3):
+            server.route(f"/{index}.pem", pem(TA))
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, cache_entries=2))
+        for index in (0, 1, 2, 0):
+            fetcher.fetch(server.url(f"/{index}.pem"))
+        assert server.hits == ["/0.pem", "/1.pem", "/2.pem", "/0.pem"]
+
+    def test_override_answers_from_memory_without_any_request(self, server: Server) -> None:
+        """A one-worker server must never fetch its own token-authority URL."""
+        url = server.url("/token-authority.pem", "https")
+        fetcher = X5UFetcher(overrides={url: [TA]})
+        assert fetcher.fetch(url) == (TA,)
+        assert server.hits == [] and fetcher.requests_made == 0
+
+
+class TestHTTPS:
+    @pytest.fixture
+    def tls_server(self, tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+        ca_cert, ca_key = certificate("Loopback Test CA", ca=True)
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
+        server_cert, server_key = certificate("127.0.0.1", issuer=(ca_cert.subject, ca_key), san=san)
+        (tmp_path / "server.pem").write_bytes(pem(server_cert))
+        (tmp_path / "server.key").write_bytes(server_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        (tmp_path / "ca.pem").write_bytes(pem(ca_cert))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "server.pem", tmp_path / "server.key")
+        srv = Server(tls=context)
+        yield srv, tmp_path / "ca.pem"
+        srv.close()
+
+    def test_https_fetch_verifies_the_server_certificate(self, tls_server: tuple[Server, Path]) -> None:
+        server, ca_file = tls_server
+        server.route("/ta.pem", pem(TA))
+        policy = FetchPolicy(allow_private_addresses=True, tls_ca_file=str(ca_file))
+        assert X5UFetcher(policy).fetch(server.url("/ta.pem", "https")) == (TA,)
+        assert X5UFetcher(policy).fetch(server.url("/ta.pem", "https", host="localhost")) == (TA,)
+
+    def test_untrusted_tls_server_is_refused(self, tls_server: tuple[Server, Path]) -> None:
+        server, _ = tls_server
+        server.route("/ta.pem", pem(TA))
+        policy = FetchPolicy(allow_private_addresses=True)  # system trust store: our test CA is not in it
+        refused("TLS certificate not trusted", lambda: X5UFetcher(policy).fetch(server.url("/ta.pem", "https")))
+        assert server.hits == []
