@@ -31,7 +31,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -76,6 +76,12 @@ def event_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 
 
 def _locked_head(session: Session) -> AuditHead:
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        # SQLite has no row locks and ignores FOR UPDATE. A write statement takes the database's
+        # write lock (waiting out busy_timeout), which then serializes appenders until commit;
+        # taking it *before* reading the head makes that read the latest committed head.
+        session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq))
     lock = (
         select(AuditHead)
         .where(AuditHead.id == HEAD_ID)
@@ -86,7 +92,6 @@ def _locked_head(session: Session) -> AuditHead:
     if head is not None:
         return head
     # First append ever: create the head; if another process just did, its row wins.
-    dialect = session.get_bind().dialect.name
     insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
     if insert is None:  # pragma: no cover - the project supports these two
         raise NotImplementedError(f"audit head creation is not implemented for {dialect}")

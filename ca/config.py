@@ -118,6 +118,13 @@ class Home:
     def sessionmaker(self) -> sessionmaker:
         return store.make_sessionmaker(self.engine)
 
+    def close(self) -> None:
+        """Release the database connections this home opened (the CLI calls it when a command ends)."""
+        engine = self.__dict__.pop("engine", None)
+        self.__dict__.pop("sessionmaker", None)
+        if engine is not None:
+            engine.dispose()
+
     @functools.cached_property
     def policy(self) -> Policy:
         """``HOME/policy.toml``; the packaged default policy when the home has none."""

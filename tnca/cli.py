@@ -30,6 +30,7 @@ COMMAND_MODULES = ("init", "cert", "delegation", "token", "serve", "ctlog", "ct"
 def cli(ctx: click.Context, home: str) -> None:
     """tnca: a delegate-certificate authority for telephone numbers."""
     ctx.obj = Home(home)
+    ctx.call_on_close(ctx.obj.close)
 
 
 for _name in COMMAND_MODULES:
