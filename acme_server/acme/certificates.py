@@ -1,0 +1,139 @@
+"""Certificate download (RFC 8555 §7.4.2) and revokeCert (RFC 8555 §7.6)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from flask import Response, g
+from sqlalchemy import select
+
+from acme_server.acme import problems
+from acme_server.acme.accounts import actor
+from acme_server.acme.encoding import EncodingError, b64url_decode
+from acme_server.acme.keys import AccountKey
+from acme_server.state import current_state, db_session
+from ca import revocation
+from ca.errors import RevocationError
+from ca.revocation import CRLReason
+from ca.store import Account, Authorization, Certificate, Issuer
+from ca.tnauthlist import TNScope
+
+PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
+
+# RFC 8555 §7.6: the server decides which reasons a subscriber may give. These are the ones that
+# describe the subscriber's own situation; cACompromise and aACompromise are the authority's to
+# declare, certificateHold/removeFromCRL (suspension) are not supported, and privilegeWithdrawn
+# is what revoking a delegation records.
+ALLOWED_REASONS = (
+    CRLReason.UNSPECIFIED,
+    CRLReason.KEY_COMPROMISE,
+    CRLReason.AFFILIATION_CHANGED,
+    CRLReason.SUPERSEDED,
+    CRLReason.CESSATION_OF_OPERATION,
+)
+
+
+def certificate(serial: str) -> Response:
+    """POST-as-GET: the PEM chain, end-entity first, no blank lines (RFC 8555 §7.4.2, erratum 5983)."""
+    session = db_session()
+    record = session.scalars(
+        select(Certificate).where(Certificate.serial == serial, Certificate.stage == "issued")
+    ).one_or_none()
+    if record is None:
+        raise problems.malformed(f"no certificate with serial {serial[:64]!r}", status=404)
+    if record.account_id != g.account.id:
+        raise problems.unauthorized(f"certificate {record.serial} was issued to another account")
+    chain = [x509.load_der_x509_certificate(record.der), *_issuer_chain(record.issuer_id)]
+    body = "".join(cert.public_bytes(serialization.Encoding.PEM).decode("ascii") for cert in chain)
+    return Response(body, status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
+
+
+def _issuer_chain(issuer_id: int) -> list[x509.Certificate]:
+    """The certificates after the end-entity one: the issuer and its parents below the root."""
+    issuing = current_state().issuing_ca()
+    if issuing.issuer_id == issuer_id:
+        return list(issuing.chain)  # loaded once per process
+    chain: list[x509.Certificate] = []
+    session = db_session()
+    row = session.get(Issuer, issuer_id)
+    while row is not None and row.parent_id is not None:  # the root (no parent) is the trust anchor
+        chain.append(x509.load_der_x509_certificate(row.certificate_der))
+        row = session.get(Issuer, row.parent_id)
+    return chain
+
+
+def revoke_cert() -> Response:
+    """RFC 8555 §7.6, guard clauses in order: payload → certificate known → authorized → not revoked."""
+    state, session = current_state(), db_session()
+    payload: dict[str, Any] = g.payload
+    try:
+        der = b64url_decode(payload.get("certificate"), field="certificate")
+        presented = x509.load_der_x509_certificate(der)
+    except EncodingError as exc:
+        raise problems.malformed(str(exc)) from exc
+    except ValueError as exc:
+        raise problems.malformed(f"'certificate' is not a DER X.509 certificate ({exc})") from exc
+    reason = _reason(payload.get("reason"))
+    record = session.scalars(
+        select(Certificate).where(Certificate.fingerprint_sha256 == hashlib.sha256(der).hexdigest())
+    ).one_or_none()
+    if record is None:
+        raise problems.malformed(
+            f"certificate with serial {presented.serial_number:x} was not issued by this authority", status=404
+        )
+    account: Account | None = g.account
+    if account is None:
+        _authorize_by_certificate_key(record, presented, g.account_key)
+        who = "acme:certificate-key"
+    else:
+        _authorize_by_account(record, account)
+        who = actor(account)
+    try:
+        # RFC 8555 §7.6: an already revoked certificate is 400 alreadyRevoked (ca.revocation's
+        # check, backed by the unique constraint on revocations.certificate_id).
+        revocation.revoke_certificate(session, record, reason, actor=who, source="acme", clock=state.clock)
+    except RevocationError as exc:
+        raise problems.already_revoked(exc.detail) from exc
+    session.commit()
+    return Response(status=200)
+
+
+def _reason(value: Any) -> CRLReason | None:
+    if value is None:
+        return None
+    # JSON true is not a reason code, although Python counts bool as int.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise problems.malformed("'reason' must be an integer CRLReason code (RFC 5280 §5.3.1)")
+    allowed = ", ".join(f"{int(r)} ({r.name.lower()})" for r in ALLOWED_REASONS)
+    if value not in {int(r) for r in ALLOWED_REASONS}:
+        raise problems.bad_revocation_reason(f"revocation reason {value} is not accepted; allowed: {allowed}")
+    return CRLReason(value)
+
+
+def _authorize_by_certificate_key(record: Certificate, presented: x509.Certificate, key: AccountKey) -> None:
+    # RFC 8555 §7.6: a request signed by the certificate's own key (jwk = its public key).
+    spki = presented.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    if key.spki_der() != spki:
+        raise problems.unauthorized("the JWS 'jwk' is not the certificate's public key; sign with that key or with an account ('kid')")
+
+
+def _authorize_by_account(record: Certificate, account: Account) -> None:
+    """RFC 8555 §7.6: the account that obtained it, or one holding valid authorizations for all of it."""
+    if record.account_id == account.id:
+        return
+    now = current_state().clock.now()
+    scope = TNScope.from_der(record.scope_der, strict=False)
+    authorized = db_session().scalars(
+        select(Authorization.scope_der).where(
+            Authorization.account_id == account.id, Authorization.status == "valid", Authorization.expires > now
+        )
+    ).all()
+    if any(TNScope.from_der(der, strict=False).contains(scope) for der in authorized):
+        return
+    raise problems.unauthorized(
+        f"account {account.id} neither obtained certificate {record.serial} nor holds valid authorizations for "
+        f"{scope.describe()}"
+    )

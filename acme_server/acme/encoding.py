@@ -1,0 +1,57 @@
+"""Wire encodings shared by the ACME handlers: strict base64url and RFC 3339 timestamps."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime as dt
+import re
+
+# RFC 8555 §6.1 / RFC 7515 §2: base64url without "=" padding. RFC 8555 §6.1: "values with
+# trailing '=' ... MUST be rejected".
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+
+class EncodingError(ValueError):
+    """A value is not in the encoding its field requires; the message says which and why."""
+
+
+def b64url_decode(value: object, *, field: str) -> bytes:
+    """Decode unpadded base64url (RFC 7515 §2), refusing padding and foreign characters."""
+    if not isinstance(value, str):
+        raise EncodingError(f"'{field}' must be a base64url string, got {type(value).__name__}")
+    if "=" in value:
+        raise EncodingError(f"'{field}' must be base64url without '=' padding (RFC 8555 §6.1)")
+    if not _BASE64URL.fullmatch(value):
+        raise EncodingError(f"'{field}' contains characters outside the base64url alphabet")
+    if len(value) % 4 == 1:
+        raise EncodingError(f"'{field}' has an impossible base64url length ({len(value)} characters)")
+    try:
+        return base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the checks above are exhaustive
+        raise EncodingError(f"'{field}' is not valid base64url") from exc
+
+
+def b64url_encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def rfc3339(moment: dt.datetime) -> str:
+    """An aware datetime as RFC 3339 in UTC with a "Z" suffix, to whole seconds."""
+    if moment.tzinfo is None:
+        raise ValueError("rfc3339() needs an aware datetime")
+    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_rfc3339(value: object, *, field: str) -> dt.datetime:
+    """Parse an RFC 3339 date-time; it must carry a UTC offset or "Z" (RFC 3339 §5.6)."""
+    if not isinstance(value, str):
+        raise EncodingError(f"'{field}' must be an RFC 3339 date-time string, got {type(value).__name__}")
+    # RFC 3339 §5.6 date-time: full-date "T" full-time, time-offset mandatory.
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", value):
+        raise EncodingError(f"'{field}' is not an RFC 3339 date-time with a time offset: {value[:40]!r}")
+    try:
+        parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise EncodingError(f"'{field}' is not a valid date-time: {value[:40]!r} ({exc})") from exc
+    return parsed.astimezone(dt.timezone.utc)

@@ -1,0 +1,84 @@
+"""RFC 8555 §6.5 anti-replay nonces, kept in the database so every server process shares them.
+
+A nonce is 128 random bits in base64url. It is recorded when handed out (``Replay-Nonce``) and
+redeemed by ``DELETE ... WHERE value = :nonce AND expires_at > :now``: the row count says whether
+it was valid, and because the delete is the check, two processes racing to redeem the same nonce
+cannot both succeed (RFC 8555 §6.5.2: "the server MUST ... invalidate it", a used nonce counts
+as never issued).
+
+Redeeming and issuing the next nonce happen in one short transaction of their own, before the
+request's own work begins, so that a request that fails later (and rolls back) has still spent
+its nonce; otherwise a rejected request could be replayed with the same nonce.
+
+Unused nonces expire after the policy's ``nonce_lifetime``; expired rows are deleted at most
+once per :data:`PURGE_INTERVAL` per process, in the same transaction as an issue.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import threading
+import time
+
+from sqlalchemy import delete, insert
+from sqlalchemy.engine import Engine
+
+from acme_server.acme.encoding import b64url_encode
+from ca.clock import Clock
+from ca.store import Nonce
+
+# RFC 8555 §6.5: nonces must be unpredictable; 128 bits is what RFC 8555's examples carry.
+NONCE_BYTES = 16
+# Expired nonces are swept this often (seconds, per process): cheap, and bounded table growth.
+PURGE_INTERVAL_SECONDS = 60.0
+
+_NONCES = Nonce.__table__
+
+
+class NonceStore:
+    """Issues and redeems nonces in the ``nonces`` table. Thread-safe; one per app."""
+
+    def __init__(self, engine: Engine, *, lifetime: dt.timedelta, clock: Clock) -> None:
+        if lifetime <= dt.timedelta(0):
+            raise ValueError("nonce lifetime must be positive")
+        self._engine = engine
+        self._lifetime = lifetime
+        self._clock = clock
+        self._lock = threading.Lock()
+        # The first issue in a fresh process sweeps, so restarts do not postpone the cleanup.
+        self._next_purge = time.monotonic()
+
+    def issue(self) -> str:
+        """A fresh nonce, recorded before it is returned."""
+        value = _new_nonce()
+        now = self._clock.now()
+        with self._engine.begin() as connection:
+            self._purge_if_due(connection, now)
+            connection.execute(insert(_NONCES).values(value=value, expires_at=now + self._lifetime))
+        return value
+
+    def redeem_and_issue(self, presented: str) -> tuple[bool, str]:
+        """Spend ``presented`` and record its successor, in one transaction.
+
+        Returns (whether ``presented`` was an unexpired, unused nonce; the next nonce). The next
+        nonce is issued either way: RFC 8555 §6.5 wants a fresh one on a badNonce error too.
+        """
+        value = _new_nonce()
+        now = self._clock.now()
+        with self._engine.begin() as connection:
+            result = connection.execute(delete(_NONCES).where(_NONCES.c.value == presented, _NONCES.c.expires_at > now))
+            self._purge_if_due(connection, now)
+            connection.execute(insert(_NONCES).values(value=value, expires_at=now + self._lifetime))
+        return result.rowcount == 1, value
+
+    def _purge_if_due(self, connection, now: dt.datetime) -> None:
+        with self._lock:
+            if time.monotonic() < self._next_purge:
+                return
+            self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        connection.execute(delete(_NONCES).where(_NONCES.c.expires_at <= now))
+
+
+def _new_nonce() -> str:
+    return b64url_encode(secrets.token_bytes(NONCE_BYTES))

@@ -1,0 +1,80 @@
+"""ACME resource objects as JSON (RFC 8555 §7.1.2–§7.1.5, RFC 9447 §3, RFC 9448 §4).
+
+Wire names appear only here. Every function takes the stored row and the :class:`Urls` and
+returns a plain dict; none of them touches the database beyond the row's loaded relationships.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acme_server.acme.encoding import rfc3339
+from acme_server.acme.urls import Urls
+from ca.store import Account, Authorization, Challenge, Order
+
+# RFC 9447 §6 / RFC 9448 §4.
+TKAUTH_CHALLENGE = "tkauth-01"
+TKAUTH_TYPE_ATC = "atc"
+TNAUTHLIST_IDENTIFIER = "TNAuthList"
+
+
+def account_object(account: Account, urls: Urls) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "status": account.status,
+        "contact": list(account.contact or []),
+        # RFC 8555 §7.1.2: "orders" is required.
+        "orders": urls.account_orders(account.id),
+    }
+    if account.terms_agreed:
+        obj["termsOfServiceAgreed"] = True
+    return obj
+
+
+def order_object(order: Order, urls: Urls) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "status": order.status,
+        "expires": rfc3339(order.expires),
+        "identifiers": [dict(identifier) for identifier in order.identifiers],
+        "authorizations": [urls.authorization(authz.id) for authz in order.authorizations],
+        "finalize": urls.finalize(order.id),
+    }
+    if order.not_before is not None:
+        obj["notBefore"] = rfc3339(order.not_before)
+    if order.not_after is not None:
+        obj["notAfter"] = rfc3339(order.not_after)
+    if order.error is not None:
+        obj["error"] = order.error
+    if order.status == "valid":
+        issued = [cert for cert in order.certificates if cert.stage == "issued"]
+        if issued:
+            obj["certificate"] = urls.certificate(issued[-1].serial)
+    return obj
+
+
+def authorization_object(authz: Authorization, urls: Urls, *, token_authority: str | None) -> dict[str, Any]:
+    return {
+        "identifier": {"type": authz.identifier_type, "value": authz.identifier_value},
+        "status": authz.status,
+        # RFC 8555 §7.1.4: "expires" is REQUIRED for valid authorizations; we always send it.
+        "expires": rfc3339(authz.expires),
+        "challenges": [challenge_object(c, urls, token_authority=token_authority) for c in authz.challenges],
+    }
+
+
+def challenge_object(challenge: Challenge, urls: Urls, *, token_authority: str | None) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "type": challenge.type,
+        "url": urls.challenge(challenge.id),
+        "status": challenge.status,
+        # RFC 9448 §4's example carries a token; tkauth-01 binds through the account key
+        # fingerprint instead, but clients written against the example expect it.
+        "token": challenge.token,
+        "tkauth-type": TKAUTH_TYPE_ATC,
+    }
+    if token_authority:
+        obj["token-authority"] = token_authority
+    if challenge.validated is not None:
+        obj["validated"] = rfc3339(challenge.validated)
+    if challenge.error is not None:
+        obj["error"] = challenge.error
+    return obj

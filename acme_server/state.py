@@ -1,0 +1,87 @@
+"""What every request of one server process shares, built once by :func:`acme_server.create_app`.
+
+:class:`ServerState` lives in ``app.extensions["tnca"]``; handlers reach it through
+:func:`current_state` and their request's database session through :func:`db_session`. Things
+that are expensive to load (the issuing CA, the token trust list, the x5u fetcher with its cache)
+are loaded on first use and kept for the life of the process.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Any
+
+from flask import current_app, g
+from sqlalchemy.orm import Session
+
+from acme_server.acme.nonces import NonceStore
+from acme_server.acme.urls import Urls
+from ca import tokens
+from ca.config import Home
+from ca.x5u import FetchPolicy, X5UFetcher
+
+EXTENSION_KEY = "tnca"
+# tnca.toml [x5u] keys that reach ca.x5u.FetchPolicy (the dev stack sets allow_http_loopback).
+_CONFIGURABLE_FETCH_SETTINGS = ("allow_http_loopback", "allow_private_addresses", "tls_ca_file")
+
+
+class ServerState:
+    """Configuration and long-lived helpers of one ACME server process."""
+
+    def __init__(self, home: Home) -> None:
+        self.home = home
+        self.clock = home.clock
+        self.policy = home.policy
+        self.urls = Urls(home.base_url)
+        self.sessionmaker = home.sessionmaker
+        self.engine = home.engine
+        self.nonces = NonceStore(self.engine, lifetime=self.policy.acme.nonce_lifetime, clock=self.clock)
+        server_config = home.config.get("server", {})
+        # RFC 9447 §3 "token-authority": where a client can acquire tokens. Defaults to the
+        # origin of this authority's own token authority (the "iss" of the tokens it mints).
+        self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
+        self.website: str | None = server_config.get("website")
+        self._lock = threading.Lock()
+
+    @functools.cached_property
+    def token_trust(self) -> tokens.TokenTrust:
+        return tokens.trust_from_policy(self.policy.tokens, local_authority=self.home.token_authority().certificate)
+
+    @functools.cached_property
+    def x5u_fetcher(self) -> X5UFetcher:
+        # The server's own token-authority URL resolves from memory: a one-worker server
+        # fetching itself would deadlock (ca/x5u.py).
+        authority = self.home.token_authority()
+        configured = {k: v for k, v in self.home.config.get("x5u", {}).items() if k in _CONFIGURABLE_FETCH_SETTINGS}
+        return X5UFetcher(
+            FetchPolicy(**configured), overrides={authority.x5u: (authority.certificate,)}, clock=self.clock
+        )
+
+    def issuing_ca(self) -> Any:
+        return self.home.issuing_ca()
+
+    @functools.cached_property
+    def transparency(self) -> Any:
+        """The CT client issuance submits precertificates through, when the home configures one."""
+        # TODO(#ct): call Home's CT accessor directly once ca/transparency.py has landed.
+        factory = getattr(self.home, "transparency", None)
+        return factory() if callable(factory) else None
+
+
+def current_state() -> ServerState:
+    return current_app.extensions[EXTENSION_KEY]
+
+
+def db_session() -> Session:
+    """The request's session, opened on first use and closed (rolled back if open) at teardown."""
+    session = g.get("db_session")
+    if session is None:
+        session = g.db_session = current_state().sessionmaker()
+    return session
+
+
+def close_db_session(_exc: BaseException | None = None) -> None:
+    session = g.pop("db_session", None)
+    if session is not None:
+        session.close()

@@ -1,0 +1,3 @@
+"""ACME protocol test fixtures; they live in ``support.py`` so end-to-end tests can share them."""
+
+from protocol.support import app, authority, client, home, port, server, subscriber  # noqa: F401

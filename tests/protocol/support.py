@@ -1,0 +1,271 @@
+"""Fixtures and helpers for ACME tests: a real authority home, the app, a server on loopback.
+
+Shared by ``tests/protocol`` (through its conftest) and ``tests/e2e/test_acme_*.py`` (which
+import the fixtures they use from here).
+
+``home``: ``tnca init`` into a temporary directory, on the test database (tests/conftest.py).
+``app``/``client``: the Flask app and its test client, for JWS and problem-document checks.
+``server``: the same app served by a real werkzeug HTTP server in a thread on a free loopback
+port, for flows driven by certbot's ``acme`` client over real HTTP.
+``authority``: delegations and authority tokens made with the ``ca`` functions an operator uses.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import socket
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import josepy as jose
+import pytest
+from acme import client as acme_client
+from acme import messages
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import NameOID
+from werkzeug.serving import make_server
+
+from acme_server import create_app
+from ca import delegations, tokens
+from ca.config import Home
+from ca.tnauthlist import TNScope
+from protocol.acme_ext import ATCResponse, TKAuth01, TKAuth01Response, tnauthlist_identifier
+from tnca.cli import cli
+
+# The issuing CA of the test home covers range 12025550000+10000 and SPC 1234 (tnca init's
+# development scope). The test delegation grants a part of it.
+DELEGATE = "Example Enterprise"
+DELEGATED_SCOPE = TNScope.parse(ranges=["12025550000:1000"], spcs=["1234"])
+TN_SCOPE = TNScope.parse(tns=["12025550100"])
+RANGE_SCOPE = TNScope.parse(ranges=["12025550200:100"])
+SPC_SCOPE = TNScope.parse(spcs=["1234"])
+OUTSIDE_DELEGATION_SCOPE = TNScope.parse(tns=["12025559999"])  # inside the issuing CA, not delegated
+
+
+def padded_base64(scope: TNScope) -> str:
+    """The SHAKEN spelling of an identifier value: standard base64 with padding."""
+    return base64.b64encode(scope.to_der()).decode("ascii")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def home(tmp_path, session_factory, database_url, port) -> Iterator[Home]:
+    """A fresh authority home (``tnca init``) whose base URL is the live server's."""
+    path = tmp_path / "home"
+    result = CliRunner().invoke(
+        cli,
+        ["--home", str(path), "init", "--base-url", f"http://127.0.0.1:{port}", "--database-url", database_url],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    home = Home(path)
+    yield home
+    home.engine.dispose()
+
+
+@pytest.fixture
+def app(home):
+    return create_app(home)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@dataclass
+class LiveServer:
+    home: Home
+    app: Any
+    base_url: str
+
+    @property
+    def directory_url(self) -> str:
+        return self.base_url + "/acme/directory"
+
+
+@pytest.fixture
+def server(app, home, port) -> Iterator[LiveServer]:
+    httpd = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="acme-test-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(home=home, app=app, base_url=home.base_url)
+    finally:
+        httpd.shutdown()
+        thread.join(timeout=10)
+
+
+# --------------------------------------------------------------------------------------------
+# Keys, CSRs
+# --------------------------------------------------------------------------------------------
+
+
+def new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_csr(
+    key: Any = None,
+    *,
+    scope: TNScope | None = None,
+    ca: bool | None = None,
+    subject: str = "Example Enterprise",
+) -> tuple[bytes, Any]:
+    """(PEM CSR, private key). ``scope`` adds a TNAuthList request; ``ca`` a basicConstraints one."""
+    key = key or new_key()
+    builder = x509.CertificateSigningRequestBuilder().subject_name(
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    )
+    if scope is not None:
+        builder = builder.add_extension(scope.to_extension(), critical=False)
+    if ca is not None:
+        builder = builder.add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    csr = builder.sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256())
+    return csr.public_bytes(serialization.Encoding.PEM), key
+
+
+# --------------------------------------------------------------------------------------------
+# The operator side: delegations and authority tokens
+# --------------------------------------------------------------------------------------------
+
+
+class Authority:
+    """Delegations and tokens, made with the same ``ca`` functions the CLI uses."""
+
+    def __init__(self, home: Home, session_factory) -> None:
+        self.home = home
+        self.session_factory = session_factory
+
+    def delegate(
+        self,
+        scope: TNScope = DELEGATED_SCOPE,
+        *,
+        delegate: str = DELEGATE,
+        ca: bool = False,
+        max_lifetime: dt.timedelta = dt.timedelta(hours=24),
+        not_after: dt.datetime | None = None,
+    ) -> str:
+        with self.session_factory() as session:
+            delegation = delegations.create(
+                session,
+                delegate=delegate,
+                scope=scope,
+                issuer_scope=self.home.issuing_ca().scope,
+                max_lifetime=max_lifetime,
+                clock=self.home.clock,
+                actor="test:operator",
+                ca=ca,
+                not_after=not_after,
+            )
+            session.commit()
+            return delegation.id
+
+    def revoke(self, delegation_id: str) -> None:
+        with self.session_factory() as session:
+            plan = delegations.plan_revoke(session, delegation_id, reason="test: delegate left", clock=self.home.clock)
+            delegations.execute_revoke(session, plan, actor="test:operator", clock=self.home.clock)
+            session.commit()
+
+    def token(
+        self,
+        delegation_id: str,
+        account_key: jose.JWK,
+        scope: TNScope,
+        *,
+        ca: bool = False,
+        ttl: dt.timedelta = dt.timedelta(hours=1),
+    ) -> str:
+        with self.session_factory() as session:
+            delegation = delegations.get(session, delegation_id)
+            minted = tokens.mint(
+                session,
+                delegation=delegation,
+                fingerprint=tokens.account_fingerprint(account_key),
+                scope=scope,
+                ca=ca,
+                ttl=ttl,
+                authority=self.home.token_authority(),
+                clock=self.home.clock,
+                actor="test:operator",
+            )
+            session.commit()
+            return minted.token
+
+
+@pytest.fixture
+def authority(home, session_factory) -> Authority:
+    return Authority(home, session_factory)
+
+
+# --------------------------------------------------------------------------------------------
+# The subscriber side: certbot's acme client over real HTTP
+# --------------------------------------------------------------------------------------------
+
+
+class Subscriber:
+    """An ACME client (certbot's ``ClientV2``) with the steps a STIR delegate takes."""
+
+    def __init__(self, server: LiveServer, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        self.private_key = key or new_key()
+        self.jwk = jose.JWKEC(key=self.private_key)
+        self.net = acme_client.ClientNetwork(self.jwk, alg=jose.ES256, user_agent="tnca-tests")
+        self.directory = acme_client.ClientV2.get_directory(server.directory_url, self.net)
+        self.acme = acme_client.ClientV2(self.directory, self.net)
+        self.account: messages.RegistrationResource | None = None
+
+    @property
+    def public_jwk(self) -> jose.JWK:
+        return self.jwk.public_key()
+
+    def register(self, **fields: Any) -> messages.RegistrationResource:
+        self.account = self.acme.new_account(messages.NewRegistration.from_data(**fields))
+        return self.account
+
+    def new_order(self, identifier_value: str, **fields: Any) -> messages.OrderResource:
+        """newOrder for one TNAuthList identifier (ClientV2.new_order only knows dns/ip)."""
+        order = messages.NewOrder(identifiers=(tnauthlist_identifier(identifier_value),), **fields)
+        response = self.acme._post(self.directory["newOrder"], order)
+        body = messages.Order.from_json(response.json())
+        authorizations = [
+            self.acme._authzr_from_response(self.acme._post_as_get(url), uri=url) for url in body.authorizations
+        ]
+        return messages.OrderResource(body=body, uri=response.headers["Location"], authorizations=authorizations)
+
+    @staticmethod
+    def tkauth_challenge(orderr: messages.OrderResource) -> messages.ChallengeBody:
+        (authzr,) = orderr.authorizations
+        (challb,) = [c for c in authzr.body.challenges if isinstance(c.chall, TKAuth01)]
+        return challb
+
+    def answer(self, orderr: messages.OrderResource, token: str, *, field: str = "tkauth") -> messages.ChallengeResource:
+        response = TKAuth01Response(tkauth=token) if field == "tkauth" else ATCResponse(atc=token)
+        return self.acme.answer_challenge(self.tkauth_challenge(orderr), response)
+
+    def finalize(self, orderr: messages.OrderResource, csr_pem: bytes) -> messages.OrderResource:
+        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+        return self.acme.finalize_order(orderr.update(csr_pem=csr_pem), deadline)
+
+    def poll(self, orderr: messages.OrderResource) -> messages.Order:
+        return messages.Order.from_json(self.acme._post_as_get(orderr.uri).json())
+
+
+@pytest.fixture
+def subscriber(server) -> Subscriber:
+    return Subscriber(server)
