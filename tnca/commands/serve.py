@@ -1,0 +1,78 @@
+"""``tnca serve``: run the ACME server under gunicorn.
+
+The directory is at ``{base_url}/acme/directory``, where ``base_url`` is the home's external URL
+(``[server] base_url`` in tnca.toml, or ``TNCA_BASE_URL``): behind a proxy it differs from the
+address gunicorn binds, and every URL the server hands out uses it (RFC 8555 §6.4).
+
+Every worker process builds its own app (and so its own database engine) after the fork; they
+share nothing but the database, which is what nonces and single-use tokens rely on.
+
+Exit codes: 0 after a clean shutdown; 1 when the home is missing or not initialised.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from gunicorn.app.base import BaseApplication
+
+from ca.config import Home
+from ca.errors import TNCAError
+from tnca.context import pass_home
+
+
+class ACMEServerApplication(BaseApplication):
+    """gunicorn, configured from our options instead of its command line (gunicorn's custom-app recipe)."""
+
+    def __init__(self, home_path: str, options: dict[str, Any]) -> None:
+        self.home_path = home_path
+        self.options = options
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        # Imported here so the parent process never opens the database before forking.
+        from acme_server import create_app
+
+        return create_app(Home(self.home_path))
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, metavar="ADDRESS", help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535), metavar="PORT",
+              help="TCP port to listen on.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N",
+              help="Worker processes (each runs --threads threads).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64), metavar="N",
+              help="Threads per worker process.")
+@pass_home
+def command(home: Home, host: str, port: int, workers: int, threads: int) -> None:
+    """Serve the ACME API (directory at BASE_URL/acme/directory) with gunicorn."""
+    if not home.exists():
+        raise click.ClickException(f"{home.path} is not an authority home; run 'tnca --home {home.path} init' first")
+    try:
+        # Fail here, with a readable message, rather than in every worker.
+        home.issuing_ca()
+        home.token_authority()
+    except TNCAError as error:
+        raise click.ClickException(error.detail) from None
+    finally:
+        if "engine" in home.__dict__:
+            home.engine.dispose()
+    click.echo(f"Serving {home.base_url}/acme/directory on {host}:{port} ({workers} worker(s) × {threads} thread(s))")
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": workers,
+        "threads": threads,
+        "worker_class": "gthread",
+        "preload_app": False,
+        "accesslog": "-",
+        "errorlog": "-",
+        "timeout": 60,
+        "graceful_timeout": 10,
+    }
+    ACMEServerApplication(str(home.path), options).run()
