@@ -1,0 +1,304 @@
+"""``tnca delegation``: create, list, show and revoke delegations.
+
+Exit codes (tnca/cli.py): 0 success, 1 a failed operation, 2 bad input. Bad input prints one
+line naming the option (``Error: Invalid value for '--range': …``) and writes nothing: every
+command runs in one transaction that is rolled back on any error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import getpass
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+from sqlalchemy.orm import Session
+
+from ca import delegations
+from ca.claims import ClaimConstraints
+from ca.config import Home
+from ca.errors import (
+    ClaimConstraintsError,
+    NotFoundError,
+    PolicyError,
+    RevocationError,
+    ScopeError,
+    TNCAError,
+)
+from ca.policy import format_duration, parse_duration
+from ca.tnauthlist import TNScope
+from tnca.context import pass_home
+
+# Which command-line option each ``field`` of a ca error refers to.
+_SCOPE_OPTIONS = {"tns": "--tn", "ranges": "--range", "spcs": "--spc"}
+_FIELD_OPTIONS = {
+    "delegate": "--delegate",
+    "max_lifetime": "--max-lifetime",
+    "not_after": "--not-after",
+    "constraints": "--constraints",
+    "ca": "--ca",
+    "reason": "--reason",
+    "ttl": "--ttl",
+    "fingerprint": "--fingerprint",
+    "delegation": "--delegation",
+}
+
+
+class BadInput(click.ClickException):
+    """Bad input: one line naming the option, exit code 2 (as click.BadParameter, without usage)."""
+
+    exit_code = 2
+
+    def __init__(self, option: str, detail: str) -> None:
+        super().__init__(f"Invalid value for '{option}': {detail}")
+        self.option = option
+
+
+def fail_on(error: TNCAError, *, default_option: str) -> NoReturn:
+    """Turn a ca error into the CLI's answer: bad input (exit 2) naming the option, else exit 1."""
+    if isinstance(error, ScopeError | ClaimConstraintsError | PolicyError) or (
+        isinstance(error, NotFoundError) and error.field == "delegation"
+    ):
+        raise BadInput(option_for(error.field, default_option), error.detail) from error
+    raise click.ClickException(error.detail) from error
+
+
+def option_for(field: str | None, default_option: str) -> str:
+    if field is None:
+        return default_option
+    base = field.split("[", 1)[0].split(".", 1)[0]
+    if base in _SCOPE_OPTIONS:
+        return _SCOPE_OPTIONS[base]
+    return _FIELD_OPTIONS.get(base, default_option)
+
+
+def scope_from_options(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope:
+    try:
+        return TNScope.parse(tns=tns, ranges=ranges, spcs=spcs)
+    except ScopeError as error:
+        fail_on(error, default_option=scope_options(tns, ranges, spcs))
+
+
+def scope_options(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> str:
+    """The scope options the user gave, for an error about the scope as a whole."""
+    given = [option for option, values in (("--tn", tns), ("--range", ranges), ("--spc", spcs)) if values]
+    return "/".join(given) or "--tn/--range/--spc"
+
+
+def duration_option(value: str | None, option: str) -> dt.timedelta | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as error:
+        raise BadInput(option, str(error)) from error
+
+
+def date_option(value: str | None, option: str) -> dt.datetime | None:
+    """``2026-12-31`` (midnight UTC at the start of that day) or an ISO 8601 time; naive means UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as error:
+        raise BadInput(option, f"expected a date such as 2026-12-31 or 2026-12-31T18:00:00Z, got {value!r}") from error
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def cli_actor() -> str:
+    """Who the audit log names for a command-line change."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+@contextlib.contextmanager
+def transaction(home: Home) -> Iterator[Session]:
+    """One transaction for the whole command; ca errors roll it back before they are reported."""
+    if not home.exists():
+        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    with home.sessionmaker() as session, session.begin():
+        yield session
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True))
+
+
+# ------------------------------------------------------------------------------------------
+
+
+@click.group("delegation")
+def command() -> None:
+    """Delegations: grants of a TN scope to a delegate (RFC 9060)."""
+
+
+@command.command("create")
+@click.option("--delegate", required=True, metavar="NAME", help="Who receives the numbers (an enterprise).")
+@click.option("--tn", "tns", multiple=True, metavar="N", help="A telephone number, e.g. 12025550100. Repeatable.")
+@click.option("--range", "ranges", multiple=True, metavar="START:COUNT", help="COUNT numbers from START. Repeatable.")
+@click.option("--spc", "spcs", multiple=True, metavar="CODE", help="A service provider code. Repeatable.")
+@click.option("--ca", is_flag=True, help="The delegate may obtain a delegate CA certificate (sub-delegate).")
+@click.option("--max-lifetime", metavar="DURATION", help="Longest certificate lifetime, e.g. 24h. Default: the policy's.")
+@click.option(
+    "--constraints",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE",
+    help='Claim constraints JSON: {"mustInclude": [...], "permittedValues": {...}, "mustExclude": [...]}.',
+)
+@click.option("--not-after", metavar="DATE", help="When the delegation ends (2026-12-31 or an ISO 8601 time; UTC).")
+@click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
+@pass_home
+def create_command(
+    home: Home,
+    delegate: str,
+    tns: tuple[str, ...],
+    ranges: tuple[str, ...],
+    spcs: tuple[str, ...],
+    ca: bool,
+    max_lifetime: str | None,
+    constraints: Path | None,
+    not_after: str | None,
+    as_json: bool,
+) -> None:
+    """Delegate a TN scope (inside the issuing CA's) to DELEGATE."""
+    scope = scope_from_options(tns, ranges, spcs)
+    lifetime = duration_option(max_lifetime, "--max-lifetime")
+    ends = date_option(not_after, "--not-after")
+    claim_constraints = _load_constraints(constraints)
+    policy = home.policy
+    ceiling = max(policy.lifetimes.end_entity, policy.lifetimes.delegate_ca) if ca else policy.lifetimes.end_entity
+    with transaction(home) as session:
+        try:
+            issuer_scope = home.issuing_ca().scope
+            if issuer_scope is None:
+                raise click.ClickException("the issuing CA has no TNAuthList, so it cannot delegate numbers")
+            delegation = delegations.create(
+                session,
+                delegate=delegate,
+                scope=scope,
+                issuer_scope=issuer_scope,
+                max_lifetime=lifetime if lifetime is not None else ceiling,
+                max_lifetime_ceiling=ceiling,
+                ca=ca,
+                constraints=claim_constraints,
+                not_after=ends,
+                clock=home.clock,
+                actor=cli_actor(),
+            )
+        except TNCAError as error:
+            fail_on(error, default_option=scope_options(tns, ranges, spcs))
+        view = delegations.describe(delegation)
+    if as_json:
+        echo_json({"id": view["id"]})
+    else:
+        click.echo(f"created delegation {view['id']}: {_summary(view)}")
+
+
+def _load_constraints(path: Path | None) -> ClaimConstraints | None:
+    if path is None:
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInput("--constraints", f"cannot read {path}: {getattr(error, 'strerror', None) or error}") from error
+    try:
+        return ClaimConstraints.from_json(text)
+    except ClaimConstraintsError as error:
+        raise BadInput("--constraints", error.detail) from error
+
+
+@command.command("list")
+@click.option("--status", type=click.Choice([delegations.ACTIVE, delegations.REVOKED]), help="Only this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@pass_home
+def list_command(home: Home, status: str | None, as_json: bool) -> None:
+    """List delegations, oldest first."""
+    with transaction(home) as session:
+        views = [delegations.describe(d) for d in delegations.list_delegations(session, status=status)]
+    if as_json:
+        echo_json(views)
+        return
+    if not views:
+        click.echo("no delegations")
+    for view in views:
+        click.echo(f"{view['id']}  {view['status']:<7}  {_summary(view)}")
+
+
+@command.command("show")
+@click.argument("delegation_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@pass_home
+def show_command(home: Home, delegation_id: str, as_json: bool) -> None:
+    """Show one delegation."""
+    with transaction(home) as session:
+        try:
+            view = delegations.describe(delegations.get(session, delegation_id))
+        except NotFoundError as error:
+            raise BadInput("ID", error.detail) from error
+    if as_json:
+        echo_json(view)
+        return
+    for key, value in view.items():
+        if key == "constraints" and value is not None:
+            value = json.dumps(value, sort_keys=True)
+        click.echo(f"{key + ':':<22}{'' if value is None else value}")
+
+
+@command.command("revoke")
+@click.argument("delegation_id", metavar="ID")
+@click.option("--reason", required=True, metavar="TEXT", help="Why (recorded in the audit log).")
+@click.option("--execute", is_flag=True, help="Apply the change. Without it, only print what would change.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan (and whether it was applied) as JSON.")
+@pass_home
+def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, as_json: bool) -> None:
+    """Revoke a delegation (dry run unless --execute).
+
+    Tokens minted under it stop validating. Certificates already issued under it keep their
+    status for now; revoking them with the delegation is a separate step (the cascade).
+    """
+    with transaction(home) as session:
+        try:
+            plan = delegations.plan_revoke(session, delegation_id, reason=reason, clock=home.clock)
+            if execute:
+                delegations.execute_revoke(session, plan, clock=home.clock, actor=cli_actor())
+        except NotFoundError as error:
+            raise BadInput("ID", error.detail) from error
+        except RevocationError as error:
+            if error.field == "reason":
+                raise BadInput("--reason", error.detail) from error
+            raise click.ClickException(error.detail) from error
+    if as_json:
+        echo_json({"plan": plan.to_json(), "executed": execute})
+        return
+    verb = "revoked" if execute else "would revoke"
+    click.echo(
+        f"{verb} delegation {plan.delegation_id} ({plan.delegate}: {plan.scope}): "
+        f"status {plan.status_before} -> {plan.status_after}, reason {plan.reason!r}"
+    )
+    click.echo(f"  {plan.unexpired_tokens} unexpired authority token(s) minted under it stop validating")
+    click.echo(
+        f"  {plan.unexpired_certificates} unexpired certificate(s) issued under it are not revoked by this command"
+    )
+    if not execute:
+        click.echo("dry run: nothing changed; run again with --execute to apply")
+
+
+def _summary(view: dict[str, Any]) -> str:
+    parts = [
+        f"{view['delegate']}: {view['scope']}",
+        f"max lifetime {format_duration(dt.timedelta(seconds=view['max_lifetime_seconds']))}",
+        "may sub-delegate" if view["ca"] else "end-entity only",
+        f"until {view['not_after']}" if view["not_after"] else "no end date",
+    ]
+    if view["constraints"]:
+        parts.append("claim constraints " + json.dumps(view["constraints"], sort_keys=True))
+    return ", ".join(parts)
+
