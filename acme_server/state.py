@@ -22,8 +22,6 @@ from ca.config import Home
 from ca.x5u import FetchPolicy, X5UFetcher
 
 EXTENSION_KEY = "tnca"
-# tnca.toml [x5u] keys that reach ca.x5u.FetchPolicy (the dev stack sets allow_http_loopback).
-_CONFIGURABLE_FETCH_SETTINGS = ("allow_http_loopback", "allow_private_addresses", "tls_ca_file")
 
 
 class ServerState:
@@ -46,16 +44,23 @@ class ServerState:
 
     @functools.cached_property
     def token_trust(self) -> tokens.TokenTrust:
-        return tokens.trust_from_policy(self.policy.tokens, local_authority=self.home.token_authority().certificate)
+        return tokens.trust_from_policy(
+            self.policy.tokens,
+            local_authority=self.home.token_authority().certificate,
+            # tnca.toml [compat]: documented switches, all off by default (ca.tokens.TokenCompat).
+            compat=tokens.TokenCompat.from_config(self.home.config.get("compat", {})),
+        )
 
     @functools.cached_property
     def x5u_fetcher(self) -> X5UFetcher:
         # The server's own token-authority URL resolves from memory: a one-worker server
         # fetching itself would deadlock (ca/x5u.py).
         authority = self.home.token_authority()
-        configured = {k: v for k, v in self.home.config.get("x5u", {}).items() if k in _CONFIGURABLE_FETCH_SETTINGS}
+        # tnca.toml [x5u]: strict (a misspelt key is an error); the dev stack sets allow_http_loopback.
         return X5UFetcher(
-            FetchPolicy(**configured), overrides={authority.x5u: (authority.certificate,)}, clock=self.clock
+            FetchPolicy.from_config(self.home.config.get("x5u", {})),
+            overrides={authority.x5u: (authority.certificate,)},
+            clock=self.clock,
         )
 
     def issuing_ca(self) -> Any:

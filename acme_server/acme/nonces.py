@@ -39,12 +39,20 @@ _NONCES = Nonce.__table__
 class NonceStore:
     """Issues and redeems nonces in the ``nonces`` table. Thread-safe; one per app."""
 
-    def __init__(self, engine: Engine, *, lifetime: dt.timedelta, clock: Clock) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        lifetime: dt.timedelta,
+        clock: Clock,
+        purge_interval_seconds: float = PURGE_INTERVAL_SECONDS,
+    ) -> None:
         if lifetime <= dt.timedelta(0):
             raise ValueError("nonce lifetime must be positive")
         self._engine = engine
         self._lifetime = lifetime
         self._clock = clock
+        self._purge_interval = purge_interval_seconds
         self._lock = threading.Lock()
         # The first issue in a fresh process sweeps, so restarts do not postpone the cleanup.
         self._next_purge = time.monotonic()
@@ -76,7 +84,7 @@ class NonceStore:
         with self._lock:
             if time.monotonic() < self._next_purge:
                 return
-            self._next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+            self._next_purge = time.monotonic() + self._purge_interval
         connection.execute(delete(_NONCES).where(_NONCES.c.expires_at <= now))
 
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
+import json
 import socket
 import threading
 from collections.abc import Iterator
@@ -27,11 +30,12 @@ from acme import messages
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 
 from acme_server import create_app
+from conftest import row_counts
 from ca import delegations, tokens
 from ca.config import Home
 from ca.tnauthlist import TNScope
@@ -76,7 +80,7 @@ def home(tmp_path, session_factory, database_url, port) -> Iterator[Home]:
     assert result.exit_code == 0, result.output
     home = Home(path)
     yield home
-    home.engine.dispose()
+    home.close()
 
 
 @pytest.fixture
@@ -269,3 +273,148 @@ class Subscriber:
 @pytest.fixture
 def subscriber(server) -> Subscriber:
     return Subscriber(server)
+
+
+# --------------------------------------------------------------------------------------------
+# Hand-made requests: the JWS mistakes certbot's client never makes
+# --------------------------------------------------------------------------------------------
+
+JOSE = "application/jose+json"
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def sign_es256(key: ec.EllipticCurvePrivateKey, data: bytes) -> bytes:
+    """A JWS ES256 signature (raw r||s, RFC 7518 §3.4), made by josepy as clients make it."""
+    return jose.ES256.sign(key, data)
+
+
+def public_jwk(key: Any) -> dict[str, Any]:
+    """The public JWK of a private key: EC and RSA by josepy, Ed25519 (RFC 8037) by hand."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return {"kty": "OKP", "crv": "Ed25519", "x": b64url(raw)}
+    return jose.JWK.load(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption())).public_key().to_partial_json()
+
+
+def table_counts(session_factory) -> dict[str, int]:
+    """Row counts of every table except ``nonces`` (every request spends and issues one).
+
+    A fresh session each time: a long-lived one would keep reading its first snapshot.
+    """
+    with session_factory() as session:
+        counts = row_counts(session)
+    counts.pop("nonces")
+    return counts
+
+
+class RawClient:
+    """Builds flattened JWS requests field by field and sends them with the Flask test client."""
+
+    def __init__(self, client, base_url: str, key: ec.EllipticCurvePrivateKey | None = None) -> None:
+        self.client = client
+        self.base_url = base_url
+        self.key = key or new_key()
+        self.jwk = jose.JWKEC(key=self.key).public_key()
+        self.kid: str | None = None
+
+    def url(self, path: str) -> str:
+        return path if path.startswith("http") else self.base_url + path
+
+    def path(self, url: str) -> str:
+        return url[len(self.base_url) :] if url.startswith(self.base_url) else url
+
+    def nonce(self) -> str:
+        return self.client.head("/acme/new-nonce").headers["Replay-Nonce"]
+
+    def jws(
+        self,
+        url: str,
+        payload: Any = None,
+        *,
+        nonce: str | None = None,
+        alg: str = "ES256",
+        use_jwk: bool | None = None,
+        protected: dict[str, Any] | None = None,
+        key: Any = None,
+        jwk: dict[str, Any] | None = None,
+        signature: bytes | None = None,
+    ) -> dict[str, str]:
+        """A flattened JWS. ``payload`` None is POST-as-GET; a str/bytes payload is sent as is."""
+        key = key or self.key
+        header: dict[str, Any] = {"alg": alg, "nonce": nonce or self.nonce(), "url": self.url(url)}
+        if use_jwk is None:
+            use_jwk = self.kid is None
+        if use_jwk:
+            header["jwk"] = jwk or public_jwk(key)
+        else:
+            header["kid"] = self.kid
+        header.update(protected or {})
+        header = {k: v for k, v in header.items() if v is not None}
+        protected_b64 = b64url(json.dumps(header).encode())
+        if payload is None:
+            payload_b64 = ""
+        elif isinstance(payload, bytes | str):
+            payload_b64 = b64url(payload.encode() if isinstance(payload, str) else payload)
+        else:
+            payload_b64 = b64url(json.dumps(payload).encode())
+        signing_input = f"{protected_b64}.{payload_b64}".encode()
+        if signature is None:
+            if alg == "ES256":
+                signature = sign_es256(key, signing_input)
+            elif alg == "RS256":
+                signature = key.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+            elif alg == "EdDSA":
+                signature = key.sign(signing_input)
+            elif alg.startswith("HS"):
+                signature = hmac.new(b"k" * 32, signing_input, hashlib.sha256).digest()
+            else:
+                signature = b""
+        return {"protected": protected_b64, "payload": payload_b64, "signature": b64url(signature)}
+
+    def post(self, url: str, payload: Any = None, *, body: Any = None, content_type: str = JOSE, **kwargs: Any):
+        data = body if body is not None else self.jws(url, payload, **kwargs)
+        if not isinstance(data, bytes | str):
+            data = json.dumps(data)
+        return self.client.post(self.path(self.url(url)), data=data, content_type=content_type)
+
+    def register(self, payload: dict[str, Any] | None = None):
+        response = self.post("/acme/new-account", payload if payload is not None else {}, use_jwk=True)
+        assert response.status_code == 201, response.get_data(as_text=True)
+        self.kid = response.headers["Location"]
+        return response
+
+
+def problem(response) -> messages.Error:
+    """The problem document of a response, parsed as a client parses it; checks the media type."""
+    assert response.status_code >= 400, (response.status_code, response.get_data(as_text=True))
+    assert response.headers["Content-Type"] == "application/problem+json"
+    error = messages.Error.from_json(json.loads(response.get_data(as_text=True)))
+    return error
+
+
+def assert_problem(response, code: str, status: int, detail_fragment: str = "") -> messages.Error:
+    """The RFC 8555 §6.7 triple every negative test checks: type, status, a detail naming the fault."""
+    error = problem(response)
+    assert (error.typ, response.status_code) == ("urn:ietf:params:acme:error:" + code, status), error
+    assert detail_fragment in (error.detail or ""), error.detail
+    # RFC 8555 §6.5: a fresh nonce on error responses too, so the client can retry.
+    assert response.headers.get("Replay-Nonce")
+    return error
+
+
+@pytest.fixture
+def raw(client, home) -> RawClient:
+    """A hand-made-JWS client with a fresh P-256 key (no account yet)."""
+    return RawClient(client, home.base_url)
+
+
+@pytest.fixture
+def registered(client, home) -> RawClient:
+    """A hand-made-JWS client whose key has an account (``kid`` set)."""
+    raw_client = RawClient(client, home.base_url)
+    raw_client.register({"termsOfServiceAgreed": True})
+    return raw_client
