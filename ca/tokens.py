@@ -109,6 +109,21 @@ class TokenCompat:
 
     fingerprint_spki_sha256: bool = False
 
+    @classmethod
+    def from_config(cls, section: Mapping[str, Any]) -> TokenCompat:
+        """From ``tnca.toml`` ``[compat]``: every key a known switch, every value a boolean.
+
+        Raises :class:`~ca.errors.PolicyError` naming ``[compat] key``.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key, value in section.items():
+            if key not in known:
+                raise PolicyError(f"unknown compatibility switch [compat] {key}; known: {', '.join(sorted(known))}",
+                                  field=f"[compat] {key}")
+            if not isinstance(value, bool):
+                raise PolicyError(f"[compat] {key} must be true or false, got {value!r}", field=f"[compat] {key}")
+        return cls(**section)
+
 
 @dataclasses.dataclass(frozen=True)
 class TokenTrust:

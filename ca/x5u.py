@@ -40,7 +40,8 @@ from collections.abc import Mapping, Sequence
 from cryptography import x509
 
 from ca.clock import Clock, SystemClock
-from ca.errors import TNCAError
+from ca.errors import PolicyError, TNCAError
+from ca.policy import parse_duration
 
 # A token authority chain is one to a few certificates of well under 2 KiB each.
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -73,6 +74,40 @@ class FetchPolicy:
     allow_private_addresses: bool = False
     # Trust store for the TLS server certificate: a PEM file; None means the system store.
     tls_ca_file: str | None = None
+
+
+    @classmethod
+    def from_config(cls, section: Mapping[str, object]) -> FetchPolicy:
+        """From ``tnca.toml`` ``[x5u]``: strict, so a misspelt key is an error, not a default.
+
+        Raises :class:`~ca.errors.PolicyError` naming ``[x5u] key``.
+        """
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, object] = {}
+        for key, value in section.items():
+            if key not in fields:
+                raise PolicyError(f"unknown key [x5u] {key}; known: {', '.join(fields)}", field=f"[x5u] {key}")
+            default = fields[key].default
+            if key == "max_cache_age":
+                if not isinstance(value, str):
+                    raise PolicyError(f"[x5u] {key} must be a duration such as '24h'", field=f"[x5u] {key}")
+                try:
+                    value = parse_duration(value)
+                except ValueError as exc:
+                    raise PolicyError(f"[x5u] {key}: {exc}", field=f"[x5u] {key}") from None
+            elif key == "tls_ca_file":
+                if not isinstance(value, str):
+                    raise PolicyError(f"[x5u] {key} must be a path string", field=f"[x5u] {key}")
+            elif isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise PolicyError(f"[x5u] {key} must be true or false, got {value!r}", field=f"[x5u] {key}")
+            else:
+                kinds = int if isinstance(default, int) else int | float
+                if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:
+                    what = "a positive integer" if kinds is int else "a positive number"
+                    raise PolicyError(f"[x5u] {key} must be {what}, got {value!r}", field=f"[x5u] {key}")
+            values[key] = value
+        return cls(**values)  # type: ignore[arg-type]
 
 
 @dataclasses.dataclass(frozen=True)

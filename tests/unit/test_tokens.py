@@ -1014,3 +1014,24 @@ class TestTrustFromPolicy:
 
         for switch in dataclasses.fields(tokens.TokenCompat):
             assert switch.default is False, switch.name
+
+
+class TestCompatConfig:
+    """tnca.toml [compat]: each switch a documented bool, off unless set, misspellings refused."""
+
+    def test_empty_section_is_all_off(self) -> None:
+        assert tokens.TokenCompat.from_config({}) == tokens.TokenCompat()
+
+    def test_switch_is_turned_on_by_name(self) -> None:
+        assert tokens.TokenCompat.from_config({"fingerprint_spki_sha256": True}).fingerprint_spki_sha256 is True
+
+    def test_unknown_switch_is_refused(self) -> None:
+        with pytest.raises(PolicyError) as info:
+            tokens.TokenCompat.from_config({"fingerprint_spki": True})
+        assert info.value.field == "[compat] fingerprint_spki"
+        assert "fingerprint_spki_sha256" in info.value.detail
+
+    def test_non_boolean_value_is_refused(self) -> None:
+        with pytest.raises(PolicyError) as info:
+            tokens.TokenCompat.from_config({"fingerprint_spki_sha256": "yes"})
+        assert info.value.field == "[compat] fingerprint_spki_sha256"

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ca.clock import FixedClock
+from ca.errors import PolicyError
 from ca.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -300,3 +301,33 @@ class TestHTTPS:
         policy = FetchPolicy(allow_private_addresses=True)  # system trust store: our test CA is not in it
         refused("TLS certificate not trusted", lambda: X5UFetcher(policy).fetch(server.url("/ta.pem", "https")))
         assert server.hits == []
+
+
+class TestFetchPolicyFromConfig:
+    """tnca.toml [x5u]: strict, so a misspelt key never silently keeps the production default."""
+
+    def test_empty_section_is_the_production_default(self) -> None:
+        assert FetchPolicy.from_config({}) == FetchPolicy()
+
+    def test_values_are_read_with_their_types(self) -> None:
+        policy = FetchPolicy.from_config({"allow_http_loopback": True, "max_cache_age": "1h", "timeout_seconds": 2.5,
+                                          "max_bytes": 4096, "tls_ca_file": "/etc/ssl/ca.pem"})
+        assert policy == FetchPolicy(allow_http_loopback=True, max_cache_age=dt.timedelta(hours=1), timeout_seconds=2.5,
+                                     max_bytes=4096, tls_ca_file="/etc/ssl/ca.pem")
+
+    @pytest.mark.parametrize(
+        "section, field, fragment",
+        [
+            ({"allow_http": True}, "[x5u] allow_http", "unknown key"),
+            ({"allow_http_loopback": "true"}, "[x5u] allow_http_loopback", "true or false"),
+            ({"max_bytes": 1.5}, "[x5u] max_bytes", "positive integer"),
+            ({"timeout_seconds": 0}, "[x5u] timeout_seconds", "positive number"),
+            ({"max_cache_age": "a day"}, "[x5u] max_cache_age", "expected a duration"),
+            ({"tls_ca_file": 7}, "[x5u] tls_ca_file", "path string"),
+        ],
+    )
+    def test_bad_values_are_refused_naming_the_key(self, section: dict, field: str, fragment: str) -> None:
+        with pytest.raises(PolicyError) as info:
+            FetchPolicy.from_config(section)
+        assert info.value.field == field
+        assert fragment in info.value.detail
