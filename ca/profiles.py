@@ -33,7 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ca.errors import IssuanceError, ScopeError
-from ca.policy import Policy
+from ca.policy import Policy, format_duration
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import key_type_name, subject_key_identifier
 
@@ -237,9 +237,11 @@ def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> li
     if lifetime <= dt.timedelta(0):
         findings.append("notAfter is not after notBefore (RFC 5280 §4.1.2.5)")
     if lifetime > profile.max_lifetime:
-        findings.append(f"validity {lifetime} exceeds the {profile.name} maximum of {profile.max_lifetime} (policy [lifetimes])")
+        findings.append(f"validity {format_duration(lifetime)} exceeds the {profile.name} maximum of "
+                        f"{format_duration(profile.max_lifetime)} (policy [lifetimes])")
     if lifetime < profile.min_lifetime:
-        findings.append(f"validity {lifetime} is below the minimum of {profile.min_lifetime} (policy [lifetimes] minimum)")
+        findings.append(f"validity {format_duration(lifetime)} is below the minimum of "
+                        f"{format_duration(profile.min_lifetime)} (policy [lifetimes] minimum)")
     if issuer.certificate is not None and not_after > issuer.certificate.not_valid_after_utc:
         findings.append("notAfter is later than the issuer's notAfter")
 

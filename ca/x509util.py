@@ -66,6 +66,8 @@ def der_read_tlv(data: bytes, offset: int = 0) -> tuple[int, int, int]:
     if tag & 0x1F == 0x1F:
         raise ValueError("high tag numbers are not expected here")
     if first < 0x80:
+        if offset + 2 + first > len(data):
+            raise ValueError("DER element runs past the end of its container")
         return tag, offset + 2, first
     count = first & 0x7F
     if count == 0 or count > 4:
