@@ -12,7 +12,7 @@ The pipeline, in the order :func:`issue` runs it (docs/architecture.md, "The iss
 3. **CSR.** Signature valid, key type allowed by policy (RFC 8226 §4: ES256-capable, P-256), and
    nothing in it contradicts the request (its TNAuthList, if present, equals the request's; its
    basicConstraints agree with the kind).
-4. **Validity.** notBefore = now − backdate (or the request's); notAfter capped by the policy, the
+4. **Validity.** notBefore = now − backdate (or the request's, if later); notAfter capped by the policy, the
    delegation's max lifetime and end, and the issuer's notAfter; never below the minimum.
 5. **Build and lint.** The profile builds the TBS; a draft signed by a throwaway key is linted
    (``ca.profiles.lint``). Only a clean draft reaches the real key.
@@ -393,14 +393,11 @@ def _validity(
             f"lifetime {format_duration(request.lifetime)} is below the policy minimum of {format_duration(minimum)}",
             field="lifetime",
         )
+    # A requested notBefore (RFC 8555 §7.4) is honoured from now on; one in the past (an order
+    # finalized some time after it was placed) starts at the backdating allowance instead:
+    # certificates are never backdated further than that.
     not_before = earliest_start
-    if request.not_before is not None:
-        if request.not_before < earliest_start:
-            raise PolicyError(
-                f"notBefore {request.not_before.isoformat()} is in the past; certificates are not backdated "
-                f"beyond {format_duration(policy.lifetimes.backdate)}",
-                field="notBefore",
-            )
+    if request.not_before is not None and request.not_before > earliest_start:
         not_before = request.not_before
     lifetime = min(request.lifetime or max_lifetime, max_lifetime)
     not_after = min(not_before + lifetime, latest_end)

@@ -237,12 +237,27 @@ def test_not_after_never_passes_the_issuing_ca_not_after(session, issuer, policy
     assert cert.not_valid_after_utc == issuer.certificate.not_valid_after_utc
 
 
-def test_requested_not_before_in_the_past_is_refused(session, issuer, policy, clock):
-    """RFC 8555 §7.4 notBefore is honoured only within the backdating allowance."""
+def test_requested_not_before_in_the_past_starts_at_the_backdating_allowance(session, issuer, policy, clock):
+    """RFC 8555 §7.4 notBefore is honoured, but never backdated beyond the policy's allowance."""
+    _, csr = make_csr()
+    cert = issue_now(session, request(csr, not_before=NOW - dt.timedelta(hours=1)), issuer, policy, clock).certificate
+    assert cert.not_valid_before_utc == NOW - policy.lifetimes.backdate
+
+
+def test_requested_future_not_before_is_honoured(session, issuer, policy, clock):
+    _, csr = make_csr()
+    start = NOW + dt.timedelta(hours=2)
+    cert = issue_now(session, request(csr, not_before=start, lifetime=dt.timedelta(hours=1)), issuer, policy,
+                     clock).certificate
+    assert (cert.not_valid_before_utc, cert.not_valid_after_utc) == (start, start + dt.timedelta(hours=1))
+
+
+def test_requested_not_after_before_the_minimum_lifetime_is_a_policy_error(session, issuer, policy, clock):
     _, csr = make_csr()
     with pytest.raises(PolicyError) as caught:
-        issue_now(session, request(csr, not_before=NOW - dt.timedelta(hours=1)), issuer, policy, clock)
-    assert caught.value.field == "notBefore"
+        issue_now(session, request(csr, not_after=NOW + dt.timedelta(minutes=2)), issuer, policy, clock)
+    assert caught.value.field == "notAfter"
+    assert "below the policy minimum of 5m" in caught.value.detail
 
 
 def test_requested_not_after_shortens_the_certificate(session, issuer, policy, clock):
