@@ -63,7 +63,7 @@ from sqlalchemy.orm import Session
 from ca import audit, store
 from ca.clock import Clock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
-from ca.policy import format_duration
+from ca.policy import TokenPolicy, format_duration
 from ca.tnauthlist import TNScope, decode_identifier_value
 from ca.x5u import X5UError
 
@@ -151,9 +151,9 @@ class TokenTrust:
             # sigstore's rule for AllOf([]): an empty trust list is a misconfiguration, not
             # "trust nothing quietly".
             raise ValueError("TokenTrust needs at least one trusted token authority certificate")
-        unknown = set(self.algorithms) - set(_ALGORITHMS)
+        unknown = set(self.algorithms) - set(SUPPORTED_ALGORITHMS)
         if unknown:
-            raise ValueError(f"unsupported token algorithms {sorted(unknown)}; supported: {sorted(_ALGORITHMS)}")
+            raise ValueError(f"unsupported token algorithms {sorted(unknown)}; supported: {sorted(SUPPORTED_ALGORITHMS)}")
         if not self.algorithms:
             raise ValueError("TokenTrust needs at least one allowed token algorithm")
         object.__setattr__(self, "anchors", anchors)
@@ -161,21 +161,29 @@ class TokenTrust:
 
 
 def trust_from_policy(
-    tokens: Any, *, local_authority: x509.Certificate | None, compat: TokenCompat = TokenCompat()
+    policy: TokenPolicy, *, local_authority: x509.Certificate | None, compat: TokenCompat = TokenCompat()
 ) -> TokenTrust:
-    """A :class:`TokenTrust` from the policy's ``[tokens]`` section (``ca.policy.TokenPolicy``).
+    """A :class:`TokenTrust` from the policy's ``[tokens]`` section.
 
     The home's own token authority certificate is always trusted (and marked local); each file
-    in ``trusted_authorities`` may hold several PEM certificates.
+    in ``trusted_authorities`` may hold several PEM certificates. An unreadable file is a
+    PolicyError naming ``[tokens] trusted_authorities``.
     """
     anchors: list[x509.Certificate] = []
-    for path in tokens.trusted_authorities:
-        anchors.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+    for path in policy.trusted_authorities:
+        try:
+            anchors.extend(x509.load_pem_x509_certificates(Path(path).read_bytes()))
+        except (OSError, ValueError) as exc:
+            raise PolicyError(
+                f"policy key [tokens] trusted_authorities: cannot read certificates from {path} "
+                f"({getattr(exc, 'strerror', None) or exc})",
+                field="[tokens] trusted_authorities",
+            ) from exc
     return TokenTrust(
         anchors=tuple(anchors),
-        max_lifetime=tokens.max_lifetime,
+        max_lifetime=policy.max_lifetime,
         local_authority=local_authority,
-        algorithms=frozenset(tokens.allowed_algorithms),
+        algorithms=frozenset(policy.allowed_algorithms),
         compat=compat,
     )
 
@@ -379,12 +387,31 @@ def _b64url_decode(part: str, name: str) -> bytes:
 
 def _json_object(raw: bytes, name: str, *, claim: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"))
+        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_members)
+    except _DuplicateMember as exc:
+        # RFC 7515 §4 / RFC 7519 §4: names must be unique; rejecting (rather than keeping the
+        # last) leaves no room for two parsers to read two different tokens out of one.
+        raise TokenError(f"token {name} repeats the member {_excerpt(exc.name)}", claim=claim) from exc
     except (UnicodeDecodeError, ValueError) as exc:
         raise TokenError(f"token {name} is not UTF-8 JSON ({type(exc).__name__})", claim=claim) from exc
     if not isinstance(value, dict):
         raise TokenError(f"token {name} must be a JSON object, got {_json_type(value)}", claim=claim)
     return value
+
+
+class _DuplicateMember(Exception):
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise _DuplicateMember(key)
+        result[key] = value
+    return result
 
 
 def _check_header(header: dict[str, Any], trust: TokenTrust) -> str:
@@ -424,6 +451,9 @@ def _check_mandatory_claims(payload: dict[str, Any]) -> dict[str, Any]:
             raise TokenError(f"token 'atc' is missing the mandatory key '{key}' (RFC 9448 §6 step 1)", claim=f"atc.{key}")
         if not isinstance(atc[key], str):
             raise TokenError(f"token 'atc.{key}' must be a string, got {_json_type(atc[key])}", claim=f"atc.{key}")
+    if "iss" in payload and not isinstance(payload["iss"], str):
+        # RFC 7519 §4.1.1: "iss" is a StringOrURI; it is optional in RFC 9448 §5.3.
+        raise TokenError(f"token 'iss' must be a string, got {_json_type(payload['iss'])}", claim="iss")
     jti = payload["jti"]
     if not isinstance(jti, str) or not jti:
         raise TokenError(f"token 'jti' must be a non-empty string (RFC 7519 §4.1.7), got {_json_type(jti)}", claim="jti")
@@ -513,7 +543,7 @@ class _Algorithm:
 
 
 # RFC 7518 §3.1 (and RFC 8037 §3.1 for EdDSA). "none" and the HS* MACs are deliberately absent.
-_ALGORITHMS: dict[str, _Algorithm] = {
+SUPPORTED_ALGORITHMS: dict[str, _Algorithm] = {
     "ES256": _Algorithm(hashes.SHA256, "ecdsa", ec.SECP256R1, 32),
     "ES384": _Algorithm(hashes.SHA384, "ecdsa", ec.SECP384R1, 48),
     "ES512": _Algorithm(hashes.SHA512, "ecdsa", ec.SECP521R1, 66),
@@ -530,7 +560,7 @@ _MIN_RSA_BITS = 2048
 
 
 def _check_signature(cert: x509.Certificate, alg: str, signing_input: bytes, signature: bytes) -> None:
-    spec = _ALGORITHMS[alg]
+    spec = SUPPORTED_ALGORITHMS[alg]
     key = cert.public_key()
     wrong_key = TokenError(
         f"token 'alg' {alg} does not fit the token authority key ({_describe_key(key)})", claim="alg"

@@ -201,7 +201,8 @@ class X5UFetcher:
                 response = conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 raise X5UError(f"x5u {host}: request failed ({_describe_os_error(exc)})") from exc
-            self.requests_made += 1
+            with self._lock:
+                self.requests_made += 1
             if 300 <= response.status < 400:
                 # ATIS-1000074: no redirects. Following one would also bypass the address checks.
                 raise X5UError(f"x5u {host}: redirect (HTTP {response.status}) refused; the URL must serve the chain itself")

@@ -1035,3 +1035,93 @@ class TestCompatConfig:
         with pytest.raises(PolicyError) as info:
             tokens.TokenCompat.from_config({"fingerprint_spki_sha256": "yes"})
         assert info.value.field == "[compat] fingerprint_spki_sha256"
+
+
+class TestOtherAlgorithms:
+    """Policy may allow other RFC 7518 / RFC 8037 asymmetric algorithms; each verifies for real."""
+
+    @staticmethod
+    def _key_and_signature(alg: str):  # type: ignore[no-untyped-def]
+        from cryptography.hazmat.primitives.asymmetric import ed25519, padding
+
+        if alg.startswith("ES"):
+            curve, size, digest = {"ES256": (ec.SECP256R1(), 32, hashes.SHA256()), "ES384": (ec.SECP384R1(), 48, hashes.SHA384()),
+                                   "ES512": (ec.SECP521R1(), 66, hashes.SHA512())}[alg]
+            key = ec.generate_private_key(curve)
+
+            def sign(data: bytes) -> bytes:
+                r, s = decode_dss_signature(key.sign(data, ec.ECDSA(digest)))
+                return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        elif alg.startswith(("RS", "PS")):
+            digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[alg[2:]]
+            key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            pad = padding.PKCS1v15() if alg.startswith("RS") else padding.PSS(
+                mgf=padding.MGF1(digest), salt_length=digest.digest_size)
+
+            def sign(data: bytes) -> bytes:
+                return key.sign(data, pad, digest)
+        else:
+            key = ed25519.Ed25519PrivateKey.generate()
+
+            def sign(data: bytes) -> bytes:
+                return key.sign(data)
+        return key, sign
+
+    def _cert(self, key) -> x509.Certificate:  # type: ignore[no-untyped-def]
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other-alg TA")])
+        algorithm = None if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) else hashes.SHA256()
+        return (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                .serial_number(1).not_valid_before(NOW - dt.timedelta(days=1)).not_valid_after(NOW + dt.timedelta(days=1))
+                .sign(key, algorithm))
+
+    @pytest.mark.parametrize("alg", ["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"])
+    def test_rfc7518_s3_allowed_algorithm_verifies_and_a_flipped_bit_does_not(self, account, clock, alg) -> None:
+        key, sign = self._key_and_signature(alg)
+        cert = self._cert(key)
+        signing_input = b64url(json.dumps({"alg": alg, "x5u": TA_URL}).encode()) + "." + b64url(json.dumps(claims(account)).encode())
+        signature = sign(signing_input.encode())
+        trust = tokens.TokenTrust(anchors=(cert,), algorithms=frozenset({alg}))
+        options = dict(identifier_scope=SCOPE, account_jwk=account, trust=trust, clock=clock,
+                       fetcher=X5UFetcher(overrides={TA_URL: [cert]}))
+        assert tokens.verify(signing_input + "." + b64url(signature), **options).jti == "j-1"
+        tampered = bytes([signature[0] ^ 1]) + signature[1:]
+        refused("signature", "does not verify", tokens.verify, signing_input + "." + b64url(tampered), **options)
+
+    @pytest.mark.parametrize("alg", ["RS256", "EdDSA", "ES384"])
+    def test_algorithm_that_does_not_fit_the_key_is_refused(self, authority, account, clock, alg) -> None:
+        token = authority.token(claims(account), header={"alg": alg, "x5u": TA_URL})
+        trust = tokens.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({alg}))
+        refused("alg", f"'alg' {alg} does not fit the token authority key (EC secp256r1)", verify, token, authority,
+                account, clock, trust=trust)
+
+
+class TestJSONStrictness:
+    def test_rfc7515_s4_duplicate_header_member_is_refused(self, authority, account, clock) -> None:
+        header = b'{"alg":"ES256","x5u":"%s","alg":"none"}' % TA_URL.encode()
+        payload = json.dumps(claims(account)).encode()
+        signing_input = b64url(header) + "." + b64url(payload)
+        r, s = decode_dss_signature(authority.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        token = signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        refused("header", "repeats the member 'alg'", verify, token, authority, account, clock)
+
+    def test_rfc7519_s4_duplicate_claim_is_refused(self, authority, account, clock) -> None:
+        body = json.dumps(claims(account))[:-1] + ', "jti": "j-2"}'
+        signing_input = b64url(json.dumps({"alg": "ES256", "x5u": TA_URL}).encode()) + "." + b64url(body.encode())
+        r, s = decode_dss_signature(authority.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        token = signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+        refused("payload", "repeats the member 'jti'", verify, token, authority, account, clock)
+
+    def test_rfc7519_s4_1_1_iss_must_be_a_string(self, authority, account, clock) -> None:
+        refused("iss", "must be a string, got a number", verify, authority.token(claims(account, iss=7)), authority,
+                account, clock)
+
+    def test_unreadable_trusted_authority_file_is_a_policy_error(self, tmp_path: Path) -> None:
+        class TokenPolicy:
+            max_lifetime = dt.timedelta(hours=1)
+            trusted_authorities = (tmp_path / "missing.pem",)
+            allowed_algorithms = ("ES256",)
+
+        with pytest.raises(PolicyError) as info:
+            tokens.trust_from_policy(TokenPolicy(), local_authority=None)  # type: ignore[arg-type]
+        assert info.value.field == "[tokens] trusted_authorities"
+        assert "missing.pem" in info.value.detail
