@@ -316,3 +316,30 @@ class TestRevoke:
                                              scope_der=delegation.scope_der, expires_at=expires))
         session.commit()
         assert delegations.plan_revoke(session, delegation.id, reason="x", clock=clock).unexpired_tokens == 1
+
+    def test_plan_counts_unexpired_unrevoked_certificates_it_leaves_alone(self, session, clock) -> None:
+        """The cascade to certificates is a later step; the plan says how many it leaves valid."""
+        delegation = create(session, clock, scope(tns=["12025550100"]))
+        issuer = store.Issuer(name="issuing", certificate_der=b"\x30\x00", signer_uri="file:keys/issuing.key")
+        session.add(issuer)
+        session.flush()
+
+        def certificate(serial: str, not_after: dt.datetime, stage: str = "issued") -> store.Certificate:
+            row = store.Certificate(serial=serial, issuer_id=issuer.id, delegation_id=delegation.id, kind="end-entity",
+                                    stage=stage, scope_der=delegation.scope_der, subject="CN=x", spki_sha256="00" * 32,
+                                    not_before=NOW - DAY, not_after=not_after)
+            session.add(row)
+            session.flush()
+            return row
+
+        live = certificate("01", NOW + DAY)  # counts
+        certificate("02", NOW - dt.timedelta(seconds=1))  # expired
+        certificate("03", NOW + DAY, stage="precertificate")  # never issued
+        revoked = certificate("04", NOW + DAY)
+        session.add(store.Revocation(certificate_id=revoked.id, actor="operator", source="operator", revoked_at=NOW))
+        session.commit()
+        plan = delegations.plan_revoke(session, delegation.id, reason="x", clock=clock)
+        assert plan.unexpired_certificates == 1
+        delegations.execute_revoke(session, plan, clock=clock, actor="operator")
+        session.commit()
+        assert session.get(store.Certificate, live.id).revocation is None  # left for the cascade
