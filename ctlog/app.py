@@ -50,11 +50,14 @@ def _decimal(name: str) -> int:
 
 def _chain_from_body() -> list[bytes]:
     """The ``chain`` of an add-chain / add-pre-chain body (RFC 6962 §4.1): base64 DER strings."""
-    raw = request.get_data(cache=False)
     try:
-        body = json.loads(raw)
+        # RFC 8259 §8.1: JSON exchanged between systems "MUST be encoded using UTF-8" (json.loads
+        # would also guess UTF-16 and UTF-32 from bytes).
+        raw = request.get_data(cache=False).decode("utf-8")
     except UnicodeDecodeError:
         raise LogError("request body is not UTF-8 text") from None
+    try:
+        body = json.loads(raw)
     except json.JSONDecodeError as exc:
         raise LogError(f"request body is not JSON: {exc}") from None
     except RecursionError:
