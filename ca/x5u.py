@@ -276,6 +276,9 @@ def _split_url(url: str) -> tuple[str, str, int, str]:
 
 
 def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    # Not production-grade in one respect: getaddrinfo() has no timeout of its own, so name
+    # resolution is bounded by the system resolver's settings (resolv.conf), not by
+    # FetchPolicy.timeout_seconds, which starts counting at the connection.
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, UnicodeError) as exc:
