@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import secrets
 import socket
 import threading
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 
@@ -418,3 +420,138 @@ def registered(client, home) -> RawClient:
     raw_client = RawClient(client, home.base_url)
     raw_client.register({"termsOfServiceAgreed": True})
     return raw_client
+
+
+# --------------------------------------------------------------------------------------------
+# Protocol steps with hand-made requests
+# --------------------------------------------------------------------------------------------
+
+
+def csr_b64(key: Any = None, **kwargs: Any) -> tuple[str, Any]:
+    """(base64url DER CSR for finalize, private key)."""
+    pem, key = make_csr(key, **kwargs)
+    der = x509.load_pem_x509_csr(pem).public_bytes(serialization.Encoding.DER)
+    return b64url(der), key
+
+
+@dataclass
+class RawOrder:
+    url: str
+    body: dict[str, Any]
+
+    @property
+    def authz_url(self) -> str:
+        (url,) = self.body["authorizations"]
+        return url
+
+
+def raw_new_order(raw: RawClient, value: str, **fields: Any) -> RawOrder:
+    response = raw.post("/acme/new-order", {"identifiers": [{"type": "TNAuthList", "value": value}], **fields})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    return RawOrder(response.headers["Location"], response.get_json())
+
+
+def raw_challenge_url(raw: RawClient, order: RawOrder) -> str:
+    (challenge,) = raw.post(order.authz_url, None).get_json()["challenges"]
+    return challenge["url"]
+
+
+def raw_answer(raw: RawClient, order: RawOrder, token: str, *, field: str = "tkauth"):
+    return raw.post(raw_challenge_url(raw, order), {field: token})
+
+
+def raw_ready_order(raw: RawClient, authority: Authority, scope: TNScope = TN_SCOPE, *, ca: bool = False,
+                    delegation_id: str | None = None, **order_fields: Any) -> RawOrder:
+    """An order whose authorization was validated with a fresh token: status "ready"."""
+    delegation_id = delegation_id or authority.delegate(ca=ca)
+    order = raw_new_order(raw, scope.to_identifier_value(), **order_fields)
+    answered = raw_answer(raw, order, authority.token(delegation_id, raw.jwk, scope, ca=ca))
+    assert answered.get_json()["status"] == "valid", answered.get_json()
+    order.body = raw.post(order.url, None).get_json()
+    assert order.body["status"] == "ready", order.body
+    return order
+
+
+# --------------------------------------------------------------------------------------------
+# Policy edits and token authorities other than the home's own
+# --------------------------------------------------------------------------------------------
+
+
+def with_policy(home: Home, section: str, **settings: Any) -> Home:
+    """The same home with keys of one policy.toml section changed, as an operator edits it."""
+    lines, current = [], None
+    for line in home.policy_path.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            current = stripped[1:-1]
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else None
+        if current == section and key in settings:
+            line = f"{key} = {json.dumps(settings[key])}"
+        lines.append(line)
+    home.policy_path.write_text("\n".join(lines) + "\n")
+    return Home(home.path)
+
+
+def sign_compact(header: dict[str, Any], payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
+    """A compact ES256 JWS (RFC 7515 §7.1): how a token authority signs an authority token."""
+    signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode())
+    return signing_input + "." + b64url(sign_es256(key, signing_input.encode()))
+
+
+def atc_claims(account_key: jose.JWK, scope: TNScope, *, ca: bool = False, exp: dt.datetime | None = None,
+               jti: str | None = None) -> dict[str, Any]:
+    """RFC 9448 §5.4 authority token claims."""
+    exp = exp or dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    return {
+        "iss": "https://ta.example",
+        "exp": int(exp.timestamp()),
+        "jti": jti or secrets.token_urlsafe(12),
+        "atc": {"tktype": "TNAuthList", "tkvalue": scope.to_identifier_value(), "ca": ca,
+                "fingerprint": tokens.account_fingerprint(account_key)},
+    }
+
+
+class ExternalTokenAuthority:
+    """A token authority of another organisation: its own key and self-signed certificate."""
+
+    def __init__(self, name: str = "External Token Authority") -> None:
+        self.key = new_key()
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = dt.datetime.now(dt.timezone.utc)
+        self.certificate = (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(subject)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+            .sign(self.key, hashes.SHA256())
+        )
+
+    def pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+    def token(self, account_key: jose.JWK, scope: TNScope, **claims: Any) -> str:
+        x5c = [base64.b64encode(self.certificate.public_bytes(serialization.Encoding.DER)).decode()]
+        return sign_compact({"typ": "JWT", "alg": "ES256", "x5c": x5c}, atc_claims(account_key, scope, **claims), self.key)
+
+
+def trusting(home: Home, authority: ExternalTokenAuthority) -> Home:
+    """The home with ``authority`` added to ``[tokens] trusted_authorities``."""
+    (home.path / "external-ta.pem").write_bytes(authority.pem())
+    return with_policy(home, "tokens", trusted_authorities=["external-ta.pem"])
+
+
+def home_token(home: Home, account_key: jose.JWK, scope: TNScope, **claims: Any) -> str:
+    """A token signed with the home's own token authority key but never minted (not recorded)."""
+    authority = home.token_authority()
+    signing_input = (
+        b64url(json.dumps({"typ": "JWT", "alg": "ES256", "x5u": authority.x5u}).encode())
+        + "."
+        + b64url(json.dumps(atc_claims(account_key, scope, **claims)).encode())
+    )
+    r, s = decode_dss_signature(authority.signer.sign(signing_input.encode()))
+    return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
