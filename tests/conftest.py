@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ca import store
 from ca.migrate import upgrade
+from tests.helpers import row_counts  # noqa: F401  (re-exported for older imports)
 
 TEST_DATABASE_URL_ENV = "TNCA_TEST_DATABASE_URL"
 
@@ -69,11 +70,3 @@ def session_factory(engine: Engine) -> Iterator[sessionmaker]:
 def session(session_factory: sessionmaker) -> Iterator[Session]:
     with session_factory() as s:
         yield s
-
-
-def row_counts(session: Session) -> dict[str, int]:
-    """Row count of every table: negative tests assert it is unchanged."""
-    counts = {}
-    for table in store.Base.metadata.sorted_tables:
-        counts[table.name] = session.execute(text(f"SELECT COUNT(*) FROM {table.name}")).scalar_one()
-    return counts
