@@ -35,6 +35,19 @@ from tnca.cli import cli
 TNCA_SCRIPT = Path(sys.executable).with_name("tnca")
 
 
+def row_counts(session) -> dict[str, int]:
+    """Row count of every table, as tests/conftest.py's ``row_counts``.
+
+    Repeated here on purpose: pytest imports every conftest.py under the module name
+    ``conftest``, so while this directory's conftest is the current one, ``from conftest import
+    row_counts`` must still find it.
+    """
+    return {
+        table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
+        for table in store.Base.metadata.sorted_tables
+    }
+
+
 @dataclass
 class CSRFiles:
     key: ec.EllipticCurvePrivateKey
@@ -108,10 +121,7 @@ class DevHome:
     def row_counts(self) -> dict[str, int]:
         """Row count of every table (negative tests assert it is unchanged)."""
         with self.sessionmaker() as session:
-            return {
-                table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
-                for table in store.Base.metadata.sorted_tables
-            }
+            return row_counts(session)
 
     def close(self) -> None:
         self.home.close()
