@@ -376,6 +376,8 @@ def _bad_signature_csr(dev_home: DevHome) -> Path:
         ("unparseable-range", "Error: --range: "),
         ("lifetime-below-minimum", "Error: --lifetime: lifetime 1m is below the policy minimum of 5m"),
         ("malformed-der-certificate", "Error: FILE: "),
+        ("unknown-delegation", "Error: --delegation: delegation nope does not exist"),
+        ("constraints-on-delegate-ca", "Error: --constraints: claim constraints go on end-entity certificates only"),
     ],
 )
 def test_cli_bad_input_exits_2_with_one_line_naming_the_field_and_writes_nothing(
@@ -384,6 +386,8 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_field_and_writes_nothing
     good = dev_home.make_csr("good").csr_path
     garbage = dev_home.work / "garbage.der"
     garbage.write_bytes(b"\x30\x82\x01\x00" + b"\x00" * 40)
+    constraints = dev_home.work / "constraints.json"
+    constraints.write_text('{"mustInclude": ["rcd"]}')
     args = {
         "scope-outside-issuing-ca": ["cert", "issue", "--csr", str(good), "--range", "13035550000:100"],
         "malformed-der-csr": ["cert", "issue", "--csr", str(garbage), "--tn", "12025550100"],
@@ -392,6 +396,9 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_field_and_writes_nothing
         "unparseable-range": ["cert", "issue", "--csr", str(good), "--range", "12025550000-100"],
         "lifetime-below-minimum": ["cert", "issue", "--csr", str(good), "--tn", "12025550100", "--lifetime", "1m"],
         "malformed-der-certificate": ["cert", "show", str(garbage)],
+        "unknown-delegation": ["cert", "issue", "--csr", str(good), "--tn", "12025550100", "--delegation", "nope"],
+        "constraints-on-delegate-ca": ["cert", "issue", "--csr", str(good), "--tn", "12025550100", "--ca",
+                                       "--constraints", str(constraints)],
     }[case]
     before = dev_home.row_counts()
     result = dev_home.run_subprocess(*args)
