@@ -39,6 +39,7 @@ from werkzeug.serving import make_server
 from acme_server import create_app
 from conftest import row_counts
 from ca import delegations, tokens
+from ca.claims import ClaimConstraints
 from ca.config import Home
 from ca.tnauthlist import TNScope
 from protocol.acme_ext import ATCResponse, TKAuth01, TKAuth01Response, tnauthlist_identifier
@@ -167,6 +168,7 @@ class Authority:
         ca: bool = False,
         max_lifetime: dt.timedelta = dt.timedelta(hours=24),
         not_after: dt.datetime | None = None,
+        constraints: ClaimConstraints | None = None,
     ) -> str:
         with self.session_factory() as session:
             delegation = delegations.create(
@@ -179,6 +181,7 @@ class Authority:
                 actor="test:operator",
                 ca=ca,
                 not_after=not_after,
+                constraints=constraints,
             )
             session.commit()
             return delegation.id

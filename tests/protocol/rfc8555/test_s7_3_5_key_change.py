@@ -1,0 +1,71 @@
+"""RFC 8555 §7.3.5 keyChange: an inner JWS by the new key inside an outer JWS by the old one."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from ca.store import Account, AuditEvent
+from protocol.support import TN_SCOPE, RawClient, assert_problem, b64url, new_key, public_jwk, raw_new_order, sign_es256, table_counts
+
+KEY_CHANGE = "/acme/key-change"
+
+
+def inner_jws(raw: RawClient, new, *, account=None, old_jwk=None, url=None) -> dict[str, str]:
+    """RFC 8555 §7.3.5: signed by the new key, "jwk" = new key, same "url", no "nonce"."""
+    header = {"alg": "ES256", "jwk": public_jwk(new), "url": raw.url(url or KEY_CHANGE)}
+    payload = {"account": account or raw.kid, "oldKey": old_jwk or public_jwk(raw.key)}
+    protected, body = b64url(json.dumps(header).encode()), b64url(json.dumps(payload).encode())
+    return {"protected": protected, "payload": body, "signature": b64url(sign_es256(new, f"{protected}.{body}".encode()))}
+
+
+def test_s7_3_5_key_change_replaces_the_key_and_keeps_the_orders(registered, client, home, session_factory):
+    order = raw_new_order(registered, TN_SCOPE.to_identifier_value())
+    new = new_key()
+    response = registered.post(KEY_CHANGE, inner_jws(registered, new))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.get_json()["status"] == "valid"
+    # The old key no longer authenticates; the new one does, for the same account and its orders.
+    assert_problem(registered.post(registered.kid, None), "malformed", 400, "signature does not verify")
+    renewed = RawClient(client, home.base_url, key=new)
+    renewed.kid = registered.kid
+    assert renewed.post(order.url, None).get_json()["status"] == "pending"
+    with session_factory() as session:
+        (account,) = session.scalars(select(Account)).all()
+        assert json.loads(account.jwk) == public_jwk(new)
+        assert "account.key-change" in session.scalars(select(AuditEvent.action)).all()
+
+
+def test_s7_3_5_new_key_of_another_account_is_409_with_its_location(registered, client, home, session_factory):
+    other = RawClient(client, home.base_url)
+    other.register()
+    before = table_counts(session_factory)
+    response = registered.post(KEY_CHANGE, inner_jws(registered, other.key))
+    assert_problem(response, "malformed", 409, "already in use")
+    assert response.headers["Location"] == other.kid
+    assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize(
+    "build, code, fragment",
+    [
+        (lambda raw, new: inner_jws(raw, new, url=raw.url("/acme/new-order")), "malformed", "must equal the outer 'url'"),
+        (lambda raw, new: inner_jws(raw, new, account=raw.kid + "x"), "unauthorized", "is not the signing account"),
+        (lambda raw, new: inner_jws(raw, new, old_jwk=public_jwk(new_key())), "unauthorized", "not the account's current key"),
+        (lambda raw, new: {**inner_jws(raw, new), "signature": b64url(b"\x00" * 64)}, "malformed", "does not verify with its 'jwk'"),
+        (lambda raw, new: inner_jws(raw, raw.key), "malformed", "is the account's current key"),
+        (lambda raw, new: {**inner_jws(raw, new), "header": {}}, "malformed", "unprotected 'header'"),
+        (lambda raw, new: {"protected": "e30", "payload": ""}, "malformed", "lacks 'signature'"),
+    ],
+    ids=["inner-url", "other-account", "wrong-old-key", "bad-inner-signature", "same-key", "unprotected-header", "not-a-jws"],
+)
+def test_s7_3_5_refusals_change_nothing(registered, session_factory, build, code, fragment):
+    new = new_key()
+    before = table_counts(session_factory)
+    payload = build(registered, new)
+    response = registered.post(KEY_CHANGE, payload)
+    assert_problem(response, code, 403 if code == "unauthorized" else 400, fragment)
+    assert table_counts(session_factory) == before
+    assert registered.post(registered.kid, None).status_code == 200  # the old key still works

@@ -1,0 +1,126 @@
+"""RFC 8555 §7.6 revokeCert: by the account that holds the certificate, by an account holding
+valid authorizations for all of its TNAuthList, or by the certificate's own key; reason codes."""
+
+from __future__ import annotations
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select
+
+from ca.store import AuditEvent, Revocation
+from protocol.support import (
+    RANGE_SCOPE,
+    TN_SCOPE,
+    RawClient,
+    assert_problem,
+    b64url,
+    csr_b64,
+    raw_ready_order,
+    table_counts,
+)
+
+REVOKE = "/acme/revoke-cert"
+
+
+@pytest.fixture
+def issued(registered, authority):
+    """(certificate DER, its private key) issued to ``registered`` for TN_SCOPE."""
+    order = raw_ready_order(registered, authority)
+    csr, key = csr_b64()
+    certificate_url = registered.post(order.body["finalize"], {"csr": csr}).get_json()["certificate"]
+    pem = registered.post(certificate_url, None).get_data()
+    der = x509.load_pem_x509_certificates(pem)[0].public_bytes(serialization.Encoding.DER)
+    return der, key
+
+
+def test_s7_6_account_that_holds_the_certificate_revokes_it(registered, issued, session_factory):
+    der, _ = issued
+    response = registered.post(REVOKE, {"certificate": b64url(der), "reason": 4})
+    assert response.status_code == 200
+    assert response.headers["Replay-Nonce"]
+    with session_factory() as session:
+        revocation = session.scalars(select(Revocation)).one()
+        assert (revocation.reason_code, revocation.source) == (4, "acme")
+        assert revocation.actor == "acme:account:" + registered.kid.rsplit("/", 1)[1]
+        assert "certificate.revoke" in session.scalars(select(AuditEvent.action)).all()
+
+
+def test_s7_6_request_signed_by_the_certificate_key_revokes_it(raw, issued, client, home, session_factory):
+    """RFC 8555 §7.6: "... or a request signed with the certificate's private key (jwk)"."""
+    der, key = issued
+    by_key = RawClient(client, home.base_url, key=key)
+    response = by_key.post(REVOKE, {"certificate": b64url(der)}, use_jwk=True)
+    assert response.status_code == 200
+    with session_factory() as session:
+        revocation = session.scalars(select(Revocation)).one()
+        # RFC 5280 §5.3.1: no reason given → no reasonCode entry.
+        assert (revocation.reason_code, revocation.actor) == (None, "acme:certificate-key")
+
+
+def test_s7_6_account_with_valid_authorizations_for_the_scope_may_revoke(issued, client, home, authority):
+    der, _ = issued
+    other = RawClient(client, home.base_url)
+    other.register()
+    raw_ready_order(other, authority, TN_SCOPE)
+    assert other.post(REVOKE, {"certificate": b64url(der), "reason": 1}).status_code == 200
+
+
+def test_s7_6_unrelated_account_is_unauthorized(issued, client, home, authority, session_factory):
+    der, _ = issued
+    other = RawClient(client, home.base_url)
+    other.register()
+    raw_ready_order(other, authority, RANGE_SCOPE)  # authorized for other numbers only
+    before = table_counts(session_factory)
+    response = other.post(REVOKE, {"certificate": b64url(der)})
+    assert_problem(response, "unauthorized", 403, "neither obtained certificate")
+    assert table_counts(session_factory) == before
+
+
+def test_s7_6_jwk_that_is_not_the_certificate_key_is_unauthorized(raw, issued, session_factory):
+    der, _ = issued
+    before = table_counts(session_factory)
+    assert_problem(raw.post(REVOKE, {"certificate": b64url(der)}, use_jwk=True), "unauthorized", 403, "not the certificate's public key")
+    assert table_counts(session_factory) == before
+
+
+def test_s7_6_already_revoked_is_already_revoked(registered, issued, session_factory):
+    der, _ = issued
+    registered.post(REVOKE, {"certificate": b64url(der)})
+    before = table_counts(session_factory)
+    assert_problem(registered.post(REVOKE, {"certificate": b64url(der)}), "alreadyRevoked", 400, "already revoked")
+    assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize("reason", [2, 6, 7, 8, 9, 10, 11, -1])
+def test_s7_6_disallowed_reason_is_bad_revocation_reason_listing_the_allowed_ones(registered, issued, session_factory, reason):
+    der, _ = issued
+    before = table_counts(session_factory)
+    response = registered.post(REVOKE, {"certificate": b64url(der), "reason": reason})
+    assert_problem(response, "badRevocationReason", 400, "allowed: 0 (unspecified), 1 (key_compromise)")
+    assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize(
+    "payload, status, fragment",
+    [
+        ({"certificate": "not base64url!"}, 400, "base64url"),
+        ({"certificate": b64url(b"\x30\x03\x02\x01\x00")}, 400, "not a DER X.509 certificate"),
+        ({}, 400, "'certificate' must be a base64url string"),
+    ],
+    ids=["not-base64url", "not-a-certificate", "missing"],
+)
+def test_s7_6_malformed_requests_are_malformed(registered, session_factory, payload, status, fragment):
+    before = table_counts(session_factory)
+    assert_problem(registered.post(REVOKE, payload), "malformed", status, fragment)
+    assert table_counts(session_factory) == before
+
+
+def test_s7_6_reason_must_be_an_integer(registered, issued):
+    der, _ = issued
+    assert_problem(registered.post(REVOKE, {"certificate": b64url(der), "reason": True}), "malformed", 400, "integer")
+
+
+def test_s7_6_certificate_not_issued_here_is_a_404_problem(registered, home):
+    stranger = home.issuing_ca().certificate.public_bytes(serialization.Encoding.DER)  # ours, but not an ACME issuance
+    assert_problem(registered.post(REVOKE, {"certificate": b64url(stranger)}), "malformed", 404, "was not issued by this authority")
