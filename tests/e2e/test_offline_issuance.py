@@ -28,7 +28,7 @@ from sqlalchemy import select
 
 from ca import audit, store
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
-from conftest import DevHome, require_tool, run_tool, split_pem_chain
+from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
 
 pytestmark = pytest.mark.e2e
 

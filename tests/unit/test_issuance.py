@@ -15,7 +15,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from sqlalchemy import event, func, select
+from sqlalchemy import event, select
 
 from ca import audit
 from ca.claims import ClaimConstraints
@@ -25,16 +25,10 @@ from ca.issuance import IssuanceRequest, IssuerHandle, certify_authority_key, is
 from ca.policy import Policy
 from ca.profiles import ISSUING_CA, ROOT
 from ca.signers.file import FileSigner
-from ca.store import AuditEvent, Base, Certificate, CertificateScopeEntry, Delegation, Issuer
+from ca.store import AuditEvent, Certificate, CertificateScopeEntry, Delegation, Issuer
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import spki_der
-
-
-def row_counts(session) -> dict[str, int]:
-    """Row count of every table (tests/conftest.py has the same helper, but ``from conftest import``
-    resolves to whichever conftest.py pytest loaded last when the whole suite runs)."""
-    return {t.name: session.execute(select(func.count()).select_from(t)).scalar_one()
-            for t in Base.metadata.sorted_tables}
+from tests.helpers import row_counts
 
 
 NOW = dt.datetime(2026, 6, 1, 9, 30, 0, tzinfo=dt.timezone.utc)
