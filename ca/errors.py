@@ -72,3 +72,35 @@ class AuditChainError(TNCAError):
     def __init__(self, detail: str, *, seq: int) -> None:
         super().__init__(detail, field="audit_events")
         self.seq = seq
+
+
+class AuditExportError(TNCAError):
+    """An audit export file cannot be read (not the format ``ca.audit.export`` writes); ``line`` is 1-based."""
+
+    def __init__(self, detail: str, *, line: int | None = None) -> None:
+        super().__init__(detail, field="export")
+        self.line = line
+
+
+class UserError(TNCAError):
+    """A request about people cannot be carried out: a malformed name, role or password, a name
+    that exists already, or a change that would leave the authority without an active admin."""
+
+
+class AuthenticationError(TNCAError):
+    """Credentials (password, session, API token) are wrong, expired or belong to a disabled person.
+
+    The detail never says which part was wrong, so it cannot be used to find valid names.
+    """
+
+
+class LoginThrottledError(AuthenticationError):
+    """Too many failed logins for a name or from an address; ``retry_after`` is in seconds."""
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, field="login")
+        self.retry_after = retry_after
+
+
+class QueryError(TNCAError):
+    """An audit query parameter is malformed; ``field`` names the parameter."""

@@ -180,6 +180,24 @@ class Certificate(Base):
     )
 
 
+def span_digits(lo: int, hi: int) -> int:
+    """Decimal digits of ``hi - lo`` (0 when ``lo == hi``): the span class of an interval.
+
+    Why: "which entries contain number n" is ``lo <= n <= hi``, and a B-tree on ``lo`` alone must
+    scan every entry that starts below n. Within one span class d every interval is shorter than
+    10^d, so a containing entry starts in ``(n - 10^d, n]``: one short index range per class on
+    ``(width, span_digits, lo)`` finds them all, exactly, on SQLite and PostgreSQL alike
+    (ca/queries.py; numbers have at most 15 digits, so there are at most 16 classes).
+    """
+    return len(str(hi - lo)) if hi > lo else 0
+
+
+def _span_digits_default(context: Any) -> Optional[int]:
+    params = context.get_current_parameters()
+    lo, hi = params.get("lo"), params.get("hi")
+    return span_digits(lo, hi) if lo is not None and hi is not None else None
+
+
 class _ScopeEntryColumns:
     """One TNAuthList entry flattened for indexed containment queries.
 
@@ -194,6 +212,9 @@ class _ScopeEntryColumns:
     hi: Mapped[Optional[int]] = mapped_column(BigInteger)
     spc: Mapped[Optional[str]] = mapped_column(String(64))
     literal: Mapped[Optional[str]] = mapped_column(String(16))
+    # Decimal digits of (hi - lo): 0 for one number, 2 for a 100-block, 4 for a 10000-block.
+    # Filled in from lo/hi when a row is inserted; see span_digits() for why it exists.
+    span_digits: Mapped[Optional[int]] = mapped_column(Integer, default=_span_digits_default)
 
 
 class CertificateScopeEntry(_ScopeEntryColumns, Base):
@@ -201,6 +222,9 @@ class CertificateScopeEntry(_ScopeEntryColumns, Base):
     __table_args__ = (
         Index("ix_certificate_scope_entries_tn", "width", "lo", "hi"),
         Index("ix_certificate_scope_entries_spc", "spc"),
+        # Containment and overlap queries by number (ca/queries.py); hi and certificate_id make
+        # the index covering, so a probe never touches the table.
+        Index("ix_certificate_scope_entries_span", "width", "span_digits", "lo", "hi", "certificate_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -264,6 +288,99 @@ class AuditHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)  # always 1
     seq: Mapped[int] = mapped_column(BigInteger, default=0)
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement of the audit chain head (``ca/audit.py``): truncation below it is detectable.
+
+    ``statement`` is the exact canonical JSON that was signed (``seq``, ``head_hash``,
+    ``signed_at``, the authority); the other columns repeat its fields for queries. The signing
+    certificate is kept with each checkpoint so that every row verifies on its own, also after
+    the audit key is replaced.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, index=True)
+    head_hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    statement: Mapped[str] = mapped_column(Text)
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+# --------------------------------------------------------------------------------------------
+# People: operator/auditor accounts, their sessions and API tokens (ca/users.py)
+# --------------------------------------------------------------------------------------------
+
+
+class User(Base):
+    """A person who signs in to the operator and auditor pages or calls the audit API."""
+
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # admin | operator | auditor
+    # An argon2id PHC string ("$argon2id$v=19$m=…,t=…,p=…$salt$hash"): parameters travel with it.
+    password_hash: Mapped[str] = mapped_column(String(255))
+    disabled_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    password_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+class UserSession(Base):
+    """A signed-in browser. The cookie carries a random token; only its SHA-256 is stored here,
+    so logging out, disabling a person or changing a password ends sessions at once."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    remote_addr: Mapped[Optional[str]] = mapped_column(String(64))
+
+
+class APIToken(Base):
+    """A bearer token for the audit API, acting as its person (with that person's current role).
+
+    The token is ``tnca_<id>_<secret>``; only SHA-256 of the secret is stored. The secret has
+    256 random bits, so a fast hash suffices (a memory-hard hash protects low-entropy passwords).
+    """
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=random_id)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(128))
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+class LoginAttempt(Base):
+    """One password check, kept in SQL so login throttling holds across server processes."""
+
+    __tablename__ = "login_attempts"
+    __table_args__ = (
+        Index("ix_login_attempts_username", "username", "attempted_at"),
+        Index("ix_login_attempts_remote_addr", "remote_addr", "attempted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))  # as typed (normalized, cut to 64)
+    remote_addr: Mapped[str] = mapped_column(String(64))
+    attempted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    succeeded: Mapped[bool] = mapped_column(Boolean)
 
 
 # --------------------------------------------------------------------------------------------
