@@ -144,7 +144,7 @@ class PKCS11Signer:
         try:
             lib = pkcs11.lib(self.uri.module_path)
             token = lib.get_token(token_label=self.uri.token)
-            session = token.open(user_pin=self.uri.pin)
+            session = _open_session(token, self.uri.pin)
             private_key = session.get_key(
                 object_class=ObjectClass.PRIVATE_KEY, key_type=KeyType.EC, label=self.uri.object
             )
@@ -157,6 +157,21 @@ class PKCS11Signer:
         self._session = session
         self._private_key = private_key
         self._pid = os.getpid()
+
+
+def _open_session(token, pin: str | None, *, rw: bool = False):
+    """Open a session, logged in as the user.
+
+    PKCS#11 login state belongs to the application, not the session (PKCS#11 v2.40 §5.6): once
+    one session in this process has logged in, every new session on that token is logged in
+    already and C_Login answers CKR_USER_ALREADY_LOGGED_IN.
+    """
+    from pkcs11.exceptions import UserAlreadyLoggedIn
+
+    try:
+        return token.open(user_pin=pin, rw=rw)
+    except UserAlreadyLoggedIn:
+        return token.open(rw=rw)
 
 
 def _mechanism():
@@ -189,7 +204,11 @@ def generate_p256_key(uri: str) -> ec.EllipticCurvePublicKey:
     try:
         lib = pkcs11.lib(parsed.module_path)
         token = lib.get_token(token_label=parsed.token)
-        with token.open(user_pin=parsed.pin, rw=True) as session:
+        with _open_session(token, parsed.pin, rw=True) as session:
+            # Labels name keys in our URIs; a second key with the same label would make every
+            # later lookup ambiguous.
+            if list(session.get_objects({Attribute.LABEL: parsed.object})):
+                raise SignerError(f"token {parsed.token!r} already has an object labelled {parsed.object!r}")
             params = session.create_domain_parameters(
                 KeyType.EC, {Attribute.EC_PARAMS: encode_named_curve_parameters("secp256r1")}, local=True
             )

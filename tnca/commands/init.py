@@ -78,7 +78,14 @@ def _toml_string(value: str) -> str:
     return json.dumps(value)
 
 
-def _config_text(base_url: str, database_url: str) -> str:
+def _signer_uris(pkcs11_token: str | None) -> dict[str, str]:
+    """Where each authority key lives: a PEM file in the home, or a labelled key on an HSM token."""
+    if pkcs11_token is None:
+        return {name: f"file:{path}" for name, path in KEY_FILES.items()}
+    return {name: pkcs11_key_uri(pkcs11_token, name) for name in KEY_FILES}
+
+
+def _config_text(base_url: str, database_url: str, token_authority_signer: str) -> str:
     return (
         "# tnca configuration (see ca/config.py). TNCA_BASE_URL and TNCA_DATABASE_URL override it.\n\n"
         "[server]\n"
@@ -89,7 +96,7 @@ def _config_text(base_url: str, database_url: str) -> str:
         "[token_authority]\n"
         "# The certificate and key that sign this authority's authority tokens (RFC 9447).\n"
         f"certificate = {_toml_string(TOKEN_AUTHORITY_CERT_FILE)}\n"
-        f"signer = {_toml_string('file:' + KEY_FILES['token-authority'])}\n"
+        f"signer = {_toml_string(token_authority_signer)}\n"
     )
 
 
@@ -102,8 +109,12 @@ def _config_text(base_url: str, database_url: str) -> str:
               help="External URL of the ACME server [default: http://127.0.0.1:8080].")
 @click.option("--database-url", default=None, metavar="URL",
               help="SQLAlchemy database URL [default: TNCA_DATABASE_URL, else HOME/tnca.db].")
+@click.option("--pkcs11-token", default=None, metavar="URI",
+              help="Create the CA and token-authority keys in an HSM: an RFC 7512 URI without 'object', e.g. "
+                   "'pkcs11:token=tnca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:TNCA_HSM_PIN'. "
+                   "Default: PEM key files in HOME/keys.")
 @pass_home
-def command(home: Home, tns, ranges, spcs, base_url, database_url) -> None:
+def command(home: Home, tns, ranges, spcs, base_url, database_url, pkcs11_token) -> None:
     """Create the home: config, database, dev root, issuing CA and token authority.
 
     The issuing CA's TNAuthList is the operator's scope (--tn/--range/--spc); without any, the
@@ -112,6 +123,8 @@ def command(home: Home, tns, ranges, spcs, base_url, database_url) -> None:
     if not (tns or ranges or spcs):
         ranges, spcs = DEFAULT_RANGES, DEFAULT_SPCS
     scope = parse_scope(tns, ranges, spcs)
+    if pkcs11_token is not None:
+        _check_pkcs11_token_uri(pkcs11_token)
     if base_url is not None and not base_url.startswith(("http://", "https://")):
         raise BadInput("--base-url", f"{base_url!r} is not an http:// or https:// URL")
     if home.exists():
@@ -123,7 +136,7 @@ def command(home: Home, tns, ranges, spcs, base_url, database_url) -> None:
 
     created_dir = not home.path.exists()
     try:
-        _initialise(home, scope, base_url or "http://127.0.0.1:8080", database_url)
+        _initialise(home, scope, base_url or "http://127.0.0.1:8080", database_url, pkcs11_token)
     except BaseException:
         _remove_created(home.path, created_dir)
         raise
@@ -142,11 +155,31 @@ def _remove_created(path: Path, created_dir: bool) -> None:
             shutil.rmtree(child, ignore_errors=True) if child.is_dir() else child.unlink(missing_ok=True)
 
 
-def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | None) -> None:
+def _check_pkcs11_token_uri(uri: str) -> None:
+    from ca.errors import SignerError
+    from ca.signers.pkcs11 import PKCS11URI
+
+    if ";object=" in uri or "pkcs11:object=" in uri:
+        raise BadInput("--pkcs11-token", "name the token only; tnca init chooses the key labels")
+    try:
+        PKCS11URI.parse(pkcs11_key_uri(uri, "probe"))
+    except SignerError as error:
+        raise BadInput("--pkcs11-token", error.detail) from None
+
+
+def pkcs11_key_uri(token_uri: str, label: str) -> str:
+    """The RFC 7512 URI of key ``label`` on the token ``token_uri`` names."""
+    path, sep, query = token_uri.partition("?")
+    return f"{path};object={label}{sep}{query}"
+
+
+def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | None,
+                pkcs11_token: str | None = None) -> None:
     home.path.mkdir(parents=True, exist_ok=True)
     if database_url is None:
         database_url = home.database_url  # env, else the default SQLite file in the home
-    (home.path / CONFIG_FILE).write_text(_config_text(base_url, database_url))
+    signer_uris = _signer_uris(pkcs11_token)
+    (home.path / CONFIG_FILE).write_text(_config_text(base_url, database_url, signer_uris["token-authority"]))
     shutil.copyfile(DEFAULT_POLICY_PATH, home.path / POLICY_FILE)
     try:
         policy = Policy.load(home.path / POLICY_FILE)
@@ -159,7 +192,7 @@ def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | N
                     f"the database {home.engine.url.render_as_string(hide_password=True)} already has "
                     f"{existing} issuer(s); use a fresh database for a new home"
                 )
-            _create_pki(home, session, scope, policy, base_url)
+            _create_pki(home, session, scope, policy, base_url, signer_uris)
             session.commit()
     except TNCAError as error:
         raise click.ClickException(error.detail) from None
@@ -168,10 +201,26 @@ def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | N
             home.engine.dispose()
 
 
-def _create_pki(home: Home, session, scope: TNScope, policy: Policy, base_url: str) -> None:
-    clock = home.clock
+def _generate_keys(home: Home, policy: Policy, signer_uris: dict[str, str]) -> dict:
     key_type = policy.keys.authority
-    signers = {name: generate_file_key(home.path / path, key_type) for name, path in KEY_FILES.items()}
+    signers = {}
+    for name, uri in signer_uris.items():
+        if uri.startswith("file:"):
+            signers[name] = generate_file_key(home.path / uri[len("file:"):], key_type)
+            continue
+        from ca.signers.pkcs11 import PKCS11Signer, generate_p256_key
+
+        if key_type != "ec-p256":
+            raise BadInput("--pkcs11-token", f"HSM keys are EC P-256; the policy asks for {key_type!r}")
+        generate_p256_key(uri)
+        signers[name] = PKCS11Signer(uri)
+    return signers
+
+
+def _create_pki(home: Home, session, scope: TNScope, policy: Policy, base_url: str,
+                signer_uris: dict[str, str]) -> None:
+    clock = home.clock
+    signers = _generate_keys(home, policy, signer_uris)
     crl_of = lambda issuer: policy.certificates.crl_url(base_url=base_url, issuer=issuer)  # noqa: E731
 
     root = certify_authority_key(
@@ -197,11 +246,11 @@ def _create_pki(home: Home, session, scope: TNScope, policy: Policy, base_url: s
     from cryptography.hazmat.primitives.serialization import Encoding
 
     root_row = store.Issuer(name=ROOT_ISSUER, certificate_der=root.public_bytes(Encoding.DER),
-                            signer_uri=f"file:{KEY_FILES[ROOT_ISSUER]}", scope_der=None, parent_id=None)
+                            signer_uri=signer_uris[ROOT_ISSUER], scope_der=None, parent_id=None)
     session.add(root_row)
     session.flush()
     issuing_row = store.Issuer(name=ISSUING_ISSUER, certificate_der=issuing.public_bytes(Encoding.DER),
-                               signer_uri=f"file:{KEY_FILES[ISSUING_ISSUER]}", scope_der=scope.to_der(),
+                               signer_uri=signer_uris[ISSUING_ISSUER], scope_der=scope.to_der(),
                                parent_id=root_row.id)
     session.add(issuing_row)
     session.flush()
