@@ -38,6 +38,7 @@ from ca.signers import Signer, load_signer
 
 if TYPE_CHECKING:
     from ca.issuance import IssuerHandle
+    from ca.transparency import CTSubmitter
 
 CONFIG_FILE = "tnca.toml"
 POLICY_FILE = "policy.toml"
@@ -75,6 +76,7 @@ class Home:
         self._signers: dict[str, Signer] = {}
         self._issuing_ca: IssuerHandle | None = None
         self._token_authority: TokenAuthorityHandle | None = None
+        self._transparency: CTSubmitter | None = None
 
     @property
     def config_path(self) -> Path:
@@ -131,6 +133,16 @@ class Home:
         if self.policy_path.is_file():
             return Policy.load(self.policy_path)
         return Policy.default()
+
+    def transparency(self) -> "CTSubmitter | None":
+        """The CT client for the policy's ``[ct]`` logs (``ca.issuance.issue``'s ``transparency``),
+        built once per process so its HTTP sessions stay alive; None when no SCTs are required."""
+        from ca.transparency import CTSubmitter
+
+        with self._lock:
+            if self._transparency is None and self.policy.ct.required_scts > 0:
+                self._transparency = CTSubmitter.from_policy(self.policy.ct, clock=self.clock)
+            return self._transparency
 
     # -- keys and issuers --------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ import hashlib
 import struct
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -77,13 +77,15 @@ class SCT:
     signature_algorithm: int
     signature: bytes  # DER Ecdsa-Sig-Value or RSA PKCS#1 v1.5 signature
     version: int = SCT_VERSION_V1
+    # Not part of the SCT: where it came from, for the issuance record (set by submit_precertificate).
+    log_url: str = field(default="", compare=False)
 
     @property
     def datetime(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.timestamp / 1000, tz=dt.timezone.utc)
 
-    def to_tls(self) -> bytes:
-        """The TLS encoding of the SCT, as it goes into a SignedCertificateTimestampList."""
+    def serialize(self) -> bytes:
+        """The TLS encoding of the SCT: one SerializedSCT of a SignedCertificateTimestampList."""
         return b"".join((
             struct.pack(">B", self.version),                          # Version sct_version
             self.log_id,                                              # LogID id (opaque key_id[32])
@@ -371,7 +373,7 @@ def submit_precertificate(
         except TransparencyError as exc:
             failures.append(f"{log.name} ({log.url}): {exc.detail}")
             continue
-        verified[log.log_id] = sct
+        verified[log.log_id] = replace(sct, log_url=log.url)
 
     if len(verified) < required:
         raise TransparencyError(
@@ -421,7 +423,7 @@ def sct_list_bytes(scts: Sequence[SCT]) -> bytes:
     """The TLS ``SignedCertificateTimestampList`` (RFC 6962 §3.3)."""
     if not scts:
         raise TransparencyError("an SCT list holds at least one SCT (RFC 6962 §3.3: sct_list<1..2^16-1>)", field="sct")
-    serialized = b"".join(struct.pack(">H", len(tls)) + tls for tls in (sct.to_tls() for sct in scts))  # SerializedSCT<1..2^16-1>
+    serialized = b"".join(struct.pack(">H", len(tls)) + tls for tls in (sct.serialize() for sct in scts))  # SerializedSCT<1..2^16-1>
     return struct.pack(">H", len(serialized)) + serialized  # sct_list<1..2^16-1>
 
 

@@ -84,7 +84,7 @@ def test_s3_2_sct_tls_round_trip_and_field_layout():
     """RFC 6962 §3.2: version(1) ‖ log_id(32) ‖ timestamp(8) ‖ extensions<2> ‖ hash(1) sig(1) signature<2>."""
     sct = SCT(log_id=bytes(range(32)), timestamp=0x0102030405060708, extensions=b"\xaa", hash_algorithm=4,
               signature_algorithm=3, signature=b"\x30\x00")
-    tls = sct.to_tls()
+    tls = sct.serialize()
     assert tls == b"\x00" + bytes(range(32)) + bytes.fromhex("0102030405060708") + b"\x00\x01\xaa" + b"\x04\x03\x00\x02\x30\x00"
     assert SCT.from_tls(tls) == sct
 
@@ -94,7 +94,7 @@ def test_s3_2_sct_tls_round_trip_and_field_layout():
     [
         (b"\x01" + b"\x00" * 46, "SCT version 1 is not v1"),
         (b"\x00" + b"\x00" * 40, "truncated"),
-        (SCT(bytes(32), 1, b"", 4, 3, b"\x30\x00").to_tls() + b"\x00", "1 trailing bytes"),
+        (SCT(bytes(32), 1, b"", 4, 3, b"\x30\x00").serialize() + b"\x00", "1 trailing bytes"),
     ],
 )
 def test_s3_2_malformed_tls_sct_is_refused(data, message):
@@ -129,7 +129,7 @@ def test_s3_3_sct_list_has_two_octet_string_layers():
     extension = sct_list_extension(scts)
     assert extension.oid.dotted_string == "1.3.6.1.4.1.11129.2.4.2"
     inner = extension.value
-    serialized = b"".join(struct.pack(">H", len(s.to_tls())) + s.to_tls() for s in scts)
+    serialized = b"".join(struct.pack(">H", len(s.serialize())) + s.serialize() for s in scts)
     tls_list = struct.pack(">H", len(serialized)) + serialized
     assert inner == b"\x04" + bytes([len(tls_list)]) + tls_list  # the inner OCTET STRING
     assert parse_sct_list(inner) == scts
