@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from flask import current_app, g
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from acme_server.acme.nonces import NonceStore
@@ -79,10 +80,20 @@ def current_state() -> ServerState:
 
 
 def db_session() -> Session:
-    """The request's session, opened on first use and closed (rolled back if open) at teardown."""
+    """The request's session, opened on first use and closed (rolled back if open) at teardown.
+
+    Every row the request loads is kept referenced until the session closes. SQLAlchemy's
+    identity map holds rows weakly, so a row that ``ca`` code loaded and dropped (a delegation
+    looked up while checking a token) would otherwise be selected again by the next
+    ``session.get`` for it; with the reference, a second lookup of the same row in one request
+    costs no query.
+    """
     session = g.get("db_session")
     if session is None:
         session = g.db_session = current_state().sessionmaker()
+        loaded: list[object] = []
+        session.info["loaded_rows"] = loaded
+        event.listen(session, "loaded_as_persistent", lambda _session, instance: loaded.append(instance))
     return session
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, g
+from sqlalchemy.orm import joinedload, selectinload
 
 from acme_server.acme import lifecycle, problems
 from acme_server.acme.accounts import actor
@@ -33,7 +34,7 @@ from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca import audit, delegations, tokens
 from ca.errors import TNCAError
-from ca.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey
+from ca.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
 from ca.tnauthlist import TNScope
 
 # RFC 9448 §4 names the field "tkauth"; SHAKEN deployments (ATIS-1000080 clients) send "atc".
@@ -53,7 +54,17 @@ def _owned_authorization(authz: Authorization | None, what: str) -> Authorizatio
 def authorization(authz_id: str) -> Response:
     """POST-as-GET, or ``{"status": "deactivated"}`` (RFC 8555 §7.5.2)."""
     state, session = current_state(), db_session()
-    authz = _owned_authorization(session.get(Authorization, authz_id), f"authorization {authz_id[:64]!r}")
+    authz = _owned_authorization(
+        session.get(
+            Authorization,
+            authz_id,
+            options=[
+                joinedload(Authorization.order, innerjoin=True).selectinload(Order.authorizations),
+                selectinload(Authorization.challenges),
+            ],
+        ),
+        f"authorization {authz_id[:64]!r}",
+    )
     payload = g.payload
     if payload is not None:
         if payload.get("status") != "deactivated":
@@ -68,7 +79,18 @@ def authorization(authz_id: str) -> Response:
 def challenge(challenge_id: str) -> Response:
     """POST-as-GET, or the challenge response carrying the authority token (RFC 8555 §7.5.1)."""
     state, session = current_state(), db_session()
-    chall = session.get(Challenge, challenge_id, with_for_update=True)
+    # One query for the challenge, its authorization and order; the row lock (PostgreSQL) keeps
+    # two answers to the same challenge from both being validated.
+    chall = session.get(
+        Challenge,
+        challenge_id,
+        options=[
+            joinedload(Challenge.authorization, innerjoin=True)
+            .joinedload(Authorization.order, innerjoin=True)
+            .selectinload(Order.authorizations)
+        ],
+        with_for_update={"of": Challenge},
+    )
     authz = _owned_authorization(chall.authorization if chall is not None else None, f"challenge {challenge_id[:64]!r}")
     up = ((state.urls.authorization(authz.id), "up"),)  # RFC 8555 §7.5.1: Link rel="up"
     payload = g.payload
@@ -155,9 +177,10 @@ def _validate(token: str, chall: Challenge, authz: Authorization, account: Accou
         trust=state.token_trust,
         clock=state.clock,
         fetcher=state.x5u_fetcher,
-        session=session,
     )
-    # A token minted by this authority's own token authority names its delegation.
+    # A token of this authority's own token authority must have been minted here, under a
+    # delegation that is still active; it names that delegation. (Held in a variable so that
+    # record_use below finds the rows in the session instead of selecting them again.)
     minted = tokens.check_minted_here(session, verified)
     delegation = delegations.find_covering(
         session, scope, clock=state.clock, delegation_id=minted.delegation_id if minted is not None else None

@@ -30,7 +30,8 @@ def account_object(account: Account, urls: Urls) -> dict[str, Any]:
     return obj
 
 
-def order_object(order: Order, urls: Urls) -> dict[str, Any]:
+def order_object(order: Order, urls: Urls, *, certificate_serial: str | None = None) -> dict[str, Any]:
+    """``certificate_serial``: the certificate just issued, when the caller has it at hand."""
     obj: dict[str, Any] = {
         "status": order.status,
         "expires": rfc3339(order.expires),
@@ -45,9 +46,11 @@ def order_object(order: Order, urls: Urls) -> dict[str, Any]:
     if order.error is not None:
         obj["error"] = order.error
     if order.status == "valid":
-        issued = [cert for cert in order.certificates if cert.stage == "issued"]
-        if issued:
-            obj["certificate"] = urls.certificate(issued[-1].serial)
+        if certificate_serial is None:
+            issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]
+            certificate_serial = issued[-1] if issued else None
+        if certificate_serial is not None:
+            obj["certificate"] = urls.certificate(certificate_serial)
     return obj
 
 

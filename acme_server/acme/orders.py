@@ -20,6 +20,7 @@ from cryptography import x509
 from flask import Response, g
 from sqlalchemy import update
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.attributes import set_committed_value
 
 from acme_server.acme import lifecycle, problems
 from acme_server.acme.accounts import actor
@@ -301,7 +302,8 @@ def finalize_order(order_id: str) -> Response:
         session.rollback()
         raise problems.order_not_ready(f"order {acme_order.id} is already being finalized")
     session.commit()
-    acme_order.status = "processing"
+    # The row says "processing" already; keep the object in step without another UPDATE.
+    set_committed_value(acme_order, "status", "processing")
 
     scope = TNScope.from_der(acme_order.scope_der)
     request = issuance.IssuanceRequest(
@@ -350,7 +352,9 @@ def finalize_order(order_id: str) -> Response:
         raise problem from error
     acme_order.status = "valid"
     session.commit()
-    return acme_json(order_object(acme_order, state.urls), location=state.urls.order(acme_order.id))
+    return acme_json(
+        order_object(acme_order, state.urls, certificate_serial=issued.serial), location=state.urls.order(acme_order.id)
+    )
 
 
 def _decode_csr(value: Any) -> x509.CertificateSigningRequest:

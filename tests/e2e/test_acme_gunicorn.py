@@ -1,0 +1,138 @@
+"""``tnca serve`` (gunicorn, two worker processes) driven by certbot's client over HTTP, and a
+PASSporT signed with the ACME-issued key verified by secsipidx with x5u chain checking.
+
+Two workers share nothing but the database: a nonce issued by one is redeemed by the other, and
+a token's ``jti`` is single use across both.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from acme import messages
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from protocol.support import TN_SCOPE, LiveServer, Subscriber, authority, free_port, home, make_csr, port  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+TNCA = Path(sys.executable).with_name("tnca")
+# secsipidx -cert-verify bits (secsipidx README): 1 time validity, 4 custom root CAs (-ca-file),
+# 8 custom intermediate CAs (-ca-inter).
+SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE = 1 | 4 | 8
+
+
+def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            pytest.fail(f"server exited with {process.returncode}: {process.stdout.read() if process.stdout else ''}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    pytest.fail(f"nothing listens on 127.0.0.1:{port}")
+
+
+@pytest.fixture
+def gunicorn_server(home, port) -> Iterator[LiveServer]:
+    process = subprocess.Popen(
+        [str(TNCA), "--home", str(home.path), "serve", "--port", str(port), "--workers", "2", "--threads", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ},
+    )
+    try:
+        wait_for_port(port, process)
+        yield LiveServer(home=home, app=None, base_url=home.base_url)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+@pytest.fixture
+def x5u_repository(tmp_path) -> Iterator[tuple[Path, str]]:
+    """A directory published over loopback HTTP with the pem-certificate-chain media type."""
+    directory = tmp_path / "x5u"
+    directory.mkdir()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {".pem": "application/pem-certificate-chain"}
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield directory, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def secsipidx(home) -> Iterator[str]:
+    """A secsipidx verification service trusting the home's root and issuing CA; yields its URL."""
+    tool = shutil.which("secsipidx")
+    if tool is None:
+        pytest.fail("secsipidx is not installed: run scripts/system-packages.sh")
+    service_port = free_port()
+    process = subprocess.Popen(
+        [tool, "-http-srv", f"127.0.0.1:{service_port}", "-expire", "3600", "-timeout", "5",
+         "-cert-verify", str(SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE),
+         "-ca-file", str(home.path / "certs" / "root.pem"), "-ca-inter", str(home.path / "certs" / "issuing.pem")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for_port(service_port, process)
+        yield f"http://127.0.0.1:{service_port}/v1/check"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_issuance_through_tnca_serve_and_a_passport_verified_by_secsipidx(
+    gunicorn_server, authority, x5u_repository, secsipidx, tmp_path
+):
+    subscriber = Subscriber(gunicorn_server)
+    subscriber.register(email="noc@enterprise.example")
+    delegation_id = authority.delegate()
+    # Several orders so requests land on both workers; every nonce is redeemed where it lands.
+    for _ in range(3):
+        orderr = subscriber.new_order(TN_SCOPE.to_identifier_value())
+    token = authority.token(delegation_id, subscriber.public_jwk, TN_SCOPE)
+    assert subscriber.answer(orderr, token).body.status == messages.STATUS_VALID
+    csr_pem, key = make_csr()
+    finished = subscriber.finalize(orderr, csr_pem)
+    assert finished.body.status == messages.STATUS_VALID
+
+    # The chain as downloaded is what the delegate publishes at its x5u (RFC 9060 §7).
+    directory, base = x5u_repository
+    (directory / "chain.pem").write_text(finished.fullchain_pem)
+    key_path = tmp_path / "delegate.key"
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    signed = subprocess.run(
+        [shutil.which("secsipidx"), "-sign-full", "-orig-tn", "12025550100", "-dest-tn", "13035550100", "-attest", "A",
+         "-x5u", f"{base}/chain.pem", "-k", str(key_path)],
+        capture_output=True, text=True, timeout=30,
+    )
+    assert signed.returncode == 0, signed.stderr
+    identity = signed.stdout.strip()
+    response = requests.post(secsipidx, data=identity, timeout=15)
+    assert (response.status_code, response.text.strip()) == (200, "OK")
+
+    leaf = x509.load_pem_x509_certificates(finished.fullchain_pem.encode())[0]
+    assert leaf.not_valid_after_utc > leaf.not_valid_before_utc
