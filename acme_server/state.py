@@ -67,12 +67,9 @@ class ServerState:
     def issuing_ca(self) -> Any:
         return self.home.issuing_ca()
 
-    @functools.cached_property
     def transparency(self) -> Any:
-        """The CT client issuance submits precertificates through, when the home configures one."""
-        # TODO(#ct): call Home's CT accessor directly once ca/transparency.py has landed.
-        factory = getattr(self.home, "transparency", None)
-        return factory() if callable(factory) else None
+        """The CT client issuance submits precertificates through; None when no SCTs are required."""
+        return self.home.transparency()
 
 
 def current_state() -> ServerState:

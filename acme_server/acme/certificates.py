@@ -46,9 +46,13 @@ def certificate(serial: str) -> Response:
         raise problems.malformed(f"no certificate with serial {serial[:64]!r}", status=404)
     if record.account_id != g.account.id:
         raise problems.unauthorized(f"certificate {record.serial} was issued to another account")
+    return Response(pem_chain_of(record), status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
+
+
+def pem_chain_of(record: Certificate) -> str:
+    """The certificate and its issuers below the root, PEM blocks back to back (erratum 5983)."""
     chain = [x509.load_der_x509_certificate(record.der), *_issuer_chain(record.issuer_id)]
-    body = "".join(cert.public_bytes(serialization.Encoding.PEM).decode("ascii") for cert in chain)
-    return Response(body, status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
+    return "".join(cert.public_bytes(serialization.Encoding.PEM).decode("ascii") for cert in chain)
 
 
 def _issuer_chain(issuer_id: int) -> list[x509.Certificate]:

@@ -51,6 +51,8 @@ def order_object(order: Order, urls: Urls, *, certificate_serial: str | None = N
             certificate_serial = issued[-1] if issued else None
         if certificate_serial is not None:
             obj["certificate"] = urls.certificate(certificate_serial)
+            # RFC 9448 §7: where relying parties GET the chain named in a PASSporT's x5u.
+            obj["x5u"] = urls.certificate_x5u(certificate_serial)
     return obj
 
 

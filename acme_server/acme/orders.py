@@ -327,7 +327,7 @@ def finalize_order(order_id: str) -> Response:
             issuer=state.issuing_ca(),
             policy=state.policy,
             clock=state.clock,
-            transparency=state.transparency,
+            transparency=state.transparency(),
             # RFC 6962 §3.1 via ca/issuance.py: the precertificate row is committed before any log sees it.
             precertificate_recorded=session.commit,
         )

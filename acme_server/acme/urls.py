@@ -11,6 +11,8 @@ import re
 
 # Mount point of the ACME resources below the base URL.
 ACME_PREFIX = "/acme"
+# Plain-GET chains of issued certificates (RFC 9448 §7 "x5u").
+CERT_REPO_PATH = "/cert-repo"
 
 # Path segments that identify resources (store.random_id(): base64url; serials: hex).
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -64,6 +66,9 @@ class Urls:
 
     def certificate(self, serial: str) -> str:
         return self.acme + "/cert/" + serial
+
+    def certificate_x5u(self, serial: str) -> str:
+        return self.base_url + CERT_REPO_PATH + "/" + serial + ".pem"
 
     def token_authority_certificate(self) -> str:
         return self.base_url + "/token-authority.pem"

@@ -7,14 +7,11 @@ a token's ``jti`` is single use across both.
 
 from __future__ import annotations
 
-import functools
-import http.server
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +19,6 @@ from pathlib import Path
 import pytest
 import requests
 from acme import messages
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from protocol.support import TN_SCOPE, LiveServer, Subscriber, authority, free_port, home, make_csr, port  # noqa: F401
@@ -63,26 +59,6 @@ def gunicorn_server(home, port) -> Iterator[LiveServer]:
 
 
 @pytest.fixture
-def x5u_repository(tmp_path) -> Iterator[tuple[Path, str]]:
-    """A directory published over loopback HTTP with the pem-certificate-chain media type."""
-    directory = tmp_path / "x5u"
-    directory.mkdir()
-
-    class Handler(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {".pem": "application/pem-certificate-chain"}
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(directory)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield directory, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
-
-
-@pytest.fixture
 def secsipidx(home) -> Iterator[str]:
     """A secsipidx verification service trusting the home's root and issuing CA; yields its URL."""
     tool = shutil.which("secsipidx")
@@ -103,9 +79,7 @@ def secsipidx(home) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def test_issuance_through_tnca_serve_and_a_passport_verified_by_secsipidx(
-    gunicorn_server, authority, x5u_repository, secsipidx, tmp_path
-):
+def test_issuance_through_tnca_serve_and_a_passport_verified_by_secsipidx(gunicorn_server, authority, secsipidx, tmp_path):
     subscriber = Subscriber(gunicorn_server)
     subscriber.register(email="noc@enterprise.example")
     delegation_id = authority.delegate()
@@ -118,15 +92,18 @@ def test_issuance_through_tnca_serve_and_a_passport_verified_by_secsipidx(
     finished = subscriber.finalize(orderr, csr_pem)
     assert finished.body.status == messages.STATUS_VALID
 
-    # The chain as downloaded is what the delegate publishes at its x5u (RFC 9060 §7).
-    directory, base = x5u_repository
-    (directory / "chain.pem").write_text(finished.fullchain_pem)
+    # RFC 9448 §7: the valid order names a plain-GET URL of the chain, for PASSporT x5u; it
+    # serves what the ACME download gave (RFC 9060 §7: end-entity first).
+    x5u = subscriber.acme._post_as_get(orderr.uri).json()["x5u"]
+    published = requests.get(x5u, timeout=10)
+    assert published.headers["Content-Type"] == "application/pem-certificate-chain"
+    assert published.text == finished.fullchain_pem
     key_path = tmp_path / "delegate.key"
     key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
                                            serialization.NoEncryption()))
     signed = subprocess.run(
         [shutil.which("secsipidx"), "-sign-full", "-orig-tn", "12025550100", "-dest-tn", "13035550100", "-attest", "A",
-         "-x5u", f"{base}/chain.pem", "-k", str(key_path)],
+         "-x5u", x5u, "-k", str(key_path)],
         capture_output=True, text=True, timeout=30,
     )
     assert signed.returncode == 0, signed.stderr
@@ -134,5 +111,3 @@ def test_issuance_through_tnca_serve_and_a_passport_verified_by_secsipidx(
     response = requests.post(secsipidx, data=identity, timeout=15)
     assert (response.status_code, response.text.strip()) == (200, "OK")
 
-    leaf = x509.load_pem_x509_certificates(finished.fullchain_pem.encode())[0]
-    assert leaf.not_valid_after_utc > leaf.not_valid_before_utc

@@ -324,3 +324,20 @@ def test_s7_4_2_certificate_download_needs_post_as_get(registered, authority):
     certificate_url = finalize(registered, order, csr).get_json()["certificate"]
     assert_problem(registered.post(certificate_url, {}), "malformed", 400, "POST-as-GET")
     assert_problem(registered.client.get(registered.path(certificate_url)), "malformed", 405)
+
+
+def test_rfc9448_s7_valid_order_names_a_plain_get_x5u_with_the_chain(registered, authority, client):
+    """RFC 9448 §7: PASSporT x5u needs plain GET; the CA MAY host the chain and name it in "x5u"."""
+    order = raw_ready_order(registered, authority)
+    csr, _ = csr_b64()
+    body = finalize(registered, order, csr).get_json()
+    serial = body["certificate"].rsplit("/", 1)[1]
+    assert body["x5u"] == registered.base_url + f"/cert-repo/{serial}.pem"
+    published = client.get(registered.path(body["x5u"]))
+    assert published.status_code == 200
+    assert published.headers["Content-Type"] == "application/pem-certificate-chain"
+    downloaded = registered.post(body["certificate"], None).get_data()
+    assert published.get_data() == downloaded
+    max_age = int(published.headers["Cache-Control"].split("max-age=")[1])
+    assert 0 < max_age <= 24 * 3600
+    assert client.get("/cert-repo/00.pem").status_code == 404
