@@ -186,3 +186,26 @@ def test_s4_wrong_method_is_405_with_allow(log):
     response = requests.get(f"{log.url}/ct/v1/add-chain", timeout=10)
     assert response.status_code == 405 and "POST" in response.headers["Allow"] and "GET" not in response.headers["Allow"]
     assert response.json()["success"] is False
+
+
+def test_s3_5_concurrent_submissions_all_land_in_one_consistent_tree(log, pki):
+    """Request threads and the integrator thread write at once: every SCT'd entry is merged
+    exactly once, and the final tree is consistent with a head taken halfway."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    chains = [[make_delegate(pki.issuing).precert_der, pki.issuing.der] for _ in range(24)]
+    client = log.client()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        halfway = list(pool.map(lambda chain: client.add_pre_chain(chain, timeout=10), chains[:12]))
+        first = wait_for_tree_size(log, 12)
+        rest = list(pool.map(lambda chain: client.add_pre_chain(chain, timeout=10), chains[12:]))
+    second = wait_for_tree_size(log, 24)
+    assert second["tree_size"] == 24 and entry_count(log) == 24
+    leaves = []
+    while len(leaves) < 24:
+        leaves += [base64.b64decode(e["leaf_input"]) for e in log.get("get-entries", start=len(leaves), end=23).json()["entries"]]
+    assert sorted(struct.unpack(">Q", leaf[2:10])[0] for leaf in leaves) == sorted(s.timestamp for s in halfway + rest)
+    assert base64.b64decode(second["sha256_root_hash"]) == merkle.root_hash([merkle.leaf_hash(leaf) for leaf in leaves])
+    proof = log.get("get-sth-consistency", first=first["tree_size"], second=24).json()["consistency"]
+    merkle.verify_consistency(first["tree_size"], 24, base64.b64decode(first["sha256_root_hash"]),
+                              base64.b64decode(second["sha256_root_hash"]), [base64.b64decode(h) for h in proof])
