@@ -305,6 +305,13 @@ def public_jwk(key: Any) -> dict[str, Any]:
                                            serialization.NoEncryption())).public_key().to_partial_json()
 
 
+def default_algorithm(key: Any) -> str:
+    """The JWS alg a key signs with (RFC 7518 §3.1, RFC 8037 §3.1)."""
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    return "ES256" if isinstance(key, ec.EllipticCurvePrivateKey) else "RS256"
+
+
 def table_counts(session_factory) -> dict[str, int]:
     """Row counts of every table except ``nonces`` (every request spends and issues one).
 
@@ -345,7 +352,7 @@ class RawClient:
         payload: Any = None,
         *,
         nonce: str | None = None,
-        alg: str = "ES256",
+        alg: str | None = None,
         use_jwk: bool | None = None,
         protected: dict[str, Any] | None = None,
         key: Any = None,
@@ -354,6 +361,7 @@ class RawClient:
     ) -> dict[str, str]:
         """A flattened JWS. ``payload`` None is POST-as-GET; a str/bytes payload is sent as is."""
         key = key or self.key
+        alg = alg or default_algorithm(key)
         header: dict[str, Any] = {"alg": alg, "nonce": nonce or self.nonce(), "url": self.url(url)}
         if use_jwk is None:
             use_jwk = self.kid is None

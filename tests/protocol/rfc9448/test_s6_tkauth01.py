@@ -12,6 +12,7 @@ import datetime as dt
 
 import pytest
 from acme import messages
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
 from acme_server import create_app
@@ -24,6 +25,7 @@ from protocol.support import (
     RawClient,
     assert_problem,
     home_token,
+    public_jwk,
     raw_answer,
     raw_challenge_url,
     raw_new_order,
@@ -261,3 +263,17 @@ def test_s6_garbage_token_is_refused(registered, authority, session_factory):
     before = table_counts(session_factory)
     assert_challenge_failed(registered, order, raw_answer(registered, order, "not-a-jws"), "unauthorized",
                             "compact serialization", before, session_factory)
+
+
+def test_s6_step8_eddsa_account_key_fingerprint(client, home, authority):
+    """RFC 8555 §6.2 (EdDSA SHOULD) with RFC 9448 §6 step 8: the fingerprint of an Ed25519
+    account key is its RFC 7638 thumbprint over crv, kty and x (RFC 8037 §2)."""
+    raw = RawClient(client, home.base_url, key=ed25519.Ed25519PrivateKey.generate())
+    response = raw.post("/acme/new-account", {}, use_jwk=True, alg="EdDSA")
+    assert response.status_code == 201
+    raw.kid = response.headers["Location"]
+    delegation_id = authority.delegate()
+    order = raw_new_order(raw, TN_SCOPE.to_identifier_value())
+    token = authority.token(delegation_id, public_jwk(raw.key), TN_SCOPE)
+    challenge = raw_answer(raw, order, token).get_json()
+    assert challenge["status"] == "valid", challenge
