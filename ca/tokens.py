@@ -268,11 +268,34 @@ def _render_fingerprint(digest: bytes) -> str:
     return f"{FINGERPRINT_ALGORITHM} " + ":".join(f"{b:02X}" for b in digest)
 
 
+class _Ed25519PublicJWK:
+    """An RFC 8037 OKP Ed25519 public JWK, which josepy cannot parse; ACME accounts may use one
+    (RFC 8555 §6.2: servers SHOULD support EdDSA). Offers what fingerprints need: ``key``,
+    ``public_key()`` and the RFC 7638 ``thumbprint`` over the required members crv, kty, x."""
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        x = obj.get("x")
+        if obj.get("crv") != "Ed25519" or not isinstance(x, str) or not _BASE64URL.match(x):
+            raise ValueError("not an Ed25519 OKP JWK")
+        self.key = ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
+        self._members = {"crv": "Ed25519", "kty": "OKP", "x": x}
+
+    def public_key(self) -> "_Ed25519PublicJWK":
+        return self
+
+    def thumbprint(self, hash_function: type[hashes.HashAlgorithm] = hashes.SHA256) -> bytes:
+        digest = hashes.Hash(hash_function())
+        digest.update(json.dumps(self._members, separators=(",", ":"), sort_keys=True).encode())
+        return digest.finalize()
+
+
 def _as_jwk(jwk: jose.JWK | Mapping[str, Any] | str) -> jose.JWK:
     if isinstance(jwk, jose.JWK):
         return jwk.public_key()
     try:
         obj = json.loads(jwk) if isinstance(jwk, str) else dict(jwk)
+        if obj.get("kty") == "OKP":
+            return _Ed25519PublicJWK(obj)  # type: ignore[return-value]
         return jose.JWK.from_json(obj).public_key()
     except (ValueError, TypeError, KeyError, jose.errors.Error) as exc:
         raise TokenError(f"account key is not a usable public JWK ({type(exc).__name__})", claim="atc.fingerprint") from exc
