@@ -19,8 +19,9 @@ from acme_server.acme.jws import MAX_JWS_BODY_BYTES
 from acme_server.state import EXTENSION_KEY, ServerState, close_db_session
 from ca.config import Home
 
-# Front ends written elsewhere; each is registered if its module exists.
-OPTIONAL_BLUEPRINT_MODULES = ("acme_server.admin", "acme_server.audit_api")
+# Front ends written elsewhere; each is registered if its module exists. ``auth`` comes first:
+# registering it configures sessions and CSRF for the pages and the API after it.
+OPTIONAL_BLUEPRINT_MODULES = ("acme_server.auth", "acme_server.admin", "acme_server.audit_api")
 
 DEFAULTS: dict[str, Any] = {
     # Werkzeug refuses larger bodies with 413 (rendered as a problem under /acme/) even when a

@@ -126,9 +126,10 @@ def _parse_identifiers(value: Any) -> tuple[dict[str, str], TNScope]:
         try:
             scope = TNScope.from_identifier_value(identifier["value"])
         except ScopeError as exc:
-            subproblems.append(
-                problems.malformed(f"TNAuthList identifier value is not a DER TNAuthList: {exc.detail}", identifier=identifier)
-            )
+            problem = problems.problem_for_ca_error(exc, Phase.NEW_ORDER)
+            problem.detail = f"TNAuthList identifier value is not a DER TNAuthList: {exc.detail}"
+            problem.identifier = identifier
+            subproblems.append(problem)
             continue
         accepted.append((identifier, scope))
     if subproblems:

@@ -126,17 +126,6 @@ def external_account_required(detail: str) -> AcmeProblem:
     return AcmeProblem("externalAccountRequired", detail, 403)
 
 
-def user_action_required(detail: str, *, instance: str, terms_of_service: str) -> AcmeProblem:
-    # RFC 8555 §7.3.3: 403, the "instance" URL for the person, and a terms-of-service Link.
-    return AcmeProblem(
-        "userActionRequired",
-        detail,
-        403,
-        instance=instance,
-        headers={"Link": f'<{terms_of_service}>;rel="terms-of-service"'},
-    )
-
-
 def unsupported_identifier(detail: str, **kwargs: Any) -> AcmeProblem:
     return AcmeProblem("unsupportedIdentifier", detail, 400, **kwargs)
 
@@ -195,7 +184,6 @@ class Phase(enum.Enum):
     NEW_ORDER = "newOrder"
     CHALLENGE = "challenge"
     FINALIZE = "finalize"
-    REVOCATION = "revokeCert"
 
 
 # The one table: (ca error class, phase or None for any, prefix of the error's ``field`` or None
