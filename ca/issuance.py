@@ -434,15 +434,21 @@ def _precertify(
     session.flush()
     if precertificate_recorded is not None:
         precertificate_recorded()
-    scts = tuple(transparency.submit(record.precertificate_der, issuer))
-    distinct_logs = {sct.log_id for sct in scts}
-    if len(distinct_logs) < policy.ct.required_scts:
+    try:
+        scts = tuple(transparency.submit(record.precertificate_der, issuer))
+        distinct_logs = {sct.log_id for sct in scts}
+        if len(distinct_logs) < policy.ct.required_scts:
+            raise TransparencyError(
+                f"got SCTs from {len(distinct_logs)} distinct log(s); the policy requires {policy.ct.required_scts}",
+                field="scts",
+            )
+    except TransparencyError as error:
+        # Fail closed, and keep the record: the precertificate may already be in a log, so the
+        # row stays (stage "failed") for auditors; the caller commits it with the refusal.
         record.stage = "failed"
-        record.error = f"{len(distinct_logs)} of {policy.ct.required_scts} required SCTs"
-        raise TransparencyError(
-            f"got SCTs from {len(distinct_logs)} distinct log(s); the policy requires {policy.ct.required_scts}",
-            field="scts",
-        )
+        record.error = error.detail
+        session.flush()
+        raise
     return scts
 
 

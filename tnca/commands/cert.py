@@ -29,6 +29,7 @@ from ca.errors import (
     PolicyError,
     ScopeError,
     TNCAError,
+    TransparencyError,
 )
 from ca.issuance import DELEGATE_CA, END_ENTITY, IssuanceRequest, issue
 from ca.policy import format_duration, parse_duration
@@ -145,7 +146,12 @@ def issue_command(home: Home, csr_path, tns, ranges, spcs, lifetime, constraints
     try:
         issuer = home.issuing_ca()
         with home.sessionmaker() as session:
-            issued = issue(session, request, issuer=issuer, policy=home.policy, clock=home.clock)
+            try:
+                issued = issue(session, request, issuer=issuer, policy=home.policy, clock=home.clock,
+                               transparency=home.transparency(), precertificate_recorded=session.commit)
+            except TransparencyError:
+                session.commit()  # the failed precertificate record stays, for auditors
+                raise
             session.commit()
     except (ScopeError, CSRError, PolicyError, DelegationError, ClaimConstraintsError) as error:
         raise BadInput(_option_for(error), error.detail) from None
