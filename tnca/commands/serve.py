@@ -74,5 +74,8 @@ def command(home: Home, host: str, port: int, workers: int, threads: int) -> Non
         "errorlog": "-",
         "timeout": 60,
         "graceful_timeout": 10,
+        # gunicorn ≥ 25 opens a control socket at a per-user fixed path; two servers (the dev
+        # stack and a test run) would fight over it, and nothing here uses gunicornc.
+        "control_socket_disable": True,
     }
     ACMEServerApplication(str(home.path), options).run()

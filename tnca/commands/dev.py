@@ -1,0 +1,149 @@
+"""``tnca dev``: the whole development stack in one command (what ``make run`` runs).
+
+It creates the home on first use (``tnca init`` with the development scope), starts two local
+RFC 6962 logs (``dev1`` and ``dev2``), points the home's policy at them (two SCTs required, from
+distinct logs), then starts the ACME server, and prints the ACME directory URL. Everything runs
+as child processes of this one; Ctrl-C (or SIGTERM) stops them all, and if any of them dies the
+others are stopped too and the command fails.
+"""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import click
+
+from ca.config import POLICY_FILE, Home
+from tnca.context import pass_home
+
+DEV_LOGS = (("dev1", 8091), ("dev2", 8092))
+READY_TIMEOUT_SECONDS = 60
+_LOG_READY = re.compile(r"^ctlog (\S+) listening on (\S+) ")
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[str]
+
+
+def _tnca(home: Home, *args: str) -> list[str]:
+    return [sys.executable, "-m", "tnca", "--home", str(home.path), *args]
+
+
+def _wait_for_line(child: Child, pattern: re.Pattern[str]) -> re.Match[str]:
+    """Read the child's output until ``pattern`` matches (echoing it), or fail."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    assert child.process.stdout is not None
+    while time.monotonic() < deadline:
+        line = child.process.stdout.readline()
+        if not line:
+            raise click.ClickException(f"{child.name} exited before it was ready (exit code {child.process.wait()})")
+        match = pattern.search(line)
+        if match:
+            return match
+    raise click.ClickException(f"{child.name} was not ready after {READY_TIMEOUT_SECONDS}s")
+
+
+def configure_dev_logs(policy_path: Path, logs: list[tuple[str, str, Path]]) -> bool:
+    """Point a policy that names no logs at the dev logs, requiring one SCT from each.
+
+    Returns False (and changes nothing) when the operator already configured logs: the dev
+    command never overrides a deliberate choice.
+    """
+    text = policy_path.read_text()
+    if not re.search(r"(?m)^logs = \[\]$", text):
+        return False
+    entries = ",\n".join(
+        f'  {{ name = "{name}", url = "{url.rstrip("/")}", public_key = "{key}" }}' for name, url, key in logs
+    )
+    text = re.sub(r"(?m)^logs = \[\]$", lambda _m: f"logs = [\n{entries},\n]", text)
+    text = re.sub(r"(?m)^required_scts = \d+$", f"required_scts = {len(logs)}", text)
+    policy_path.write_text(text)
+    return True
+
+
+@click.command("dev")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N",
+              help="ACME server worker processes.")
+@pass_home
+def command(home: Home, workers: int) -> None:
+    """Run the development stack: init if needed, two CT logs, the ACME server."""
+    if not home.exists():
+        click.echo(f"Creating the development home {home.path} …")
+        result = subprocess.run(_tnca(home, "init"), text=True)
+        if result.returncode != 0:
+            raise click.ClickException("tnca init failed (see above)")
+
+    children: list[Child] = []
+
+    def stop_all(*_args: object) -> None:
+        for child in children:
+            if child.process.poll() is None:
+                child.process.terminate()
+        for child in children:
+            try:
+                child.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.process.kill()
+
+    signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    try:
+        logs = []
+        for name, port in DEV_LOGS:
+            child = Child(f"ctlog {name}", subprocess.Popen(
+                _tnca(home, "ctlog", "serve", "--name", name, "--port", str(port)),
+                stdout=subprocess.PIPE, text=True, bufsize=1))
+            children.append(child)
+            url = _wait_for_line(child, _LOG_READY).group(2)
+            logs.append((name, url, home.path / "ctlog" / name / "key.pem"))
+        if configure_dev_logs(home.path / POLICY_FILE, logs):
+            click.echo(f"Configured {POLICY_FILE}: SCTs from {', '.join(n for n, _u, _k in logs)} required")
+
+        bind = urllib.parse.urlsplit(home.base_url)
+        server = Child("ACME server", subprocess.Popen(
+            _tnca(home, "serve", "--host", bind.hostname or "127.0.0.1", "--port", str(bind.port or 8080),
+                  "--workers", str(workers)),
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1))
+        children.append(server)
+        _wait_for_line(server, re.compile(r"Booting worker|Listening at"))
+
+        click.echo("")
+        click.echo("tnca development stack is running")
+        click.echo(f"  ACME directory:  {home.base_url}/acme/directory")
+        for name, url, _key in logs:
+            click.echo(f"  CT log {name}:     {url}")
+        click.echo(f"  home:            {home.path}")
+        click.echo("Walk-through: README.md, 'Issue a certificate'. Ctrl-C stops everything.")
+        click.echo("")
+        _supervise(children)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_all()
+
+
+def _supervise(children: list[Child]) -> None:
+    """Relay the server's log lines; stop when any child exits."""
+    import selectors
+
+    selector = selectors.DefaultSelector()
+    for child in children:
+        if child.process.stdout is not None:
+            selector.register(child.process.stdout, selectors.EVENT_READ, child)
+    while True:
+        for child in children:
+            code = child.process.poll()
+            if code is not None:
+                raise click.ClickException(f"{child.name} exited with code {code}; stopping the stack")
+        for key, _events in selector.select(timeout=1.0):
+            line = key.fileobj.readline()
+            if line:
+                click.echo(f"[{key.data.name}] {line}", nl=False)
