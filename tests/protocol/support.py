@@ -13,6 +13,7 @@ port, for flows driven by certbot's ``acme`` client over real HTTP.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import hmac
@@ -34,11 +35,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
-from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
 from acme_server import create_app
-from ca import delegations, store, tokens
+from tests.helpers import row_counts
+from ca import delegations, tokens
 from ca.claims import ClaimConstraints
 from ca.config import Home
 from ca.tnauthlist import TNScope
@@ -107,8 +108,9 @@ class LiveServer:
         return self.base_url + "/acme/directory"
 
 
-@pytest.fixture
-def server(app, home, port) -> Iterator[LiveServer]:
+@contextlib.contextmanager
+def serving(app: Any, home: Home, port: int) -> Iterator[LiveServer]:
+    """``app`` on a real werkzeug HTTP server (threaded) at 127.0.0.1:``port``."""
     httpd = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, name="acme-test-server", daemon=True)
     thread.start()
@@ -116,7 +118,14 @@ def server(app, home, port) -> Iterator[LiveServer]:
         yield LiveServer(home=home, app=app, base_url=home.base_url)
     finally:
         httpd.shutdown()
+        httpd.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(app, home, port) -> Iterator[LiveServer]:
+    with serving(app, home, port) as live:
+        yield live
 
 
 # --------------------------------------------------------------------------------------------
@@ -313,18 +322,13 @@ def default_algorithm(key: Any) -> str:
 
 
 def table_counts(session_factory) -> dict[str, int]:
-    """Row counts of every table except ``nonces`` (every request spends and issues one).
-
-    What ``tests/conftest.py``'s ``row_counts`` counts, in a fresh session each time (a
-    long-lived one would keep reading its first snapshot). Counted here rather than imported
-    because ``conftest`` names a different module in each test directory.
-    """
+    """``tests.helpers.row_counts`` of every table except ``nonces`` (every request spends one
+    and issues the next), in a fresh session each time: a long-lived one would keep reading its
+    first snapshot."""
     with session_factory() as session:
-        return {
-            table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
-            for table in store.Base.metadata.sorted_tables
-            if table.name != "nonces"
-        }
+        counts = row_counts(session)
+    counts.pop("nonces")
+    return counts
 
 
 class RawClient:
