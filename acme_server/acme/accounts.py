@@ -205,7 +205,7 @@ def _verify_external_account_binding(value: Any, key: AccountKey) -> ExternalAcc
         raise problems.unauthorized(f"externalAccountBinding MAC does not verify with external account key {key_id[:64]!r}")
     try:
         bound_key = parse_jwk(json.loads(inner.payload_bytes()))
-    except (EncodingError, JWKError, ValueError, UnicodeDecodeError) as exc:
+    except (EncodingError, JWKError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise problems.malformed(f"externalAccountBinding payload must be the account's public JWK ({exc})") from exc
     if bound_key.thumbprint != key.thumbprint:
         raise problems.unauthorized("externalAccountBinding payload is another key than the one signing this request")
@@ -312,7 +312,7 @@ def key_change() -> Response:
         raise problems.malformed("keyChange inner JWS signature does not verify with its 'jwk' (the new key)")
     try:
         change = json.loads(inner.payload_bytes())
-    except (EncodingError, ValueError, UnicodeDecodeError) as exc:
+    except (EncodingError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise problems.malformed("keyChange inner JWS payload is not JSON") from exc
     if not isinstance(change, dict) or not isinstance(change.get("account"), str) or "oldKey" not in change:
         raise problems.malformed("keyChange inner payload must be {\"account\": <account URL>, \"oldKey\": <JWK>}")

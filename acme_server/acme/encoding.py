@@ -51,7 +51,6 @@ def parse_rfc3339(value: object, *, field: str) -> dt.datetime:
     if not re.fullmatch(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})", value):
         raise EncodingError(f"'{field}' is not an RFC 3339 date-time with a time offset: {value[:40]!r}")
     try:
-        parsed = dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00"))
-    except ValueError as exc:
+        return dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError) as exc:
         raise EncodingError(f"'{field}' is not a valid date-time: {value[:40]!r} ({exc})") from exc
-    return parsed.astimezone(dt.timezone.utc)

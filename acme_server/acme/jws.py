@@ -115,6 +115,8 @@ def parse_flattened(body: bytes | str | Mapping[str, Any], *, what: str = "reque
     else:
         try:
             obj = json.loads(body)
+        except RecursionError as exc:
+            raise problems.malformed(f"{what} nests JSON too deeply") from exc
         except (ValueError, UnicodeDecodeError) as exc:
             raise problems.malformed(f"{what} is not JSON ({exc.__class__.__name__}: {str(exc)[:80]})") from exc
     if not isinstance(obj, dict):
@@ -140,7 +142,7 @@ def parse_flattened(body: bytes | str | Mapping[str, Any], *, what: str = "reque
         b64url_decode(obj["payload"], field="payload")
     except EncodingError as exc:
         raise problems.malformed(f"{what}: {exc}") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise problems.malformed(f"{what}: the protected header is not JSON") from exc
     if not isinstance(header, dict):
         raise problems.malformed(f"{what}: the protected header must be a JSON object")
@@ -260,6 +262,8 @@ def decode_payload(jws: FlattenedJWS, mode: Payload) -> dict[str, Any] | None:
         raise problems.malformed("this resource is read with POST-as-GET: the JWS payload must be empty (RFC 8555 §6.3)")
     try:
         obj = json.loads(jws.payload_bytes())
+    except RecursionError as exc:
+        raise problems.malformed("JWS payload nests JSON too deeply") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise problems.malformed("JWS payload is not JSON") from exc
     if not isinstance(obj, dict):

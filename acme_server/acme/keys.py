@@ -138,6 +138,8 @@ def parse_jwk(obj: object) -> AccountKey:
         # A private or symmetric key in a header is a client bug that leaks a secret.
         raise JWKError("'jwk' holds private or symmetric key material; send the public key only")
     kty = obj.get("kty")
+    if not isinstance(kty, str):
+        raise JWKError("'jwk' lacks a string 'kty'")
     try:
         if kty == "EC":
             return _parse_ec(obj)
@@ -163,7 +165,7 @@ def _member(obj: Mapping[str, Any], name: str) -> bytes:
 
 def _parse_ec(obj: Mapping[str, Any]) -> AccountKey:
     crv = obj.get("crv")
-    if crv not in _EC_CURVES:
+    if not isinstance(crv, str) or crv not in _EC_CURVES:
         raise JWKError(f"'jwk' curve {crv!r} is not supported; use P-256 or P-384", unsupported=True)
     curve, size, _alg = _EC_CURVES[crv]
     x, y = _member(obj, "x"), _member(obj, "y")

@@ -226,3 +226,39 @@ def test_s6_3_post_as_get_to_a_resource_that_needs_a_payload_is_malformed(regist
 def test_s6_2_payload_that_is_not_a_json_object_is_malformed(registered, unchanged):
     assert_problem(registered.post(NEW_ORDER, "[1, 2]"), "malformed", 400, "must be a JSON object")
     assert_problem(registered.post(NEW_ORDER, b"\x00\xff"), "malformed", 400, "not JSON")
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile input never reaches a 500
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "payload, code, fragment",
+    [
+        ("[" * 20000 + "]" * 20000, "malformed", "nests JSON too deeply"),
+        ({"identifiers": [{"type": "TNAuthList", "value": "MA-iDRYLMTIwMjU1NTAxMDA"}], "notAfter": "9999-12-31T23:59:59-23:59"},
+         "malformed", "not a valid date-time"),
+        ({"identifiers": [{"type": "TNAuthList", "value": "MA-iDRYLMTIwMjU1NTAxMDA"}], "notBefore": "2030-02-30T00:00:00Z"},
+         "malformed", "not a valid date-time"),
+    ],
+    ids=["deep-nesting", "overflowing-offset", "no-such-day"],
+)
+def test_hostile_payloads_are_problems_not_crashes(registered, unchanged, payload, code, fragment):
+    assert_problem(registered.post(NEW_ORDER, payload), code, 400, fragment)
+
+
+@pytest.mark.parametrize(
+    "jwk, code, fragment",
+    [
+        ({"kty": "EC", "crv": ["P-256"], "x": "AA", "y": "AA"}, "badPublicKey", "curve"),
+        ({"kty": ["EC"]}, "malformed", "'kty'"),
+        ({"kty": "EC", "crv": "P-256", "x": 1, "y": 2}, "malformed", "base64url string"),
+        ({"kty": "RSA", "n": "AQAB"}, "malformed", "lacks the required member 'e'"),
+        ({"kty": "oct", "k": "c2VjcmV0"}, "malformed", "symmetric"),
+    ],
+    ids=["unhashable-crv", "kty-not-a-string", "coordinates-not-strings", "rsa-without-e", "symmetric-key"],
+)
+def test_s6_2_hostile_jwk_values_are_problems_not_crashes(raw, unchanged, jwk, code, fragment):
+    response = raw.post(NEW_ACCOUNT, {}, use_jwk=True, jwk=jwk)
+    assert_problem(response, code, 400, fragment)

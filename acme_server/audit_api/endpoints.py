@@ -1,0 +1,313 @@
+"""The audit API's handlers and its routing table (one row per endpoint).
+
+Each row says everything the OpenAPI document needs (``openapi.py`` is generated from these
+rows) and everything the blueprint needs (path, role, handler), so the two cannot drift. A
+handler is short: read the parameters with the ``ca.queries`` parser, run one query, render.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Response, request, stream_with_context, url_for
+
+from acme_server.auth import current_principal, require_role
+from acme_server.state import current_state, db_session
+from ca import audit, queries
+from ca.errors import NotFoundError, QueryError
+
+JSON = "application/json"
+CSV = "text/csv"
+JSON_LINES = "application/x-ndjson"
+PAGINATION_PARAMETERS = ("limit", "cursor")
+EXPORT_FORMATS = ("json", "csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    """One GET endpoint under ``/api/v1``."""
+
+    path: str  # OpenAPI template, e.g. "/certificates/{serial}"
+    handler: Callable[..., Response]
+    summary: str
+    description: str
+    role: str | None  # None: no authentication (the OpenAPI document itself)
+    query: Mapping[str, str] = dataclasses.field(default_factory=dict)  # name -> description
+    path_parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # media type -> schema name in openapi.SCHEMAS (or an inline schema)
+    responses: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    not_found: bool = False  # may answer 404
+    paged: bool = False  # sends Link: rel="next"
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+    @property
+    def flask_rule(self) -> str:
+        rule = self.path
+        for name in self.path_parameters:
+            rule = rule.replace("{" + name + "}", f"<{name}>")
+        return rule
+
+
+# ------------------------------------------------------------------------------------------
+# Helpers
+# ------------------------------------------------------------------------------------------
+
+
+def query_parameters() -> dict[str, str]:
+    """The query string as single values; a parameter given twice is refused, not half-read."""
+    params: dict[str, str] = {}
+    for name in request.args:
+        values = request.args.getlist(name)
+        if len(values) > 1:
+            raise QueryError(f"{name[:40]} is given {len(values)} times; give it once", field=name[:64])
+        params[name] = values[0]
+    return params
+
+
+def json_response(value: Any, *, status: int = 200) -> Response:
+    body = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, mimetype=JSON)
+
+
+def page_response(page: queries.Page) -> Response:
+    response = json_response(page.to_json())
+    if page.next_cursor is not None:
+        # RFC 8288: the next page, for clients that follow links rather than read next_cursor.
+        params = {**query_parameters(), "cursor": page.next_cursor}
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+    return response
+
+
+def _now() -> dt.datetime:
+    return current_state().clock.now()
+
+
+def _export_filter(parse: Callable[[Mapping[str, str]], Any]) -> tuple[Any, str]:
+    params = query_parameters()
+    export_format = params.pop("format", "json")
+    if export_format not in EXPORT_FORMATS:
+        raise QueryError(f"format must be one of {', '.join(EXPORT_FORMATS)} (got {export_format[:20]!r})",
+                         field="format")
+    for name in PAGINATION_PARAMETERS:
+        if name in params:
+            raise QueryError(f"an export returns every match; {name} is only for pages", field=name)
+    return parse(params), export_format
+
+
+def _export_response(items: Callable[[Any], Iterator[dict[str, Any]]], columns: Any, export_format: str,
+                     name: str) -> Response:
+    """Stream every matching item, in its own database session (the request's may be closed first)."""
+    sessionmaker = current_state().sessionmaker
+    stamp = _now().strftime("%Y%m%dT%H%M%SZ")
+
+    def generate() -> Iterator[str]:
+        with sessionmaker() as session:
+            rows = items(session)
+            if export_format == "csv":
+                yield from queries.csv_lines(rows, columns)
+                return
+            yield "["
+            for index, item in enumerate(rows):
+                yield ("," if index else "") + "\n" + json.dumps(item, ensure_ascii=False, separators=(",", ":"))
+            yield "\n]\n"
+
+    media_type = CSV if export_format == "csv" else JSON
+    response = Response(stream_with_context(generate()), mimetype=media_type)
+    if export_format == "csv":
+        response.headers["Content-Type"] = "text/csv; charset=utf-8; header=present"  # RFC 4180 §3
+    response.headers["Content-Disposition"] = f'attachment; filename="{name}-{stamp}.{export_format}"'
+    return response
+
+
+# ------------------------------------------------------------------------------------------
+# Handlers
+# ------------------------------------------------------------------------------------------
+
+
+def list_certificates() -> Response:
+    flt = queries.parse_certificate_filter(query_parameters())
+    return page_response(queries.certificates(db_session(), flt, now=_now()))
+
+
+def get_certificate(serial: str) -> Response:
+    params = query_parameters()
+    if params:
+        raise QueryError(f"unknown parameter {next(iter(params))[:40]!r}; this resource takes none",
+                         field=next(iter(params))[:64])
+    serial_filter = queries.parse_certificate_filter({"serial": serial})
+    item = queries.certificate_by_serial(db_session(), serial_filter.serial)
+    if item is None:
+        raise NotFoundError(f"no certificate with serial {serial}", field="serial")
+    return json_response(item)
+
+
+def list_revocations() -> Response:
+    return page_response(queries.revocations(db_session(), queries.parse_revocation_filter(query_parameters())))
+
+
+def list_delegations() -> Response:
+    return page_response(queries.delegations(db_session(), queries.parse_delegation_filter(query_parameters())))
+
+
+def list_audit_events() -> Response:
+    return page_response(queries.events(db_session(), queries.parse_event_filter(query_parameters())))
+
+
+def list_audit_checkpoints() -> Response:
+    return page_response(queries.checkpoints(db_session(), queries.parse_checkpoint_filter(query_parameters())))
+
+
+def get_audit_head() -> Response:
+    _no_parameters()
+    session = db_session()
+    seq, head_hash = audit.head(session)
+    latest = queries.checkpoints(session, queries.CheckpointFilter(limit=1)).items
+    return json_response({"seq": seq, "hash": head_hash, "last_checkpoint": latest[0] if latest else None})
+
+
+def export_certificates() -> Response:
+    flt, export_format = _export_filter(queries.parse_certificate_filter)
+    now = _now()
+    return _export_response(
+        lambda session: queries.iter_all(functools.partial(queries.certificates, session, now=now), flt),
+        queries.CERTIFICATE_CSV_COLUMNS, export_format, "certificates",
+    )
+
+
+def export_revocations() -> Response:
+    flt, export_format = _export_filter(queries.parse_revocation_filter)
+    return _export_response(
+        lambda session: queries.iter_all(functools.partial(queries.revocations, session), flt),
+        queries.REVOCATION_CSV_COLUMNS, export_format, "revocations",
+    )
+
+
+def export_audit_trail() -> Response:
+    """The whole chain with its checkpoints, as ``tnca audit verify --export`` reads it."""
+    _no_parameters()
+    sessionmaker = current_state().sessionmaker
+    clock = current_state().clock
+    stamp = _now().strftime("%Y%m%dT%H%M%SZ")
+
+    def generate() -> Iterator[str]:
+        with sessionmaker() as session:
+            for line in audit.export_lines(session, clock=clock):
+                yield line + "\n"
+
+    response = Response(stream_with_context(generate()), mimetype=JSON_LINES)
+    response.headers["Content-Disposition"] = f'attachment; filename="audit-{stamp}.jsonl"'
+    return response
+
+
+def get_me() -> Response:
+    _no_parameters()
+    principal = current_principal()
+    assert principal is not None  # require_role ran first
+    return json_response({"name": principal.name, "role": principal.role, "via": principal.via,
+                          "token_id": principal.token_id})
+
+
+def get_openapi() -> Response:
+    _no_parameters()
+    from acme_server.audit_api.openapi import document
+
+    return json_response(document(url_for("audit_api.get_openapi")))
+
+
+def _no_parameters() -> None:
+    params = query_parameters()
+    if params:
+        name = next(iter(params))
+        raise QueryError(f"unknown parameter {name[:40]!r}; this resource takes none", field=name[:64])
+
+
+# ------------------------------------------------------------------------------------------
+# The table
+# ------------------------------------------------------------------------------------------
+
+_EXPORT_FORMAT = {"format": "json (default): one JSON array; csv: RFC 4180 with a header line."}
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint(
+        "/certificates", list_certificates,
+        "Certificates: which covered a number, range or SPC, when, under whose delegation",
+        "Newest first. With tn and at: every certificate whose TNAuthList covered that number at "
+        "that time (RFC 5280 §4.1.2.5, both ends inclusive), with its delegation, account, "
+        "authority tokens, revocation and the audit event that recorded its issuance.",
+        "auditor", queries.CERTIFICATE_PARAMETERS, responses={JSON: "CertificatePage"}, paged=True,
+    ),
+    Endpoint(
+        "/certificates/{serial}", get_certificate,
+        "One certificate by serial number", "Any stage (precertificate, issued, failed).",
+        "auditor", path_parameters={"serial": "Serial number, lower-case hex without leading zeros."},
+        responses={JSON: "Certificate"}, not_found=True,
+    ),
+    Endpoint(
+        "/revocations", list_revocations, "Revocations, newest first",
+        "Each with the revoked certificate and the audit event that recorded the revocation.",
+        "auditor", queries.REVOCATION_PARAMETERS, responses={JSON: "RevocationPage"}, paged=True,
+    ),
+    Endpoint(
+        "/delegations", list_delegations, "Delegations: who was granted which numbers, when, by whom",
+        "With tn and at: the delegations in force for that number at that time.",
+        "auditor", queries.DELEGATION_PARAMETERS, responses={JSON: "DelegationPage"}, paged=True,
+    ),
+    Endpoint(
+        "/audit/events", list_audit_events, "Audit events, newest first",
+        "Every state change with actor, time and before/after details, with its hash-chain links.",
+        "auditor", queries.EVENT_PARAMETERS, responses={JSON: "AuditEventPage"}, paged=True,
+    ),
+    Endpoint(
+        "/audit/checkpoints", list_audit_checkpoints, "Signed checkpoints of the audit chain head",
+        "Each signs (seq, head hash, time); keep copies outside this authority to detect truncation.",
+        "auditor", queries.CHECKPOINT_PARAMETERS, responses={JSON: "CheckpointPage"}, paged=True,
+    ),
+    Endpoint(
+        "/audit/head", get_audit_head, "The audit chain head and the last checkpoint", "",
+        "auditor", responses={JSON: "AuditHead"},
+    ),
+    Endpoint(
+        "/audit/export", export_audit_trail, "The audit trail for offline verification",
+        "JSON lines: a header, the checkpoints, every event, an end record. Verify with "
+        "'tnca audit verify --export FILE' or the commands in docs/auditor-guide.md.",
+        "auditor", responses={JSON_LINES: {"type": "string"}},
+    ),
+    Endpoint(
+        "/export/certificates", export_certificates, "Every matching certificate, as JSON or CSV",
+        "The filters of /certificates, without paging.",
+        "auditor", {**{k: v for k, v in queries.CERTIFICATE_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
+                    **_EXPORT_FORMAT},
+        responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Certificate"}},
+                   CSV: {"type": "string"}},
+    ),
+    Endpoint(
+        "/export/revocations", export_revocations, "Every matching revocation, as JSON or CSV",
+        "The filters of /revocations, without paging.",
+        "auditor", {**{k: v for k, v in queries.REVOCATION_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
+                    **_EXPORT_FORMAT},
+        responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Revocation"}},
+                   CSV: {"type": "string"}},
+    ),
+    Endpoint(
+        "/me", get_me, "Who is asking", "The person behind the session or API token, and the role in effect.",
+        "auditor", responses={JSON: "Me"},
+    ),
+    Endpoint(
+        "/openapi.json", get_openapi, "This document", "OpenAPI 3.1, generated from the routing table.",
+        None, responses={JSON: {"type": "object"}},
+    ),
+)
+
+
+def view_for(endpoint: Endpoint) -> Callable[..., Response]:
+    handler = endpoint.handler
+    return require_role(endpoint.role)(handler) if endpoint.role is not None else handler

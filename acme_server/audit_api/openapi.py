@@ -1,0 +1,296 @@
+"""The OpenAPI 3.1 document of the audit API, generated from :data:`endpoints.ENDPOINTS`.
+
+Parameter descriptions come from the ``ca.queries`` tables the parser uses; each parameter's
+schema below accepts exactly what the parser accepts (the schemathesis test in
+``tests/api/test_openapi_conformance.py`` checks both directions: schema-valid input is
+answered, schema-invalid input is refused with 400, and every answer matches its schema).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from acme_server.audit_api import endpoints
+from acme_server.audit_api.problems import PROBLEM_CONTENT_TYPE
+from ca import queries, users
+
+API_VERSION = "1.0.0"
+OPENAPI_VERSION = "3.1.0"
+
+# Text parameters: no C0/C1 control characters (ca.queries refuses them), 1..255 characters.
+_TEXT = {"type": "string", "minLength": 1, "maxLength": queries.MAX_TEXT_PARAM, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+_ID = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
+# RFC 3339 date-time, or a full-date meaning midnight UTC.
+_TIME = {
+    "type": "string",
+    "anyOf": [
+        {"format": "date-time", "pattern": r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"},
+        {"format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+    ],
+}
+_CURSOR = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,200}$"}
+_SERIAL = {"type": "string", "pattern": r"^(0|[1-9a-f][0-9a-f]{0,63})$"}
+
+PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
+    "tn": {"type": "string", "pattern": r"^[0-9*#]{1,15}$"},
+    "range": {"type": "string", "pattern": r"^[0-9]{1,15}:[1-9][0-9]{0,15}$"},
+    "spc": {"type": "string", "pattern": r"^[!-~]{1,64}$"},
+    "at": _TIME,
+    "issued_after": _TIME,
+    "issued_before": _TIME,
+    "revoked_after": _TIME,
+    "revoked_before": _TIME,
+    "after": _TIME,
+    "before": _TIME,
+    "delegation": _ID,
+    "account": _ID,
+    "delegate": _TEXT,
+    "actor": _TEXT,
+    "subject_id": _TEXT,
+    "serial": _SERIAL,
+    "stage": {"type": "string", "enum": [*queries.STAGES, "any"]},
+    "revocation": {"type": "string", "enum": list(queries.REVOCATION_STATES)},
+    "reason": {"type": "string", "enum": list(queries.REASON_NAMES)},
+    "source": {"type": "string", "enum": ["acme", "operator", "delegation", "number"]},
+    "status": {"type": "string", "enum": list(queries.DELEGATION_STATES)},
+    "action": {"type": "string", "pattern": r"^[a-z_]{1,32}(\.[a-z_]{1,32})?\.?$"},
+    "subject_type": {"type": "string", "pattern": r"^[a-z_]{1,32}$"},
+    "limit": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
+    "cursor": _CURSOR,
+    "format": {"type": "string", "enum": list(endpoints.EXPORT_FORMATS)},
+}
+
+_TIMESTAMP = {"type": "string", "format": "date-time"}
+_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _nullable(name: str) -> dict[str, Any]:
+    return {"anyOf": [_ref(name), {"type": "null"}]}
+
+
+def _object(properties: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": [name for name in properties if name not in optional],
+        "additionalProperties": False,
+    }
+
+
+def _page(item: str) -> dict[str, Any]:
+    return _object({
+        "items": {"type": "array", "items": _ref(item)},
+        "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page; null on the last."},
+        "limit": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
+    })
+
+
+_REVOCATION_FIELDS: dict[str, Any] = {
+    "revoked_at": _TIMESTAMP,
+    "reason_code": {"type": ["integer", "null"], "description": "RFC 5280 §5.3.1 CRLReason; null: none."},
+    "reason": {"type": "string", "enum": list(queries.REASON_NAMES)},
+    "source": {"type": "string"},
+    "actor": {"type": "string"},
+    "comment": {"type": ["string", "null"]},
+}
+
+SCHEMAS: dict[str, dict[str, Any]] = {
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "parameter": {"type": "string", "description": "The query or path parameter at fault."},
+        },
+        "required": ["type", "title", "status", "detail"],
+    },
+    "ScopeEntry": {
+        "oneOf": [
+            _object({"type": {"const": "tn"}, "number": {"type": "string"}}),
+            _object({"type": {"const": "range"}, "start": {"type": "string"}, "count": {"type": "integer"}}),
+            _object({"type": {"const": "spc"}, "code": {"type": "string"}}),
+        ]
+    },
+    "Scope": _object({
+        "description": {"type": "string", "examples": ["range 12025550000+100, SPC 1234"]},
+        "tnauthlist": {"type": "string", "description": "base64url DER TNAuthList (RFC 8226 §9), no padding."},
+        "entries": {"type": "array", "items": _ref("ScopeEntry")},
+    }),
+    "EventRef": _object({
+        "seq": {"type": "integer", "minimum": 1},
+        "actor": {"type": "string"},
+        "occurred_at": _TIMESTAMP,
+        "hash": _HASH,
+    }),
+    "DelegationRef": _object({
+        "id": {"type": "string"},
+        "delegate": {"type": "string"},
+        "created_by": {"type": "string"},
+        "status": {"type": "string"},
+    }),
+    "RevocationFields": _object(_REVOCATION_FIELDS),
+    "Certificate": _object({
+        "serial": {"type": "string"},
+        "kind": {"type": "string", "enum": ["end-entity", "delegate-ca"]},
+        "stage": {"type": "string", "enum": list(queries.STAGES)},
+        "subject": {"type": "string"},
+        "issuer": {"type": ["string", "null"]},
+        "not_before": _TIMESTAMP,
+        "not_after": _TIMESTAMP,
+        "issued_at": _TIMESTAMP,
+        "scope": _ref("Scope"),
+        "delegation": _nullable("DelegationRef"),
+        "account_id": {"type": ["string", "null"]},
+        "order_id": {"type": ["string", "null"]},
+        "authority_token_jtis": {"type": "array", "items": {"type": "string"}},
+        "fingerprint_sha256": {"type": ["string", "null"]},
+        "sct_count": {"type": "integer", "minimum": 0},
+        "revocation": _nullable("RevocationFields"),
+        "issue_event": _nullable("EventRef"),
+    }),
+    "Revocation": _object({
+        **_REVOCATION_FIELDS,
+        "serial": {"type": "string"},
+        "revoke_event": _nullable("EventRef"),
+        "certificate": _ref("Certificate"),
+    }),
+    "Delegation": _object({
+        "id": {"type": "string"},
+        "delegate": {"type": "string"},
+        "scope": _ref("Scope"),
+        "ca": {"type": "boolean"},
+        "max_lifetime_seconds": {"type": "integer"},
+        "not_before": _TIMESTAMP,
+        "not_after": _NULLABLE_TIMESTAMP,
+        "status": {"type": "string"},
+        "revoked_at": _NULLABLE_TIMESTAMP,
+        "revocation_reason": {"type": ["string", "null"]},
+        "created_by": {"type": "string"},
+        "created_at": _TIMESTAMP,
+        "create_event": _nullable("EventRef"),
+        "revoke_event": _nullable("EventRef"),
+    }),
+    "AuditEvent": _object({
+        "seq": {"type": "integer", "minimum": 1},
+        "occurred_at": _TIMESTAMP,
+        "actor": {"type": "string"},
+        "action": {"type": "string"},
+        "subject_type": {"type": "string"},
+        "subject_id": {"type": "string"},
+        "details": {"type": "object"},
+        "prev_hash": _HASH,
+        "hash": _HASH,
+    }),
+    "Checkpoint": _object({
+        "id": {"type": "integer"},
+        "seq": {"type": "integer", "minimum": 0},
+        "head_hash": _HASH,
+        "signed_at": _TIMESTAMP,
+        "statement": {"type": "string", "description": "The exact bytes signed (canonical JSON, UTF-8)."},
+        "signature": {"type": "string", "contentEncoding": "base64"},
+        "certificate": {"type": "string", "description": "PEM certificate of the audit key."},
+    }),
+    "AuditHead": _object({
+        "seq": {"type": "integer", "minimum": 0},
+        "hash": _HASH,
+        "last_checkpoint": _nullable("Checkpoint"),
+    }),
+    "Me": _object({
+        "name": {"type": "string"},
+        "role": {"type": "string", "enum": list(users.ROLES)},
+        "via": {"type": "string", "enum": ["session", "api-token"]},
+        "token_id": {"type": ["string", "null"]},
+    }),
+    "CertificatePage": _page("Certificate"),
+    "RevocationPage": _page("Revocation"),
+    "DelegationPage": _page("Delegation"),
+    "AuditEventPage": _page("AuditEvent"),
+    "CheckpointPage": _page("Checkpoint"),
+}
+
+
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description,
+                                "content": {PROBLEM_CONTENT_TYPE: {"schema": _ref("Problem")}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _operation(endpoint: endpoints.Endpoint) -> dict[str, Any]:
+    parameters = [
+        {"name": name, "in": "path", "required": True, "description": description, "schema": PARAMETER_SCHEMAS[name]}
+        for name, description in endpoint.path_parameters.items()
+    ] + [
+        {"name": name, "in": "query", "required": False, "description": description, "schema": PARAMETER_SCHEMAS[name]}
+        for name, description in endpoint.query.items()
+    ]
+    content = {
+        media_type: {"schema": _ref(schema) if isinstance(schema, str) else schema}
+        for media_type, schema in endpoint.responses.items()
+    }
+    ok: dict[str, Any] = {"description": "OK", "content": content}
+    if endpoint.paged:
+        ok["headers"] = {"Link": {"description": "RFC 8288 link to the next page (rel=\"next\").",
+                                  "schema": {"type": "string"}}}
+    responses: dict[str, Any] = {"200": ok, "400": _problem("A parameter is malformed; 'parameter' names it.")}
+    if endpoint.role is not None:
+        responses["401"] = _problem(
+            "No credentials, or credentials that were not accepted.",
+            {"WWW-Authenticate": {"description": "RFC 6750 §3 challenge.", "schema": {"type": "string"}}},
+        )
+        responses["403"] = _problem(f"The role in effect does not include {endpoint.role}.")
+    if endpoint.not_found:
+        responses["404"] = _problem("Nothing with this identifier.")
+    operation: dict[str, Any] = {
+        "operationId": endpoint.operation_id,
+        "summary": endpoint.summary,
+        "parameters": parameters,
+        "responses": responses,
+    }
+    if endpoint.description:
+        operation["description"] = endpoint.description
+    if endpoint.role is not None:
+        operation["description"] = (operation.get("description", "") + f" Needs the {endpoint.role} role.").strip()
+        operation["security"] = [{"bearerToken": []}, {"sessionCookie": []}]
+    else:
+        operation["security"] = []
+    return operation
+
+
+def document(self_url: str = "/api/v1/openapi.json") -> dict[str, Any]:
+    """The OpenAPI document; server URLs are relative to where it is served (OpenAPI 3.1 §4.8.5)."""
+    base = self_url.rsplit("/", 1)[0]
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "tnca audit API",
+            "version": API_VERSION,
+            "summary": "Read-only answers for auditors: who could sign for which telephone number, when, and who said so.",
+            "description": (
+                "Every list is newest first and paged with next_cursor (keyset paging: stable while "
+                "rows are added). Times are RFC 3339 in UTC. Authentication: an API token "
+                "('Authorization: Bearer tnca_…', made with 'tnca user token-create') or a signed-in "
+                "session. See docs/auditor-guide.md."
+            ),
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
+        "servers": [{"url": base}],
+        "paths": {endpoint.path: {"get": _operation(endpoint)} for endpoint in endpoints.ENDPOINTS},
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "bearerToken": {"type": "http", "scheme": "bearer", "description": "An API token: tnca_<id>_<secret>."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "tnca-session",
+                                  "description": "The session cookie set by /auth/login (__Host-tnca-session over https)."},
+            },
+        },
+    }
