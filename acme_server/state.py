@@ -9,8 +9,7 @@ are loaded on first use and kept for the life of the process.
 from __future__ import annotations
 
 import functools
-import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 from flask import current_app, g
 from sqlalchemy import event
@@ -21,6 +20,9 @@ from acme_server.acme.urls import Urls
 from ca import tokens
 from ca.config import Home
 from ca.x5u import FetchPolicy, X5UFetcher
+
+if TYPE_CHECKING:
+    from ca.issuance import IssuerHandle, Transparency
 
 EXTENSION_KEY = "tnca"
 
@@ -41,7 +43,6 @@ class ServerState:
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
         self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
         self.website: str | None = server_config.get("website")
-        self._lock = threading.Lock()
 
     @functools.cached_property
     def token_trust(self) -> tokens.TokenTrust:
@@ -64,10 +65,10 @@ class ServerState:
             clock=self.clock,
         )
 
-    def issuing_ca(self) -> Any:
+    def issuing_ca(self) -> "IssuerHandle":
         return self.home.issuing_ca()
 
-    def transparency(self) -> Any:
+    def transparency(self) -> "Transparency | None":
         """The CT client issuance submits precertificates through; None when no SCTs are required."""
         return self.home.transparency()
 

@@ -44,8 +44,7 @@ MAX_JWS_BODY_BYTES = 64 * 1024
 # RFC 7515 §7.2.1: the members of a flattened JWS. "header" is legal JOSE but refused by
 # RFC 8555 §6.2; "signatures" belongs to the general serialization, also refused.
 _FLATTENED_MEMBERS = frozenset({"protected", "payload", "signature"})
-# Protected-header parameters RFC 8555 defines or that the JWS needs; "crit" extensions are
-# refused (RFC 7515 §4.1.11: a recipient MUST reject unknown critical parameters).
+# RFC 8555 §6.2: a MAC is never acceptable on an ACME request; named to word the refusal.
 _MAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 
 

@@ -111,3 +111,18 @@ def test_issuance_through_tnca_serve_and_a_passport_verified_by_secsipidx(gunico
     response = requests.post(secsipidx, data=identity, timeout=15)
     assert (response.status_code, response.text.strip()) == (200, "OK")
 
+
+
+def test_serve_without_an_initialised_home_exits_1_with_one_line(tmp_path):
+    result = subprocess.run([str(TNCA), "--home", str(tmp_path / "nowhere"), "serve", "--port", str(free_port())],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        f"Error: {tmp_path / 'nowhere'} is not an authority home; run 'tnca --home {tmp_path / 'nowhere'} init' first"
+    ]
+
+
+def test_serve_bad_port_is_a_usage_error(tmp_path):
+    result = subprocess.run([str(TNCA), "--home", str(tmp_path), "serve", "--port", "70000"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "--port" in result.stderr
