@@ -348,7 +348,8 @@ class UserSession(Base):
 
 
 class APIToken(Base):
-    """A bearer token for the audit API, acting as its person (with that person's current role).
+    """A bearer token for the audit API, acting as its person with the lower of the token's role
+    and the person's current role.
 
     The token is ``tnca_<id>_<secret>``; only SHA-256 of the secret is stored. The secret has
     256 random bits, so a fast hash suffices (a memory-hard hash protects low-entropy passwords).
@@ -359,6 +360,8 @@ class APIToken(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=random_id)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     label: Mapped[str] = mapped_column(String(128))
+    # At most this role (least privilege for scripts); the person's own role is the ceiling.
+    role: Mapped[str] = mapped_column(String(16))
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_by: Mapped[str] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

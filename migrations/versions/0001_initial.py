@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:50:08.195727
+Create Date: 2026-11-26 16:58:07.945213
 
 """
 from typing import Sequence, Union
@@ -130,6 +130,7 @@ def upgrade() -> None:
     sa.Column('id', sa.String(length=32), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('label', sa.String(length=128), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('secret_sha256', sa.String(length=64), nullable=False),
     sa.Column('created_by', sa.String(length=255), nullable=False),
     sa.Column('created_at', sa.DateTime(), nullable=False),
