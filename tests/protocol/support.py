@@ -43,7 +43,7 @@ from ca import delegations, tokens
 from ca.claims import ClaimConstraints
 from ca.config import Home
 from ca.tnauthlist import TNScope
-from protocol.acme_ext import ATCResponse, TKAuth01, TKAuth01Response, tnauthlist_identifier
+from tnca.acme_client import ATCResponse, STIRClient, TKAuth01, TKAuth01Response, tnauthlist_identifier  # noqa: F401
 from tnca.cli import cli
 
 # The issuing CA of the test home covers range 12025550000+10000 and SPC 1234 (tnca init's
@@ -237,51 +237,19 @@ def authority(home, session_factory) -> Authority:
 # --------------------------------------------------------------------------------------------
 
 
-class Subscriber:
+class Subscriber(STIRClient):
     """An ACME client (certbot's ``ClientV2``) with the steps a STIR delegate takes."""
 
     def __init__(self, server: LiveServer, key: ec.EllipticCurvePrivateKey | None = None) -> None:
-        self.private_key = key or new_key()
-        self.jwk = jose.JWKEC(key=self.private_key)
-        self.net = acme_client.ClientNetwork(self.jwk, alg=jose.ES256, user_agent="tnca-tests")
-        self.directory = acme_client.ClientV2.get_directory(server.directory_url, self.net)
-        self.acme = acme_client.ClientV2(self.directory, self.net)
-        self.account: messages.RegistrationResource | None = None
+        key = key or new_key()
+        connected = STIRClient.connect(server.directory_url, key, user_agent="tnca-tests")
+        super().__init__(connected.acme, key)
+        self.jwk = jose.JWKEC(key=key)
+        self.net = self.acme.net
 
     @property
     def public_jwk(self) -> jose.JWK:
         return self.jwk.public_key()
-
-    def register(self, **fields: Any) -> messages.RegistrationResource:
-        self.account = self.acme.new_account(messages.NewRegistration.from_data(**fields))
-        return self.account
-
-    def new_order(self, identifier_value: str, **fields: Any) -> messages.OrderResource:
-        """newOrder for one TNAuthList identifier (ClientV2.new_order only knows dns/ip)."""
-        order = messages.NewOrder(identifiers=(tnauthlist_identifier(identifier_value),), **fields)
-        response = self.acme._post(self.directory["newOrder"], order)
-        body = messages.Order.from_json(response.json())
-        authorizations = [
-            self.acme._authzr_from_response(self.acme._post_as_get(url), uri=url) for url in body.authorizations
-        ]
-        return messages.OrderResource(body=body, uri=response.headers["Location"], authorizations=authorizations)
-
-    @staticmethod
-    def tkauth_challenge(orderr: messages.OrderResource) -> messages.ChallengeBody:
-        (authzr,) = orderr.authorizations
-        (challb,) = [c for c in authzr.body.challenges if isinstance(c.chall, TKAuth01)]
-        return challb
-
-    def answer(self, orderr: messages.OrderResource, token: str, *, field: str = "tkauth") -> messages.ChallengeResource:
-        response = TKAuth01Response(tkauth=token) if field == "tkauth" else ATCResponse(atc=token)
-        return self.acme.answer_challenge(self.tkauth_challenge(orderr), response)
-
-    def finalize(self, orderr: messages.OrderResource, csr_pem: bytes) -> messages.OrderResource:
-        deadline = dt.datetime.now() + dt.timedelta(seconds=30)
-        return self.acme.finalize_order(orderr.update(csr_pem=csr_pem), deadline)
-
-    def poll(self, orderr: messages.OrderResource) -> messages.Order:
-        return messages.Order.from_json(self.acme._post_as_get(orderr.uri).json())
 
 
 @pytest.fixture
