@@ -23,7 +23,7 @@ import click
 from ca.config import POLICY_FILE, Home
 from tnca.context import pass_home
 
-DEV_LOGS = (("dev1", 8091), ("dev2", 8092))
+DEV_LOG_NAMES = ("dev1", "dev2")
 READY_TIMEOUT_SECONDS = 60
 _LOG_READY = re.compile(r"^ctlog (\S+) listening on (\S+) ")
 
@@ -73,8 +73,10 @@ def configure_dev_logs(policy_path: Path, logs: list[tuple[str, str, Path]]) -> 
 @click.command("dev")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N",
               help="ACME server worker processes.")
+@click.option("--ct-port", default=8091, show_default=True, type=click.IntRange(1, 65534), metavar="PORT",
+              help="Port of the first CT log; the second listens on the next one.")
 @pass_home
-def command(home: Home, workers: int) -> None:
+def command(home: Home, workers: int, ct_port: int) -> None:
     """Run the development stack: init if needed, two CT logs, the ACME server."""
     if not home.exists():
         click.echo(f"Creating the development home {home.path} …")
@@ -97,7 +99,8 @@ def command(home: Home, workers: int) -> None:
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
     try:
         logs = []
-        for name, port in DEV_LOGS:
+        for offset, name in enumerate(DEV_LOG_NAMES):
+            port = ct_port + offset
             child = Child(f"ctlog {name}", subprocess.Popen(
                 _tnca(home, "ctlog", "serve", "--name", name, "--port", str(port)),
                 stdout=subprocess.PIPE, text=True, bufsize=1))
