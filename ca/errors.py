@@ -62,6 +62,11 @@ class NotFoundError(TNCAError):
     """A referenced object (delegation, certificate, account) does not exist."""
 
 
+class AutoRenewalError(TNCAError):
+    """A STAR order (RFC 8739) cannot change as asked: it is not an auto-renewal order, or it is
+    not in the state the change needs (only a "valid" one can be canceled, §3.1.2)."""
+
+
 class RevocationError(TNCAError):
     """A revocation request cannot be carried out (e.g. already revoked, bad reason code)."""
 

@@ -131,6 +131,12 @@ class ACMEPolicy:
     nonce_lifetime: dt.timedelta
     order_lifetime: dt.timedelta
     authorization_lifetime: dt.timedelta
+    # RFC 8739 §3.2 "max-duration": the longest auto-renewal period (end-date − start-date) of a
+    # STAR order. Zero (also when the key is absent) turns STAR off: the directory has no
+    # "auto-renewal" meta and newOrder refuses an "auto-renewal" object.
+    auto_renewal_max_duration: dt.timedelta = dt.timedelta(0)
+    # RFC 8739 §3.4: whether a STAR order may make its star-certificate readable by plain GET.
+    auto_renewal_allow_certificate_get: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,11 @@ class _Reader:
         if key not in table:
             raise PolicyError(f"policy key [{section}] {key} is missing", field=f"[{section}] {key}")
         return table[key]
+
+    def present(self, section: str, key: str) -> bool:
+        """Whether an optional key is set (a key added after policy files were first written)."""
+        table = self.data.get(section)
+        return isinstance(table, Mapping) and key in table
 
     @staticmethod
     def _fail(section: str, key: str, message: str) -> PolicyError:
@@ -377,4 +388,14 @@ class _Reader:
             nonce_lifetime=self.duration(s, "nonce_lifetime", minimum=minute),
             order_lifetime=self.duration(s, "order_lifetime", minimum=minute),
             authorization_lifetime=self.duration(s, "authorization_lifetime", minimum=minute),
+            # Added with STAR: a policy file written before it has neither key, and its safe
+            # reading is "STAR off" (ACMEPolicy's defaults), not an error.
+            auto_renewal_max_duration=(
+                self.duration(s, "auto_renewal_max_duration")
+                if self.present(s, "auto_renewal_max_duration") else dt.timedelta(0)
+            ),
+            auto_renewal_allow_certificate_get=(
+                self.boolean(s, "auto_renewal_allow_certificate_get")
+                if self.present(s, "auto_renewal_allow_certificate_get") else False
+            ),
         )

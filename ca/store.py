@@ -434,7 +434,15 @@ class Order(Base):
     error: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
     # RFC 8739 STAR: the "auto-renewal" object as accepted (None for ordinary orders).
     auto_renewal: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # When the renewal worker (ca/renewal.py) next acts on a valid STAR order: the publication
+    # time of the next certificate (its notBefore, RFC 8739 §3.5), or the end of a worker's claim
+    # or retry delay. None when no certificate remains to be issued.
     next_renewal_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime, index=True)
+    # The finalize CSR of a STAR order: RFC 8739 §2.2 renews "using the same CSR".
+    csr_der: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
+    # The claim of the worker renewing this order right now (random; ca/renewal.py). A renewal is
+    # committed only while its claim still stands, so a renewal happens once across workers.
+    renewal_claim: Mapped[Optional[str]] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[Account] = relationship()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 16:58:07.945213
+Create Date: 2026-11-26 17:10:26.052977
 
 """
 from typing import Sequence, Union
@@ -225,6 +225,8 @@ def upgrade() -> None:
     sa.Column('error', sa.JSON(), nullable=True),
     sa.Column('auto_renewal', sa.JSON(), nullable=True),
     sa.Column('next_renewal_at', sa.DateTime(), nullable=True),
+    sa.Column('csr_der', sa.LargeBinary(), nullable=True),
+    sa.Column('renewal_claim', sa.String(length=32), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_orders_account_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orders'))
