@@ -140,6 +140,19 @@ class ACMEPolicy:
 
 
 @dataclass(frozen=True)
+class CRLPolicy:
+    """``[crl]``: how CRLs are dated, refreshed and cached (RFC 5280 §5.1.2.4, §5.1.2.5).
+
+    A section added after policy files were first written: a file without it reads as these
+    defaults (``policies/default.toml`` documents each key).
+    """
+
+    next_update: dt.timedelta = dt.timedelta(hours=24)
+    refresh_interval: dt.timedelta = dt.timedelta(hours=1)
+    cache_max_age: dt.timedelta = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
 class Policy:
     lifetimes: Lifetimes
     keys: KeyPolicy
@@ -148,6 +161,7 @@ class Policy:
     tokens: TokenPolicy
     ct: CTPolicy
     acme: ACMEPolicy
+    crl: CRLPolicy = field(default_factory=CRLPolicy)
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -177,6 +191,7 @@ class Policy:
             tokens=reader.tokens(),
             ct=reader.ct(),
             acme=reader.acme(),
+            crl=reader.crl(),
             source=source,
         )
         reader.refuse_unknown()
@@ -186,7 +201,7 @@ class Policy:
 class _Reader:
     """Typed access to the TOML tables; every error names ``[section] key``."""
 
-    SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme")
+    SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme", "crl")
 
     def __init__(self, data: Mapping[str, Any], base_dir: Path) -> None:
         self.data = data
@@ -399,3 +414,26 @@ class _Reader:
                 if self.present(s, "auto_renewal_allow_certificate_get") else False
             ),
         )
+
+    def crl(self) -> CRLPolicy:
+        s = "crl"
+        defaults = CRLPolicy()
+        # Added with CRL publication: a policy file written before it has no [crl], and its
+        # safe reading is the defaults, not an error.
+        minute = dt.timedelta(minutes=1)
+        next_update = (
+            self.duration(s, "next_update", minimum=minute) if self.present(s, "next_update") else defaults.next_update
+        )
+        refresh = (
+            self.duration(s, "refresh_interval", minimum=minute)
+            if self.present(s, "refresh_interval") else defaults.refresh_interval
+        )
+        cache = self.duration(s, "cache_max_age") if self.present(s, "cache_max_age") else defaults.cache_max_age
+        # RFC 5280 §5.1.2.5: a new CRL must exist before nextUpdate. A refresh at least as often
+        # as the CRLs expire keeps one valid CRL published at all times, and a revoked
+        # certificate that expires stays listed until one scheduled CRL after its expiry.
+        if refresh >= next_update:
+            raise self._fail(s, "refresh_interval", f"must be shorter than [crl] next_update ({format_duration(next_update)})")
+        if cache > next_update:
+            raise self._fail(s, "cache_max_age", f"must not exceed [crl] next_update ({format_duration(next_update)})")
+        return CRLPolicy(next_update=next_update, refresh_interval=refresh, cache_max_age=cache)

@@ -36,11 +36,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     create_engine,
     event,
+    or_,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
+from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
 # Constraint names are the same on SQLite and PostgreSQL so migrations can drop them.
@@ -192,6 +195,24 @@ def span_digits(lo: int, hi: int) -> int:
     return len(str(hi - lo)) if hi > lo else 0
 
 
+# E.164 §6: a number has at most 15 digits, so an interval spans at most 15 decimal digits.
+MAX_SPAN_DIGITS = 15
+
+
+def scope_entry_overlaps(entry: Any, width: int, lo: int, hi: int) -> ColumnElement[bool]:
+    """Rows of a ``*_scope_entries`` model (``entry``) sharing a number with [lo, hi] of ``width``.
+
+    ``entry.lo <= hi AND entry.hi >= lo``, split by span class so that each class is one bounded
+    range of an index on ``(width, span_digits, lo)``: an entry of class d is shorter than 10^d,
+    so it can only reach ``lo`` if it starts after ``lo - 10^d`` (see :func:`span_digits`).
+    """
+    classes = [
+        and_(entry.span_digits == digits, entry.lo > lo - 10**digits, entry.lo <= hi, entry.hi >= lo)
+        for digits in range(MAX_SPAN_DIGITS + 1)
+    ]
+    return and_(entry.width == width, or_(*classes))
+
+
 def _span_digits_default(context: Any) -> Optional[int]:
     params = context.get_current_parameters()
     lo, hi = params.get("lo"), params.get("hi")
@@ -260,6 +281,34 @@ class Revocation(Base):
     comment: Mapped[Optional[str]] = mapped_column(Text)
 
     certificate: Mapped[Certificate] = relationship(back_populates="revocation")
+
+
+class CRL(Base):
+    """A CRL this authority signed (RFC 5280 §5): every one is kept, the newest per issuer is served.
+
+    ``number`` is the cRLNumber (RFC 5280 §5.2.3), taken from ``issuers.crl_number`` under that
+    row's lock, so numbers increase per issuer across processes and the unique constraint makes
+    a duplicate impossible.
+    """
+
+    __tablename__ = "crls"
+    __table_args__ = (UniqueConstraint("issuer_id", "number", name="uq_crls_issuer_id_number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The unique (issuer_id, number) index also finds the newest CRL of an issuer.
+    issuer_id: Mapped[int] = mapped_column(ForeignKey("issuers.id"))
+    number: Mapped[int] = mapped_column(BigInteger)
+    # RFC 5280 §5.1.2.4/§5.1.2.5, whole seconds as in the CRL.
+    this_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    next_update: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # When it was made, to the microsecond: a revocation recorded later is not in it.
+    generated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    entries: Mapped[int] = mapped_column(Integer)  # revoked certificates listed
+    der: Mapped[bytes] = mapped_column(LargeBinary)
+    # Why it was made: "revocation", "schedule", "operator".
+    trigger: Mapped[str] = mapped_column(String(32))
+
+    issuer: Mapped[Issuer] = relationship()
 
 
 class AuditEvent(Base):

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:10:26.052977
+Create Date: 2026-11-26 17:14:34.119646
 
 """
 from typing import Sequence, Union
@@ -158,6 +158,20 @@ def upgrade() -> None:
     with op.batch_alter_table('authority_tokens', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_authority_tokens_delegation_id'), ['delegation_id'], unique=False)
 
+    op.create_table('crls',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('issuer_id', sa.Integer(), nullable=False),
+    sa.Column('number', sa.BigInteger(), nullable=False),
+    sa.Column('this_update', sa.DateTime(), nullable=False),
+    sa.Column('next_update', sa.DateTime(), nullable=False),
+    sa.Column('generated_at', sa.DateTime(), nullable=False),
+    sa.Column('entries', sa.Integer(), nullable=False),
+    sa.Column('der', sa.LargeBinary(), nullable=False),
+    sa.Column('trigger', sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['issuer_id'], ['issuers.id'], name=op.f('fk_crls_issuer_id_issuers')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_crls')),
+    sa.UniqueConstraint('issuer_id', 'number', name='uq_crls_issuer_id_number')
+    )
     op.create_table('delegation_scope_entries',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('delegation_id', sa.String(length=32), nullable=False),
@@ -414,6 +428,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_delegation_scope_entries_delegation_id'))
 
     op.drop_table('delegation_scope_entries')
+    op.drop_table('crls')
     with op.batch_alter_table('authority_tokens', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_authority_tokens_delegation_id'))
 
