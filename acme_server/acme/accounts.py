@@ -18,7 +18,7 @@ from acme_server.acme.keys import AccountKey, JWKError, parse_jwk
 from acme_server.acme.objects import account_object
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import audit
+from ca import audit, renewal
 from ca.store import Account, ExternalAccountKey, Order
 
 # A delegate needs an address or two; more is a client bug or abuse.
@@ -252,13 +252,20 @@ def _deactivate(acct: Account) -> None:
         for authz in order.authorizations:
             if authz.status == "pending":
                 authz.status = "deactivated"
+    # A STAR order's renewals are work authorized by the key, too (RFC 8739 §3.1.2 cancellation).
+    star_orders = session.scalars(
+        select(Order).where(Order.account_id == acct.id, Order.status == "valid", Order.auto_renewal.is_not(None))
+    ).all()
+    for order in star_orders:
+        renewal.cancel(session, order, actor=actor(acct), by=renewal.CANCELED_BY_ACCOUNT, clock=state.clock,
+                       reason=f"account {acct.id} was deactivated")
     audit.append(
         session,
         actor=actor(acct),
         action="account.deactivate",
         subject_type="account",
         subject_id=acct.id,
-        details={"cancelled_orders": sorted(order.id for order in open_orders)},
+        details={"cancelled_orders": sorted(order.id for order in [*open_orders, *star_orders])},
         clock=state.clock,
     )
 

@@ -18,7 +18,7 @@ from acme_server.state import current_state, db_session
 from ca import revocation
 from ca.errors import RevocationError
 from ca.revocation import CRLReason
-from ca.store import Account, Authorization, Certificate, Issuer
+from ca.store import Account, Authorization, Certificate, Issuer, Order
 from ca.tnauthlist import TNScope
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
@@ -95,6 +95,16 @@ def revoke_cert() -> Response:
     else:
         _authorize_by_account(record, account)
         who = actor(account)
+    star_order = session.get(Order, record.order_id) if record.order_id is not None else None
+    if star_order is not None and star_order.auto_renewal:
+        # RFC 8739 §3.1.2: "A server receiving a revocation request for a STAR certificate MUST
+        # return an error response with status code 403 (Forbidden)"; cancellation replaces it.
+        raise problems.auto_renewal_revocation_not_supported(
+            f"certificate {record.serial} belongs to STAR order {star_order.id}; revokeCert is not supported for STAR "
+            f'certificates (RFC 8739 §3.1.2): cancel the order instead (POST {{"status": "canceled"}} to '
+            f"{current_state().urls.order(star_order.id)}), and the current certificate expires at "
+            f"{record.not_after.isoformat()}"
+        )
     try:
         # RFC 8555 §7.6: an already revoked certificate is 400 alreadyRevoked (ca.revocation's
         # check, backed by the unique constraint on revocations.certificate_id).

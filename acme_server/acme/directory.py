@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Response, request
 
+from acme_server.acme import star
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state
 
@@ -19,6 +20,10 @@ def directory() -> Response:
         meta["termsOfService"] = state.policy.acme.terms_of_service
     if state.website:
         meta["website"] = state.website
+    # RFC 8739 §3.2: "MUST be present if the server supports STAR".
+    auto_renewal = star.directory_meta(state.policy)
+    if auto_renewal is not None:
+        meta[star.AUTO_RENEWAL] = auto_renewal
     return acme_json(
         {
             "newNonce": urls.new_nonce(),

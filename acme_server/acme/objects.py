@@ -45,6 +45,18 @@ def order_object(order: Order, urls: Urls, *, certificate_serial: str | None = N
         obj["notAfter"] = rfc3339(order.not_after)
     if order.error is not None:
         obj["error"] = order.error
+    if order.auto_renewal:
+        # RFC 8739 §3.1.1: a STAR order shows its auto-renewal object as accepted, and once its
+        # first certificate exists "star-certificate" is used instead of "certificate".
+        obj["auto-renewal"] = dict(order.auto_renewal)
+        if order.status in ("valid", "canceled"):
+            obj["star-certificate"] = urls.star_certificate(order.id)
+        if order.status == "valid":
+            issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]
+            if issued:
+                # RFC 9448 §7: the chain of the current certificate, for PASSporT x5u.
+                obj["x5u"] = urls.certificate_x5u(issued[-1])
+        return obj
     if order.status == "valid":
         if certificate_serial is None:
             issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]

@@ -17,19 +17,20 @@ import secrets
 from typing import Any
 
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from flask import Response, g
 from sqlalchemy import update
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
-from acme_server.acme import lifecycle, problems
+from acme_server.acme import lifecycle, problems, star
 from acme_server.acme.accounts import actor
 from acme_server.acme.encoding import EncodingError, b64url_decode, parse_rfc3339, rfc3339
 from acme_server.acme.objects import TKAUTH_CHALLENGE, TNAUTHLIST_IDENTIFIER, order_object
 from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import issuance
+from ca import issuance, renewal
 from ca.errors import IssuanceError, ScopeError, TNCAError
 from ca.policy import Policy, format_duration
 from ca.profiles import DELEGATE_CA, END_ENTITY, Profile
@@ -71,10 +72,12 @@ def new_order() -> Response:
                 )
             ],
         )
+    issuer_not_after = state.issuing_ca().certificate.not_valid_after_utc
+    # RFC 8739 §3.1.1: an "auto-renewal" object makes this a STAR order.
+    auto_renewal = star.parse_auto_renewal(payload, now=now, policy=state.policy, issuer_not_after=issuer_not_after)
     not_before = _optional_time(payload, "notBefore")
     not_after = _optional_time(payload, "notAfter")
-    check_requested_validity(not_before, not_after, now=now, policy=state.policy,
-                             issuer_not_after=state.issuing_ca().certificate.not_valid_after_utc)
+    check_requested_validity(not_before, not_after, now=now, policy=state.policy, issuer_not_after=issuer_not_after)
 
     order = Order(
         account_id=account.id,
@@ -84,6 +87,7 @@ def new_order() -> Response:
         scope_der=scope.to_der(),
         not_before=not_before,
         not_after=not_after,
+        auto_renewal=auto_renewal.to_json() if auto_renewal is not None else None,
         created_at=now,
     )
     authz = Authorization(
@@ -213,8 +217,14 @@ def check_validity_within_authority(
     """At the challenge: the order's requested notAfter fits the token, the delegation and the kind.
 
     RFC 9447 §7: a certificate SHOULD NOT expire later than the authority token; with no
-    requested notAfter the certificate is simply cut at the token's ``exp`` at finalize.
+    requested notAfter the certificate is simply cut at the token's ``exp`` at finalize. A STAR
+    order's auto-renewal must fit the same bounds (``ca.renewal.check_within_authority``).
     """
+    auto_renewal = renewal.auto_renewal_of(order)
+    if auto_renewal is not None:
+        renewal.check_within_authority(auto_renewal, token_expires=token_expires, token_ca=token_ca,
+                                       delegation=delegation, policy=policy)
+        return
     if order.not_after is None:
         return
     if order.not_after > token_expires:
@@ -264,8 +274,11 @@ def expire_order(order: Order, now: dt.datetime) -> bool:
 
 
 def order(order_id: str) -> Response:
+    """POST-as-GET, or ``{"status": "canceled"}`` for a STAR order (RFC 8739 §3.1.2)."""
     state = current_state()
     acme_order = owned_order(order_id)
+    if g.payload is not None:
+        acme_order = star.cancel_by_client(acme_order, g.payload)
     retry_after = PROCESSING_RETRY_AFTER_SECONDS if acme_order.status == "processing" else None
     return acme_json(order_object(acme_order, state.urls), location=state.urls.order(acme_order.id), retry_after=retry_after)
 
@@ -307,16 +320,24 @@ def finalize_order(order_id: str) -> Response:
     set_committed_value(acme_order, "status", "processing")
 
     scope = TNScope.from_der(acme_order.scope_der)
+    # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
+    # token at the challenge; without one, the token's exp is the cap.
+    not_before = acme_order.not_before
+    not_after = acme_order.not_after if acme_order.not_after is not None else authz.token_expires
+    auto_renewal = renewal.auto_renewal_of(acme_order)
+    if auto_renewal is not None:
+        # RFC 8739 §3.5: the first certificate of a STAR order; the worker issues the rest.
+        first = renewal.first_window(auto_renewal, now=state.clock.now(), end=auto_renewal.end(authz.token_expires),
+                                     minimum=state.policy.lifetimes.minimum)
+        not_before, not_after = first.not_before, first.not_after
     request = issuance.IssuanceRequest(
         csr=csr,
         scope=scope,
         kind=DELEGATE_CA if csr_ca else END_ENTITY,
         delegation_id=authz.delegation_id,
         constraints=None,  # the delegation's claim constraints (ca/issuance.py)
-        not_before=acme_order.not_before,
-        # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
-        # token at the challenge; without one, the token's exp is the cap.
-        not_after=acme_order.not_after if acme_order.not_after is not None else authz.token_expires,
+        not_before=not_before,
+        not_after=not_after,
         account_id=account.id,
         order_id=acme_order.id,
         actor=actor(account),
@@ -352,6 +373,14 @@ def finalize_order(order_id: str) -> Response:
             raise  # logged with an incident id by the app's error handler
         raise problem from error
     acme_order.status = "valid"
+    if auto_renewal is not None:
+        # RFC 8739 §2.2: renewals reuse this CSR. The order now lasts until its auto-renewal
+        # ends; the worker (ca/renewal.py) picks it up at next_renewal_at.
+        acme_order.csr_der = csr.public_bytes(serialization.Encoding.DER)
+        acme_order.expires = auto_renewal.end(authz.token_expires)
+        acme_order.next_renewal_at = renewal.schedule_after(
+            acme_order, issued.certificate.not_valid_after_utc, now=state.clock.now(), policy=state.policy
+        )
     session.commit()
     return acme_json(
         order_object(acme_order, state.urls, certificate_serial=issued.serial), location=state.urls.order(acme_order.id)

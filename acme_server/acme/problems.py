@@ -158,6 +158,29 @@ def conflict(detail: str, *, location: str) -> AcmeProblem:
     return AcmeProblem("malformed", detail, 409, headers={"Location": location})
 
 
+# RFC 8739 §3.1.2, §3.3 (registered in §5.2): STAR orders.
+
+
+def auto_renewal_canceled(detail: str) -> AcmeProblem:
+    # RFC 8739 §3.1.2: a canceled order's star-certificate "MUST respond with 403".
+    return AcmeProblem("autoRenewalCanceled", detail, 403)
+
+
+def auto_renewal_expired(detail: str) -> AcmeProblem:
+    # RFC 8739 §3.3: after the order expires, star-certificate requests get 403.
+    return AcmeProblem("autoRenewalExpired", detail, 403)
+
+
+def auto_renewal_cancellation_invalid(detail: str) -> AcmeProblem:
+    # RFC 8739 §3.1.2: canceling an order that is not "valid" is 400.
+    return AcmeProblem("autoRenewalCancellationInvalid", detail, 400)
+
+
+def auto_renewal_revocation_not_supported(detail: str) -> AcmeProblem:
+    # RFC 8739 §3.1.2: revokeCert of a STAR certificate is 403.
+    return AcmeProblem("autoRenewalRevocationNotSupported", detail, 403)
+
+
 def server_internal(detail: str) -> AcmeProblem:
     return AcmeProblem("serverInternal", detail, 500)
 
@@ -205,6 +228,8 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     # A well-formed scope this authority will not issue for (outside the issuing CA's).
     (ca_errors.ScopeError, None, None, "rejectedIdentifier", 403),
     (ca_errors.RevocationError, None, None, "alreadyRevoked", 400),
+    # RFC 8739 §3.1.2: the one change a client asks of a STAR order is its cancellation.
+    (ca_errors.AutoRenewalError, None, None, "autoRenewalCancellationInvalid", 400),
     (ca_errors.NotFoundError, None, None, "malformed", 404),
     # Server-side trouble the client cannot fix (a delegation's stored constraints that do not
     # decode, a signer or HSM failure, too few SCTs): the detail stays generic because it may

@@ -1,8 +1,9 @@
 """The ACME routing table: one line per resource (RFC 8555 §7.1), with its handler and auth mode.
 
-Paths are relative to ``/acme``. ``auth`` None marks the two resources RFC 8555 §6.3 lets
-clients GET; every other resource takes only POST (a GET gets 405 ``malformed``, RFC 8555 §6.3)
-and runs the JWS chain of :func:`acme_server.acme.jws.acme_post` before its handler.
+Paths are relative to ``/acme``. ``auth`` None marks the resources clients may GET: the two of
+RFC 8555 §6.3 and a STAR order's star-certificate (RFC 8739 §3.4, next to its POST-as-GET row);
+every other resource takes only POST (a GET gets 405 ``malformed``, RFC 8555 §6.3) and runs the
+JWS chain of :func:`acme_server.acme.jws.acme_post` before its handler.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 
 from flask import Blueprint
 
-from acme_server.acme import accounts, authorizations, certificates, directory, orders
+from acme_server.acme import accounts, authorizations, certificates, directory, orders, star
 from acme_server.acme.jws import Auth, Payload, acme_post
 from acme_server.acme.urls import ACME_PREFIX
 
@@ -33,12 +34,15 @@ ROUTES = (
     Route("/acct/<account_id>/orders", accounts.account_orders, Auth.KID, Payload.EMPTY),
     Route("/key-change", accounts.key_change, Auth.KID, Payload.JSON),
     Route("/new-order", orders.new_order, Auth.KID, Payload.JSON),
-    Route("/order/<order_id>", orders.order, Auth.KID, Payload.EMPTY),
+    Route("/order/<order_id>", orders.order, Auth.KID, Payload.EMPTY_OR_JSON),  # JSON: cancel (RFC 8739)
     Route("/order/<order_id>/finalize", orders.finalize_order, Auth.KID, Payload.JSON),
     Route("/authz/<authz_id>", authorizations.authorization, Auth.KID, Payload.EMPTY_OR_JSON),
     Route("/chall/<challenge_id>", authorizations.challenge, Auth.KID, Payload.EMPTY_OR_JSON),
     Route("/cert/<serial>", certificates.certificate, Auth.KID, Payload.EMPTY),
     Route("/revoke-cert", certificates.revoke_cert, Auth.JWK_OR_KID, Payload.JSON),
+    # RFC 8739 §3.3, §3.4: POST-as-GET by the account, or plain GET when the order negotiated it.
+    Route("/star-cert/<order_id>", star.star_certificate, Auth.KID, Payload.EMPTY),
+    Route("/star-cert/<order_id>", star.star_certificate_get, None),
 )
 
 

@@ -67,6 +67,10 @@ class Urls:
     def certificate(self, serial: str) -> str:
         return self.acme + "/cert/" + serial
 
+    def star_certificate(self, order_id: str) -> str:
+        """RFC 8739 §3.1.1 "star-certificate": the current certificate of a STAR order."""
+        return self.acme + "/star-cert/" + order_id
+
     def certificate_x5u(self, serial: str) -> str:
         return self.base_url + CERT_REPO_PATH + "/" + serial + ".pem"
 
