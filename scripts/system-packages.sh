@@ -4,8 +4,10 @@
 set -euo pipefail
 
 # openssl: chain and CRL checks; secsipidx: PASSporT signing/verification (an outside verifier);
-# softhsm2: the PKCS#11 token for the HSM signer; certspotter: an outside CT log monitor.
-PACKAGES=(openssl secsipidx softhsm2 certspotter ${TNCA_EXTRA_PACKAGES:-})
+# softhsm2: the PKCS#11 token for the HSM signer; certspotter: an outside CT log monitor;
+# chromium: the browser the operator/auditor UI tests drive through Playwright (tests/browser),
+# launched from /usr/bin/chromium (Playwright's own browser downloads are never used).
+PACKAGES=(openssl secsipidx softhsm2 certspotter chromium ${TNCA_EXTRA_PACKAGES:-})
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
