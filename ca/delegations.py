@@ -140,6 +140,109 @@ def create(
     return delegation
 
 
+class _Unchanged:
+    """The value of an :func:`update` argument that was not given (None has a meaning there)."""
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Any = _Unchanged()
+# What update() may change. The TN scope and the right to sub-delegate are what was granted: a
+# different grant is a new delegation (and revoking the old one), never an edit.
+EDITABLE_FIELDS = ("delegate", "max_lifetime_seconds", "not_after", "constraints")
+
+
+def update(
+    session: Session,
+    delegation_id: str,
+    *,
+    clock: Clock,
+    actor: str,
+    delegate: str | _Unchanged = UNCHANGED,
+    max_lifetime: dt.timedelta | _Unchanged = UNCHANGED,
+    not_after: dt.datetime | None | _Unchanged = UNCHANGED,
+    constraints: ClaimConstraints | None | _Unchanged = UNCHANGED,
+    max_lifetime_ceiling: dt.timedelta | None = None,
+) -> store.Delegation:
+    """Change the delegate name, the max certificate lifetime, the end (None: no end) or the claim
+    constraints (None: none) of a delegation in force; returns the row (flushed).
+
+    The scope and the ``ca`` flag cannot change (:data:`EDITABLE_FIELDS`). Certificates already
+    issued keep what they were issued with; the change applies to later tokens and issuance.
+    Appends ``delegation.update`` with ``before``/``after`` and the names of the changed fields.
+
+    Refuses, writing nothing: a delegation that is revoked or has ended (PolicyError
+    field="delegation": a new grant is a new delegation); the rules of :func:`create` for each
+    new value (PolicyError naming the field); a change that changes nothing (PolicyError
+    field="delegation").
+    """
+    delegation = get(session, delegation_id)
+    now = clock.now()
+    if delegation.status != ACTIVE:
+        raise PolicyError(f"delegation {delegation.id} is {delegation.status}; it cannot change", field="delegation")
+    if delegation.not_after is not None and delegation.not_after <= now:
+        raise PolicyError(
+            f"delegation {delegation.id} ended at {delegation.not_after.isoformat()}; create a new delegation instead",
+            field="delegation",
+        )
+    changes: dict[str, Any] = {}
+    if not isinstance(delegate, _Unchanged):
+        if not isinstance(delegate, str) or not delegate.strip():
+            raise PolicyError("delegate name must not be empty", field="delegate")
+        if len(delegate) > MAX_DELEGATE_CHARS:
+            raise PolicyError(f"delegate name is {len(delegate)} characters; the limit is {MAX_DELEGATE_CHARS}", field="delegate")
+        if delegate != delegation.delegate:
+            changes["delegate"] = delegate
+    if not isinstance(max_lifetime, _Unchanged):
+        if max_lifetime < MIN_CERTIFICATE_LIFETIME:
+            raise PolicyError(
+                f"max certificate lifetime {format_duration(max_lifetime)} is below the minimum {format_duration(MIN_CERTIFICATE_LIFETIME)}",
+                field="max_lifetime",
+            )
+        if max_lifetime_ceiling is not None and max_lifetime > max_lifetime_ceiling:
+            raise PolicyError(
+                f"max certificate lifetime {format_duration(max_lifetime)} exceeds the policy's {format_duration(max_lifetime_ceiling)}",
+                field="max_lifetime",
+            )
+        if int(max_lifetime.total_seconds()) != delegation.max_lifetime_seconds:
+            changes["max_lifetime_seconds"] = int(max_lifetime.total_seconds())
+    if not isinstance(not_after, _Unchanged):
+        ends = _aware(not_after, "not_after") if not_after is not None else None
+        if ends is not None and ends <= max(delegation.not_before, now):
+            raise PolicyError(
+                f"not-after {ends.isoformat()} must be later than {max(delegation.not_before, now).isoformat()}",
+                field="not_after",
+            )
+        if ends != delegation.not_after:
+            changes["not_after"] = ends
+    if not isinstance(constraints, _Unchanged):
+        der = constraints.to_der() if constraints is not None else None
+        kind = constraints.kind if constraints is not None else None
+        if (der, kind) != (delegation.constraints_der, delegation.constraints_kind):
+            changes["constraints"] = (der, kind)
+    if not changes:
+        raise PolicyError(f"nothing to change: delegation {delegation.id} already has these values", field="delegation")
+
+    before = describe(delegation)
+    for name, value in changes.items():
+        if name == "constraints":
+            delegation.constraints_der, delegation.constraints_kind = value
+        else:
+            setattr(delegation, name, value)
+    delegation.updated_at = now
+    session.flush()
+    _audit(
+        session,
+        actor=actor,
+        action="delegation.update",
+        delegation=delegation,
+        details={"before": before, "after": describe(delegation), "changed": sorted(changes)},
+        clock=clock,
+    )
+    return delegation
+
+
 def get(session: Session, delegation_id: str) -> store.Delegation:
     delegation = session.get(store.Delegation, delegation_id) if isinstance(delegation_id, str) else None
     if delegation is None:
