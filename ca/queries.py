@@ -17,9 +17,10 @@ Shape of every query::
 - Items are plain JSON values built by ``*_json`` functions here, so every front end shows the
   same fields with the same meaning.
 - Paging is keyset: items come newest first in a fixed order (certificates and revocations by
-  row id, delegations by creation, audit events by ``seq``); ``next_cursor`` is an opaque text
-  naming the last item, valid for the same kind of query only. Rows added while paging appear on
-  no page that was already read, and no row is shown twice.
+  row id, delegations by creation time and id, audit events by ``seq``); ``next_cursor`` is the
+  key of the last item (``"1234"``, or ``"<microseconds>.<id>"`` for delegations) and the next
+  page holds the items after it. Rows added while paging appear on no page that was already read,
+  and no row is shown twice.
 - ``iter_*`` walk every page for exports.
 
 Number containment. A certificate "covers" a TN when one of its TNAuthList entries is that TN
@@ -39,7 +40,6 @@ certificate counts as revoked at T when its revocation was recorded at or before
 from __future__ import annotations
 
 import base64
-import binascii
 import csv
 import dataclasses
 import datetime as dt
@@ -50,9 +50,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import and_, or_, select
+from sqlalchemy import BigInteger, and_, literal, or_, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql import ColumnElement
 
 from ca.errors import QueryError, ScopeError
 from ca.revocation import CRLReason
@@ -81,7 +81,7 @@ REASON_NAMES = tuple(reason.name.lower().replace("_", "-") for reason in CRLReas
 
 # RFC 3339 §5.6 date-time (with "Z" or an offset; no leap seconds), or a bare full-date meaning
 # midnight UTC at its start.
-_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,6})?(?:Z|[+-]\d{2}:\d{2})")
+_DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?([Zz]|[+-]\d{2}:\d{2})")
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _SERIAL = re.compile(r"[0-9a-f]{1,64}")
 _RANDOM_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -91,6 +91,10 @@ _SUBJECT_TYPE = re.compile(r"[a-z_]{1,32}")
 MAX_TEXT_PARAM = 255
 # C0 and C1 control characters and DEL: refused in every text parameter.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INT_CURSOR = re.compile(r"[0-9]{1,18}")
+# Up to 17 digits of microseconds since 1970 stay inside datetime's range (year 5138).
+_DELEGATION_CURSOR = re.compile(r"([0-9]{1,17})\.([A-Za-z0-9_-]{1,64})")
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 
 
 # ------------------------------------------------------------------------------------------
@@ -124,7 +128,7 @@ class NumberRange:
 
 @dataclasses.dataclass(frozen=True)
 class ScopeFilter:
-    """At most one of: a number, a range (overlap), an SPC."""
+    """A number, a range (overlap) and an SPC; each one given must match (they combine with AND)."""
 
     tn: TN | None = None
     range: NumberRange | None = None
@@ -187,13 +191,14 @@ class EventFilter:
 # The parameters each filter takes, with one line of help each: the API's OpenAPI document and
 # the CLI's options are generated from these tables so they cannot drift from the parser.
 SCOPE_PARAMETERS = {
-    "tn": "A telephone number (digits, or with * or #): certificates whose TNAuthList covers it.",
+    "tn": "A telephone number (digits, or with * or #): certificates whose TNAuthList covers it. "
+          "tn, range and spc combine: each one given must match.",
     "range": "START:COUNT, e.g. 12025550000:100: entries sharing at least one number with these COUNT numbers.",
     "spc": "A service provider code: entries that name exactly this SPC.",
 }
 PAGE_PARAMETERS = {
     "limit": f"Items per page, 1 to {MAX_LIMIT} (default {DEFAULT_LIMIT}).",
-    "cursor": "The next_cursor of the previous page.",
+    "cursor": "The next_cursor of the previous page: the key of its last item; items after it follow.",
 }
 CERTIFICATE_PARAMETERS = {
     **SCOPE_PARAMETERS,
@@ -253,7 +258,7 @@ def parse_certificate_filter(params: Mapping[str, Any]) -> CertificateFilter:
         stage=None if stage == "any" else stage,
         revocation=reader.choice("revocation", REVOCATION_STATES, default="any"),
         limit=reader.limit(),
-        cursor=reader.int_cursor("certificates"),
+        cursor=reader.int_cursor(),
     )
 
 
@@ -270,7 +275,7 @@ def parse_revocation_filter(params: Mapping[str, Any]) -> RevocationFilter:
         reason=reader.choice("reason", REASON_NAMES, default=None),
         source=reader.choice("source", ("acme", "operator", "delegation", "number"), default=None),
         limit=reader.limit(),
-        cursor=reader.int_cursor("revocations"),
+        cursor=reader.int_cursor(),
     )
 
 
@@ -304,7 +309,7 @@ def parse_event_filter(params: Mapping[str, Any]) -> EventFilter:
         after=reader.time("after"),
         before=reader.time("before"),
         limit=reader.limit(),
-        cursor=reader.int_cursor("events"),
+        cursor=reader.int_cursor(),
     )
 
 
@@ -373,75 +378,76 @@ class _Params:
         return int(value)
 
     def scope(self) -> ScopeFilter:
-        given = [name for name in SCOPE_PARAMETERS if self._params.get(name) is not None]
-        if len(given) > 1:
-            raise QueryError(f"give at most one of tn, range and spc (got {' and '.join(given)})", field=given[1])
         tn, range_text, spc = self.raw("tn"), self.raw("range"), self.raw("spc")
-        try:
-            if tn is not None:
-                return ScopeFilter(tn=TN(tn))
-            if spc is not None:
-                return ScopeFilter(spc=SPC(spc))
-            if range_text is not None:
-                return ScopeFilter(range=NumberRange.parse(range_text))
-        except ScopeError as error:
-            raise QueryError(error.detail, field=given[0]) from None
-        return ScopeFilter()
+        return ScopeFilter(
+            tn=_scope_entry(TN, tn, "tn") if tn is not None else None,
+            range=NumberRange.parse(range_text) if range_text is not None else None,
+            spc=_scope_entry(SPC, spc, "spc") if spc is not None else None,
+        )
 
-    def _cursor_text(self, kind: str) -> str | None:
+    def int_cursor(self) -> int | None:
+        """The key of the last item seen: every decimal number is a valid cursor (items below it follow)."""
         value = self.raw("cursor")
         if value is None:
             return None
-        try:
-            decoded = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4)).decode("ascii")
-        except (binascii.Error, ValueError):
-            decoded = ""
-        prefix = f"{kind}:"
-        if not decoded.startswith(prefix):
-            raise QueryError(f"cursor is not a next_cursor of a {kind} query", field="cursor")
-        return decoded[len(prefix):]
-
-    def int_cursor(self, kind: str) -> int | None:
-        text = self._cursor_text(kind)
-        if text is None:
-            return None
-        if not text.isascii() or not text.isdigit() or len(text) > 19:
-            raise QueryError(f"cursor is not a next_cursor of a {kind} query", field="cursor")
-        return int(text)
+        if not _INT_CURSOR.fullmatch(value):
+            raise QueryError(f"cursor {value[:40]!r} is not a next_cursor of this list (digits)", field="cursor")
+        return int(value)
 
     def delegation_cursor(self) -> tuple[dt.datetime, str] | None:
-        text = self._cursor_text("delegations")
-        if text is None:
+        """``<microseconds since 1970>.<delegation id>`` of the last delegation seen."""
+        value = self.raw("cursor")
+        if value is None:
             return None
-        created, _, delegation_id = text.partition("|")
-        try:
-            created_at = dt.datetime.fromisoformat(created)
-        except ValueError:
-            created_at = None
-        if created_at is None or created_at.tzinfo is None or not _RANDOM_ID.fullmatch(delegation_id):
-            raise QueryError("cursor is not a next_cursor of a delegations query", field="cursor")
-        return created_at, delegation_id
+        match = _DELEGATION_CURSOR.fullmatch(value)
+        if match is None:
+            raise QueryError(f"cursor {value[:40]!r} is not a next_cursor of delegations (MICROSECONDS.ID)",
+                             field="cursor")
+        return _EPOCH + dt.timedelta(microseconds=int(match.group(1))), match.group(2)
+
+
+def _scope_entry(kind: Any, value: str, field: str) -> Any:
+    try:
+        return kind(value)
+    except ScopeError as error:
+        raise QueryError(error.detail, field=field) from None
 
 
 def parse_time(value: str, *, field: str) -> dt.datetime:
-    """RFC 3339 date-time with "Z" or an offset, or YYYY-MM-DD (midnight UTC); aware UTC."""
+    """RFC 3339 §5.6 date-time (with "Z" or an offset) or a full-date (midnight UTC); aware UTC.
+
+    As RFC 3339 allows: "t"/"z" in lower case, any number of fraction digits (kept to the
+    microsecond), a leap second (23:59:60 UTC, read as the last microsecond of that minute). A
+    time too close to year 1 or 9999 to shift into UTC is clamped to the first or last one there is.
+    """
     if _DATE.fullmatch(value):
-        text = value + "T00:00:00+00:00"
-    elif _DATE_TIME.fullmatch(value):
-        text = value[:-1] + "+00:00" if value.endswith("Z") else value
+        text, leap = value + "T00:00:00+00:00", False
     else:
-        raise QueryError(f"{field} {value[:40]!r} must be an RFC 3339 time such as 2026-03-01T12:00:00Z, "
-                         "or a date such as 2026-03-01", field=field)
+        match = _DATE_TIME.fullmatch(value)
+        if match is None:
+            raise QueryError(f"{field} {value[:40]!r} must be an RFC 3339 time such as 2026-03-01T12:00:00Z, "
+                             "or a date such as 2026-03-01", field=field)
+        date, hours, minutes, seconds, fraction, offset = match.groups()
+        leap = seconds == "60"
+        fraction = (fraction or "")[:6]
+        offset = "+00:00" if offset in ("Z", "z") else offset
+        text = f"{date}T{hours}:{minutes}:{'59' if leap else seconds}{'.' + fraction if fraction and not leap else ''}{offset}"
     try:
         parsed = dt.datetime.fromisoformat(text)
     except ValueError as error:
         raise QueryError(f"{field} {value[:40]!r} is not a real time: {error}", field=field) from None
     try:
-        return parsed.astimezone(dt.timezone.utc)
+        utc = parsed.astimezone(dt.timezone.utc)
     except OverflowError:
-        raise QueryError(f"{field} {value[:40]!r} is out of range", field=field) from None
-
-
+        limit = dt.datetime.min if parsed.year == dt.MINYEAR else dt.datetime.max
+        utc = limit.replace(tzinfo=dt.timezone.utc)
+    if leap:
+        # RFC 3339 §5.7: a leap second is inserted (if at all) at the end of a UTC day.
+        if (utc.hour, utc.minute) != (23, 59):
+            raise QueryError(f"{field} {value[:40]!r} is not a real time: a leap second (:60) is 23:59:60 UTC",
+                             field=field)
+        utc = utc.replace(microsecond=999999)
+    return utc
 
 
 # ------------------------------------------------------------------------------------------
@@ -461,14 +467,16 @@ class Page:
         return {"items": self.items, "next_cursor": self.next_cursor, "limit": self.limit}
 
 
-def _cursor(kind: str, key: str) -> str:
-    return base64.urlsafe_b64encode(f"{kind}:{key}".encode("ascii")).rstrip(b"=").decode("ascii")
+def _below(column: Any, key: int) -> ColumnElement[bool]:
+    """``column < key`` with the key bound as BIGINT: a cursor may exceed a 32-bit id column's
+    range (PostgreSQL would refuse to cast it), and still means "everything below it"."""
+    return column < literal(key, BigInteger)
 
 
-def _page(items: list[dict[str, Any]], kind: str, last_key: int | None, limit: int) -> Page:
+def _page(items: list[dict[str, Any]], last_key: int | None, limit: int) -> Page:
     if last_key is None:
         return Page(items, None, limit)
-    return Page(items, _cursor(kind, str(last_key)), limit, last_key)
+    return Page(items, str(last_key), limit, last_key)
 
 
 # ------------------------------------------------------------------------------------------
@@ -489,24 +497,20 @@ def _interval_condition(entry: Any, width: int, lo: int, hi: int) -> ColumnEleme
     return and_(entry.width == width, or_(*classes))
 
 
-def _scope_condition(entry: Any, scope: ScopeFilter) -> ColumnElement[bool] | None:
+def _scope_conditions(entry: Any, scope: ScopeFilter) -> list[ColumnElement[bool]]:
+    """One condition on scope-entry rows per part of ``scope``; a row set must meet each one."""
+    conditions = []
     if scope.tn is not None:
         if scope.tn.is_literal:
-            return entry.literal == scope.tn.number
-        number = int(scope.tn.number)
-        return _interval_condition(entry, len(scope.tn.number), number, number)
+            conditions.append(entry.literal == scope.tn.number)
+        else:
+            number = int(scope.tn.number)
+            conditions.append(_interval_condition(entry, len(scope.tn.number), number, number))
     if scope.range is not None:
-        return _interval_condition(entry, scope.range.width, scope.range.lo, scope.range.hi)
+        conditions.append(_interval_condition(entry, scope.range.width, scope.range.lo, scope.range.hi))
     if scope.spc is not None:
-        return entry.spc == scope.spc.code
-    return None
-
-
-def _certificates_in_scope(scope: ScopeFilter) -> Select | None:
-    condition = _scope_condition(CertificateScopeEntry, scope)
-    if condition is None:
-        return None
-    return select(CertificateScopeEntry.certificate_id).where(condition)
+        conditions.append(entry.spc == scope.spc.code)
+    return conditions
 
 
 # ------------------------------------------------------------------------------------------
@@ -515,10 +519,10 @@ def _certificates_in_scope(scope: ScopeFilter) -> Select | None:
 
 
 def _certificate_conditions(flt: CertificateFilter | RevocationFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    in_scope = _certificates_in_scope(flt.scope)
-    if in_scope is not None:
-        conditions.append(Certificate.id.in_(in_scope))
+    conditions: list[ColumnElement[bool]] = [
+        Certificate.id.in_(select(CertificateScopeEntry.certificate_id).where(condition))
+        for condition in _scope_conditions(CertificateScopeEntry, flt.scope)
+    ]
     if flt.delegation_id is not None:
         conditions.append(Certificate.delegation_id == flt.delegation_id)
     if flt.delegate is not None:
@@ -546,12 +550,12 @@ def certificates(session: Session, flt: CertificateFilter, *, now: dt.datetime |
         revoked = select(Revocation.certificate_id).where(Revocation.revoked_at <= as_of)
         query = query.where(Certificate.id.in_(revoked) if flt.revocation == "revoked" else Certificate.id.not_in(revoked))
     if flt.cursor is not None:
-        query = query.where(Certificate.id < flt.cursor)
+        query = query.where(_below(Certificate.id, flt.cursor))
     rows = list(session.scalars(query.order_by(Certificate.id.desc()).limit(flt.limit + 1)))
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
     items = _certificate_items(session, rows)
-    return _page(items, "certificates", rows[-1].id if more else None, flt.limit)
+    return _page(items, rows[-1].id if more else None, flt.limit)
 
 
 def certificate_by_serial(session: Session, serial: str) -> dict[str, Any] | None:
@@ -705,7 +709,7 @@ def revocations(session: Session, flt: RevocationFilter) -> Page:
     if flt.source is not None:
         query = query.where(Revocation.source == flt.source)
     if flt.cursor is not None:
-        query = query.where(Revocation.id < flt.cursor)
+        query = query.where(_below(Revocation.id, flt.cursor))
     rows = list(session.scalars(query.order_by(Revocation.id.desc()).limit(flt.limit + 1)))
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
@@ -723,7 +727,7 @@ def revocations(session: Session, flt: RevocationFilter) -> Page:
         }
         for revocation, certificate in zip(rows, ordered)
     ]
-    return _page(items, "revocations", rows[-1].id if more else None, flt.limit)
+    return _page(items, rows[-1].id if more else None, flt.limit)
 
 
 def _revocation_events(session: Session, serials: Sequence[str]) -> dict[str, AuditEvent]:
@@ -749,8 +753,7 @@ def _revocation_events(session: Session, serials: Sequence[str]) -> dict[str, Au
 def delegations(session: Session, flt: DelegationFilter) -> Page:
     """Delegations matching ``flt``, newest first: who was granted a number, when, by whom."""
     query = select(Delegation)
-    condition = _scope_condition(DelegationScopeEntry, flt.scope)
-    if condition is not None:
+    for condition in _scope_conditions(DelegationScopeEntry, flt.scope):
         query = query.where(Delegation.id.in_(select(DelegationScopeEntry.delegation_id).where(condition)))
     if flt.at is not None:
         query = query.where(
@@ -775,7 +778,8 @@ def delegations(session: Session, flt: DelegationFilter) -> Page:
     if not more:
         return Page(items, None, flt.limit)
     key = (rows[-1].created_at, rows[-1].id)
-    return Page(items, _cursor("delegations", f"{key[0].isoformat()}|{key[1]}"), flt.limit, key)
+    micros = (key[0] - _EPOCH) // dt.timedelta(microseconds=1)
+    return Page(items, f"{micros}.{key[1]}", flt.limit, key)
 
 
 def delegation_json(delegation: Delegation, create_event: AuditEvent | None, revoke_event: AuditEvent | None) -> dict[str, Any]:
@@ -834,11 +838,11 @@ def events(session: Session, flt: EventFilter) -> Page:
     if flt.before is not None:
         query = query.where(AuditEvent.occurred_at < flt.before)
     if flt.cursor is not None:
-        query = query.where(AuditEvent.seq < flt.cursor)
+        query = query.where(_below(AuditEvent.seq, flt.cursor))
     rows = list(session.scalars(query.order_by(AuditEvent.seq.desc()).limit(flt.limit + 1)))
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
-    return _page([event_json(e) for e in rows], "events", rows[-1].seq if more else None, flt.limit)
+    return _page([event_json(e) for e in rows], rows[-1].seq if more else None, flt.limit)
 
 
 def event_json(event: AuditEvent) -> dict[str, Any]:
@@ -866,18 +870,18 @@ CHECKPOINT_PARAMETERS = {**PAGE_PARAMETERS}
 
 def parse_checkpoint_filter(params: Mapping[str, Any]) -> CheckpointFilter:
     reader = _Params(params, CHECKPOINT_PARAMETERS)
-    return CheckpointFilter(limit=reader.limit(), cursor=reader.int_cursor("checkpoints"))
+    return CheckpointFilter(limit=reader.limit(), cursor=reader.int_cursor())
 
 
 def checkpoints(session: Session, flt: CheckpointFilter) -> Page:
     """Signed checkpoints of the chain head (ca/audit.py), newest first."""
     query = select(AuditCheckpoint)
     if flt.cursor is not None:
-        query = query.where(AuditCheckpoint.id < flt.cursor)
+        query = query.where(_below(AuditCheckpoint.id, flt.cursor))
     rows = list(session.scalars(query.order_by(AuditCheckpoint.id.desc()).limit(flt.limit + 1)))
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
-    return _page([checkpoint_json(c) for c in rows], "checkpoints", rows[-1].id if more else None, flt.limit)
+    return _page([checkpoint_json(c) for c in rows], rows[-1].id if more else None, flt.limit)
 
 
 def checkpoint_json(checkpoint: AuditCheckpoint) -> dict[str, Any]:

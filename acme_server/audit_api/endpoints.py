@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Response, request, stream_with_context, url_for
+from flask import Response, current_app, request, stream_with_context, url_for
 
 from acme_server.auth import current_principal, require_role
 from acme_server.state import current_state, db_session
@@ -220,7 +220,7 @@ def get_openapi() -> Response:
     _no_parameters()
     from acme_server.audit_api.openapi import document
 
-    return json_response(document(url_for("audit_api.get_openapi")))
+    return json_response(document(url_for("audit_api.get_openapi"), current_app.config["SESSION_COOKIE_NAME"]))
 
 
 def _no_parameters() -> None:

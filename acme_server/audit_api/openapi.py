@@ -20,15 +20,23 @@ OPENAPI_VERSION = "3.1.0"
 # Text parameters: no C0/C1 control characters (ca.queries refuses them), 1..255 characters.
 _TEXT = {"type": "string", "minLength": 1, "maxLength": queries.MAX_TEXT_PARAM, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
 _ID = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
-# RFC 3339 date-time, or a full-date meaning midnight UTC.
+# RFC 3339 §5.6 date-time ("t"/"z" may be lower case, any fraction, leap second 60), or a
+# full-date meaning midnight UTC. The patterns spell out the ranges of each field so that every
+# string they allow is a time ca.queries.parse_time accepts (day 31 of a short month aside,
+# which "format" excludes).
+_YEAR = r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_FULL_DATE = _YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
 _TIME = {
     "type": "string",
     "anyOf": [
-        {"format": "date-time", "pattern": r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"},
-        {"format": "date", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+        {"format": "date-time",
+         "pattern": "^" + _FULL_DATE + r"[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:([0-5][0-9]|60)(\.[0-9]+)?"
+                    r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"},
+        {"format": "date", "pattern": "^" + _FULL_DATE + "$"},
     ],
 }
-_CURSOR = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,200}$"}
+_INT_CURSOR = {"type": "string", "pattern": r"^[0-9]{1,18}$"}
+_DELEGATION_CURSOR = {"type": "string", "pattern": r"^[0-9]{1,17}\.[A-Za-z0-9_-]{1,64}$"}
 _SERIAL = {"type": "string", "pattern": r"^(0|[1-9a-f][0-9a-f]{0,63})$"}
 
 PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -56,9 +64,19 @@ PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "action": {"type": "string", "pattern": r"^[a-z_]{1,32}(\.[a-z_]{1,32})?\.?$"},
     "subject_type": {"type": "string", "pattern": r"^[a-z_]{1,32}$"},
     "limit": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
-    "cursor": _CURSOR,
+    "cursor": _INT_CURSOR,
     "format": {"type": "string", "enum": list(endpoints.EXPORT_FORMATS)},
 }
+
+# Where one operation reads a parameter differently from the rest.
+OPERATION_PARAMETER_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
+    ("list_delegations", "cursor"): _DELEGATION_CURSOR,
+}
+
+
+def parameter_schema(operation_id: str, name: str) -> dict[str, Any]:
+    return OPERATION_PARAMETER_SCHEMAS.get((operation_id, name), PARAMETER_SCHEMAS[name])
+
 
 _TIMESTAMP = {"type": "string", "format": "date-time"}
 _NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
@@ -227,10 +245,12 @@ def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[st
 
 def _operation(endpoint: endpoints.Endpoint) -> dict[str, Any]:
     parameters = [
-        {"name": name, "in": "path", "required": True, "description": description, "schema": PARAMETER_SCHEMAS[name]}
+        {"name": name, "in": "path", "required": True, "description": description,
+         "schema": parameter_schema(endpoint.operation_id, name)}
         for name, description in endpoint.path_parameters.items()
     ] + [
-        {"name": name, "in": "query", "required": False, "description": description, "schema": PARAMETER_SCHEMAS[name]}
+        {"name": name, "in": "query", "required": False, "description": description,
+         "schema": parameter_schema(endpoint.operation_id, name)}
         for name, description in endpoint.query.items()
     ]
     content = {
@@ -266,7 +286,7 @@ def _operation(endpoint: endpoints.Endpoint) -> dict[str, Any]:
     return operation
 
 
-def document(self_url: str = "/api/v1/openapi.json") -> dict[str, Any]:
+def document(self_url: str = "/api/v1/openapi.json", cookie_name: str = "tnca-session") -> dict[str, Any]:
     """The OpenAPI document; server URLs are relative to where it is served (OpenAPI 3.1 §4.8.5)."""
     base = self_url.rsplit("/", 1)[0]
     return {
@@ -289,8 +309,8 @@ def document(self_url: str = "/api/v1/openapi.json") -> dict[str, Any]:
             "schemas": SCHEMAS,
             "securitySchemes": {
                 "bearerToken": {"type": "http", "scheme": "bearer", "description": "An API token: tnca_<id>_<secret>."},
-                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "tnca-session",
-                                  "description": "The session cookie set by /auth/login (__Host-tnca-session over https)."},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": cookie_name,
+                                  "description": "The session cookie set by /auth/login."},
             },
         },
     }

@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import Forbidden, Unauthorized
@@ -275,12 +275,19 @@ def init_app(app: Flask) -> None:
     """Session cookie settings, the session secret, CSRF protection and page security headers."""
     state = app.extensions["tnca"]
     https = state.home.base_url.startswith("https://")
-    app.config.setdefault("SESSION_COOKIE_NAME", SECURE_COOKIE_NAME if https else COOKIE_NAME)
-    # Plain-http development servers cannot set Secure cookies (browsers refuse them).
-    app.config.setdefault("SESSION_COOKIE_SECURE", https)
+    cookie_settings = {
+        "SESSION_COOKIE_NAME": SECURE_COOKIE_NAME if https else COOKIE_NAME,
+        # Plain-http development servers cannot set Secure cookies (browsers refuse them).
+        "SESSION_COOKIE_SECURE": https,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_REFRESH_EACH_REQUEST": False,
+    }
+    for key, value in cookie_settings.items():
+        # Flask's defaults are already in app.config; a value someone set (TNCA_* or the test
+        # config) differs from them and is kept.
+        if app.config.get(key) == Flask.default_config.get(key):
+            app.config[key] = value
     app.config["SESSION_COOKIE_HTTPONLY"] = True
-    app.config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    app.config.setdefault("SESSION_REFRESH_EACH_REQUEST", False)
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret_key(state.home.path / SECRET_KEY_FILE)
     # CSRFProtect's own before_request would run for every POST; ours adds the exemptions above.

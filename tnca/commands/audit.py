@@ -52,6 +52,8 @@ def read_session(home: Home) -> Iterator[Session]:
             yield session
     except QueryError as error:
         raise BadInput(option_name(error.field or "query"), error.detail) from error
+    except (AuditChainError, AuditExportError):
+        raise  # `tnca audit verify` reports these itself
     except TNCAError as error:
         raise click.ClickException(error.detail) from error
 
