@@ -72,7 +72,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
-from sqlalchemy import func, select, update
+from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from ca import audit, issuance
@@ -410,14 +410,16 @@ def cancel(
 
     ``by`` is :data:`CANCELED_BY_CLIENT`, ``_OPERATOR``, ``_ACCOUNT`` or ``_AUTHORITY``; anything
     but the client's own cancellation records ``reason`` as an ``autoRenewalCanceled`` problem in
-    the order's ``error`` so the client learns why. The status change is one conditional UPDATE:
-    it waits for a renewal in progress to commit (the worker holds the order's row) and matches
-    only a ``valid`` order, so two cancellations cannot both succeed. Raises AutoRenewalError
-    (nothing written) when the order is not an auto-renewal order or not ``valid``. Appends an
-    ``order.cancel`` audit event; the caller commits.
+    the order's ``error`` so the client learns why. The status change is one conditional UPDATE,
+    the first statement of its transaction when the caller has just committed or rolled back
+    (SQLite cannot upgrade a stale read snapshot to a write): it waits for a renewal in progress
+    to commit (the worker holds the order's row) and matches only a valid STAR order, so two
+    cancellations cannot both succeed. Raises AutoRenewalError (nothing written) when the order
+    is not an auto-renewal order or not ``valid``. Appends an ``order.cancel`` audit event; the
+    caller commits.
     """
-    if not order.auto_renewal:
-        raise AutoRenewalError(f"order {order.id} is not an auto-renewal (STAR) order", field="order")
+    # The identity key needs no SELECT, even when the caller's rollback expired ``order``.
+    (order_id,) = inspect(order).identity
     now = clock.now()
     values: dict[str, Any] = {
         "status": "canceled",
@@ -428,17 +430,19 @@ def cancel(
         "renewal_claim": None,
     }
     if by != CANCELED_BY_CLIENT:
-        values["error"] = {"type": AUTO_RENEWAL_CANCELED, "detail": reason or f"order {order.id} was canceled by the {by}"}
+        values["error"] = {"type": AUTO_RENEWAL_CANCELED, "detail": reason or f"order {order_id} was canceled by the {by}"}
     result = session.execute(
         update(Order)
-        .where(Order.id == order.id, Order.status == "valid")
+        .where(Order.id == order_id, Order.status == "valid", Order.auto_renewal.is_not(None))
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     if result.rowcount != 1:
-        session.refresh(order, ["status"])
+        session.refresh(order)
+        if not order.auto_renewal:
+            raise AutoRenewalError(f"order {order_id} is not an auto-renewal (STAR) order", field="order")
         raise AutoRenewalError(
-            f"order {order.id} is {order.status}; only a valid auto-renewal order can be canceled (RFC 8739 §3.1.2)",
+            f"order {order_id} is {order.status}; only a valid auto-renewal order can be canceled (RFC 8739 §3.1.2)",
             field="order",
         )
     session.refresh(order)
@@ -528,9 +532,54 @@ class RenewalResult:
     detail: str | None = None
 
 
+def cancel_unauthorized(session_factory: sessionmaker, *, clock: "Clock", limit: int = 100) -> list[str]:
+    """Cancel the valid STAR orders whose delegation is no longer active (revoked, or past its
+    end): the certificate they serve stays, but none follows it. Returns the canceled order ids.
+
+    A delegation revocation that cancels its STAR orders in its own transaction makes this a
+    no-op; run each tick, it bounds how long any other path to a dead delegation can leave an
+    order looking alive to one tick, instead of until its next renewal.
+    """
+    now = clock.now()
+    with session_factory() as session:
+        stale = session.execute(
+            select(Order.id, Delegation.id, Delegation.status, Delegation.not_after)
+            .join(Authorization, Authorization.order_id == Order.id)
+            .join(Delegation, Delegation.id == Authorization.delegation_id)
+            .where(
+                Order.status == "valid",
+                Order.auto_renewal.is_not(None),
+                Order.next_renewal_at.is_not(None),
+                (Delegation.status != "active") | (Delegation.not_after <= now),
+            )
+            .order_by(Order.next_renewal_at)
+            .limit(limit)
+        ).all()
+    canceled = []
+    for order_id, delegation_id, status, not_after in stale:
+        why = (f"delegation {delegation_id} is {status}" if status != "active"
+               else f"delegation {delegation_id} ended at {not_after.isoformat()}")
+        with session_factory() as session:
+            order = session.get(Order, order_id)
+            session.commit()  # end the read: cancel() begins with its UPDATE
+            try:
+                cancel(session, order, actor=RENEWAL_ACTOR, by=CANCELED_BY_AUTHORITY, clock=clock,
+                       reason=f"auto-renewal stopped: {why}")
+            except AutoRenewalError:  # canceled meanwhile (by the client, or another worker)
+                continue
+            session.commit()
+        log.warning("STAR order %s canceled: %s", order_id, why)
+        canceled.append(order_id)
+    return canceled
+
+
 def renew_due(session_factory: sessionmaker, home: "Home", *, clock: "Clock", limit: int = 100) -> int:
     """Renew every STAR order that is due now (up to ``limit``); returns how many certificates
-    were issued. Safe to run from any number of processes at once (module docstring)."""
+    were issued. Safe to run from any number of processes at once (module docstring).
+
+    First cancels the orders whose delegation died (:func:`cancel_unauthorized`).
+    """
+    cancel_unauthorized(session_factory, clock=clock, limit=limit)
     renewed = 0
     for claim in claim_due(session_factory, clock=clock, limit=limit):
         try:
@@ -622,7 +671,7 @@ def renew_claimed(session_factory: sessionmaker, home: "Home", claim: Claim, *, 
         except _ClaimLost:
             session.rollback()
             _abandon_precertificates(session, precertificate_ids, "the order was canceled before the precertificate was submitted")
-            return RenewalResult(order.id, "lost", detail="canceled during the renewal")
+            return RenewalResult(claim.order_id, "lost", detail="canceled during the renewal")
         except (DelegationError, CSRError, ScopeError, PolicyError, ClaimConstraintsError) as error:
             # Refused for good: the delegation was revoked or ended, the CSR or the scope is no
             # longer acceptable. Nothing was written (these checks come before the precertificate).
@@ -653,15 +702,16 @@ def renew_claimed(session_factory: sessionmaker, home: "Home", claim: Claim, *, 
 
 def _stop(session: Session, order: Order, reason: str, *, by: str, clock: "Clock") -> RenewalResult:
     """End the renewals of an order the authority can no longer renew (module docstring)."""
+    (order_id,) = inspect(order).identity
     session.rollback()
     try:
         cancel(session, order, actor=RENEWAL_ACTOR, by=by, clock=clock, reason=reason)
     except AutoRenewalError:  # canceled meanwhile by someone else: the outcome is the same
         session.rollback()
-        return RenewalResult(order.id, "lost", detail="canceled meanwhile")
+        return RenewalResult(order_id, "lost", detail="canceled meanwhile")
     session.commit()
-    log.warning("STAR order %s canceled: %s", order.id, reason)
-    return RenewalResult(order.id, "canceled", detail=reason)
+    log.warning("STAR order %s canceled: %s", order_id, reason)
+    return RenewalResult(order_id, "canceled", detail=reason)
 
 
 def _abandon_precertificates(session: Session, ids: list[int], reason: str) -> None:

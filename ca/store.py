@@ -481,8 +481,9 @@ class Order(Base):
     not_before: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     not_after: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     error: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
-    # RFC 8739 STAR: the "auto-renewal" object as accepted (None for ordinary orders).
-    auto_renewal: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON)
+    # RFC 8739 STAR: the "auto-renewal" object as accepted (None for ordinary orders). None is
+    # stored as SQL NULL, not JSON null, so "auto_renewal IS NOT NULL" finds exactly STAR orders.
+    auto_renewal: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON(none_as_null=True))
     # When the renewal worker (ca/renewal.py) next acts on a valid STAR order: the publication
     # time of the next certificate (its notBefore, RFC 8739 §3.5), or the end of a worker's claim
     # or retry delay. None when no certificate remains to be issued.

@@ -2,9 +2,10 @@
 
 It creates the home on first use (``tnca init`` with the development scope), starts two local
 RFC 6962 logs (``dev1`` and ``dev2``), points the home's policy at them (two SCTs required, from
-distinct logs), then starts the ACME server, and prints the ACME directory URL. Everything runs
-as child processes of this one; Ctrl-C (or SIGTERM) stops them all, and if any of them dies the
-others are stopped too and the command fails.
+distinct logs), then starts the ACME server and one renewal worker (``tnca worker``: STAR
+renewals, RFC 8739), and prints the ACME directory URL. Everything runs as child processes of
+this one; Ctrl-C (or SIGTERM) stops them all, and if any of them dies the others are stopped too
+and the command fails.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def configure_dev_logs(policy_path: Path, logs: list[tuple[str, str, Path]]) -> 
               help="Port of the first CT log; the second listens on the next one.")
 @pass_home
 def command(home: Home, workers: int, ct_port: int) -> None:
-    """Run the development stack: init if needed, two CT logs, the ACME server."""
+    """Run the development stack: init if needed, two CT logs, the ACME server, a renewal worker."""
     if not home.exists():
         click.echo(f"Creating the development home {home.path} …")
         result = subprocess.run(_tnca(home, "init"), text=True)
@@ -118,11 +119,17 @@ def command(home: Home, workers: int, ct_port: int) -> None:
         children.append(server)
         _wait_for_line(server, re.compile(r"Booting worker|Listening at"))
 
+        worker = Child("renewal worker", subprocess.Popen(
+            _tnca(home, "worker"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1))
+        children.append(worker)
+        _wait_for_line(worker, re.compile(r"^renewal worker started"))
+
         click.echo("")
         click.echo("tnca development stack is running")
         click.echo(f"  ACME directory:  {home.base_url}/acme/directory")
         for name, url, _key in logs:
             click.echo(f"  CT log {name}:     {url}")
+        click.echo("  renewal worker:  STAR orders renewed as they fall due")
         click.echo(f"  home:            {home.path}")
         click.echo("Walk-through: README.md, 'Issue a certificate'. Ctrl-C stops everything.")
         click.echo("")
@@ -134,7 +141,7 @@ def command(home: Home, workers: int, ct_port: int) -> None:
 
 
 def _supervise(children: list[Child]) -> None:
-    """Relay the server's log lines; stop when any child exits."""
+    """Relay the server's and the worker's log lines; stop when any child exits."""
     import selectors
 
     selector = selectors.DefaultSelector()

@@ -1,0 +1,108 @@
+"""``tnca worker``: the background worker that keeps STAR orders renewed (RFC 8739).
+
+Every ``--interval`` it issues the next certificate of each STAR order that is due
+(``ca.renewal.renew_due``: through the whole issuance pipeline, CT included, with the audit
+event), and refreshes the CRLs that are due when the home has CRL publishing (``ca.crl``). Run
+as many as you like against one PostgreSQL database: each renewal happens once (ca/renewal.py
+says how). ``tnca dev`` starts one.
+
+Prints ``renewal worker started (interval …)`` when ready and one line per tick that did
+something. SIGTERM or Ctrl-C stops it after the current tick. Exit codes: 0 after a clean stop
+(or one ``--once`` tick), 1 when the home is missing or not initialised, 2 for a bad option.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import logging
+import signal
+import threading
+from types import ModuleType
+
+import click
+
+from ca import renewal
+from ca.config import Home
+from ca.errors import TNCAError
+from ca.policy import format_duration, parse_duration
+from tnca.context import pass_home
+
+DEFAULT_INTERVAL = "5s"
+# Orders renewed per tick at most; the rest are due again at the next tick.
+DEFAULT_LIMIT = 100
+
+log = logging.getLogger("tnca.worker")
+
+
+def _interval(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.timedelta:
+    try:
+        interval = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if interval < dt.timedelta(seconds=1):
+        raise click.BadParameter(f"must be at least 1s, got {value!r}")
+    return interval
+
+
+def _crl_module() -> ModuleType | None:
+    """``ca.crl`` once CRL publishing exists in this installation (its refresh runs each tick)."""
+    try:
+        return importlib.import_module("ca.crl")
+    except ModuleNotFoundError as exc:
+        if exc.name != "ca.crl":
+            raise
+        return None
+
+
+def run_tick(home: Home, *, limit: int) -> int:
+    """One tick: renew what is due, refresh the CRLs that are due. Returns renewals issued."""
+    renewed = renewal.renew_due(home.sessionmaker, home, clock=home.clock, limit=limit)
+    crl = _crl_module()
+    if crl is not None and hasattr(crl, "refresh_due"):
+        with home.sessionmaker() as session:
+            crl.refresh_due(session, home, home.clock)
+            session.commit()
+    return renewed
+
+
+@click.command("worker")
+@click.option("--interval", default=DEFAULT_INTERVAL, show_default=True, metavar="DURATION", callback=_interval,
+              help='Time between ticks ("5s", "1m").')
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option("--limit", default=DEFAULT_LIMIT, show_default=True, type=click.IntRange(1, 10000), metavar="N",
+              help="STAR orders renewed per tick at most.")
+@pass_home
+def command(home: Home, interval: dt.timedelta, once: bool, limit: int) -> None:
+    """Renew STAR certificates when they are due (RFC 8739) and refresh CRLs."""
+    if not home.exists():
+        raise click.ClickException(f"{home.path} is not an authority home; run 'tnca --home {home.path} init' first")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        # Fail here, with a readable message, rather than at the first due order.
+        home.issuing_ca()
+    except TNCAError as error:
+        raise click.ClickException(error.detail) from None
+
+    if once:
+        renewed = run_tick(home, limit=limit)
+        click.echo(f"renewed {renewed} STAR order(s)")
+        return
+
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    click.echo(f"renewal worker started (interval {format_duration(interval)}, home {home.path})")
+    try:
+        while not stop.is_set():
+            try:
+                renewed = run_tick(home, limit=limit)
+            except Exception:  # the database went away, a bug: log it and try again next tick
+                log.exception("worker tick failed; retrying in %s", format_duration(interval))
+            else:
+                if renewed:
+                    click.echo(f"renewed {renewed} STAR order(s)")
+            stop.wait(interval.total_seconds())
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    click.echo("renewal worker stopped")
