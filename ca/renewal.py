@@ -326,7 +326,7 @@ def check_within_authority(
     profile = Profile.for_name(DELEGATE_CA if token_ca else END_ENTITY, policy)
     if auto.longest_validity > profile.max_lifetime:
         raise PolicyError(
-            _too_long(auto, profile.max_lifetime, f"the policy maximum for a {profile.name} certificate"),
+            _too_long(auto, profile.max_lifetime, f"the policy maximum for {profile.name} certificates"),
             field=f"auto-renewal.{LIFETIME}",
         )
 
