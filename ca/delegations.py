@@ -40,11 +40,12 @@ MAX_REASON_CHARS = 1000
 
 @dataclasses.dataclass(frozen=True)
 class RevocationPlan:
-    """What revoking a delegation would change; computed without writing anything.
+    """What revoking the delegation itself would change; computed without writing anything.
 
-    ``execute_revoke`` applies exactly this plan. Certificates issued under the delegation are
-    listed for the operator; revoking them with the delegation is a later step (the cascade in
-    ``ca/revocation.py``), so for now they keep their status.
+    ``execute_revoke`` applies exactly this plan. It is the delegation part of the cascade in
+    ``ca/revocation.py`` (:func:`ca.revocation.plan_revoke_delegation`), which also revokes the
+    certificates counted here, cancels the delegation's STAR orders and lists its unused tokens;
+    front ends call that, not this.
     """
 
     delegation_id: str
@@ -346,6 +347,38 @@ def find_covering(
         reasons = "; ".join(f"{d.id} {_inactive_reason(d, now)}" for d in inactive)
         raise DelegationError(f"TN scope {scope.describe()} is not covered by {where} ({reasons})", field="scope")
     raise DelegationError(f"TN scope {scope.describe()} is not covered by {where}", field="scope")
+
+
+def check_not_withdrawn(session: Session, scope: TNScope, *, clock: Clock) -> None:
+    """Refuse (DelegationError, field "delegation") a scope that only revoked or ended delegations cover.
+
+    For newOrder: a delegate whose delegation was revoked learns it at once, with the delegation
+    named, rather than after answering the challenge. A scope no delegation covers at all
+    passes, and so does one an active delegation covers (also one not started yet): the order
+    may come before its delegation, and the challenge decides (:func:`find_covering`). One
+    statement: the candidate delegations for every entry of the scope, intersected in SQL.
+    """
+    now = clock.now()
+    requested = scope.normalized()
+    rows = requested.index_rows()
+    if not rows:
+        return
+    candidates = session.scalars(
+        select(store.Delegation)
+        .where(*[store.Delegation.id.in_(_overlapping_entries(row)) for row in rows])
+        .order_by(store.Delegation.created_at, store.Delegation.id)
+    )
+    covering = [d for d in candidates if TNScope.from_der(d.scope_der, strict=False).contains(requested)]
+    if not covering or any(d.status == ACTIVE and (d.not_after is None or now < d.not_after) for d in covering):
+        return
+    withdrawn = "; ".join(
+        f"delegation {d.id} was revoked at {_iso(d.revoked_at)}" if d.status == REVOKED
+        else f"delegation {d.id} ended at {_iso(d.not_after)}"
+        for d in covering
+    )
+    raise DelegationError(
+        f"TN scope {scope.describe()} is covered by no active delegation: {withdrawn}", field="delegation"
+    )
 
 
 def _overlapping_entries(row: dict[str, Any]) -> Any:

@@ -13,7 +13,9 @@ import click
 from ca.config import Home
 
 # Each module defines one click command or group named ``command``.
-COMMAND_MODULES = ("init", "cert", "delegation", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit")
+COMMAND_MODULES = (
+    "init", "cert", "delegation", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -107,11 +107,12 @@ def revoke_cert() -> Response:
         )
     try:
         # RFC 8555 §7.6: an already revoked certificate is 400 alreadyRevoked (ca.revocation's
-        # check, backed by the unique constraint on revocations.certificate_id).
-        revocation.revoke_certificate(session, record, reason, actor=who, source="acme", clock=state.clock)
+        # check, backed by the unique constraint on revocations.certificate_id). The operator's
+        # path: one audited transaction, then the issuer's CRL is signed again at once.
+        plan = revocation.plan_revoke_certificate(session, record.serial, reason=reason, clock=state.clock)
+        revocation.execute(session, plan, actor=who, clock=state.clock, home=state.home, via="acme")
     except RevocationError as exc:
         raise problems.already_revoked(exc.detail) from exc
-    session.commit()
     return Response(status=200)
 
 

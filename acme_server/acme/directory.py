@@ -33,6 +33,8 @@ def directory() -> Response:
             # are presented per order. RFC 8555 §7.1.1: omit the field when unsupported.
             "revokeCert": urls.revoke_cert(),
             "keyChange": urls.key_change(),
+            # RFC 9773 §3: a server providing renewal information MUST list it.
+            "renewalInfo": urls.renewal_info(),
             "meta": meta,
         }
     )

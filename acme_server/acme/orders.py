@@ -30,7 +30,7 @@ from acme_server.acme.objects import TKAUTH_CHALLENGE, TNAUTHLIST_IDENTIFIER, or
 from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import issuance, renewal
+from ca import delegations, issuance, renewal
 from ca.errors import IssuanceError, ScopeError, TNCAError
 from ca.policy import Policy, format_duration
 from ca.profiles import DELEGATE_CA, END_ENTITY, Profile
@@ -75,6 +75,9 @@ def new_order() -> Response:
     issuer_not_after = state.issuing_ca().certificate.not_valid_after_utc
     # RFC 8739 §3.1.1: an "auto-renewal" object makes this a STAR order.
     auto_renewal = star.parse_auto_renewal(payload, now=now, policy=state.policy, issuer_not_after=issuer_not_after)
+    # A scope whose delegations were all revoked or have ended is refused here, naming them
+    # (DelegationError → unauthorized); one an active delegation covers, or none yet, proceeds.
+    delegations.check_not_withdrawn(session, scope, clock=state.clock)
     not_before = _optional_time(payload, "notBefore")
     not_after = _optional_time(payload, "notAfter")
     check_requested_validity(not_before, not_after, now=now, policy=state.policy, issuer_not_after=issuer_not_after)

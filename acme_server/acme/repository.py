@@ -5,22 +5,32 @@
 - ``/cert-repo/<serial>.pem``: the chain of an issued certificate. RFC 9448 §7: PASSporT ``x5u``
   URLs are fetched with a plain GET, while ACME certificate URLs need POST-as-GET, so a valid
   order carries an ``x5u`` field pointing here. The chain is end-entity first (RFC 9060 §7) and
-  may be cached until the certificate expires, for at most a day.
+  may be cached until the certificate expires, for at most a day. A revoked certificate's chain
+  is gone (410): most verification services check no CRL (RFC 8226 §10 leaves freshness to
+  short lifetimes), so a PASSporT signed with a revoked key must fail at the x5u fetch.
+- ``/crl/<issuer>.crl``: the newest CRL of an issuer (``ca/crl.py``), at the distribution point
+  the certificates below it carry (``[certificates] crl_distribution_point``), DER as
+  ``application/pkix-crl`` (RFC 5280 §4.2.1.13 with RFC 2585 §4.2). Caches may keep it for
+  ``[crl] cache_max_age``, never past its nextUpdate; ETag and Last-Modified allow conditional
+  GETs.
 """
 
 from __future__ import annotations
 
 from cryptography.hazmat.primitives import serialization
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from sqlalchemy import select
 
 from acme_server.acme.certificates import pem_chain_of
-from acme_server.acme.urls import CERT_REPO_PATH
+from acme_server.acme.urls import CERT_REPO_PATH, CRL_PATH
 from acme_server.state import current_state, db_session
+from ca import crl as crls
 from ca.config import TOKEN_AUTHORITY_X5U_PATH
-from ca.store import Certificate
+from ca.store import Certificate, Revocation
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
+# RFC 2585 §4.2: the media type of a DER CRL.
+CRL_CONTENT_TYPE = "application/pkix-crl"
 # ATIS-1000074 asks relying parties to cache x5u resources; the certificate changes rarely.
 CACHE_SECONDS = 24 * 3600
 
@@ -39,15 +49,37 @@ def certificate_chain(serial: str) -> Response:
     ).one_or_none()
     if record is None:
         return Response("no such certificate\n", status=404, content_type="text/plain")
-    body = pem_chain_of(record)
     remaining = int((record.not_after - current_state().clock.now()).total_seconds())
-    response = Response(body, status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
-    response.headers["Cache-Control"] = f"public, max-age={max(0, min(remaining, CACHE_SECONDS))}"
+    max_age = max(0, min(remaining, CACHE_SECONDS))
+    revoked_at = db_session().scalar(select(Revocation.revoked_at).where(Revocation.certificate_id == record.id))
+    if revoked_at is not None:
+        # 410: the chain will not come back. Cacheable like the chain was, since it is final.
+        response = Response(f"certificate {record.serial} was revoked at {revoked_at.isoformat()}\n", status=410,
+                            content_type="text/plain")
+    else:
+        response = Response(pem_chain_of(record), status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
+    response.headers["Cache-Control"] = f"public, max-age={max_age}"
     return response
+
+
+def crl(issuer: str) -> Response:
+    """GET the newest CRL of ``issuer`` ("root", "issuing")."""
+    state = current_state()
+    record = crls.latest(db_session(), issuer)
+    if record is None:
+        return Response(f"no CRL for issuer {issuer[:64]!r}\n", status=404, content_type="text/plain")
+    response = Response(record.der, status=200, content_type=CRL_CONTENT_TYPE)
+    response.headers["Cache-Control"] = (
+        f"public, max-age={crls.http_max_age(record, now=state.clock.now(), policy=state.policy)}"
+    )
+    response.last_modified = record.this_update
+    response.set_etag(f"{issuer}-{record.number}")
+    return response.make_conditional(request)
 
 
 def create_blueprint() -> Blueprint:
     blueprint = Blueprint("repository", __name__)
     blueprint.add_url_rule(TOKEN_AUTHORITY_X5U_PATH, view_func=token_authority_certificate, methods=["GET"])
     blueprint.add_url_rule(CERT_REPO_PATH + "/<serial>.pem", view_func=certificate_chain, methods=["GET"])
+    blueprint.add_url_rule(CRL_PATH + "/<issuer>.crl", view_func=crl, methods=["GET"])
     return blueprint

@@ -1,9 +1,10 @@
 """The ACME routing table: one line per resource (RFC 8555 §7.1), with its handler and auth mode.
 
 Paths are relative to ``/acme``. ``auth`` None marks the resources clients may GET: the two of
-RFC 8555 §6.3 and a STAR order's star-certificate (RFC 8739 §3.4, next to its POST-as-GET row);
-every other resource takes only POST (a GET gets 405 ``malformed``, RFC 8555 §6.3) and runs the
-JWS chain of :func:`acme_server.acme.jws.acme_post` before its handler.
+RFC 8555 §6.3, a STAR order's star-certificate (RFC 8739 §3.4, next to its POST-as-GET row) and
+renewalInfo (RFC 9773 §4.1); every other resource takes only POST (a GET gets 405
+``malformed``, RFC 8555 §6.3) and runs the JWS chain of :func:`acme_server.acme.jws.acme_post`
+before its handler.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 
 from flask import Blueprint
 
-from acme_server.acme import accounts, authorizations, certificates, directory, orders, star
+from acme_server.acme import accounts, authorizations, certificates, directory, orders, renewal_info, star
 from acme_server.acme.jws import Auth, Payload, acme_post
 from acme_server.acme.urls import ACME_PREFIX
 
@@ -43,6 +44,8 @@ ROUTES = (
     # RFC 8739 §3.3, §3.4: POST-as-GET by the account, or plain GET when the order negotiated it.
     Route("/star-cert/<order_id>", star.star_certificate, Auth.KID, Payload.EMPTY),
     Route("/star-cert/<order_id>", star.star_certificate_get, None),
+    # RFC 9773 §4.1: an unauthenticated GET, so the renewal window can be cached and polled.
+    Route("/renewal-info/<cert_id>", renewal_info.renewal_info, None),
 )
 
 

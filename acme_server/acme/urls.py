@@ -13,6 +13,8 @@ import re
 ACME_PREFIX = "/acme"
 # Plain-GET chains of issued certificates (RFC 9448 §7 "x5u").
 CERT_REPO_PATH = "/cert-repo"
+# CRLs, one per issuer (the default [certificates] crl_distribution_point is {base_url}/crl/{issuer}.crl).
+CRL_PATH = "/crl"
 
 # Path segments that identify resources (store.random_id(): base64url; serials: hex).
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -44,6 +46,10 @@ class Urls:
 
     def key_change(self) -> str:
         return self.acme + "/key-change"
+
+    def renewal_info(self) -> str:
+        """RFC 9773 §3 "renewalInfo": a client appends "/" and a certificate identifier."""
+        return self.acme + "/renewal-info"
 
     # Per-object resources.
     def account(self, account_id: str) -> str:

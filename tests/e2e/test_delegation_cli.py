@@ -160,7 +160,7 @@ class TestDelegationListShowRevoke:
         assert result.exit_code == 0, result.output
         answer = json.loads(result.stdout)
         assert answer["executed"] is True
-        assert answer["plan"]["status_after"] == "revoked"
+        assert answer["plan"]["delegations"][0]["status_after"] == "revoked"
         shown = json.loads(tnca("delegation", "show", delegation_id, "--json").stdout)
         assert (shown["status"], shown["revocation_reason"]) == ("revoked", "contract ended")
         with home.sessionmaker() as session:

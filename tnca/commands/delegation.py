@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.orm import Session
 
-from ca import delegations
+from ca import delegations, revocation
 from ca.claims import ClaimConstraints
 from ca.config import Home
 from ca.errors import (
@@ -31,6 +31,7 @@ from ca.errors import (
 )
 from ca.policy import format_duration, parse_duration
 from ca.tnauthlist import TNScope
+from tnca.commands.revoke import report as revoke_report
 from tnca.context import pass_home
 
 # Which command-line option each ``field`` of a ca error refers to.
@@ -259,36 +260,28 @@ def show_command(home: Home, delegation_id: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the plan (and whether it was applied) as JSON.")
 @pass_home
 def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, as_json: bool) -> None:
-    """Revoke a delegation (dry run unless --execute).
+    """Revoke a delegation and everything under it (dry run unless --execute).
 
-    Tokens minted under it stop validating. Certificates already issued under it keep their
-    status for now; revoking them with the delegation is a separate step (the cascade).
+    The same plan as 'tnca revoke --delegation ID --comment TEXT': its unexpired certificates
+    are revoked (reason privilegeWithdrawn) and its STAR orders canceled, tokens minted under
+    it stop validating, and the CRL is signed again.
     """
-    with transaction(home) as session:
+    if not reason.strip():
+        raise BadInput("--reason", "a revocation reason is required")
+    if not home.exists():
+        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    with home.sessionmaker() as session:
         try:
-            plan = delegations.plan_revoke(session, delegation_id, reason=reason, clock=home.clock)
-            if execute:
-                delegations.execute_revoke(session, plan, clock=home.clock, actor=cli_actor())
+            plan = revocation.plan_revoke_delegation(session, delegation_id, reason=revocation.WITHDRAWN,
+                                                     comment=reason, clock=home.clock)
+            result = revocation.execute(session, plan, actor=cli_actor(), clock=home.clock, home=home) if execute else None
         except NotFoundError as error:
             raise BadInput("ID", error.detail) from error
         except RevocationError as error:
-            if error.field == "reason":
+            if error.field in ("reason", "comment"):
                 raise BadInput("--reason", error.detail) from error
             raise click.ClickException(error.detail) from error
-    if as_json:
-        echo_json({"plan": plan.to_json(), "executed": execute})
-        return
-    verb = "revoked" if execute else "would revoke"
-    click.echo(
-        f"{verb} delegation {plan.delegation_id} ({plan.delegate}: {plan.scope}): "
-        f"status {plan.status_before} -> {plan.status_after}, reason {plan.reason!r}"
-    )
-    click.echo(f"  {plan.unexpired_tokens} unexpired authority token(s) minted under it stop validating")
-    click.echo(
-        f"  {plan.unexpired_certificates} unexpired certificate(s) issued under it are not revoked by this command"
-    )
-    if not execute:
-        click.echo("dry run: nothing changed; run again with --execute to apply")
+    revoke_report(plan, result, as_json=as_json)
 
 
 def _summary(view: dict[str, Any]) -> str:

@@ -227,8 +227,9 @@ def test_s6_scope_outside_every_delegation_is_refused(home, registered, authorit
 def test_s6_token_of_a_revoked_delegation_is_refused(registered, authority, session_factory):
     delegation_id = authority.delegate()
     token = authority.token(delegation_id, registered.jwk, TN_SCOPE)
-    authority.revoke(delegation_id)
+    # The order comes first: once the delegation is revoked, newOrder itself refuses the scope.
     order = raw_new_order(registered, TN_SCOPE.to_identifier_value())
+    authority.revoke(delegation_id)
     before = table_counts(session_factory)
     assert_challenge_failed(registered, order, raw_answer(registered, order, token), "unauthorized",
                             "has been revoked", before, session_factory)
