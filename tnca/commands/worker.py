@@ -2,7 +2,7 @@
 
 Every ``--interval`` it issues the next certificate of each STAR order that is due
 (``ca.renewal.renew_due``: through the whole issuance pipeline, CT included, with the audit
-event), and refreshes the CRLs that are due when the home has CRL publishing (``ca.crl``). Run
+event), and signs a fresh CRL for each issuer whose CRL is due (``ca.crl.refresh_due``). Run
 as many as you like against one PostgreSQL database: each renewal happens once (ca/renewal.py
 says how). ``tnca dev`` starts one.
 
@@ -14,15 +14,13 @@ something. SIGTERM or Ctrl-C stops it after the current tick. Exit codes: 0 afte
 from __future__ import annotations
 
 import datetime as dt
-import importlib
 import logging
 import signal
 import threading
-from types import ModuleType
 
 import click
 
-from ca import renewal
+from ca import crl, renewal
 from ca.config import Home
 from ca.errors import TNCAError
 from ca.policy import format_duration, parse_duration
@@ -45,24 +43,11 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.ti
     return interval
 
 
-def _crl_module() -> ModuleType | None:
-    """``ca.crl`` once CRL publishing exists in this installation (its refresh runs each tick)."""
-    try:
-        return importlib.import_module("ca.crl")
-    except ModuleNotFoundError as exc:
-        if exc.name != "ca.crl":
-            raise
-        return None
-
-
 def run_tick(home: Home, *, limit: int) -> int:
     """One tick: renew what is due, refresh the CRLs that are due. Returns renewals issued."""
     renewed = renewal.renew_due(home.sessionmaker, home, clock=home.clock, limit=limit)
-    crl = _crl_module()
-    if crl is not None and hasattr(crl, "refresh_due"):
-        with home.sessionmaker() as session:
-            crl.refresh_due(session, home, home.clock)
-            session.commit()
+    with home.sessionmaker() as session:
+        crl.refresh_due(session, home, home.clock)  # commits each CRL it signs
     return renewed
 
 
