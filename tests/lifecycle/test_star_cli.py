@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from ca.store import AuditEvent
 from protocol.rfc8739.star_support import auto_renewal, order_row, star_valid_order
-from protocol.support import app, authority, client, home, port, registered, table_counts  # noqa: F401  (fixtures)
+from protocol.support import app, authority, client, free_port, home, port, registered, table_counts  # noqa: F401
 from tnca.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,3 +132,41 @@ def test_star_cancel_refuses_bad_input_naming_it(registered, authority, home, se
     blank = tnca(home, "star", "cancel", order.url.rsplit("/", 1)[1], "--reason", " ", "--execute")
     assert blank.exit_code == 2 and "--reason" in blank.stderr
     assert table_counts(session_factory) == before
+
+
+def _children(pid: int) -> dict[int, list[str]]:
+    """The processes whose parent is ``pid``, by pid, with their command lines (Linux /proc)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found[int(stat.parent.name)] = stat.with_name("cmdline").read_bytes().decode().rstrip("\0").split("\0")
+        except (OSError, IndexError, ValueError):
+            continue  # the process ended while we looked
+    return found
+
+
+def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database_url):
+    """``tnca dev`` (what ``make run`` runs) starts one worker next to the logs and the server,
+    and stops it with the rest."""
+    port, ct_port = free_port(), free_port()
+    env = {**os.environ, "TNCA_DATABASE_URL": database_url}
+    tnca_command = [sys.executable, "-m", "tnca", "--home", str(tmp_path / "dev-home")]
+    subprocess.run([*tnca_command, "init", "--base-url", f"http://127.0.0.1:{port}"], check=True, env=env,
+                   capture_output=True, cwd=REPO)
+    dev = subprocess.Popen([*tnca_command, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env, cwd=REPO,
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines = []
+        while "tnca development stack is running" not in "".join(lines):
+            line = dev.stdout.readline()
+            assert line, "tnca dev exited early:\n" + "".join(lines)
+            lines.append(line)
+        workers = [pid for pid, cmd in _children(dev.pid).items() if cmd[-1:] == ["worker"]]
+        assert len(workers) == 1, _children(dev.pid)
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.communicate(timeout=60)
+    assert dev.returncode == 0
+    assert not Path(f"/proc/{workers[0]}").exists()  # stopped and reaped by tnca dev
