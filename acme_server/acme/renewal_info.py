@@ -57,14 +57,14 @@ def parse_cert_id(text: str) -> tuple[bytes, int]:
     if len(serial_octets) > MAX_SERIAL_OCTETS:
         raise problems.malformed(f"certID serial is {len(serial_octets)} octets; RFC 5280 §4.1.2.2 allows at most 20")
     serial = int.from_bytes(serial_octets, "big", signed=True)
+    if serial <= 0:
+        raise problems.malformed("certID serial is not positive (RFC 5280 §4.1.2.2)")
     # X.690 §8.3.2: DER uses the fewest octets, so a leading 00 only before a set high bit.
     if serial_octets != serial_content_octets(serial):
         raise problems.malformed(
             "certID serial is not the DER encoding of a serial number (a positive INTEGER in the fewest octets, "
             "X.690 §8.3)"
         )
-    if serial <= 0:
-        raise problems.malformed("certID serial is not positive (RFC 5280 §4.1.2.2)")
     return key_identifier, serial
 
 

@@ -28,7 +28,8 @@ from ca import revocation
 from ca.config import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
 from ca.revocation import CRLReason, RevocationPlan
-from tnca.commands.init import cli_actor, parse_scope
+from ca.tnauthlist import TNScope
+from tnca.commands.init import cli_actor
 from tnca.context import BadInput, pass_home
 
 _REASON_HELP = ", ".join(r.asn1_name for r in revocation.OPERATOR_REASONS)
@@ -63,7 +64,7 @@ def command(
     if len(given) != 1:
         raise click.UsageError("give exactly one of --serial, --delegation or --covering/--range/--spc"
                                + (f" (got {' and '.join(given)})" if given else ""))
-    scope = parse_scope(tns, ranges, spcs) if (tns or ranges or spcs) else None
+    scope = _scope(tns, ranges, spcs) if (tns or ranges or spcs) else None
     crl_reason = _reason(reason, default=None if serial else revocation.WITHDRAWN)
     if not home.exists():
         raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
@@ -85,6 +86,16 @@ def command(
             session.rollback()
             _fail(error)
     report(plan, result, as_json=as_json)
+
+
+def _scope(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope:
+    try:
+        return TNScope.parse(tns=tns, ranges=ranges, spcs=spcs)
+    except ScopeError as error:
+        field = error.field or ""
+        option = next((o for prefix, o in (("tns", "--covering"), ("ranges", "--range"), ("spcs", "--spc"))
+                       if field.startswith(prefix)), "--covering/--range/--spc")
+        raise BadInput(option, error.detail) from None
 
 
 def _reason(text: str | None, *, default: CRLReason | None) -> CRLReason | None:
