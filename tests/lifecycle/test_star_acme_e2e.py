@@ -18,7 +18,7 @@ import pytest
 from acme import messages
 from click.testing import CliRunner
 from cryptography import x509
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from acme_server import create_app
 from ca import renewal
@@ -267,3 +267,52 @@ def test_a_log_that_is_down_delays_the_renewal_which_is_retried(ct_home, ct_log,
         back.close()
     finally:
         stop_log(restarted)
+
+
+class CountingTransparency:
+    """The home's real CT client, counting the precertificates it is handed."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.submitted = 0
+
+    def submit(self, precertificate_der, issuer):
+        self.submitted += 1
+        return self.inner.submit(precertificate_der, issuer)
+
+
+def test_a_cancellation_right_after_the_precertificate_is_recorded_keeps_it_from_the_logs(  # noqa: F811
+        ct_home, ct_log, authority, port, session_factory):
+    """The precertificate is committed before any log sees it (RFC 6962 §3.1 via ca.issuance);
+    a cancellation that commits in that instant is seen by the renewal's fence, which then stops
+    before the logs: no SCT is asked for, and the record says why the precertificate went nowhere."""
+    with serving(create_app(ct_home), ct_home, port) as server:
+        star = Star(server, authority, end=utcnow() + 4 * HOUR)
+    due = Worker(ct_home, session_factory, FixedClock(utcnow())).next_renewal_at(star.order_id)
+    counting = CountingTransparency(ct_home.transparency())
+    ct_home.transparency = lambda: counting
+    client_side = type(session_factory)(bind=session_factory.kw["bind"], expire_on_commit=False)
+
+    def cancel_once_the_precertificate_is_committed(_session) -> None:
+        with client_side() as session:
+            recorded = session.scalars(select(Certificate).where(
+                Certificate.order_id == star.order_id, Certificate.stage == "precertificate")).first()
+            order = session.get(Order, star.order_id)
+            if recorded is None or order.status != "valid":
+                return
+            session.commit()
+            renewal.cancel(session, order, actor="test:client", by=renewal.CANCELED_BY_CLIENT, clock=FixedClock(due))
+            session.commit()
+
+    event.listen(session_factory, "after_commit", cancel_once_the_precertificate_is_committed)
+    try:
+        assert Worker(ct_home, session_factory, FixedClock(due)).tick() == 0
+    finally:
+        event.remove(session_factory, "after_commit", cancel_once_the_precertificate_is_committed)
+    assert counting.submitted == 0
+    with session_factory() as session:
+        rows = session.scalars(select(Certificate).where(Certificate.order_id == star.order_id)
+                               .order_by(Certificate.id)).all()
+        assert session.get(Order, star.order_id).status == "canceled"
+    assert [row.stage for row in rows] == ["issued", "failed"]
+    assert rows[1].error == "the order was canceled before the precertificate was submitted"

@@ -9,7 +9,7 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from ca import renewal
+from ca import delegations, renewal
 from ca.clock import FixedClock
 from ca.store import AuditEvent, Certificate, Order
 from protocol.rfc8739.star_support import (
@@ -96,12 +96,16 @@ def test_a_worker_that_was_down_resumes_with_a_certificate_covering_now(register
 
 
 def test_the_worker_cancels_a_star_order_whose_delegation_was_revoked(registered, authority, home, session_factory):  # noqa: F811
-    """The operator revokes the delegation (``tnca delegation revoke``): within one tick the order
-    is canceled, whether or not a renewal is due, and nothing more is issued under it."""
+    """The delegation is revoked by a path that leaves its STAR orders alone (here the bare
+    ``ca.delegations`` change; ``tnca delegation revoke`` also cancels them at once): within one
+    tick the order is canceled, whether or not a renewal is due, and nothing more is issued."""
     delegation_id = authority.delegate()
     order = star_valid_order(registered, authority, auto_renewal(), delegation_id=delegation_id)
     order_id = order.url.rsplit("/", 1)[1]
-    authority.revoke(delegation_id)
+    with session_factory() as session:
+        plan = delegations.plan_revoke(session, delegation_id, reason="test: delegate left", clock=home.clock)
+        delegations.execute_revoke(session, plan, actor="test:operator", clock=home.clock)
+        session.commit()
     worker = worker_at(home, session_factory, utcnow())
     assert worker.tick() == 0
     row = order_row(session_factory, order.url)
@@ -133,7 +137,7 @@ def test_a_renewal_refused_by_issuance_cancels_the_order_with_the_reason(registe
     assert row.status == "canceled"
     assert row.error["detail"].startswith("renewal refused: CSR key type ec-p256 is not allowed")
     with session_factory() as session:  # refused before any precertificate: nothing recorded
-        assert session.scalars(select(Certificate).where(Certificate.order_id == order_id)).all().__len__() == 1
+        assert len(session.scalars(select(Certificate).where(Certificate.order_id == order_id)).all()) == 1
     changed.close()
 
 
@@ -150,8 +154,8 @@ def test_a_cancellation_between_claim_and_renewal_issues_nothing(registered, aut
     result = renewal.renew_claimed(session_factory, home, claim, clock=clock)
     assert result.outcome == "lost"
     assert len(issued_certificates(session_factory, order_id)) == 1
-    with session_factory() as session:
-        assert session.scalars(select(Certificate).where(Certificate.order_id == order_id)).all().__len__() == 1
+    with session_factory() as session:  # not even a precertificate
+        assert len(session.scalars(select(Certificate).where(Certificate.order_id == order_id)).all()) == 1
 
 
 def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_old_claim_commits_nothing(registered, authority, home, session_factory):  # noqa: F811
