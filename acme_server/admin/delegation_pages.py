@@ -1,0 +1,202 @@
+"""Delegations: the list and its search, one delegation, create, edit, mint an authority token."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Response, flash, redirect, url_for
+
+from acme_server.admin import inputs
+from acme_server.admin.common import actor, db, has_errors, now, page, search_parameters
+from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
+from acme_server.admin.inspect import scope_entry_views
+from acme_server.state import current_state
+from ca import delegations, overview, queries, tokens
+from ca.claims import ClaimConstraints
+from ca.errors import QueryError, TNCAError
+from ca.tnauthlist import TNScope
+
+CERTIFICATES_SHOWN = 20
+
+
+def _lifetime_ceiling(ca: bool) -> dt.timedelta:
+    # As `tnca delegation create`: the policy's longest end-entity lifetime, or the delegate CA
+    # one when the delegation may sub-delegate.
+    lifetimes = current_state().policy.lifetimes
+    return max(lifetimes.end_entity, lifetimes.delegate_ca) if ca else lifetimes.end_entity
+
+
+def delegation_list() -> Response:
+    """Delegations, newest first, searchable by number, range, SPC, delegate, status and time."""
+    params = search_parameters()
+    session = db()
+    error: QueryError | None = None
+    result = None
+    try:
+        result = queries.delegations(session, queries.parse_delegation_filter(params))
+    except QueryError as failure:
+        error = failure
+    counts = overview.valid_certificate_counts(session, [item["id"] for item in result.items] if result else [], now=now())
+    return page(
+        "admin/delegations.html",
+        status=400 if error else 200,
+        params=params,
+        error=error,
+        result=result,
+        valid_counts=counts,
+        delegate_names=overview.delegate_names(session),
+    )
+
+
+def delegation_new() -> Response:
+    form = DelegationForm()
+    issuing = current_state().issuing_ca()
+    if form.validate_on_submit():
+        session = db()
+        try:
+            scope = inputs.scope_from(form.tns.data, form.ranges.data, form.spcs.data)
+            constraints = inputs.constraints_from(form.must_include.data, form.permitted_values.data,
+                                                  form.must_exclude.data, form.enhanced.data)
+            ceiling = _lifetime_ceiling(form.ca.data)
+            lifetime = inputs.duration_from(form.max_lifetime.data, field="max_lifetime") or ceiling
+            delegation = delegations.create(
+                session,
+                delegate=form.delegate.data.strip(),
+                scope=scope,
+                issuer_scope=issuing.scope,
+                max_lifetime=lifetime,
+                max_lifetime_ceiling=ceiling,
+                ca=form.ca.data,
+                constraints=constraints,
+                not_after=inputs.time_from(form.not_after.data, field="not_after"),
+                clock=current_state().clock,
+                actor=actor(),
+            )
+            session.commit()
+        except TNCAError as error:
+            session.rollback()
+            inputs.show_error(form, error)
+        else:
+            flash(f"Delegation {delegation.id} created for {delegation.delegate}.", "success")
+            return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
+    return page(
+        "admin/delegation_form.html",
+        status=400 if has_errors(form) else 200,
+        form=form,
+        editing=None,
+        issuer_scope=issuing.scope.describe() if issuing.scope else None,
+        ceiling=_lifetime_ceiling(False),
+    )
+
+
+def delegation_detail(delegation_id: str) -> Response:
+    session = db()
+    delegation = delegations.get(session, delegation_id)
+    view = delegations.describe(delegation)
+    certificates = queries.certificates(
+        session, queries.CertificateFilter(delegation_id=delegation.id, stage=None, limit=CERTIFICATES_SHOWN), now=now()
+    )
+    history = queries.events(session, queries.EventFilter(subject_type="delegation", subject_id=delegation.id, limit=100))
+    authority = current_state().home.token_authority()
+    minted = overview.authority_tokens(session, delegation.id,
+                                       token_authority=tokens.certificate_issuer_id(authority.certificate))
+    constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
+                   if delegation.constraints_der is not None else None)
+    return page(
+        "admin/delegation.html",
+        delegation=delegation,
+        view=view,
+        scope_entries=scope_entry_views(TNScope.from_der(delegation.scope_der)),
+        constraints=constraints,
+        in_force=delegations.is_active(delegation, now()),
+        certificates=certificates,
+        history=history.items,
+        minted=minted,
+    )
+
+
+def delegation_edit(delegation_id: str) -> Response:
+    session = db()
+    delegation = delegations.get(session, delegation_id)
+    constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
+                   if delegation.constraints_der is not None else None)
+    form = DelegationEditForm(data={
+        "delegate": delegation.delegate,
+        "max_lifetime": inputs.duration_text(delegation.max_lifetime_seconds),
+        "not_after": delegation.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if delegation.not_after else "",
+        **inputs.constraints_to_fields(constraints),
+    })
+    ceiling = _lifetime_ceiling(delegation.ca_allowed)
+    if form.validate_on_submit():
+        try:
+            delegations.update(
+                session,
+                delegation.id,
+                delegate=form.delegate.data.strip(),
+                max_lifetime=inputs.duration_from(form.max_lifetime.data, field="max_lifetime"),
+                not_after=inputs.time_from(form.not_after.data, field="not_after"),
+                constraints=inputs.constraints_from(form.must_include.data, form.permitted_values.data,
+                                                    form.must_exclude.data, form.enhanced.data),
+                max_lifetime_ceiling=ceiling,
+                clock=current_state().clock,
+                actor=actor(),
+            )
+            session.commit()
+        except TNCAError as error:
+            session.rollback()
+            inputs.show_error(form, error)
+        else:
+            flash("Delegation updated; the audit trail records what changed.", "success")
+            return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
+    return page(
+        "admin/delegation_form.html",
+        status=400 if has_errors(form) else 200,
+        form=form,
+        editing=delegation,
+        scope=TNScope.from_der(delegation.scope_der).describe(),
+        ceiling=ceiling,
+    )
+
+
+def token_new(delegation_id: str) -> Response:
+    """Mint an authority token (RFC 9448 §5) under this delegation for one ACME account key.
+
+    The token is shown once, on the answer to the POST (never stored, never redirected to):
+    only its jti, scope, fingerprint and expiry are kept (``authority_tokens``).
+    """
+    session = db()
+    state = current_state()
+    delegation = delegations.get(session, delegation_id)
+    form = TokenForm()
+    max_ttl = state.policy.tokens.max_lifetime
+    if form.validate_on_submit():
+        try:
+            subset = inputs.optional_scope_from(form.tns.data, form.ranges.data, form.spcs.data)
+            minted = tokens.mint(
+                session,
+                delegation=delegation,
+                fingerprint=form.fingerprint.data,
+                scope=subset if subset is not None else TNScope.from_der(delegation.scope_der),
+                ca=form.ca.data,
+                ttl=inputs.duration_from(form.ttl.data, field="ttl") or max_ttl,
+                max_ttl=max_ttl,
+                authority=state.home.token_authority(),
+                clock=state.clock,
+                actor=actor(),
+            )
+            session.commit()
+        except TNCAError as error:
+            session.rollback()
+            inputs.show_error(form, error)
+        else:
+            return page("admin/token_minted.html", delegation=delegation, minted=minted,
+                        directory_url=state.urls.directory())
+    return page(
+        "admin/token_form.html",
+        status=400 if has_errors(form) else 200,
+        form=form,
+        delegation=delegation,
+        scope=TNScope.from_der(delegation.scope_der).describe(),
+        max_ttl=max_ttl,
+        in_force=delegations.is_active(delegation, now()),
+    )
