@@ -8,6 +8,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
+from acme_server.acme.problems import problem_for_ca_error
+from ca.errors import AutoRenewalError
 from ca.store import AuditEvent, Revocation
 from protocol.rfc8739.star_support import (
     auto_renewal,
@@ -119,3 +121,12 @@ def test_s7_3_6_deactivating_the_account_cancels_its_star_orders(registered, aut
         "detail": f"account {row.account_id} was deactivated",
     }
     assert [c.serial for c in issued_certificates(session_factory, row.id)]  # the one issued stays
+
+
+def test_s5_ca_auto_renewal_errors_map_to_cancellation_invalid():
+    """The one table from ca errors to problem types (acme_server/acme/problems.py): a STAR order
+    that cannot be canceled is RFC 8739 §5's autoRenewalCancellationInvalid, 400, with its detail."""
+    error = AutoRenewalError("order o is canceled; only a valid auto-renewal order can be canceled", field="order")
+    problem = problem_for_ca_error(error)
+    assert (problem.type, problem.status, problem.detail) == (
+        "urn:ietf:params:acme:error:autoRenewalCancellationInvalid", 400, error.detail)
