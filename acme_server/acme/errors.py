@@ -101,21 +101,24 @@ def add_acme_headers(response: Response) -> Response:
         return response
     state = current_state()
     # RFC 8555 §6.5: a Replay-Nonce on every response to a POST, and SHOULD on errors; we send
-    # one everywhere so any response can start the next request.
+    # one everywhere so any response can start the next request, except on the plain-GET
+    # responses a shared cache may keep (RFC 8739 §4.3 star-certificate, RFC 9773 renewalInfo):
+    # a cache would hand one single-use nonce to every client.
+    cacheable = response.headers.get("Cache-Control", "").startswith("public")
     nonce = g.get("replay_nonce")
-    if nonce is None:
+    if nonce is None and not cacheable:
         try:
             nonce = state.nonces.issue()
         except Exception:  # the response is still worth sending; the client will ask newNonce
             log.exception("could not issue a Replay-Nonce")
-    if nonce is not None:
+    if nonce is not None and not cacheable:
         response.headers["Replay-Nonce"] = nonce
     # RFC 8555 §7.1: every resource except the directory links to the directory.
     directory = state.urls.directory()
     if request.path != ACME_PREFIX + "/directory":
         response.headers.add("Link", f'<{directory}>;rel="index"')
     # RFC 8555 §7.2: newNonce MUST be no-store; nothing else in the API may be cached either,
-    # since every response carries a single-use nonce.
+    # since every other response carries a single-use nonce.
     response.headers.setdefault("Cache-Control", "no-store")
     return response
 

@@ -60,6 +60,8 @@ def test_s3_4_negotiated_unauthenticated_get_serves_the_chain(registered, author
     # Fresh until the next certificate is published (half a lifetime before this one ends).
     assert 0 < max_age <= (leaf.not_valid_after_utc - utcnow() - HOUR / 2).total_seconds() + 2
     assert client.head(path).status_code == 200
+    # A cache would hand one single-use nonce to every client: a cacheable response carries none.
+    assert "Replay-Nonce" not in response.headers
 
 
 def test_s3_4_unauthenticated_get_without_negotiation_is_unauthorized(registered, authority, client, session_factory):
