@@ -27,8 +27,9 @@ Number containment. A certificate "covers" a TN when one of its TNAuthList entri
 or a range containing it (RFC 8226 §9). ``certificate_scope_entries`` stores each numeric entry
 as ``[lo, hi]`` of a fixed digit ``width`` and its span class ``span_digits`` (the digits of
 ``hi - lo``; see :func:`ca.store.span_digits`). An entry of class d is shorter than 10^d numbers,
-so one containing n starts in ``(n - 10^d, n]``: the query probes at most 16 short ranges of the
-covering index ``(width, span_digits, lo, hi, certificate_id)``, whatever the table size.
+so one containing n starts in ``(n - 10^d, n]``: the query probes at most width + 1 short ranges
+of the covering index ``(width, span_digits, lo, hi, certificate_id)``, whatever the table size,
+and then reads the certificates by primary key (:func:`_driven_by_scope` says why).
 
 Not answered here: whether an SPC covers a number. That needs number-portability data
 (RFC 9060 §4.1), so a query by TN never matches an SPC entry; query by ``spc`` for those.
@@ -50,9 +51,9 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import BigInteger, and_, literal, or_, select
+from sqlalchemy import BigInteger, and_, literal, or_, select, union_all
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from ca.errors import QueryError, ScopeError
 from ca.revocation import CRLReason
@@ -484,33 +485,43 @@ def _page(items: list[dict[str, Any]], last_key: int | None, limit: int) -> Page
 # ------------------------------------------------------------------------------------------
 
 
-def _interval_condition(entry: Any, width: int, lo: int, hi: int) -> ColumnElement[bool]:
-    """Entries of ``width`` sharing a number with [lo, hi]: ``entry.lo <= hi AND entry.hi >= lo``.
+def _interval_probe(owner: Any, entry: Any, width: int, lo: int, hi: int) -> Select:
+    """Owner ids (``owner`` is the entry's certificate_id or delegation_id column) of the entries
+    of ``width`` sharing a number with [lo, hi]: ``entry.lo <= hi AND entry.hi >= lo``.
 
-    Per span class d, an entry is shorter than 10^d, so it can only reach ``lo`` if it starts
-    after ``lo - 10^d``: each class is one bounded range of the (width, span_digits, lo) index.
+    An entry of span class d is shorter than 10^d numbers, so it can only reach ``lo`` if it
+    starts after ``lo - 10^d``: each class is one short range of the (width, span_digits, lo, hi,
+    id) index, read without touching the table. Classes above the width cannot occur (a range of
+    ``width`` digits spans fewer than 10^width numbers). The classes are separate SELECTs joined
+    by UNION ALL rather than one OR: PostgreSQL estimates an OR of sixteen ranges as a large part
+    of the table and then prefers scanning it in id order (measured: 80 ms instead of 1 ms).
     """
-    classes = [
-        and_(entry.span_digits == digits, entry.lo > lo - 10**digits, entry.lo <= hi, entry.hi >= lo)
-        for digits in range(MAX_SPAN_DIGITS + 1)
+    probes = [
+        select(owner).where(entry.width == width, entry.span_digits == digits, entry.lo > lo - 10**digits,
+                            entry.lo <= hi, entry.hi >= lo)
+        for digits in range(min(width, MAX_SPAN_DIGITS) + 1)
     ]
-    return and_(entry.width == width, or_(*classes))
+    return union_all(*probes)
 
 
-def _scope_conditions(entry: Any, scope: ScopeFilter) -> list[ColumnElement[bool]]:
-    """One condition on scope-entry rows per part of ``scope``; a row set must meet each one."""
-    conditions = []
+def _scope_probes(owner: Any, entry: Any, scope: ScopeFilter) -> list[Select]:
+    """One SELECT of owner ids per part of ``scope``; an owner must be in each of them."""
+    probes = []
     if scope.tn is not None:
         if scope.tn.is_literal:
-            conditions.append(entry.literal == scope.tn.number)
+            probes.append(select(owner).where(entry.literal == scope.tn.number))
         else:
             number = int(scope.tn.number)
-            conditions.append(_interval_condition(entry, len(scope.tn.number), number, number))
+            probes.append(_interval_probe(owner, entry, len(scope.tn.number), number, number))
     if scope.range is not None:
-        conditions.append(_interval_condition(entry, scope.range.width, scope.range.lo, scope.range.hi))
+        probes.append(_interval_probe(owner, entry, scope.range.width, scope.range.lo, scope.range.hi))
     if scope.spc is not None:
-        conditions.append(entry.spc == scope.spc.code)
-    return conditions
+        probes.append(select(owner).where(entry.spc == scope.spc.code))
+    return probes
+
+
+def _certificate_probes(scope: ScopeFilter) -> list[Select]:
+    return _scope_probes(CertificateScopeEntry.certificate_id, CertificateScopeEntry, scope)
 
 
 # ------------------------------------------------------------------------------------------
@@ -518,11 +529,11 @@ def _scope_conditions(entry: Any, scope: ScopeFilter) -> list[ColumnElement[bool
 # ------------------------------------------------------------------------------------------
 
 
-def _certificate_conditions(flt: CertificateFilter | RevocationFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = [
-        Certificate.id.in_(select(CertificateScopeEntry.certificate_id).where(condition))
-        for condition in _scope_conditions(CertificateScopeEntry, flt.scope)
-    ]
+def _certificate_conditions(flt: CertificateFilter | RevocationFilter,
+                            probes: list[Select] | None = None) -> list[ColumnElement[bool]]:
+    """Conditions on ``certificates`` for ``flt``; ``probes`` replaces the filter's scope probes."""
+    probes = _certificate_probes(flt.scope) if probes is None else probes
+    conditions: list[ColumnElement[bool]] = [Certificate.id.in_(probe) for probe in probes]
     if flt.delegation_id is not None:
         conditions.append(Certificate.delegation_id == flt.delegation_id)
     if flt.delegate is not None:
@@ -536,7 +547,8 @@ def _certificate_conditions(flt: CertificateFilter | RevocationFilter) -> list[C
 
 def certificates(session: Session, flt: CertificateFilter, *, now: dt.datetime | None = None) -> Page:
     """Certificates matching ``flt``, newest first (by row id), with revocation and provenance."""
-    query = select(Certificate).where(*_certificate_conditions(flt))
+    probes = _certificate_probes(flt.scope)
+    query = select(Certificate).where(*_certificate_conditions(flt, probes[1:]))
     if flt.at is not None:
         query = query.where(Certificate.not_before <= flt.at, Certificate.not_after >= flt.at)
     if flt.issued_after is not None:
@@ -549,13 +561,53 @@ def certificates(session: Session, flt: CertificateFilter, *, now: dt.datetime |
         as_of = flt.at or now or dt.datetime.now(dt.timezone.utc)
         revoked = select(Revocation.certificate_id).where(Revocation.revoked_at <= as_of)
         query = query.where(Certificate.id.in_(revoked) if flt.revocation == "revoked" else Certificate.id.not_in(revoked))
-    if flt.cursor is not None:
-        query = query.where(_below(Certificate.id, flt.cursor))
-    rows = list(session.scalars(query.order_by(Certificate.id.desc()).limit(flt.limit + 1)))
+    wanted = flt.limit + 1
+    if probes:
+        rows = _driven_by_scope(session, query, probes[0], flt.cursor, wanted)
+    else:
+        if flt.cursor is not None:
+            query = query.where(_below(Certificate.id, flt.cursor))
+        rows = list(session.scalars(query.order_by(Certificate.id.desc()).limit(wanted)))
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
     items = _certificate_items(session, rows)
     return _page(items, rows[-1].id if more else None, flt.limit)
+
+
+# Candidate ids fetched by the first scope probe; each further probe fetches four times more.
+FIRST_CANDIDATE_CHUNK = 256
+
+
+def _driven_by_scope(session: Session, query: Select, probe: Select, cursor: int | None,
+                     wanted: int) -> list[Certificate]:
+    """Up to ``wanted`` rows of ``query`` among the certificates ``probe`` selects, newest
+    first, below ``cursor``.
+
+    Why two steps rather than one statement: a planner cannot know that "valid at T"
+    (``not_before <= T <= not_after``) is far more selective than its two halves suggest (the
+    windows are short and the two columns move together), so given ``… ORDER BY id DESC LIMIT n``
+    it walks the primary key backwards through the whole table hoping to meet matches early
+    (measured on PostgreSQL 15 over a million rows: 450 ms). Here the indexed scope probe picks
+    candidate ids, newest first, a chunk at a time, and the certificates are read by primary key;
+    chunks grow fourfold so a broad range is read in O(log n) probes.
+    """
+    rows: list[Certificate] = []
+    below = cursor
+    chunk = FIRST_CANDIDATE_CHUNK
+    candidates_of = probe.subquery("candidates")
+    candidate = candidates_of.c[0]
+    while len(rows) < wanted:
+        candidates = select(candidate).distinct().order_by(candidate.desc()).limit(chunk)
+        if below is not None:
+            candidates = candidates.where(_below(candidate, below))
+        ids = list(session.scalars(candidates))
+        if ids:
+            rows += session.scalars(
+                query.where(Certificate.id.in_(ids)).order_by(Certificate.id.desc()).limit(wanted - len(rows)))
+        if len(ids) < chunk:
+            break
+        below, chunk = ids[-1], chunk * 4
+    return rows
 
 
 def certificate_by_serial(session: Session, serial: str) -> dict[str, Any] | None:
@@ -753,8 +805,8 @@ def _revocation_events(session: Session, serials: Sequence[str]) -> dict[str, Au
 def delegations(session: Session, flt: DelegationFilter) -> Page:
     """Delegations matching ``flt``, newest first: who was granted a number, when, by whom."""
     query = select(Delegation)
-    for condition in _scope_conditions(DelegationScopeEntry, flt.scope):
-        query = query.where(Delegation.id.in_(select(DelegationScopeEntry.delegation_id).where(condition)))
+    for probe in _scope_probes(DelegationScopeEntry.delegation_id, DelegationScopeEntry, flt.scope):
+        query = query.where(Delegation.id.in_(probe))
     if flt.at is not None:
         query = query.where(
             Delegation.not_before <= flt.at,

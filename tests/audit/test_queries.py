@@ -359,3 +359,27 @@ def test_literal_numbers_with_star_or_hash_match_only_themselves(authority):
     assert _serials(authority, tn="1202555#100") == [f"{cid:x}"]
     assert _serials(authority, tn="1202555*100") == []
     assert _serials(authority, tn="12025555100") == [f"{cid:x}"]  # the numeric entry, not the literal
+
+
+def test_candidates_are_read_in_growing_chunks_until_enough_match(authority):
+    """1,500 certificates cover one number; only the three oldest were valid at T. Finding them
+    takes the probe past its first chunks (256, then 1,024 more), newest first throughout."""
+    count = 1500
+    stored = _store_intervals(authority, [(11, 12025550100, 12025550100)] * count)
+    ids = sorted(stored)
+    long_ago = authority.clock.now() - dt.timedelta(days=400)
+    with authority.session() as session:
+        session.execute(
+            Certificate.__table__.update().where(Certificate.id.in_(ids[:3]))
+            .values(not_before=long_ago - DAY, not_after=long_ago + DAY))
+        session.commit()
+    at = _iso(long_ago)
+    assert queries.FIRST_CANDIDATE_CHUNK < count - 3
+    assert _serials(authority, tn="12025550100", at=at) == [f"{i:x}" for i in reversed(ids[:3])]
+    with authority.session() as session:
+        first = queries.certificates(session, queries.parse_certificate_filter(
+            {"tn": "12025550100", "at": at, "limit": "2"}))
+        rest = queries.certificates(session, queries.parse_certificate_filter(
+            {"tn": "12025550100", "at": at, "limit": "2", "cursor": first.next_cursor}))
+    assert [i["serial"] for i in first.items + rest.items] == [f"{i:x}" for i in reversed(ids[:3])]
+    assert rest.next_cursor is None

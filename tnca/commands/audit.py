@@ -228,7 +228,8 @@ def verify(home: Home, export_file: str | None, root: str | None, as_json: bool)
                 raise BadInput("--export", f"cannot read {export_file}: {error.strerror}") from error
             _report(result, as_json, export_file)
             return
-        trust_anchor = _load_root(root or str(home.path / ROOT_CERT_FILE))
+        home_root = home.path / ROOT_CERT_FILE
+        trust_anchor = _load_root(root) if root else (_load_root(str(home_root)) if home_root.is_file() else None)
         with read_session(home) as session:
             result = audit.verify_all(session, trust_anchor=trust_anchor)
         _report(result, as_json, "database")
