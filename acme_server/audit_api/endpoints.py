@@ -83,7 +83,8 @@ def page_response(page: queries.Page) -> Response:
     if page.next_cursor is not None:
         # RFC 8288: the next page, for clients that follow links rather than read next_cursor.
         params = {**query_parameters(), "cursor": page.next_cursor}
-        response.headers["Link"] = f'<{request.base_url}?{urlencode(params)}>; rel="next"'
+        # The authority's external URL, not the one a reverse proxy forwarded to.
+        response.headers["Link"] = f'<{current_state().home.base_url}{request.path}?{urlencode(params)}>; rel="next"'
     return response
 
 

@@ -26,6 +26,10 @@ What other blueprints use (the operator pages, the auditor pages, the audit API)
 - **Login throttling** is in the database (:func:`ca.users.check_throttle`), shared by every
   process; a throttled login answers 429 with ``Retry-After`` (RFC 6585 §4).
 
+After a login without a ``next`` target the browser lands on the endpoint named by
+``app.config["AUTH_LANDING_ENDPOINT"]`` (default ``auth.whoami``, a page saying who is signed in);
+the operator pages set it to their start page.
+
 The session secret (``SECRET_KEY``) is ``TNCA_SECRET_KEY`` when set, else the file
 ``HOME/keys/web-session.key``, created with 256 random bits on first use and shared by every
 worker of the home.
@@ -45,7 +49,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, session, url_for
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import Forbidden, Unauthorized
@@ -233,7 +237,7 @@ def login() -> Any:
     session.clear()
     session[SESSION_TOKEN_KEY] = users.start_session(db, result.user, remote_addr=request.remote_addr, clock=clock)
     db.commit()
-    return redirect(next_target or url_for(f"{BLUEPRINT_NAME}.whoami"))
+    return redirect(next_target or url_for(current_app.config.get("AUTH_LANDING_ENDPOINT", f"{BLUEPRINT_NAME}.whoami")))
 
 
 def logout() -> Any:

@@ -10,6 +10,8 @@ import csv
 import io
 import json
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from acme_server import create_app
@@ -113,13 +115,15 @@ def test_the_cli_gives_exactly_the_api_answer(authority, client, data):
         assert json.loads(result.stdout) == api, kind
 
 
-def test_pages_link_to_the_next_one_rfc8288(client, data):
+def test_pages_link_to_the_next_one_rfc8288(authority, client, data):
     first = _get(client, "/api/v1/certificates?range=12025550100:3&limit=2", data["token"])
     body = first.get_json()
     assert len(body["items"]) == 2 and body["next_cursor"]
     link = first.headers["Link"]
     assert link.endswith('>; rel="next"') and f"cursor={body['next_cursor']}" in link and "limit=2" in link
-    second = _get(client, link[1:link.index(">")].replace("http://localhost", ""), data["token"]).get_json()
+    target = urlsplit(link[1:link.index(">")])
+    assert f"{target.scheme}://{target.netloc}" == authority.base_url  # the external URL, not the forwarded one
+    second = _get(client, f"{target.path}?{target.query}", data["token"]).get_json()
     assert len(second["items"]) == 1 and second["next_cursor"] is None
     assert not {i["serial"] for i in second["items"]} & {i["serial"] for i in body["items"]}
 

@@ -237,3 +237,8 @@ def test_the_session_secret_is_made_once_per_home_and_kept_private(authority, cl
     assert secret_file.stat().st_mode & 0o777 == 0o600
     first = secret_file.read_text()
     assert create_app(authority.home).secret_key == first.strip()
+
+
+def test_the_operator_pages_choose_where_a_plain_login_lands(app, client):
+    app.config["AUTH_LANDING_ENDPOINT"] = "test_pages.auditor"
+    assert _login(client).headers["Location"] == "/test/auditor"
