@@ -57,6 +57,7 @@ from ca import audit, crl, delegations, renewal, store
 from ca.clock import Clock, FixedClock
 from ca.errors import AutoRenewalError, NotFoundError, RevocationError
 from ca.store import (
+    AuditEvent,
     AuthorityToken,
     Certificate,
     CertificateScopeEntry,
@@ -480,7 +481,8 @@ def _plan(session: Session, request: RevocationRequest, *, now: dt.datetime) -> 
                 .where(Delegation.id.in_(_overlapping(DelegationScopeEntry, scope)), Delegation.status == delegations.ACTIVE)
                 .order_by(Delegation.created_at, Delegation.id)
             )
-            if delegations.is_active(d, now) and TNScope.from_der(d.scope_der, strict=False).overlaps(scope)
+            # Also one that starts later: it will grant the numbers then.
+            if (d.not_after is None or now < d.not_after) and TNScope.from_der(d.scope_der, strict=False).overlaps(scope)
         ]
     else:
         raise RevocationError(f"unknown revocation kind {request.kind!r}", field="kind")
@@ -618,7 +620,7 @@ class RevocationResult:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "plan": self.plan.to_json(),
+            "plan_digest": self.plan.digest,
             "revoked": list(self.revoked),
             "delegations": list(self.delegations),
             "canceled_orders": list(self.canceled_orders),
@@ -658,18 +660,37 @@ def execute(
     """
     if not plan.changes_anything:
         return RevocationResult(plan, (), (), (), None, ())
-    # Hold the delegations being revoked (PostgreSQL row locks) while the plan is checked and
-    # applied, so two operators cannot both revoke one; populate_existing re-reads them.
-    for delegation_plan in plan.delegations:
-        session.scalars(
-            select(Delegation).where(Delegation.id == delegation_plan.delegation_id)
-            .with_for_update().execution_options(populate_existing=True)
-        ).one_or_none()
-    current = _plan(session, plan.request, now=plan.planned_at)
-    if current.digest != plan.digest:
-        session.rollback()
-        raise RevocationError(f"the plan changed since it was made ({_changes(plan, current)}); plan again", field="plan")
+    try:
+        # Hold the delegations being revoked (PostgreSQL row locks) while the plan is checked and
+        # applied, so two operators cannot both revoke one; populate_existing re-reads them.
+        for delegation_plan in plan.delegations:
+            session.scalars(
+                select(Delegation).where(Delegation.id == delegation_plan.delegation_id)
+                .with_for_update().execution_options(populate_existing=True)
+            ).one_or_none()
+        current = _plan(session, plan.request, now=plan.planned_at)
+        if current.digest != plan.digest:
+            raise RevocationError(f"the plan changed since it was made ({_changes(plan, current)}); plan again",
+                                  field="plan")
+        event, canceled = _apply(session, plan, actor=actor, clock=clock, via=via)
+    except BaseException:
+        session.rollback()  # all or nothing, whatever failed
+        raise
+    session.commit()
 
+    outcomes = crl.regenerate(session, home, plan.crl_issuers, clock=clock, trigger=crl.TRIGGER_REVOCATION, actor=actor)
+    return RevocationResult(
+        plan=plan,
+        revoked=tuple(c.serial for c in plan.certificates),
+        delegations=tuple(d.delegation_id for d in plan.delegations),
+        canceled_orders=tuple(canceled),
+        audit_seq=event.seq,
+        crls=tuple(outcomes),
+    )
+
+
+def _apply(session: Session, plan: RevocationPlan, *, actor: str, clock: Clock, via: str) -> tuple[AuditEvent, list[str]]:
+    """The writes of :func:`execute`, in the caller's transaction: (audit event, canceled order ids)."""
     source = {KIND_CERTIFICATE: via, KIND_DELEGATION: "delegation", KIND_SCOPE: "number"}[plan.request.kind]
     event = audit.append(
         session,
@@ -700,17 +721,7 @@ def execute(
         except AutoRenewalError:
             continue  # canceled meanwhile (by its client or the worker): the outcome is the same
         canceled.append(planned_order.id)
-    session.commit()
-
-    outcomes = crl.regenerate(session, home, plan.crl_issuers, clock=clock, trigger=crl.TRIGGER_REVOCATION, actor=actor)
-    return RevocationResult(
-        plan=plan,
-        revoked=tuple(c.serial for c in plan.certificates),
-        delegations=tuple(d.delegation_id for d in plan.delegations),
-        canceled_orders=tuple(canceled),
-        audit_seq=event.seq,
-        crls=tuple(outcomes),
-    )
+    return event, canceled
 
 
 def _changes(old: RevocationPlan, new: RevocationPlan) -> str:

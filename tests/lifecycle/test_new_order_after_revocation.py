@@ -20,7 +20,6 @@ from protocol.support import (  # noqa: F401  (fixtures)
     client,
     home,
     port,
-    raw_new_order,
     registered,
     table_counts,
 )
