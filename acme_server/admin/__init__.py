@@ -162,9 +162,17 @@ def _bad_request(error: TNCAError) -> Response:
 
 
 def _app_setup(app: Flask) -> None:
-    """``/`` leads to the dashboard, and unknown URLs under ``/admin`` get a page in our layout
-    (a blueprint's own 404 handler never sees them: Flask routes before choosing a blueprint)."""
+    """``/`` and a login lead to the dashboard, the sign-in pages get the stylesheet, and unknown URLs under
+    ``/admin`` get a page in our layout (a blueprint's own 404 handler never sees them: Flask
+    routes before choosing a blueprint)."""
     app.add_url_rule("/", endpoint="tnca_home", view_func=lambda: redirect(url_for(f"{BLUEPRINT_NAME}.dashboard")))
+    # A login without a `next` target lands on the dashboard (acme_server.auth reads this).
+    app.config.setdefault("AUTH_LANDING_ENDPOINT", f"{BLUEPRINT_NAME}.dashboard")
+    # The sign-in pages (acme_server/auth templates) use the same stylesheet and icon.
+    app.context_processor(lambda: {
+        "ui_stylesheet": url_for(f"{BLUEPRINT_NAME}.static", filename="tnca.css"),
+        "ui_icon": url_for(f"{BLUEPRINT_NAME}.static", filename="tnca.svg"),
+    })
     previous = app.error_handler_spec[None][None].get(HTTPException)
 
     def handle(error: HTTPException) -> Any:

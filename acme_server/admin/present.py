@@ -54,9 +54,10 @@ def relative(value: Any, now: dt.datetime | None = None) -> str:
     if magnitude < 30:
         return "now"
     for unit, size in _UNITS:
-        if magnitude >= size:
+        # 59.8 minutes read as "1 h", not "60 min".
+        if magnitude >= size * 0.995:
             amount = magnitude / size
-            text = f"{amount:.1f}".rstrip("0").rstrip(".") if amount < 10 and unit != "s" else f"{round(amount)}"
+            text = f"{amount:.1f}".rstrip("0").rstrip(".") if amount < 9.95 and unit != "s" else f"{round(amount)}"
             return f"in {text} {unit}" if delta > 0 else f"{text} {unit} ago"
     return "now"  # pragma: no cover - magnitude >= 30 s always matches a unit
 

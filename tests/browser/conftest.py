@@ -14,15 +14,15 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from acme_server import create_app
-from ca import users
 from ca.config import Home
+from tests.admin.support import create_people
+from tests.browser.support import SCREENSHOTS, Screens, Visitor
 from tests.ct.ct_helpers import RunningLog, postgres_database, start_log, stop_log
 from tests.protocol.support import LiveServer, authority, home, port, serving  # noqa: F401
 
@@ -38,10 +38,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
-# What each role's person is called in these tests, and the password they all sign in with.
-PASSWORD = "browser-test-password-1"
-PEOPLE = {"admin": "ada", "operator": "olivia", "auditor": "audrey"}
 VIEWPORT = {"width": 1360, "height": 900}
 
 
@@ -58,11 +54,7 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture
 def people(home: Home) -> dict[str, str]:
     """One person per role (role → name), created with ``ca.users`` as ``tnca user add`` does."""
-    with home.sessionmaker() as session:
-        for role, name in PEOPLE.items():
-            users.create_user(session, name=name, role=role, password=PASSWORD, actor="test", clock=home.clock)
-        session.commit()
-    return dict(PEOPLE)
+    return create_people(home)
 
 
 @pytest.fixture
@@ -102,48 +94,9 @@ def live_with_ct(ct_home: Home, port: int) -> Iterator[LiveServer]:
         yield server
 
 
-class Screens:
-    """Saves full-page screenshots as ``<test name>-<nn>-<step>.png``."""
-
-    def __init__(self, test_name: str) -> None:
-        self.prefix = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
-        self.count = 0
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        for old in SCREENSHOTS.glob(f"{self.prefix}-*.png"):
-            old.unlink()
-
-    def __call__(self, page: Page, step: str) -> Path:
-        self.count += 1
-        path = SCREENSHOTS / f"{self.prefix}-{self.count:02d}-{step}.png"
-        page.screenshot(path=str(path), full_page=True)
-        return path
-
-
 @pytest.fixture
 def shots(request: pytest.FixtureRequest) -> Screens:
     return Screens(request.node.name)
-
-
-@dataclass
-class Visitor:
-    """One person's browser: its own context (cookies), one page, and the server's address."""
-
-    context: BrowserContext
-    page: Page
-    base_url: str
-
-    def goto(self, path: str) -> None:
-        self.page.goto(self.base_url + path)
-
-    def sign_in(self, name: str, password: str = PASSWORD, *, landing: str = "/admin/") -> None:
-        """Through the login form, as a person does; ends on ``landing``."""
-        self.goto(landing)
-        expect(self.page).to_have_url(re.compile(r"/auth/login"))
-        self.page.get_by_label("Name").fill(name)
-        self.page.get_by_label("Password").fill(password)
-        self.page.get_by_role("button", name="Sign in").click()
-        expect(self.page).to_have_url(self.base_url + landing)
-        expect(self.page.locator("#signed-in-as")).to_have_text(name)
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

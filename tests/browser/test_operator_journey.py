@@ -19,7 +19,7 @@ from sqlalchemy import select
 from ca import tokens
 from ca.store import Delegation, Revocation
 from ca.tnauthlist import TNScope
-from tests.browser.conftest import PEOPLE
+from tests.browser.support import PEOPLE
 from tests.protocol.support import Subscriber, make_csr
 
 pytestmark = pytest.mark.e2e
@@ -129,4 +129,5 @@ def test_operator_delegates_mints_finds_and_revokes(live_with_ct, ct_log, people
     expect(page.get_by_role("link", name="Revoke…")).to_have_count(0)
     page.goto(f"{live_with_ct.base_url}/admin/")
     expect(page.locator("#stat-revoked .value")).to_have_text("1")
+    expect(page.locator("#stat-tokens .value")).to_have_text("0")  # the token was used
     shots(page, "dashboard-after")
