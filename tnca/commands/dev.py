@@ -6,6 +6,10 @@ distinct logs), then starts the ACME server and one renewal worker (``tnca worke
 renewals, RFC 8739), and prints the ACME directory URL. Everything runs as child processes of
 this one; Ctrl-C (or SIGTERM) stops them all, and if any of them dies the others are stopped too
 and the command fails.
+
+It also prints the operator pages' address and an admin login (``ca.users.ensure_dev_admin``):
+the first run makes the person ``admin`` with a generated password and shows it once; later runs
+name the admin and how to set a new password.
 """
 
 from __future__ import annotations
@@ -21,7 +25,9 @@ from pathlib import Path
 
 import click
 
+from ca import users
 from ca.config import POLICY_FILE, Home
+from ca.errors import UserError
 from tnca.context import pass_home
 
 DEV_LOG_NAMES = ("dev1", "dev2")
@@ -69,6 +75,22 @@ def configure_dev_logs(policy_path: Path, logs: list[tuple[str, str, Path]]) -> 
     text = re.sub(r"(?m)^required_scts = \d+$", f"required_scts = {len(logs)}", text)
     policy_path.write_text(text)
     return True
+
+
+def admin_login(home: Home) -> list[str]:
+    """The banner lines naming the operator pages and an admin login, making the admin if needed."""
+    lines = [f"  Operator pages:  {home.base_url}/admin/"]
+    with home.sessionmaker() as session:
+        try:
+            name, password = users.ensure_dev_admin(session, home.clock)
+        except UserError as error:  # a person "admin" exists and is not an active admin
+            return [*lines, f"  Admin login:     none made: {error.detail}"]
+        session.commit()
+    if password is not None:
+        lines.append(f"  Admin login:     {name} / {password}   (shown this once)")
+    else:
+        lines.append(f"  Admin login:     {name}   (new password: tnca --home {home.path} user passwd {name})")
+    return lines
 
 
 @click.command("dev")
@@ -124,9 +146,12 @@ def command(home: Home, workers: int, ct_port: int) -> None:
         children.append(worker)
         _wait_for_line(worker, re.compile(r"^renewal worker started"))
 
+        login = admin_login(home)
         click.echo("")
         click.echo("tnca development stack is running")
         click.echo(f"  ACME directory:  {home.base_url}/acme/directory")
+        for line in login:
+            click.echo(line)
         for name, url, _key in logs:
             click.echo(f"  CT log {name}:     {url}")
         click.echo("  renewal worker:  STAR orders renewed as they fall due")
