@@ -8,7 +8,7 @@ SYSTEM := $(VENV)/.system-packages
 TNCA_HOME ?= ./tnca-home
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-postgres bench lint clean
+.PHONY: setup run test test-browser test-postgres bench lint clean
 
 setup: $(INSTALLED) $(SYSTEM)
 
@@ -30,6 +30,11 @@ run: setup
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The operator and auditor pages in Debian's chromium (installed by scripts/system-packages.sh);
+# screenshots land in test-artifacts/screenshots/.
+test-browser: setup
+	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
+
 bench: setup
 	$(PY) -m bench.issuance --home $(TNCA_HOME)-bench
 
@@ -37,4 +42,4 @@ lint: setup
 	$(PY) -m compileall -q ca acme_server ctlog tnca
 
 clean:
-	rm -rf $(VENV) $(TNCA_HOME) .pytest_cache .hypothesis
+	rm -rf $(VENV) $(TNCA_HOME) .pytest_cache .hypothesis test-artifacts
