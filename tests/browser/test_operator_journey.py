@@ -53,6 +53,16 @@ def test_operator_delegates_mints_finds_and_revokes(live_with_ct, ct_log, people
     expect(page.locator("#scope-entries")).to_contain_text("12025550100 + 100")
     expect(page.locator("#constraints")).to_contain_text("rcd")
 
+    # Edit what may change; the audit history shows before and after.
+    page.get_by_role("link", name="Edit").click()
+    expect(page.get_by_label("Telephone numbers")).to_have_count(0)  # the scope is not editable
+    page.get_by_label("Longest certificate lifetime").fill("6h")
+    page.get_by_role("button", name="Save changes").click()
+    expect(page.locator(".timeline li").first).to_contain_text("delegation.update")
+    expect(page.locator(".timeline li").first).to_contain_text("max_lifetime_seconds")
+    expect(page.locator(".timeline li").first).to_contain_text("43200 → 21600")
+    shots(page, "delegation-edited")
+
     # 2. The enterprise's ACME account, and a token bound to its key's fingerprint (RFC 9448 §5.4).
     subscriber = Subscriber(live_with_ct)
     subscriber.register()
