@@ -177,8 +177,9 @@ def _app_setup(app: Flask) -> None:
 
     def handle(error: HTTPException) -> Any:
         if isinstance(error, NotFound) and (request.path == URL_PREFIX or request.path.startswith(URL_PREFIX + "/")):
+            # Not routed to the blueprint, so its context processor does not run: add the navigation.
             return common.page("admin/error.html", status=404, title="Not found",
-                               message="There is no page at this address.")
+                               message="There is no page at this address.", **_navigation())
         return previous(error) if previous is not None else error
 
     app.register_error_handler(HTTPException, handle)
