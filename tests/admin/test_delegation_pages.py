@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 
+import josepy as jose
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from ca import store, tokens
@@ -183,9 +185,7 @@ def test_the_delegation_list_searches_through_ca_queries(auditor, home):
     assert "must be an RFC 3339 time" in field_error(text_of(response), "q-at")
 
 
-def public_jwk_of(key):  # type: ignore[no-untyped-def]
-    import josepy as jose
-
+def public_jwk_of(key: ec.EllipticCurvePrivateKey) -> jose.JWK:
     return jose.JWKEC(key=key).public_key()
 
 
