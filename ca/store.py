@@ -19,6 +19,7 @@ Conventions:
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import secrets
 from typing import Any, Optional
@@ -60,8 +61,13 @@ RANDOM_ID_BYTES = 12
 
 
 def random_id() -> str:
-    """A URL-safe random identifier for resources that appear in URLs."""
-    return secrets.token_urlsafe(RANDOM_ID_BYTES)
+    """A random identifier for resources that appear in URLs and on command lines.
+
+    Lowercase base32 rather than base64url: an identifier that began with ``-`` would be read
+    as an option by ``tnca delegation revoke <id>``, and one without ``-``/``_`` is selected
+    whole by a double click when an operator copies it out of a terminal.
+    """
+    return base64.b32encode(secrets.token_bytes(RANDOM_ID_BYTES)).decode("ascii").rstrip("=").lower()
 
 
 def utcnow() -> dt.datetime:

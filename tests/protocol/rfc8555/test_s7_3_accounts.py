@@ -48,7 +48,7 @@ def test_s7_3_new_account_is_201_with_location_and_account_object(raw, home, ses
     response = raw.post(NEW_ACCOUNT, {"contact": ["mailto:ops@example.com"], "termsOfServiceAgreed": True}, use_jwk=True)
     assert response.status_code == 201
     location = response.headers["Location"]
-    assert re.fullmatch(re.escape(home.base_url) + r"/acme/acct/[A-Za-z0-9_-]{16}", location)
+    assert re.fullmatch(re.escape(home.base_url) + r"/acme/acct/[a-z2-7]{20}", location)
     body = response.get_json()
     assert body == {"status": "valid", "contact": ["mailto:ops@example.com"], "orders": location + "/orders"}
     with session_factory() as session:
