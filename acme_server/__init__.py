@@ -1,27 +1,23 @@
 """The web front end: a Flask app factory around the authority in ``ca/``.
 
 ``create_app(home)`` builds everything; nothing exists at import time. The app serves the ACME
-API under ``/acme`` and the token authority's certificate at ``/token-authority.pem``. Further
-blueprints (operator UI, auditor API) register themselves the same way: a module in
-:data:`OPTIONAL_BLUEPRINT_MODULES` that defines ``create_blueprint()``.
+API under ``/acme``, the repository (x5u certificates, CRLs, ``/token-authority.pem``), the
+sign-in pages, the operator and auditor pages under ``/admin`` and the auditor API under
+``/api/v1``.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
 from flask import Flask
 
+from acme_server import admin, audit_api, auth
 from acme_server.acme import errors, repository, routes
 from acme_server.acme.jws import MAX_JWS_BODY_BYTES
 from acme_server.state import EXTENSION_KEY, ServerState, close_db_session
 from ca.config import Home
-
-# Front ends written elsewhere; each is registered if its module exists. ``auth`` comes first:
-# registering it configures sessions and CSRF for the pages and the API after it.
-OPTIONAL_BLUEPRINT_MODULES = ("acme_server.auth", "acme_server.admin", "acme_server.audit_api")
 
 DEFAULTS: dict[str, Any] = {
     # Werkzeug refuses larger bodies with 413 (rendered as a problem under /acme/) even when a
@@ -50,12 +46,8 @@ def create_app(home_or_path: Home | str | os.PathLike[str], config: dict[str, An
     errors.register(app)
     app.register_blueprint(routes.create_blueprint())
     app.register_blueprint(repository.create_blueprint())
-    for module_name in OPTIONAL_BLUEPRINT_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue
-        app.register_blueprint(module.create_blueprint())
+    # ``auth`` comes first: registering it configures sessions and CSRF for the pages and the
+    # API after it.
+    for front_end in (auth, admin, audit_api):
+        app.register_blueprint(front_end.create_blueprint())
     return app

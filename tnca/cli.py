@@ -36,13 +36,7 @@ def cli(ctx: click.Context, home: str) -> None:
 
 
 for _name in COMMAND_MODULES:
-    try:
-        _module = importlib.import_module(f"tnca.commands.{_name}")
-    except ModuleNotFoundError as exc:  # a command module not written yet
-        if exc.name != f"tnca.commands.{_name}":
-            raise
-        continue
-    cli.add_command(_module.command)
+    cli.add_command(importlib.import_module(f"tnca.commands.{_name}").command)
 
 
 def main() -> None:

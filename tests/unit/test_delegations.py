@@ -15,20 +15,10 @@ from ca.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
 from ca.tnauthlist import TNScope
+from tests.helpers import row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
-
-def row_counts(session) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """Row count of every table: refusals must leave all of them unchanged.
-
-    (Local rather than imported from tests/conftest.py: with several conftest modules on the
-    path, ``from conftest import …`` resolves to whichever was imported last.)
-    """
-    return {
-        table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
-        for table in store.Base.metadata.sorted_tables
-    }
 
 ISSUER_SCOPE = TNScope.parse(ranges=["12125551000:1000", "12025550000:1000", "0123:10"], spcs=["709J"])
 DAY = dt.timedelta(hours=24)

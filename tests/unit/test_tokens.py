@@ -30,20 +30,10 @@ from ca.clock import FixedClock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
 from ca.tnauthlist import TNScope
 from ca.x5u import FetchPolicy, X5UFetcher
+from tests.helpers import row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
-
-def row_counts(session) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """Row count of every table: refusals must leave all of them unchanged.
-
-    (Local rather than imported from tests/conftest.py: with several conftest modules on the
-    path, ``from conftest import …`` resolves to whichever was imported last.)
-    """
-    return {
-        table.name: session.execute(select(func.count()).select_from(table)).scalar_one()
-        for table in store.Base.metadata.sorted_tables
-    }
 
 TA_URL = "https://ta.example.net/token-authority.pem"
 
