@@ -10,6 +10,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pyasn1.codec.der import decoder as der_decoder
+from pyasn1.codec.der import encoder as der_encoder
+from pyasn1_alt_modules import rfc5280
 from sqlalchemy import func, select
 
 from ct_helpers import make_delegate, postgres_database
@@ -115,6 +118,29 @@ def test_s4_2_mutated_chain_is_refused_with_a_reason(fuzzed, data, path):
         return
     assert_refused(response)
     assert "chain" in response.get_json()["error_message"]
+    assert entries_written(ct_log) == before
+
+
+def with_duplicated_extension(der: bytes) -> bytes:
+    """``der`` with its first extension repeated (RFC 5280 §4.2: "MUST NOT include more than
+    one instance of a particular extension"); the signature no longer matches, but parsing
+    must fail first."""
+    certificate, _ = der_decoder.decode(der, asn1Spec=rfc5280.Certificate())
+    extensions = certificate["tbsCertificate"]["extensions"]
+    extensions.append(extensions[0])
+    return der_encoder.encode(certificate)
+
+
+def test_s4_2_duplicate_extension_is_refused_naming_the_certificate(fuzzed):
+    """Found by the mutation fuzzer above: one flipped byte turned an extension's OID into
+    another one already present, and the log answered 500."""
+    client, ct_log, valid = fuzzed
+    chain = [with_duplicated_extension(valid[0]), *valid[1:]]
+    before = entries_written(ct_log)
+    response = client.post("/ct/v1/add-pre-chain", json={"chain": [base64.b64encode(der).decode() for der in chain]})
+    assert_refused(response)
+    message = response.get_json()["error_message"]
+    assert "chain[0] is not a usable DER X.509 certificate" in message and "Duplicate" in message, message
     assert entries_written(ct_log) == before
 
 
