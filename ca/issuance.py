@@ -55,6 +55,7 @@ from ca.store import Certificate, CertificateScopeEntry, Delegation
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import (
     EMBEDDED_SCT_LIST_OID,
+    MALFORMED_X509_ERRORS,
     draft_certificate,
     encode_sct_list_extension,
     fingerprint_sha256,
@@ -360,7 +361,7 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
         )
     try:
         extensions = csr.extensions
-    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType) as exc:
+    except MALFORMED_X509_ERRORS as exc:
         raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
     tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
     if tn_ext is not None:

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes, PublicKeyTypes
@@ -32,6 +32,18 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------------------------
 # Minimal DER: just enough to wrap a TBS, an AlgorithmIdentifier and a BIT STRING.
 # --------------------------------------------------------------------------------------------
+
+# What cryptography raises for a malformed certificate or CSR, when loading it or when reading its
+# lazily parsed parts (extensions, names, public key). Only some are ValueErrors: a version other
+# than v1-v3 (InvalidVersion), a repeated extension (DuplicateExtension) or an unknown
+# GeneralName (UnsupportedGeneralNameType) escape ``except ValueError`` and would become a 500.
+MALFORMED_X509_ERRORS: tuple[type[Exception], ...] = (
+    ValueError,
+    UnsupportedAlgorithm,
+    x509.InvalidVersion,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
 
 DER_SEQUENCE = 0x30
 DER_BIT_STRING = 0x03

@@ -20,6 +20,7 @@ from ca.errors import RevocationError
 from ca.revocation import CRLReason
 from ca.store import Account, Authorization, Certificate, Issuer, Order
 from ca.tnauthlist import TNScope
+from ca.x509util import MALFORMED_X509_ERRORS
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 
@@ -78,7 +79,7 @@ def revoke_cert() -> Response:
         presented = x509.load_der_x509_certificate(der)
     except EncodingError as exc:
         raise problems.malformed(str(exc)) from exc
-    except ValueError as exc:
+    except MALFORMED_X509_ERRORS as exc:
         raise problems.malformed(f"'certificate' is not a DER X.509 certificate ({exc})") from exc
     reason = _reason(payload.get("reason"))
     record = session.scalars(

@@ -36,6 +36,7 @@ from ca.policy import Policy, format_duration
 from ca.profiles import DELEGATE_CA, END_ENTITY, Profile
 from ca.store import Account, Authorization, Challenge, Delegation, Order
 from ca.tnauthlist import TNScope
+from ca.x509util import MALFORMED_X509_ERRORS
 
 # RFC 8555 §7.4: clients poll a "processing" order after Retry-After seconds. Issuance is
 # synchronous and takes well under a second without CT, a few seconds with it.
@@ -399,7 +400,7 @@ def _decode_csr(value: Any) -> x509.CertificateSigningRequest:
         raise problems.bad_csr(str(exc)) from exc
     try:
         return x509.load_der_x509_csr(der)
-    except ValueError as exc:
+    except MALFORMED_X509_ERRORS as exc:
         raise problems.bad_csr(f"'csr' is not a DER PKCS#10 certification request ({exc})") from exc
 
 
@@ -409,6 +410,6 @@ def _csr_requests_ca(csr: x509.CertificateSigningRequest) -> bool:
         extension = csr.extensions.get_extension_for_class(x509.BasicConstraints)
     except x509.ExtensionNotFound:
         return False
-    except (ValueError, x509.DuplicateExtension) as exc:
+    except MALFORMED_X509_ERRORS as exc:
         raise problems.bad_csr(f"CSR extensions cannot be parsed: {exc}") from exc
     return extension.value.ca

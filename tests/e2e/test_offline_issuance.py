@@ -366,12 +366,24 @@ def _bad_signature_csr(dev_home: DevHome) -> Path:
     return path
 
 
+def _version_5_csr(dev_home: DevHome) -> Path:
+    """A CSR whose version is 5 (PKCS#10 knows only 0): cryptography's InvalidVersion is not a
+    ValueError, and once escaped as a traceback."""
+    files = dev_home.make_csr("version5")
+    der = bytearray(x509.load_pem_x509_csr(files.csr_path.read_bytes()).public_bytes(serialization.Encoding.DER))
+    der[der.index(b"\x02\x01\x00") + 2] = 5
+    path = dev_home.work / "version5.der"
+    path.write_bytes(bytes(der))
+    return path
+
+
 @pytest.mark.parametrize(
     "case, expected_prefix",
     [
         ("scope-outside-issuing-ca", "Error: --tn/--range/--spc: requested scope is outside the issuing CA's TNAuthList: range 13035550000+100"),
         ("malformed-der-csr", "Error: --csr: "),
         ("bad-csr-signature", "Error: --csr: CSR signature does not verify"),
+        ("csr-version-5", "Error: --csr: "),
         ("unparseable-tn", "Error: --tn: TN '+1 202 555 0100'"),
         ("unparseable-range", "Error: --range: "),
         ("lifetime-below-minimum", "Error: --lifetime: lifetime 1m is below the policy minimum of 5m"),
@@ -392,6 +404,7 @@ def test_cli_bad_input_exits_2_with_one_line_naming_the_field_and_writes_nothing
         "scope-outside-issuing-ca": ["cert", "issue", "--csr", str(good), "--range", "13035550000:100"],
         "malformed-der-csr": ["cert", "issue", "--csr", str(garbage), "--tn", "12025550100"],
         "bad-csr-signature": ["cert", "issue", "--csr", str(_bad_signature_csr(dev_home)), "--tn", "12025550100"],
+        "csr-version-5": ["cert", "issue", "--csr", str(_version_5_csr(dev_home)), "--tn", "12025550100"],
         "unparseable-tn": ["cert", "issue", "--csr", str(good), "--tn", "+1 202 555 0100"],
         "unparseable-range": ["cert", "issue", "--csr", str(good), "--range", "12025550000-100"],
         "lifetime-below-minimum": ["cert", "issue", "--csr", str(good), "--tn", "12025550100", "--lifetime", "1m"],

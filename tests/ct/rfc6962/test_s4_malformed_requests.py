@@ -20,6 +20,7 @@ from ctlog import chain as chains
 from ctlog import store as log_store
 from ctlog.app import create_app
 from ctlog.log import Log
+from tests.helpers import mutated_der
 
 SUBMISSION_PATHS = ("/ct/v1/add-chain", "/ct/v1/add-pre-chain", "/stict/v1/add-pre-chain")
 READ_PATHS = ("get-entries", "get-sth-consistency", "get-proof-by-hash")
@@ -55,19 +56,6 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
     max_leaves=12,
 )
-
-
-def mutated(der: bytes, data: st.DataObject) -> bytes:
-    choice = data.draw(st.sampled_from(["flip", "truncate", "extend", "splice"]))
-    if choice == "flip":
-        position = data.draw(st.integers(0, len(der) - 1))
-        return der[:position] + bytes([der[position] ^ data.draw(st.integers(1, 255))]) + der[position + 1:]
-    if choice == "truncate":
-        return der[:data.draw(st.integers(0, len(der) - 1))]
-    if choice == "extend":
-        return der + data.draw(st.binary(min_size=1, max_size=8))
-    position = data.draw(st.integers(0, len(der)))
-    return der[:position] + data.draw(st.binary(max_size=16)) + der[position:]
 
 
 FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -109,7 +97,7 @@ def test_s4_2_mutated_chain_is_refused_with_a_reason(fuzzed, data, path):
     client, ct_log, valid = fuzzed
     chain = list(valid)
     position = data.draw(st.integers(0, len(chain) - 1))
-    chain[position] = mutated(chain[position], data)
+    chain[position] = mutated_der(chain[position], data)
     before = entries_written(ct_log)
     response = client.post(path, json={"chain": [base64.b64encode(der).decode() for der in chain]})
     if response.status_code == 200:
@@ -131,16 +119,29 @@ def with_duplicated_extension(der: bytes) -> bytes:
     return der_encoder.encode(certificate)
 
 
-def test_s4_2_duplicate_extension_is_refused_naming_the_certificate(fuzzed):
-    """Found by the mutation fuzzer above: one flipped byte turned an extension's OID into
-    another one already present, and the log answered 500."""
+def with_version(der: bytes, version: int) -> bytes:
+    """``der`` with its [0] EXPLICIT version INTEGER set to ``version`` (v3 is 2)."""
+    mutated = bytearray(der)
+    mutated[mutated.index(b"\xa0\x03\x02\x01\x02") + 4] = version
+    return bytes(mutated)
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [(with_duplicated_extension, "Duplicate"), (lambda der: with_version(der, 14), "14 is not a valid X509 version")],
+    ids=["duplicate-extension", "version-15"],
+)
+def test_s4_2_certificate_cryptography_refuses_without_a_value_error_is_a_400(fuzzed, mutate, fragment):
+    """Found by the mutation fuzzer above: one flipped byte turned an extension's OID into one
+    already present, or the version into 14; cryptography raises exceptions that are not
+    ValueErrors for both, and the log answered 500."""
     client, ct_log, valid = fuzzed
-    chain = [with_duplicated_extension(valid[0]), *valid[1:]]
+    chain = [mutate(valid[0]), *valid[1:]]
     before = entries_written(ct_log)
     response = client.post("/ct/v1/add-pre-chain", json={"chain": [base64.b64encode(der).decode() for der in chain]})
     assert_refused(response)
     message = response.get_json()["error_message"]
-    assert "chain[0] is not a usable DER X.509 certificate" in message and "Duplicate" in message, message
+    assert "chain[0] is not a usable DER X.509 certificate" in message and fragment in message, message
     assert entries_written(ct_log) == before
 
 

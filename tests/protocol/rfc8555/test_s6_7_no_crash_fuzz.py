@@ -3,13 +3,17 @@ document, never a server error (RFC 8555 §6.7; DESIGN.md "Bad input never produ
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from protocol.support import TN_SCOPE, csr_b64, raw_ready_order
+from protocol.support import TN_SCOPE, b64url, csr_b64, raw_ready_order
+from tests.helpers import mutated_der
 
 JSON_VALUES = st.recursive(
     st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | st.floats(allow_nan=False)
@@ -57,3 +61,32 @@ def test_s6_7_any_signed_payload_gets_a_result_or_a_problem_never_a_500(register
 def test_s6_2_any_protected_header_gets_a_problem_never_a_500(registered, header):
     response = registered.post("/acme/new-order", {"identifiers": []}, protected=header)
     assert response.status_code < 500, (header, response.get_data(as_text=True))
+
+
+@pytest.fixture
+def der_targets(registered, authority):
+    """A ready order's finalize URL with a good CSR, and an issued certificate: the two places an
+    ACME client hands the server DER (RFC 8555 §7.4 csr, §7.6 certificate)."""
+    order = raw_ready_order(registered, authority, TN_SCOPE)
+    csr, _ = csr_b64()
+    issued_order = raw_ready_order(registered, authority, TN_SCOPE)
+    certificate_url = registered.post(issued_order.body["finalize"], {"csr": csr}).get_json()["certificate"]
+    chain = x509.load_pem_x509_certificates(registered.post(certificate_url, None).get_data())
+    certificate_der = chain[0].public_bytes(serialization.Encoding.DER)
+    return order.body["finalize"], base64.urlsafe_b64decode(csr + "=" * (-len(csr) % 4)), certificate_der
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_s7_4_and_s7_6_mutated_der_gets_a_problem_never_a_500(registered, der_targets, data):
+    """A CSR or certificate with a byte flipped, cut, extended or spliced: badCSR, malformed or a
+    404 problem (or, for a change DER and the signature survive, a result), never a 500."""
+    finalize_url, csr_der, certificate_der = der_targets
+    if data.draw(st.booleans(), label="finalize"):
+        url, payload = finalize_url, {"csr": b64url(mutated_der(csr_der, data))}
+    else:
+        url, payload = "/acme/revoke-cert", {"certificate": b64url(mutated_der(certificate_der, data))}
+    response = registered.post(url, payload)
+    assert response.status_code < 500, (url, payload, response.get_data(as_text=True))
+    if response.status_code >= 400:
+        assert response.headers["Content-Type"] == "application/problem+json"

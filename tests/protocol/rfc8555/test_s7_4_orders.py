@@ -139,6 +139,20 @@ def test_s7_4_malformed_csr_is_refused_and_the_order_stays_ready(registered, aut
     assert registered.post(order.url, None).get_json()["status"] == "ready"
 
 
+def test_s7_4_csr_with_an_unknown_version_is_bad_csr(registered, authority, session_factory):
+    """PKCS#10 (RFC 2986 §4.1) knows version 0 only; cryptography raises InvalidVersion, which is
+    not a ValueError, for any other (found by fuzzing the CT log's certificate parsing)."""
+    order = raw_ready_order(registered, authority)
+    csr, _ = csr_b64()
+    der = bytearray(base64.urlsafe_b64decode(csr + "=="))
+    version = der.index(b"\x02\x01\x00")  # CertificationRequestInfo.version, the first INTEGER
+    der[version + 2] = 5
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, b64url(bytes(der))), "badCSR", 400, "5 is not a valid CSR version")
+    assert table_counts(session_factory) == before
+    assert registered.post(order.url, None).get_json()["status"] == "ready"
+
+
 def test_s7_4_csr_with_a_bad_signature_is_bad_csr(registered, authority, session_factory):
     order = raw_ready_order(registered, authority)
     csr, _ = csr_b64()

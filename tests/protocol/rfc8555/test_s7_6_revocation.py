@@ -116,6 +116,19 @@ def test_s7_6_malformed_requests_are_malformed(registered, session_factory, payl
     assert table_counts(session_factory) == before
 
 
+def test_s7_6_certificate_with_an_unknown_version_is_malformed(registered, issued, session_factory):
+    """X.509 versions are v1-v3 (RFC 5280 §4.1.2.1); cryptography raises InvalidVersion, which is
+    not a ValueError, for any other."""
+    der, _ = issued
+    mutated = bytearray(der)
+    version = mutated.index(b"\xa0\x03\x02\x01\x02")  # [0] EXPLICIT Version v3
+    mutated[version + 4] = 14
+    before = table_counts(session_factory)
+    response = registered.post(REVOKE, {"certificate": b64url(bytes(mutated))})
+    assert_problem(response, "malformed", 400, "14 is not a valid X509 version")
+    assert table_counts(session_factory) == before
+
+
 def test_s7_6_reason_must_be_an_integer(registered, issued):
     der, _ = issued
     assert_problem(registered.post(REVOKE, {"certificate": b64url(der), "reason": True}), "malformed", 400, "integer")
