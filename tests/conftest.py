@@ -46,11 +46,20 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 def _empty_all_tables(engine: Engine) -> None:
+    """Delete every row, children first, and restart PostgreSQL's sequences.
+
+    DELETE rather than TRUNCATE: on tables this small TRUNCATE costs ~140 ms on PostgreSQL (new
+    files for 22 tables) against ~6 ms, and it runs twice per test.
+    """
     tables = list(reversed(store.Base.metadata.sorted_tables))
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
-            names = ", ".join(t.name for t in tables)
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+            for table in tables:
+                conn.execute(table.delete())
+            sequences = conn.execute(text("SELECT sequence_name FROM information_schema.sequences "
+                                          "WHERE sequence_schema = current_schema()")).scalars()
+            for name in sequences:
+                conn.execute(text(f'ALTER SEQUENCE "{name}" RESTART'))
         else:
             conn.execute(text("PRAGMA foreign_keys=OFF"))
             for table in tables:
