@@ -113,9 +113,11 @@ class Stack:
                 wait_http(url + "/ct/v1/get-sth")
                 logs.append((name, url, self.home_path / "ctlog" / name / "key.pem"))
             configure_dev_logs(self.home_path / POLICY_FILE, logs)
+        # The server's log stays in the home: an incident id a client reports can be looked up.
+        self.server_log = open(self.home_path / "serve.log", "wb")  # noqa: SIM115 (closed in __exit__)
         self.processes.append(subprocess.Popen(
             tnca(self.home_path, "serve", "--port", str(self.port), "--workers", str(self.workers)),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            stdout=self.server_log, stderr=subprocess.STDOUT))
         wait_http(self.directory_url)
         self.home = Home(self.home_path)
         return self
@@ -134,6 +136,8 @@ class Stack:
                 process.kill()
         if hasattr(self, "home"):
             self.home.close()
+        if hasattr(self, "server_log"):
+            self.server_log.close()
 
 
 def prepare(stack: Stack, count: int) -> list[tuple[ec.EllipticCurvePrivateKey, str, str]]:

@@ -21,7 +21,9 @@ import requests
 from acme import messages
 from cryptography.hazmat.primitives import serialization
 
+from ca.config import POLICY_FILE
 from protocol.support import TN_SCOPE, LiveServer, Subscriber, authority, free_port, home, make_csr, port  # noqa: F401
+from tnca.commands.dev import configure_dev_logs
 
 pytestmark = pytest.mark.e2e
 
@@ -126,3 +128,34 @@ def test_serve_bad_port_is_a_usage_error(tmp_path):
     result = subprocess.run([str(TNCA), "--home", str(tmp_path), "serve", "--port", "70000"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "--port" in result.stderr
+
+
+def _policy_naming_a_missing_log_key(home) -> str:
+    """Point the home's policy at one CT log whose public key file does not exist."""
+    missing = home.path / "ctlog" / "gone" / "key.pem"
+    assert configure_dev_logs(home.path / POLICY_FILE, [("gone", "http://127.0.0.1:9", missing)])
+    return f"Error: log gone: cannot read its public key {missing}: No such file or directory"
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker", "--once"]], ids=["serve", "worker"])
+def test_serve_and_worker_refuse_to_start_when_a_ct_log_key_is_unreadable(home, command):
+    """A configuration error is the operator's to fix before anything listens: found at startup,
+    not as a serverInternal problem at every finalize."""
+    expected = _policy_naming_a_missing_log_key(home)
+    if command[0] == "serve":
+        command = ["serve", "--port", str(free_port())]
+    result = subprocess.run([str(TNCA), "--home", str(home.path), *command], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [expected]
+
+
+def test_dev_log_keys_in_the_policy_resolve_whatever_the_home_was_called(tmp_path, monkeypatch):
+    """configure_dev_logs writes each key relative to the home, so ``--home ./relative`` (as in
+    ``make bench`` and ``make run``) and a moved home both find them."""
+    monkeypatch.chdir(tmp_path)
+    relative_home = Path("relative-home")
+    (relative_home / "ctlog" / "dev1").mkdir(parents=True)
+    policy = relative_home / POLICY_FILE
+    shutil.copy(Path(__file__).resolve().parents[2] / "policies" / "default.toml", policy)
+    assert configure_dev_logs(policy, [("dev1", "http://127.0.0.1:9", relative_home / "ctlog" / "dev1" / "key.pem")])
+    assert 'public_key = "ctlog/dev1/key.pem"' in policy.read_text()

@@ -59,6 +59,13 @@ def _wait_for_line(child: Child, pattern: re.Pattern[str]) -> re.Match[str]:
     raise click.ClickException(f"{child.name} was not ready after {READY_TIMEOUT_SECONDS}s")
 
 
+def _relative_to(path: Path, base: Path) -> str:
+    """``path`` as the policy names it: relative to ``base`` (the home) when inside it, since the
+    policy resolves relative paths against its own directory; absolute otherwise."""
+    absolute, base = path.resolve(), base.resolve()
+    return absolute.relative_to(base).as_posix() if absolute.is_relative_to(base) else str(absolute)
+
+
 def configure_dev_logs(policy_path: Path, logs: list[tuple[str, str, Path]]) -> bool:
     """Point a policy that names no logs at the dev logs, requiring one SCT from each.
 
@@ -69,7 +76,8 @@ def configure_dev_logs(policy_path: Path, logs: list[tuple[str, str, Path]]) -> 
     if not re.search(r"(?m)^logs = \[\]$", text):
         return False
     entries = ",\n".join(
-        f'  {{ name = "{name}", url = "{url.rstrip("/")}", public_key = "{key}" }}' for name, url, key in logs
+        f'  {{ name = "{name}", url = "{url.rstrip("/")}", public_key = "{_relative_to(key, policy_path.parent)}" }}'
+        for name, url, key in logs
     )
     text = re.sub(r"(?m)^logs = \[\]$", lambda _m: f"logs = [\n{entries},\n]", text)
     text = re.sub(r"(?m)^required_scts = \d+$", f"required_scts = {len(logs)}", text)

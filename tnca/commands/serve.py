@@ -58,6 +58,7 @@ def command(home: Home, host: str, port: int, workers: int, threads: int) -> Non
         # Fail here, with a readable message, rather than in every worker.
         home.issuing_ca()
         home.token_authority()
+        home.transparency()  # the CT logs' keys
     except TNCAError as error:
         raise click.ClickException(error.detail) from None
     finally:

@@ -66,6 +66,7 @@ def command(home: Home, interval: dt.timedelta, once: bool, limit: int) -> None:
     try:
         # Fail here, with a readable message, rather than at the first due order.
         home.issuing_ca()
+        home.transparency()  # the CT logs' keys
     except TNCAError as error:
         raise click.ClickException(error.detail) from None
 
