@@ -106,9 +106,8 @@ def _locked_head(session: Session) -> AuditHead:
     if head is not None:
         return head
     # First append ever: create the head; if another process just did, its row wins.
-    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}.get(dialect)
-    if insert is None:  # pragma: no cover - the project supports these two
-        raise NotImplementedError(f"audit head creation is not implemented for {dialect}")
+    # store.make_engine admits only these two dialects.
+    insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[dialect]
     session.execute(
         insert(AuditHead).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing(index_elements=["id"])
     )

@@ -47,6 +47,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship,
 from sqlalchemy.sql import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from ca.errors import PolicyError
+
 # Constraint names are the same on SQLite and PostgreSQL so migrations can drop them.
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -603,9 +605,20 @@ def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
     cursor.close()
 
 
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+
+
 def make_engine(url: str, **kwargs: Any) -> Engine:
-    """An engine for ``url`` with the settings this project relies on (SQLite pragmas)."""
+    """An engine for ``url`` with the settings this project relies on (SQLite pragmas).
+
+    Only SQLite and PostgreSQL are supported: the migrations, the row locks and the audit head's
+    upsert are written and tested for those two.
+    """
     engine = create_engine(url, **kwargs)
+    if engine.dialect.name not in SUPPORTED_DIALECTS:
+        engine.dispose()
+        raise PolicyError(f"database {engine.dialect.name} is not supported: use SQLite or PostgreSQL",
+                          field="[database] url")
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
