@@ -137,13 +137,12 @@ def _policy_naming_a_missing_log_key(home) -> str:
     return f"Error: log gone: cannot read its public key {missing}: No such file or directory"
 
 
-@pytest.mark.parametrize("command", [["serve", "--port", "0"], ["worker", "--once"]], ids=["serve", "worker"])
+@pytest.mark.parametrize("command", [("serve", "--port", "{port}"), ("worker", "--once")], ids=["serve", "worker"])
 def test_serve_and_worker_refuse_to_start_when_a_ct_log_key_is_unreadable(home, command):
     """A configuration error is the operator's to fix before anything listens: found at startup,
     not as a serverInternal problem at every finalize."""
     expected = _policy_naming_a_missing_log_key(home)
-    if command[0] == "serve":
-        command = ["serve", "--port", str(free_port())]
+    command = [part.format(port=free_port()) for part in command]
     result = subprocess.run([str(TNCA), "--home", str(home.path), *command], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1, result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [expected]

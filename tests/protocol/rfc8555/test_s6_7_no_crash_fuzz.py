@@ -3,7 +3,6 @@ document, never a server error (RFC 8555 §6.7; DESIGN.md "Bad input never produ
 
 from __future__ import annotations
 
-import base64
 import json
 
 import pytest
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from acme_server.acme.encoding import b64url_decode
 from protocol.support import TN_SCOPE, b64url, csr_b64, raw_ready_order
 from tests.helpers import mutated_der
 
@@ -73,7 +73,7 @@ def der_targets(registered, authority):
     certificate_url = registered.post(issued_order.body["finalize"], {"csr": csr}).get_json()["certificate"]
     chain = x509.load_pem_x509_certificates(registered.post(certificate_url, None).get_data())
     certificate_der = chain[0].public_bytes(serialization.Encoding.DER)
-    return order.body["finalize"], base64.urlsafe_b64decode(csr + "=" * (-len(csr) % 4)), certificate_der
+    return order.body["finalize"], b64url_decode(csr, field="csr"), certificate_der
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
