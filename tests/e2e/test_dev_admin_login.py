@@ -20,7 +20,7 @@ import requests
 
 from ca.config import Home
 from tests.admin.support import csrf_token_of
-from tests.protocol.support import free_port
+from tests.protocol.support import free_port, free_port_pair
 from tnca.commands.dev import admin_login
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +29,8 @@ BANNER_END = re.compile(r"^Walk-through:")
 
 
 def test_tnca_dev_prints_an_admin_login_that_signs_in(tmp_path, session_factory, database_url):
-    port, ct_port = free_port(), free_port()
+    port = free_port()
+    ct_port = free_port_pair(avoid=port)
     env = {**os.environ, "TNCA_DATABASE_URL": database_url}
     home_path = tmp_path / "dev-home"
     tnca = [sys.executable, "-m", "tnca", "--home", str(home_path)]

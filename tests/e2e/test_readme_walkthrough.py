@@ -19,7 +19,7 @@ from cryptography import x509
 
 from ca.tnauthlist import TNScope
 from tests.e2e.devhome import require_tool
-from tests.protocol.support import free_port
+from tests.protocol.support import free_port, free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
 README = REPO / "README.md"
@@ -48,7 +48,8 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
 
 def test_readme_walkthrough_issues_a_verifiable_certificate(tmp_path, session_factory, database_url):
     require_tool("openssl")
-    port, ct_port = free_port(), free_port()
+    port = free_port()
+    ct_port = free_port_pair(avoid=port)
     # The walk-through runs from a checkout: give it one whose outputs land in tmp_path.
     (tmp_path / ".venv").symlink_to(Path(sys.executable).parent.parent)
     (tmp_path / "examples").symlink_to(REPO / "examples")

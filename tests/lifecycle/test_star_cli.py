@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from ca.store import AuditEvent
 from protocol.rfc8739.star_support import auto_renewal, order_row, star_valid_order
-from protocol.support import app, authority, client, free_port, home, port, registered, table_counts  # noqa: F401
+from protocol.support import app, authority, client, free_port, free_port_pair, home, port, registered, table_counts  # noqa: F401
 from tnca.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,7 +150,8 @@ def _children(pid: int) -> dict[int, list[str]]:
 def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database_url):
     """``tnca dev`` (what ``make run`` runs) starts one worker next to the logs and the server,
     and stops it with the rest."""
-    port, ct_port = free_port(), free_port()
+    port = free_port()
+    ct_port = free_port_pair(avoid=port)
     env = {**os.environ, "TNCA_DATABASE_URL": database_url}
     tnca_command = [sys.executable, "-m", "tnca", "--home", str(tmp_path / "dev-home")]
     subprocess.run([*tnca_command, "init", "--base-url", f"http://127.0.0.1:{port}"], check=True, env=env,

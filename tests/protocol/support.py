@@ -67,6 +67,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_port_pair(avoid: int) -> int:
+    """A port N with N and N + 1 both free and neither ``avoid`` (the server's port, free too
+    until the server binds it), for ``tnca dev --ct-port N``: its two logs listen on N and
+    N + 1. A free_port() alone can be followed by a port some connection holds."""
+    for _ in range(100):
+        first = free_port()
+        if avoid in (first, first + 1):
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", first + 1))
+            except OSError:
+                continue
+        return first
+    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
+
+
 @pytest.fixture
 def port() -> int:
     return free_port()
