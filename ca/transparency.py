@@ -249,7 +249,9 @@ class LogClient:
         try:
             response = self.session.post(f"{self.url}/ct/v1/add-pre-chain", json=body, timeout=timeout)
         except requests.Timeout:
-            raise TransparencyError(f"no answer within {timeout:g} s", field="log") from None
+            # The same words as a future still running at the deadline in submit_precertificate:
+            # which of the two timers fires first is a race, and the operator sees one outcome.
+            raise TransparencyError(f"no SCT within the deadline of {timeout:g} s", field="log") from None
         except requests.RequestException as exc:
             raise TransparencyError(f"cannot reach the log: {_short(exc)}", field="log") from None
         if response.status_code != 200:
