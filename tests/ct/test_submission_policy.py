@@ -64,7 +64,7 @@ def test_one_of_two_required_succeeds_within_the_deadline_when_a_log_hangs(log_f
                                  deadline_per_log=DEADLINE_SECONDS, required=1)
     elapsed = time.monotonic() - started
     assert [sct.log_id.hex() for sct in scts] == [dev1.log_id_hex]
-    assert DEADLINE_SECONDS <= elapsed < DEADLINE_SECONDS + 1.0  # waited for the slow log, not longer
+    assert DEADLINE_SECONDS <= elapsed < SLOW_LOG_DELAY_SECONDS  # waited out the deadline, not the slow log
 
 
 def test_two_of_two_required_fails_naming_the_hung_log(log_factory, pki, slow_log_url):
@@ -90,11 +90,12 @@ def test_two_of_two_required_fails_naming_the_down_log(log_factory, pki, closed_
 def test_one_of_two_required_succeeds_when_a_log_is_down(log_factory, pki, closed_port_url):
     dev1 = log_factory("dev1")
     down = LogClient("down", closed_port_url, throwaway_key())
+    long_deadline = 10.0  # long enough that a loaded CI machine answers well within it
     started = time.monotonic()
     scts = submit_precertificate([down, dev1.client()], make_delegate(pki.issuing).precert_der, [pki.issuing.der],
-                                 deadline_per_log=DEADLINE_SECONDS, required=1)
+                                 deadline_per_log=long_deadline, required=1)
     assert [sct.log_id.hex() for sct in scts] == [dev1.log_id_hex]
-    assert time.monotonic() - started < DEADLINE_SECONDS  # a refused connection does not wait for the deadline
+    assert time.monotonic() - started < long_deadline  # a refused connection does not wait for the deadline
 
 
 def test_sct_signed_by_another_key_does_not_count(two_logs, pki):
