@@ -91,6 +91,17 @@ def window_for(
 def renewal_info(session: Session, key_identifier: bytes, serial: int, *, clock: Clock) -> RenewalWindow:
     """The window of the certificate with this AKI keyIdentifier and serial (RFC 9773 §4.1).
 
+    Raises NotFoundError (field "certID") when this authority issued no such certificate.
+    """
+    record = issued_certificate(session, key_identifier, serial)
+    revoked = session.scalar(select(Revocation.id).where(Revocation.certificate_id == record.id)) is not None
+    delegation = session.get(Delegation, record.delegation_id) if record.delegation_id is not None else None
+    return window_for(record, now=clock.now(), revoked=revoked, delegation=delegation)
+
+
+def issued_certificate(session: Session, key_identifier: bytes, serial: int) -> Certificate:
+    """The certificate an RFC 9773 §4.1 identifier names (renewalInfo, and newOrder's "replaces").
+
     Raises NotFoundError (field "certID") when this authority issued no such certificate: an
     unknown serial, a precertificate, or a serial of another issuing key.
     """
@@ -105,9 +116,7 @@ def renewal_info(session: Session, key_identifier: bytes, serial: int, *, clock:
             f"{key_identifier.hex()}",
             field="certID",
         )
-    revoked = session.scalar(select(Revocation.id).where(Revocation.certificate_id == record.id)) is not None
-    delegation = session.get(Delegation, record.delegation_id) if record.delegation_id is not None else None
-    return window_for(record, now=clock.now(), revoked=revoked, delegation=delegation)
+    return record
 
 
 def _authority_key_id(record: Certificate) -> bytes | None:

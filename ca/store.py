@@ -41,6 +41,7 @@ from sqlalchemy import (
     create_engine,
     event,
     or_,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, sessionmaker
@@ -476,8 +477,26 @@ class ExternalAccountKey(Base):
     bound_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
 
 
+# Orders still able to issue: an RFC 9773 §5 replacement stays "claimed" while its order is one.
+ORDER_STATUSES_CLAIMING_REPLACEMENT = ("pending", "ready", "processing", "valid")
+_CLAIMING_REPLACEMENT = text(
+    "status IN (" + ", ".join(f"'{status}'" for status in ORDER_STATUSES_CLAIMING_REPLACEMENT) + ")"
+)
+
+
 class Order(Base):
     __tablename__ = "orders"
+    __table_args__ = (
+        # RFC 9773 §5: a certificate is replaced by at most one order that is not invalid; the
+        # index decides between two newOrders racing to replace the same certificate.
+        Index(
+            "uq_orders_replaces_serial",
+            "replaces_serial",
+            unique=True,
+            sqlite_where=_CLAIMING_REPLACEMENT,
+            postgresql_where=_CLAIMING_REPLACEMENT,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=random_id)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -501,6 +520,11 @@ class Order(Base):
     # The claim of the worker renewing this order right now (random; ca/renewal.py). A renewal is
     # committed only while its claim still stands, so a renewal happens once across workers.
     renewal_claim: Mapped[Optional[str]] = mapped_column(String(32))
+    # RFC 9773 §5 "replaces": the serial of the certificate this order renews (no foreign key:
+    # certificates already point at orders, and certificate rows are never deleted), and the
+    # client's identifier for it, shown back in the order object.
+    replaces_serial: Mapped[Optional[str]] = mapped_column(String(64))
+    replaces: Mapped[Optional[str]] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     account: Mapped[Account] = relationship()

@@ -53,6 +53,12 @@ class ATCResponse(challenges.ChallengeResponse):
     atc: str = jose.field("atc")
 
 
+class ReplacingNewOrder(messages.NewOrder):
+    """newOrder with RFC 9773 §5 ``replaces`` (certbot's ``acme`` has no field for it)."""
+
+    replaces: str | None = jose.field("replaces", omitempty=True)
+
+
 def tnauthlist_identifier(value: str) -> messages.Identifier:
     return messages.Identifier(typ=IDENTIFIER_TNAUTHLIST, value=value)
 
@@ -83,8 +89,11 @@ class STIRClient:
         return self.account
 
     def new_order(self, identifier_value: str, **fields: Any) -> messages.OrderResource:
-        """newOrder for one TNAuthList identifier (ClientV2.new_order only knows dns/ip)."""
-        order = messages.NewOrder(identifiers=(tnauthlist_identifier(identifier_value),), **fields)
+        """newOrder for one TNAuthList identifier (ClientV2.new_order only knows dns/ip).
+
+        ``replaces=`` names the certificate being renewed by its RFC 9773 §4.1 identifier.
+        """
+        order = ReplacingNewOrder(identifiers=(tnauthlist_identifier(identifier_value),), **fields)
         response = self.acme._post(self.directory["newOrder"], order)
         body = messages.Order.from_json(response.json())
         authorizations = [

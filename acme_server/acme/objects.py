@@ -45,6 +45,9 @@ def order_object(order: Order, urls: Urls, *, certificate_serial: str | None = N
         obj["notAfter"] = rfc3339(order.not_after)
     if order.error is not None:
         obj["error"] = order.error
+    if order.replaces is not None:
+        # RFC 9773 §5: a server that accepts "replaces" MUST reflect it in the order.
+        obj["replaces"] = order.replaces
     if order.auto_renewal:
         # RFC 8739 §3.1.1: a STAR order shows its auto-renewal object as accepted, and once its
         # first certificate exists "star-certificate" is used instead of "certificate".

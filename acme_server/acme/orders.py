@@ -19,7 +19,8 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import Response, g
-from sqlalchemy import update
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -28,13 +29,22 @@ from acme_server.acme.accounts import actor
 from acme_server.acme.encoding import EncodingError, b64url_decode, parse_rfc3339, rfc3339
 from acme_server.acme.objects import TKAUTH_CHALLENGE, TNAUTHLIST_IDENTIFIER, order_object
 from acme_server.acme.problems import AcmeProblem, Phase
+from acme_server.acme.renewal_info import parse_cert_id
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import delegations, issuance, renewal
-from ca.errors import IssuanceError, ScopeError, TNCAError
+from ca import delegations, issuance, renewal, renewal_info
+from ca.errors import IssuanceError, NotFoundError, ScopeError, TNCAError
 from ca.policy import Policy, format_duration
 from ca.profiles import DELEGATE_CA, END_ENTITY, Profile
-from ca.store import Account, Authorization, Challenge, Delegation, Order
+from ca.store import (
+    ORDER_STATUSES_CLAIMING_REPLACEMENT,
+    Account,
+    Authorization,
+    Certificate,
+    Challenge,
+    Delegation,
+    Order,
+)
 from ca.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS
 
@@ -82,6 +92,7 @@ def new_order() -> Response:
     not_before = _optional_time(payload, "notBefore")
     not_after = _optional_time(payload, "notAfter")
     check_requested_validity(not_before, not_after, now=now, policy=state.policy, issuer_not_after=issuer_not_after)
+    replaced = _replaced_certificate(payload, account, scope, now=now)
 
     order = Order(
         account_id=account.id,
@@ -92,6 +103,8 @@ def new_order() -> Response:
         not_before=not_before,
         not_after=not_after,
         auto_renewal=auto_renewal.to_json() if auto_renewal is not None else None,
+        replaces_serial=replaced.serial if replaced is not None else None,
+        replaces=payload["replaces"] if replaced is not None else None,
         created_at=now,
     )
     authz = Authorization(
@@ -108,8 +121,74 @@ def new_order() -> Response:
         Challenge(type=TKAUTH_CHALLENGE, status="pending", token=secrets.token_urlsafe(CHALLENGE_TOKEN_BYTES))
     ]
     session.add(order)
-    session.commit()
+    try:
+        session.commit()
+    except IntegrityError:
+        # Only the replacement index can refuse a new order: another newOrder replacing the
+        # same certificate committed between our check and our commit.
+        session.rollback()
+        if replaced is None:
+            raise
+        _check_not_replaced(replaced, now)
+        raise
     return acme_json(order_object(order, state.urls), 201, location=state.urls.order(order.id))
+
+
+def _replaced_certificate(
+    payload: dict[str, Any], account: Account, scope: TNScope, *, now: dt.datetime
+) -> Certificate | None:
+    """The certificate named by newOrder's ``replaces`` (RFC 9773 §5), after §5's checks.
+
+    The certificate must be one this authority issued to the same account, share a number with
+    the order, and not already be replaced by another order that can still issue (409
+    ``alreadyReplaced``). The field is optional; None without it.
+    """
+    if "replaces" not in payload:
+        return None
+    value = payload["replaces"]
+    if not isinstance(value, str):
+        raise problems.malformed('"replaces" is a string: the RFC 9773 §4.1 identifier of the certificate being replaced')
+    try:
+        key_identifier, serial = parse_cert_id(value)
+    except AcmeProblem as exc:
+        raise problems.malformed(f'"replaces" is not a certificate identifier: {exc.detail}') from exc
+    try:
+        replaced = renewal_info.issued_certificate(db_session(), key_identifier, serial)
+    except NotFoundError as exc:
+        raise problems.malformed(f'"replaces" names no certificate: {exc.detail} (RFC 9773 §5)') from exc
+    if replaced.account_id != account.id:
+        raise problems.unauthorized(
+            f'"replaces" names certificate {replaced.serial}, which was not issued to this account (RFC 9773 §5)'
+        )
+    if not TNScope.from_der(replaced.scope_der).overlaps(scope):
+        raise problems.malformed(
+            f'"replaces" names certificate {replaced.serial}, which shares no telephone number with the order\'s '
+            f"{scope.describe()} (RFC 9773 §5)"
+        )
+    _check_not_replaced(replaced, now)
+    return replaced
+
+
+def _check_not_replaced(replaced: Certificate, now: dt.datetime) -> None:
+    """409 alreadyReplaced if an order that can still issue replaces ``replaced`` (RFC 9773 §5).
+
+    An expired order still stored as pending or ready is marked invalid first (its change is
+    committed with the new order), so it no longer holds the replacement.
+    """
+    session, urls = db_session(), current_state().urls
+    claiming = session.scalars(
+        select(Order).where(
+            Order.replaces_serial == replaced.serial, Order.status.in_(ORDER_STATUSES_CLAIMING_REPLACEMENT)
+        )
+    ).all()
+    for other in claiming:
+        expire_order(other, now)
+        if other.status in ORDER_STATUSES_CLAIMING_REPLACEMENT:
+            raise problems.already_replaced(
+                f"certificate {replaced.serial} is already replaced by order {urls.order(other.id)} "
+                f"({other.status}); a certificate is replaced once (RFC 9773 §5)",
+                location=urls.order(other.id),
+            )
 
 
 def _parse_identifiers(value: Any) -> tuple[dict[str, str], TNScope]:

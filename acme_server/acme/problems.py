@@ -158,6 +158,13 @@ def conflict(detail: str, *, location: str) -> AcmeProblem:
     return AcmeProblem("malformed", detail, 409, headers={"Location": location})
 
 
+def already_replaced(detail: str, *, location: str) -> AcmeProblem:
+    # RFC 9773 §5: a certificate another order already replaces "MUST" get 409 alreadyReplaced.
+    # Location names that order, as on RFC 8555 §7.3.1's 409: certbot's client reports any 409
+    # as a ConflictError carrying only the Location header.
+    return AcmeProblem("alreadyReplaced", detail, 409, headers={"Location": location})
+
+
 # RFC 8739 §3.1.2, §3.3 (registered in §5.2): STAR orders.
 
 

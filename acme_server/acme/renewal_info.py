@@ -45,7 +45,7 @@ def parse_cert_id(text: str) -> tuple[bytes, int]:
     parts = text.split(".")
     if len(parts) != 2 or not all(parts):
         raise problems.malformed(
-            "a renewalInfo path is base64url(AKI keyIdentifier) '.' base64url(serial number) (RFC 9773 §4.1)"
+            "a certID is base64url(AKI keyIdentifier) '.' base64url(serial number) (RFC 9773 §4.1)"
         )
     try:
         key_identifier = b64url_decode(parts[0], field="certID keyIdentifier")

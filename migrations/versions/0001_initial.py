@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-26 17:14:34.119646
+Create Date: 2026-11-27 02:44:51.609274
 
 """
 from typing import Sequence, Union
@@ -237,10 +237,12 @@ def upgrade() -> None:
     sa.Column('not_before', sa.DateTime(), nullable=True),
     sa.Column('not_after', sa.DateTime(), nullable=True),
     sa.Column('error', sa.JSON(), nullable=True),
-    sa.Column('auto_renewal', sa.JSON(), nullable=True),
+    sa.Column('auto_renewal', sa.JSON(none_as_null=True), nullable=True),
     sa.Column('next_renewal_at', sa.DateTime(), nullable=True),
     sa.Column('csr_der', sa.LargeBinary(), nullable=True),
     sa.Column('renewal_claim', sa.String(length=32), nullable=True),
+    sa.Column('replaces_serial', sa.String(length=64), nullable=True),
+    sa.Column('replaces', sa.String(length=128), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], name=op.f('fk_orders_account_id_accounts')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orders'))
@@ -249,6 +251,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_orders_account_id'), ['account_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_orders_next_renewal_at'), ['next_renewal_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_orders_status'), ['status'], unique=False)
+        batch_op.create_index('uq_orders_replaces_serial', ['replaces_serial'], unique=True, sqlite_where=sa.text("status IN ('pending', 'ready', 'processing', 'valid')"), postgresql_where=sa.text("status IN ('pending', 'ready', 'processing', 'valid')"))
 
     op.create_table('authorizations',
     sa.Column('id', sa.String(length=32), nullable=False),
@@ -410,6 +413,7 @@ def downgrade() -> None:
 
     op.drop_table('authorizations')
     with op.batch_alter_table('orders', schema=None) as batch_op:
+        batch_op.drop_index('uq_orders_replaces_serial', sqlite_where=sa.text("status IN ('pending', 'ready', 'processing', 'valid')"), postgresql_where=sa.text("status IN ('pending', 'ready', 'processing', 'valid')"))
         batch_op.drop_index(batch_op.f('ix_orders_status'))
         batch_op.drop_index(batch_op.f('ix_orders_next_renewal_at'))
         batch_op.drop_index(batch_op.f('ix_orders_account_id'))

@@ -12,6 +12,7 @@ import datetime as dt
 import pytest
 import requests
 from acme import client as acme_client
+from acme import errors as acme_errors
 from acme import messages
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -22,7 +23,7 @@ from acme_server.acme.renewal_info import cert_id, parse_cert_id
 from acme_server.acme.problems import AcmeProblem
 from ca import delegations
 from ca.revocation import CRLReason
-from protocol.support import TN_SCOPE, Subscriber, app, authority, client, home, port, server  # noqa: F401
+from protocol.support import TN_SCOPE, Subscriber, app, authority, client, home, make_csr, port, server  # noqa: F401
 from tests.lifecycle.lifecycle_support import issue
 
 pytestmark = pytest.mark.e2e
@@ -133,13 +134,13 @@ def test_s4_2_delegation_ending_before_the_certificate_moves_the_window_to_now(s
 @pytest.mark.parametrize(
     "path, status, fragment",
     [
-        ("aYhba4dGQEHhs3uEe6CuLN4ByNQ", 400, "a renewalInfo path is base64url(AKI keyIdentifier) '.' base64url"),
+        ("aYhba4dGQEHhs3uEe6CuLN4ByNQ", 400, "a certID is base64url(AKI keyIdentifier) '.' base64url"),
         ("aYhba4dGQEHhs3uEe6CuLN4ByNQ=.AIdlQyE", 400, "without '=' padding"),
         ("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AIdl+yE", 400, "outside the base64url alphabet"),
         ("aYhba4dGQEHhs3uEe6CuLN4ByNQ.AAE", 400, "not the DER encoding of a serial number"),  # 00 01
         ("aYhba4dGQEHhs3uEe6CuLN4ByNQ.gA", 400, "not positive"),  # 80: negative
         ("aYhba4dGQEHhs3uEe6CuLN4ByNQ." + "AQ" * 22, 400, "RFC 5280 §4.1.2.2 allows at most 20"),
-        ("aYhba4dGQEHhs3uEe6CuLN4ByNQ.a.b", 400, "a renewalInfo path is"),
+        ("aYhba4dGQEHhs3uEe6CuLN4ByNQ.a.b", 400, "a certID is"),
         (RFC_CERT_ID, 404, "this authority issued no certificate with serial 87654321"),
     ],
     ids=["no-dot", "padding", "alphabet", "non-minimal-serial", "negative-serial", "too-long", "two-dots", "unknown"],
@@ -167,3 +168,25 @@ def test_parse_cert_id_refuses_with_an_acme_problem():
     with pytest.raises(AcmeProblem) as refused:
         parse_cert_id("")
     assert (refused.value.code, refused.value.status) == ("malformed", 400)
+
+
+def test_s5_certbot_renewal_names_the_replaced_certificate_once(server, authority):  # noqa: F811
+    """RFC 9773 §5 with certbot's own certID encoding: the renewal is issued and reflects
+    ``replaces``; a second order replacing the same certificate is refused with 409 (the
+    alreadyReplaced problem itself is checked in protocol/rfc9773/test_s5_replaces.py)."""
+    subscriber = Subscriber(server)
+    subscriber.register()
+    delegation_id = authority.delegate()
+    issued = issue(subscriber, authority, delegation_id, TN_SCOPE)
+    replaces = acme_client._renewal_info_path_component(issued.certificate)
+    renewal = subscriber.new_order(TN_SCOPE.to_identifier_value(), replaces=replaces)
+    assert subscriber.acme._post_as_get(renewal.uri).json()["replaces"] == replaces
+    subscriber.answer(renewal, authority.token(delegation_id, subscriber.public_jwk, TN_SCOPE))
+    csr_pem, _key = make_csr()
+    renewed = x509.load_pem_x509_certificates(subscriber.finalize(renewal, csr_pem).fullchain_pem.encode())[0]
+    assert renewed.serial_number != issued.certificate.serial_number
+    # certbot's client turns every 409 into a ConflictError holding the Location: the renewal.
+    with pytest.raises(acme_errors.ConflictError) as refused:
+        subscriber.new_order(TN_SCOPE.to_identifier_value(), replaces=replaces)
+    assert refused.value.location == renewal.uri
+

@@ -476,6 +476,14 @@ def raw_ready_order(raw: RawClient, authority: Authority, scope: TNScope = TN_SC
     return order
 
 
+def raw_issue(raw: RawClient, authority: Authority, scope: TNScope = TN_SCOPE) -> tuple[x509.Certificate, Any]:
+    """(leaf certificate, its private key) issued to ``raw`` for ``scope``: order to download."""
+    order = raw_ready_order(raw, authority, scope)
+    csr, key = csr_b64()
+    certificate_url = raw.post(order.body["finalize"], {"csr": csr}).get_json()["certificate"]
+    return x509.load_pem_x509_certificates(raw.post(certificate_url, None).get_data())[0], key
+
+
 # --------------------------------------------------------------------------------------------
 # Policy edits and token authorities other than the home's own
 # --------------------------------------------------------------------------------------------

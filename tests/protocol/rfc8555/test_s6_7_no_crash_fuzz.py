@@ -25,7 +25,7 @@ JSON_VALUES = st.recursive(
 MEMBER_NAMES = st.sampled_from([
     "identifiers", "notBefore", "notAfter", "csr", "certificate", "reason", "contact", "status",
     "termsOfServiceAgreed", "onlyReturnExisting", "externalAccountBinding", "tkauth", "atc", "account",
-    "oldKey", "protected", "payload", "signature", "type", "value",
+    "oldKey", "protected", "payload", "signature", "type", "value", "replaces", "auto-renewal",
 ])
 PAYLOADS = st.dictionaries(MEMBER_NAMES, JSON_VALUES, max_size=4) | JSON_VALUES
 

@@ -4,7 +4,6 @@ valid authorizations for all of its TNAuthList, or by the certificate's own key;
 from __future__ import annotations
 
 import pytest
-from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
@@ -15,7 +14,7 @@ from protocol.support import (
     RawClient,
     assert_problem,
     b64url,
-    csr_b64,
+    raw_issue,
     raw_ready_order,
     table_counts,
 )
@@ -26,12 +25,8 @@ REVOKE = "/acme/revoke-cert"
 @pytest.fixture
 def issued(registered, authority):
     """(certificate DER, its private key) issued to ``registered`` for TN_SCOPE."""
-    order = raw_ready_order(registered, authority)
-    csr, key = csr_b64()
-    certificate_url = registered.post(order.body["finalize"], {"csr": csr}).get_json()["certificate"]
-    pem = registered.post(certificate_url, None).get_data()
-    der = x509.load_pem_x509_certificates(pem)[0].public_bytes(serialization.Encoding.DER)
-    return der, key
+    certificate, key = raw_issue(registered, authority)
+    return certificate.public_bytes(serialization.Encoding.DER), key
 
 
 def test_s7_6_account_that_holds_the_certificate_revokes_it(registered, issued, session_factory):
