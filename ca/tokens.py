@@ -65,7 +65,7 @@ from ca.clock import Clock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
 from ca.policy import TokenPolicy, format_duration
 from ca.tnauthlist import TNScope, decode_identifier_value
-from ca.x509util import MALFORMED_X509_ERRORS
+from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 from ca.x5u import X5UError
 
 # RFC 7519 §4.1.7: "jti" must be unique; 128 random bits make a collision negligible.
@@ -507,7 +507,7 @@ def _signing_chain(header: dict[str, Any], fetcher: Fetcher) -> tuple[tuple[x509
     chain = []
     for index, encoded in enumerate(x5c):
         try:
-            chain.append(x509.load_der_x509_certificate(base64.b64decode(encoded, validate=True)))
+            chain.append(with_names_decoded(x509.load_der_x509_certificate(base64.b64decode(encoded, validate=True))))
         except (binascii.Error, *MALFORMED_X509_ERRORS) as exc:
             raise TokenError(f"token header 'x5c[{index}]' is not a base64 DER certificate (RFC 7515 §4.1.6)", claim="x5c") from exc
     return tuple(chain), None

@@ -16,7 +16,7 @@ import functools
 import hashlib
 import secrets
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -29,21 +29,39 @@ from ca.errors import SignerError
 if TYPE_CHECKING:
     from ca.signers import Signer
 
+_Parsed = TypeVar("_Parsed", x509.Certificate, x509.CertificateSigningRequest)
+
 # --------------------------------------------------------------------------------------------
 # Minimal DER: just enough to wrap a TBS, an AlgorithmIdentifier and a BIT STRING.
 # --------------------------------------------------------------------------------------------
 
 # What cryptography raises for a malformed certificate or CSR, when loading it or when reading its
 # lazily parsed parts (extensions, names, public key). Only some are ValueErrors: a version other
-# than v1-v3 (InvalidVersion), a repeated extension (DuplicateExtension) or an unknown
-# GeneralName (UnsupportedGeneralNameType) escape ``except ValueError`` and would become a 500.
+# than v1-v3 (InvalidVersion), a repeated extension (DuplicateExtension), an unknown
+# GeneralName (UnsupportedGeneralNameType) and a Name attribute whose ASN.1 type does not fit
+# its OID (TypeError: a BIT STRING other than x500UniqueIdentifier) escape ``except ValueError``
+# and would become a 500. Catch them only around parsing, where a TypeError cannot be a bug.
 MALFORMED_X509_ERRORS: tuple[type[Exception], ...] = (
     ValueError,
+    TypeError,
     UnsupportedAlgorithm,
     x509.InvalidVersion,
     x509.DuplicateExtension,
     x509.UnsupportedGeneralNameType,
 )
+
+
+def with_names_decoded(value: _Parsed) -> _Parsed:
+    """``value`` (a certificate or CSR) once its names are decoded.
+
+    cryptography decodes names on first access; calling this right after loading, inside the
+    caller's ``try … except MALFORMED_X509_ERRORS``, makes a malformed name fail there, as bad
+    input, and not as a 500 wherever the subject is first read.
+    """
+    value.subject  # noqa: B018
+    if isinstance(value, x509.Certificate):
+        value.issuer  # noqa: B018
+    return value
 
 DER_SEQUENCE = 0x30
 DER_BIT_STRING = 0x03

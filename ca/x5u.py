@@ -42,7 +42,7 @@ from cryptography import x509
 from ca.clock import Clock, SystemClock
 from ca.errors import PolicyError, TNCAError
 from ca.policy import parse_duration
-from ca.x509util import MALFORMED_X509_ERRORS
+from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 # A token authority chain is one to a few certificates of well under 2 KiB each.
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -247,9 +247,9 @@ def parse_chain(body: bytes) -> tuple[x509.Certificate, ...]:
     """Certificates from an ``application/pem-certificate-chain`` body or one DER certificate."""
     try:
         if body.lstrip().startswith(_PEM_MARKER):
-            chain = tuple(x509.load_pem_x509_certificates(body))
+            chain = tuple(with_names_decoded(c) for c in x509.load_pem_x509_certificates(body))
         else:
-            chain = (x509.load_der_x509_certificate(body),)
+            chain = (with_names_decoded(x509.load_der_x509_certificate(body)),)
     except MALFORMED_X509_ERRORS as exc:
         raise X5UError(f"x5u resource is not a PEM certificate chain or a DER certificate ({exc})") from exc
     if not chain:

@@ -63,8 +63,9 @@ def parse_certificate(der: bytes, position: int) -> x509.Certificate:
         certificate.issuer  # noqa: B018
         certificate.subject  # noqa: B018
         certificate.public_key()
-    # InvalidVersion, DuplicateExtension and UnsupportedGeneralNameType are not ValueErrors.
-    except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
+    # InvalidVersion, DuplicateExtension and UnsupportedGeneralNameType are not ValueErrors, nor
+    # is the TypeError of a Name attribute whose ASN.1 type does not fit its OID.
+    except (ValueError, TypeError, UnsupportedAlgorithm, x509.InvalidVersion, x509.DuplicateExtension,
             x509.UnsupportedGeneralNameType) as exc:
         raise ChainError(f"chain[{position}] is not a usable DER X.509 certificate: {exc}") from None
     return certificate

@@ -6,6 +6,13 @@ They live here rather than in a conftest.py: several directories have a conftest
 
 from __future__ import annotations
 
+import datetime as dt
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.name import _ASN1Type
+from cryptography.x509.oid import NameOID
 from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -34,3 +41,51 @@ def mutated_der(der: bytes, data: st.DataObject) -> bytes:
         return der + data.draw(st.binary(min_size=1, max_size=8))
     position = data.draw(st.integers(0, len(der)))
     return der[:position] + data.draw(st.binary(max_size=16)) + der[position:]
+
+
+# A Name attribute typed BIT STRING is only valid for x500UniqueIdentifier (2.5.4.45);
+# cryptography parses names lazily and raises TypeError, not ValueError, for any other OID.
+_UNIQUE_IDENTIFIER_OID = bytes.fromhex("060355042d")
+_COMMON_NAME_OID = bytes.fromhex("0603550403")  # 2.5.4.3: the same length, so lengths hold
+
+
+def _der_length(length: int) -> bytes:
+    if length < 0x80:
+        return bytes([length])
+    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(octets)]) + octets
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def csr_with_bit_string_common_name(key: ec.EllipticCurvePrivateKey | None = None) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
+    """(DER CSR, key): a correctly self-signed CSR whose subject has a commonName typed BIT
+    STRING. It loads, its signature verifies, and reading its subject raises TypeError."""
+    key = key or ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.COMMON_NAME, "Example Enterprise"),
+        x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x00A", _type=_ASN1Type.BitString),
+    ])
+    template = x509.CertificateSigningRequestBuilder().subject_name(name).sign(key, hashes.SHA256())
+    info = template.tbs_certrequest_bytes
+    assert info.count(_UNIQUE_IDENTIFIER_OID) == 1
+    info = info.replace(_UNIQUE_IDENTIFIER_OID, _COMMON_NAME_OID)
+    algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a8648ce3d040302")))  # ecdsa-with-SHA256
+    signature = _der(0x03, b"\x00" + key.sign(info, ec.ECDSA(hashes.SHA256())))
+    return _der(0x30, info + algorithm + signature), key
+
+
+def certificate_with_bit_string_common_name() -> bytes:
+    """A self-signed certificate DER whose subject and issuer have a commonName typed BIT
+    STRING (the signature no longer verifies; parsers must refuse it before that matters)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.X500_UNIQUE_IDENTIFIER, b"\x00A", _type=_ASN1Type.BitString)])
+    now = dt.datetime.now(dt.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(now + dt.timedelta(hours=1))
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.DER).replace(_UNIQUE_IDENTIFIER_OID, _COMMON_NAME_OID)

@@ -20,7 +20,7 @@ from ca.errors import RevocationError
 from ca.revocation import CRLReason
 from ca.store import Account, Authorization, Certificate, Issuer, Order
 from ca.tnauthlist import TNScope
-from ca.x509util import MALFORMED_X509_ERRORS
+from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 
@@ -76,7 +76,7 @@ def revoke_cert() -> Response:
     payload: dict[str, Any] = g.payload
     try:
         der = b64url_decode(payload.get("certificate"), field="certificate")
-        presented = x509.load_der_x509_certificate(der)
+        presented = with_names_decoded(x509.load_der_x509_certificate(der))
     except EncodingError as exc:
         raise problems.malformed(str(exc)) from exc
     except MALFORMED_X509_ERRORS as exc:

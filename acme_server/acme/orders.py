@@ -46,7 +46,7 @@ from ca.store import (
     Order,
 )
 from ca.tnauthlist import TNScope
-from ca.x509util import MALFORMED_X509_ERRORS
+from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 # RFC 8555 §7.4: clients poll a "processing" order after Retry-After seconds. Issuance is
 # synchronous and takes well under a second without CT, a few seconds with it.
@@ -478,7 +478,7 @@ def _decode_csr(value: Any) -> x509.CertificateSigningRequest:
     except EncodingError as exc:
         raise problems.bad_csr(str(exc)) from exc
     try:
-        return x509.load_der_x509_csr(der)
+        return with_names_decoded(x509.load_der_x509_csr(der))
     except MALFORMED_X509_ERRORS as exc:
         raise problems.bad_csr(f"'csr' is not a DER PKCS#10 certification request ({exc})") from exc
 

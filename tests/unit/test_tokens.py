@@ -30,7 +30,7 @@ from ca.clock import FixedClock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
 from ca.tnauthlist import TNScope
 from ca.x5u import FetchPolicy, X5UFetcher
-from tests.helpers import row_counts
+from tests.helpers import certificate_with_bit_string_common_name, row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -562,6 +562,12 @@ class TestTokenAuthority:
 
     def test_rfc7515_s4_1_6_x5c_must_be_standard_base64_der(self, authority, account, clock) -> None:
         token = authority.token(claims(account), header={"alg": "ES256", "x5c": ["-_-_"]})
+        refused("x5c", "x5c[0]' is not a base64 DER certificate", verify, token, authority, account, clock)
+
+    def test_x5c_certificate_whose_names_do_not_decode_is_refused(self, authority, account, clock) -> None:
+        """A commonName typed BIT STRING: cryptography's TypeError is a refusal, not a crash."""
+        x5c = [base64.b64encode(certificate_with_bit_string_common_name()).decode()]
+        token = authority.token(claims(account), header={"alg": "ES256", "x5c": x5c})
         refused("x5c", "x5c[0]' is not a base64 DER certificate", verify, token, authority, account, clock)
 
     @pytest.mark.parametrize("x5c", [[], "MIIB", [1]])

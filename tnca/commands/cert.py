@@ -35,7 +35,7 @@ from ca.issuance import DELEGATE_CA, END_ENTITY, IssuanceRequest, issue
 from ca.policy import format_duration, parse_duration
 from ca.profiles import CLAIM_CONSTRAINT_OIDS
 from ca.tnauthlist import TNScope
-from ca.x509util import MALFORMED_X509_ERRORS, fingerprint_sha256, key_type_name
+from ca.x509util import MALFORMED_X509_ERRORS, fingerprint_sha256, key_type_name, with_names_decoded
 from tnca.commands.init import cli_actor, parse_scope, scope_option_name
 from tnca.context import BadInput, pass_home
 
@@ -74,8 +74,8 @@ def load_csr(path: str) -> x509.CertificateSigningRequest:
     data = _read_file(path, "--csr")
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_csr(data)
-        return x509.load_der_x509_csr(data)
+            return with_names_decoded(x509.load_pem_x509_csr(data))
+        return with_names_decoded(x509.load_der_x509_csr(data))
     except MALFORMED_X509_ERRORS:
         raise BadInput("--csr", f"{path} is not a PEM or DER PKCS#10 certificate signing request (malformed DER)") from None
 
@@ -84,8 +84,8 @@ def load_certificates(path: str) -> list[x509.Certificate]:
     data = _read_file(path, "FILE")
     try:
         if b"-----BEGIN" in data:
-            return x509.load_pem_x509_certificates(data)
-        return [x509.load_der_x509_certificate(data)]
+            return [with_names_decoded(c) for c in x509.load_pem_x509_certificates(data)]
+        return [with_names_decoded(x509.load_der_x509_certificate(data))]
     except MALFORMED_X509_ERRORS:
         raise BadInput("FILE", f"{path} is not a PEM or DER X.509 certificate (malformed DER)") from None
 

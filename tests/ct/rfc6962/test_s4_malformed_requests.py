@@ -20,7 +20,7 @@ from ctlog import chain as chains
 from ctlog import store as log_store
 from ctlog.app import create_app
 from ctlog.log import Log
-from tests.helpers import mutated_der
+from tests.helpers import certificate_with_bit_string_common_name, mutated_der
 
 SUBMISSION_PATHS = ("/ct/v1/add-chain", "/ct/v1/add-pre-chain", "/stict/v1/add-pre-chain")
 READ_PATHS = ("get-entries", "get-sth-consistency", "get-proof-by-hash")
@@ -128,13 +128,15 @@ def with_version(der: bytes, version: int) -> bytes:
 
 @pytest.mark.parametrize(
     "mutate, fragment",
-    [(with_duplicated_extension, "Duplicate"), (lambda der: with_version(der, 14), "14 is not a valid X509 version")],
-    ids=["duplicate-extension", "version-15"],
+    [(with_duplicated_extension, "Duplicate"), (lambda der: with_version(der, 14), "14 is not a valid X509 version"),
+     (lambda der: certificate_with_bit_string_common_name(), "BitString")],
+    ids=["duplicate-extension", "version-15", "bit-string-common-name"],
 )
 def test_s4_2_certificate_cryptography_refuses_without_a_value_error_is_a_400(fuzzed, mutate, fragment):
     """Found by the mutation fuzzer above: one flipped byte turned an extension's OID into one
     already present, or the version into 14; cryptography raises exceptions that are not
-    ValueErrors for both, and the log answered 500."""
+    ValueErrors for both, and the log answered 500. Likewise a Name attribute typed BIT STRING
+    under an OID other than x500UniqueIdentifier (TypeError, found the same way)."""
     client, ct_log, valid = fuzzed
     chain = [mutate(valid[0]), *valid[1:]]
     before = entries_written(ct_log)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from ca.claims import ClaimConstraints
 from ca.store import AuditEvent, Certificate, Order
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from tests.helpers import csr_with_bit_string_common_name
 from protocol.support import (
     RANGE_SCOPE,
     TN_SCOPE,
@@ -149,6 +150,17 @@ def test_s7_4_csr_with_an_unknown_version_is_bad_csr(registered, authority, sess
     der[version + 2] = 5
     before = table_counts(session_factory)
     assert_problem(finalize(registered, order, b64url(bytes(der))), "badCSR", 400, "5 is not a valid CSR version")
+    assert table_counts(session_factory) == before
+    assert registered.post(order.url, None).get_json()["status"] == "ready"
+
+
+def test_s7_4_csr_whose_subject_does_not_decode_is_bad_csr(registered, authority, session_factory):
+    """A commonName typed BIT STRING in a correctly signed CSR: cryptography decodes names lazily
+    and raises TypeError, which escaped as a 500 (found by fuzzing the CT log's parsing)."""
+    order = raw_ready_order(registered, authority)
+    der, _ = csr_with_bit_string_common_name()
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, b64url(der)), "badCSR", 400, "BitString")
     assert table_counts(session_factory) == before
     assert registered.post(order.url, None).get_json()["status"] == "ready"
 

@@ -8,6 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from ca.store import AuditEvent, Revocation
+from tests.helpers import certificate_with_bit_string_common_name
 from protocol.support import (
     RANGE_SCOPE,
     TN_SCOPE,
@@ -121,6 +122,14 @@ def test_s7_6_certificate_with_an_unknown_version_is_malformed(registered, issue
     before = table_counts(session_factory)
     response = registered.post(REVOKE, {"certificate": b64url(bytes(mutated))})
     assert_problem(response, "malformed", 400, "14 is not a valid X509 version")
+    assert table_counts(session_factory) == before
+
+
+def test_s7_6_certificate_whose_names_do_not_decode_is_malformed(registered, session_factory):
+    """A commonName typed BIT STRING: cryptography raises TypeError when it decodes the name."""
+    before = table_counts(session_factory)
+    response = registered.post(REVOKE, {"certificate": b64url(certificate_with_bit_string_common_name())})
+    assert_problem(response, "malformed", 400, "'certificate' is not a DER X.509 certificate (oid must be")
     assert table_counts(session_factory) == before
 
 
