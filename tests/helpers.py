@@ -7,6 +7,9 @@ They live here rather than in a conftest.py: several directories have a conftest
 from __future__ import annotations
 
 import datetime as dt
+import random
+import socket
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -18,6 +21,42 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ca import store
+
+
+# Linux hands out ports for bind(port 0) and for outgoing connections from this range.
+_EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(_EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def free_port() -> int:
+    """A free loopback TCP port below the ephemeral range, never the same one twice per run.
+
+    A port the OS picked for bind(port 0) is free again once the probe closes, and the next
+    bind(port 0) (a CT log test server) or outgoing connection may get it before the caller
+    binds it: CI failed with "Address already in use" that way. Ports below the ephemeral
+    range are handed to nobody else. ``port + 1`` is below the range too (free_port_pair).
+    """
+    low = _ephemeral_low()
+    choose = random.SystemRandom()
+    for _ in range(500):
+        candidate = choose.randrange(max(1024, low - 20000), low - 1)
+        if candidate in _handed_out:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+        _handed_out.add(candidate)
+        return candidate
+    raise RuntimeError("no free loopback port below the ephemeral range")
 
 
 def row_counts(session: Session) -> dict[str, int]:

@@ -9,7 +9,6 @@ with its audit event exactly as in production.
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,16 +31,11 @@ from ca.revocation import CRLReason
 from ca.store import Certificate
 from ca.tnauthlist import TNScope
 from tnca.cli import cli
+from tests.helpers import free_port
 
 # tnca init's development scope: range 12025550000+10000 and SPC 1234.
 DELEGATED = TNScope.parse(ranges=["12025550000:1000"], spcs=["1234"])
 PASSWORD = "correct horse battery staple"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def utc_now_seconds() -> dt.datetime:

@@ -29,6 +29,7 @@ from sqlalchemy import select
 from ca import audit, store
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -219,12 +220,6 @@ def test_delegate_ca_certificate_and_an_end_entity_it_signs_pass_openssl(dev_hom
 # ----------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def x5u_server(dev_home: DevHome) -> Iterator[str]:
     """A loopback HTTP server publishing dev_home.work (where the PEM chains are written)."""
@@ -257,7 +252,7 @@ def secsipidx_checker(dev_home: DevHome) -> Iterator:
     processes: list[subprocess.Popen] = []
 
     def start(ca_file: Path, ca_inter: Path):
-        port = _free_port()
+        port = free_port()
         process = subprocess.Popen(
             [tool, "-http-srv", f"127.0.0.1:{port}", "-expire", "3600", "-timeout", "5",
              "-cert-verify", str(SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE),

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from ca.tnauthlist import TNScope
 from protocol.support import Authority, Subscriber, make_csr
 from tests.e2e.devhome import require_tool
+from tests.helpers import free_port
 
 
 @dataclasses.dataclass
@@ -81,12 +82,6 @@ def token_jti(token: str) -> str:
 
 def openssl(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([require_tool("openssl"), *args], capture_output=True, text=True, timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -38,7 +38,7 @@ from cryptography.x509.oid import NameOID
 from werkzeug.serving import make_server
 
 from acme_server import create_app
-from tests.helpers import row_counts
+from tests.helpers import free_port, row_counts
 from ca import delegations, tokens
 from ca.claims import ClaimConstraints
 from ca.config import Home
@@ -61,16 +61,10 @@ def padded_base64(scope: TNScope) -> str:
     return base64.b64encode(scope.to_der()).decode("ascii")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def free_port_pair(avoid: int) -> int:
     """A port N with N and N + 1 both free and neither ``avoid`` (the server's port, free too
     until the server binds it), for ``tnca dev --ct-port N``: its two logs listen on N and
-    N + 1. A free_port() alone can be followed by a port some connection holds."""
+    N + 1."""
     for _ in range(100):
         first = free_port()
         if avoid in (first, first + 1):
