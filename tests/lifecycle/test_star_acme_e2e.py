@@ -141,7 +141,9 @@ def test_star_order_yields_successive_certificates_each_with_a_verified_sct(ct_h
         assert following.not_valid_before_utc < current.not_valid_after_utc  # published while the current is valid
         assert following.public_key() == current.public_key()  # RFC 8739 §2.2: the same CSR
     with session_factory() as session:
-        issued = session.scalars(select(AuditEvent).where(AuditEvent.action == "certificate.issue")).all()
+        issued = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "certificate.issue").order_by(AuditEvent.seq)
+        ).all()
     assert [event.details["scts"] for event in issued] == [1, 1, 1, 1]
     assert [event.actor for event in issued][1:] == [renewal.RENEWAL_ACTOR] * 3
 
