@@ -21,6 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ca import store
+from ca.x509util import DER_SEQUENCE, assemble_signed, der_tlv
 
 
 # Linux hands out ports for bind(port 0) and for outgoing connections from this range.
@@ -88,17 +89,6 @@ _UNIQUE_IDENTIFIER_OID = bytes.fromhex("060355042d")
 _COMMON_NAME_OID = bytes.fromhex("0603550403")  # 2.5.4.3: the same length, so lengths hold
 
 
-def _der_length(length: int) -> bytes:
-    if length < 0x80:
-        return bytes([length])
-    octets = length.to_bytes((length.bit_length() + 7) // 8, "big")
-    return bytes([0x80 | len(octets)]) + octets
-
-
-def _der(tag: int, content: bytes) -> bytes:
-    return bytes([tag]) + _der_length(len(content)) + content
-
-
 def csr_with_bit_string_common_name(key: ec.EllipticCurvePrivateKey | None = None) -> tuple[bytes, ec.EllipticCurvePrivateKey]:
     """(DER CSR, key): a correctly self-signed CSR whose subject has a commonName typed BIT
     STRING. It loads, its signature verifies, and reading its subject raises TypeError."""
@@ -111,9 +101,8 @@ def csr_with_bit_string_common_name(key: ec.EllipticCurvePrivateKey | None = Non
     info = template.tbs_certrequest_bytes
     assert info.count(_UNIQUE_IDENTIFIER_OID) == 1
     info = info.replace(_UNIQUE_IDENTIFIER_OID, _COMMON_NAME_OID)
-    algorithm = _der(0x30, _der(0x06, bytes.fromhex("2a8648ce3d040302")))  # ecdsa-with-SHA256
-    signature = _der(0x03, b"\x00" + key.sign(info, ec.ECDSA(hashes.SHA256())))
-    return _der(0x30, info + algorithm + signature), key
+    ecdsa_with_sha256 = der_tlv(DER_SEQUENCE, der_tlv(0x06, bytes.fromhex("2a8648ce3d040302")))  # 0x06: OID
+    return assemble_signed(info, ecdsa_with_sha256, key.sign(info, ec.ECDSA(hashes.SHA256()))), key
 
 
 def certificate_with_bit_string_common_name() -> bytes:
