@@ -19,7 +19,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, select
+from sqlalchemy import and_, func, select
+from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from ca import audit, store
@@ -31,6 +32,8 @@ from ca.tnauthlist import TNScope
 
 ACTIVE = "active"
 REVOKED = "revoked"
+# The problem type an order withdrawn with its delegation reports (RFC 8555 §6.7).
+ACME_UNAUTHORIZED = "urn:ietf:params:acme:error:unauthorized"
 # The delegate name is shown to operators and auditors; it is not an identity proof.
 MAX_DELEGATE_CHARS = 255
 # RFC 8226 §4 certificates are meant to be short-lived; a floor stops nonsense like "0s".
@@ -56,6 +59,10 @@ class RevocationPlan:
     reason: str
     unexpired_tokens: int
     unexpired_certificates: int
+    # What the delegate proved under it and has not used yet (RFC 8555 §7.1.6): valid
+    # authorizations become "revoked", the pending and ready orders waiting on them "invalid".
+    valid_authorizations: int = 0
+    open_orders: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -429,6 +436,10 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
             )
         ).all()
     )
+    valid_authorizations = session.scalar(
+        select(func.count()).select_from(store.Authorization).where(_withdrawn_authorizations(delegation.id))
+    )
+    open_orders = session.scalar(select(func.count()).select_from(store.Order).where(_withdrawn_orders(delegation.id)))
     return RevocationPlan(
         delegation_id=delegation.id,
         delegate=delegation.delegate,
@@ -438,14 +449,22 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
         reason=reason.strip(),
         unexpired_tokens=unexpired_tokens,
         unexpired_certificates=unexpired_certificates,
+        valid_authorizations=valid_authorizations or 0,
+        open_orders=open_orders or 0,
     )
 
 
 def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, actor: str) -> store.Delegation:
-    """Apply ``plan``: the delegation becomes revoked; tokens minted under it stop validating.
+    """Apply ``plan``: the delegation becomes revoked; tokens minted under it stop validating; the
+    ACME authorizations validated under it are revoked and the orders waiting on them invalid.
+
+    Without the last step a former delegate keeps what it proved: a ready order it could still
+    finalize, and a "valid" authorization that RFC 8555 §7.6 would accept for revoking the
+    certificates of whoever holds the numbers next.
 
     Refuses (RevocationError) when the delegation changed since the plan was made, so what the
-    operator saw is what happens. Appends a ``delegation.revoke`` audit event with before/after.
+    operator saw is what happens. Appends a ``delegation.revoke`` audit event with before/after
+    and the number of authorizations and orders withdrawn.
     """
     delegation = get(session, plan.delegation_id)
     if delegation.status != plan.status_before:
@@ -460,15 +479,53 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
     delegation.revocation_reason = plan.reason
     delegation.updated_at = now
     session.flush()
+    authorizations_revoked, orders_invalidated = _withdraw_authorizations(session, delegation)
     _audit(
         session,
         actor=actor,
         action="delegation.revoke",
         delegation=delegation,
-        details={"before": before, "after": describe(delegation), "plan": plan.to_json()},
+        details={"before": before, "after": describe(delegation), "plan": plan.to_json(),
+                 "authorizations_revoked": authorizations_revoked, "orders_invalidated": orders_invalidated},
         clock=clock,
     )
     return delegation
+
+
+def _withdrawn_authorizations(delegation_id: str) -> Any:
+    return and_(
+        store.Authorization.delegation_id == delegation_id,
+        store.Authorization.status.in_(("pending", "valid")),
+    )
+
+
+def _withdrawn_orders(delegation_id: str) -> Any:
+    # STAR orders that are already valid are canceled by the cascade (ca/revocation.py), not here.
+    return and_(
+        store.Order.id.in_(select(store.Authorization.order_id).where(store.Authorization.delegation_id == delegation_id)),
+        store.Order.status.in_(("pending", "ready")),
+    )
+
+
+def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> tuple[int, int]:
+    """Revoke the authorizations validated under ``delegation`` and invalidate the orders waiting
+    on them (RFC 8555 §7.1.6), in two statements whatever their number; returns both counts."""
+    orders = session.execute(
+        sql_update(store.Order)
+        .where(_withdrawn_orders(delegation.id))
+        .values(status="invalid", error={
+            "type": ACME_UNAUTHORIZED,
+            "detail": f"delegation {delegation.id} was revoked: {delegation.revocation_reason}",
+        })
+        .execution_options(synchronize_session="fetch")
+    )
+    authorizations = session.execute(
+        sql_update(store.Authorization)
+        .where(_withdrawn_authorizations(delegation.id))
+        .values(status="revoked")
+        .execution_options(synchronize_session="fetch")
+    )
+    return authorizations.rowcount, orders.rowcount
 
 
 def _audit(session: Session, *, actor: str, action: str, delegation: store.Delegation, details: dict[str, Any], clock: Clock) -> None:

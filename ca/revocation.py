@@ -59,6 +59,7 @@ from ca.errors import AutoRenewalError, NotFoundError, RevocationError
 from ca.store import (
     AuditEvent,
     AuthorityToken,
+    Authorization,
     Certificate,
     CertificateScopeEntry,
     Delegation,
@@ -346,6 +347,9 @@ class RevocationPlan:
         for d in self.delegations:
             lines.append(f"  delegation {d.delegation_id} ({d.delegate}: {d.scope}): status {d.status_before} -> "
                          f"{d.status_after}, reason {d.reason!r}")
+            if d.valid_authorizations or d.open_orders:
+                lines.append(f"  {d.valid_authorizations} ACME authorization(s) validated under it revoked, "
+                             f"{d.open_orders} unfinished order(s) invalid (RFC 8555 §7.1.6)")
         if self.certificates:
             lines.append(f"  {len(self.certificates)} certificate(s) to revoke:")
             for c in self.certificates:
@@ -432,6 +436,30 @@ def plan_revoke_covering(
     request = RevocationRequest(KIND_SCOPE, scope.normalized().to_identifier_value(), _checked_reason(reason),
                                 _checked_comment(comment))
     return _plan(session, request, now=clock.now())
+
+
+def authorizations_cover(session: Session, account_id: str, scope: TNScope, *, now: dt.datetime) -> bool:
+    """Whether ``account_id`` holds a valid authorization for all of ``scope`` that the authority
+    still honours: unexpired, and validated under a delegation that is active now (RFC 8555 §7.6,
+    revocation by an account other than the certificate's).
+
+    An authorization outlives neither its delegation's revocation (which revokes it,
+    :func:`ca.delegations.execute_revoke`) nor its delegation's end: the numbers may belong to
+    another delegate by then, whose certificates the former one must not revoke.
+    """
+    authorized = session.scalars(
+        select(Authorization.scope_der)
+        .join(Delegation, Delegation.id == Authorization.delegation_id)
+        .where(
+            Authorization.account_id == account_id,
+            Authorization.status == "valid",
+            Authorization.expires > now,
+            Delegation.status == delegations.ACTIVE,
+            Delegation.not_before <= now,
+            or_(Delegation.not_after.is_(None), Delegation.not_after > now),
+        )
+    )
+    return any(TNScope.from_der(der, strict=False).contains(scope) for der in authorized)
 
 
 def _checked_reason(reason: CRLReason | None) -> CRLReason | None:

@@ -17,8 +17,8 @@ from acme_server.acme.keys import AccountKey
 from acme_server.state import current_state, db_session
 from ca import revocation
 from ca.errors import RevocationError
-from ca.revocation import CRLReason
-from ca.store import Account, Authorization, Certificate, Issuer, Order
+from ca.revocation import CRLReason, authorizations_cover
+from ca.store import Account, Certificate, Issuer, Order
 from ca.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
@@ -137,17 +137,12 @@ def _authorize_by_certificate_key(record: Certificate, presented: x509.Certifica
 
 
 def _authorize_by_account(record: Certificate, account: Account) -> None:
-    """RFC 8555 §7.6: the account that obtained it, or one holding valid authorizations for all of it."""
+    """RFC 8555 §7.6: the account that obtained it, or one holding authorizations for all of it
+    that the authority still honours (``ca.revocation.authorizations_cover``)."""
     if record.account_id == account.id:
         return
-    now = current_state().clock.now()
     scope = TNScope.from_der(record.scope_der, strict=False)
-    authorized = db_session().scalars(
-        select(Authorization.scope_der).where(
-            Authorization.account_id == account.id, Authorization.status == "valid", Authorization.expires > now
-        )
-    ).all()
-    if any(TNScope.from_der(der, strict=False).contains(scope) for der in authorized):
+    if authorizations_cover(db_session(), account.id, scope, now=current_state().clock.now()):
         return
     raise problems.unauthorized(
         f"account {account.id} neither obtained certificate {record.serial} nor holds valid authorizations for "

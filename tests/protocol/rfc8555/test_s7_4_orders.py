@@ -15,9 +15,10 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
+from sqlalchemy import update as sql_update
 
 from ca.claims import ClaimConstraints
-from ca.store import AuditEvent, Certificate, Order
+from ca.store import AuditEvent, Certificate, Delegation, Order
 from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from tests.helpers import csr_with_bit_string_common_name
 from protocol.support import (
@@ -246,13 +247,32 @@ def test_finalize_with_the_account_key_in_the_csr_is_accepted(registered, author
     assert finalize(registered, order, csr).get_json()["status"] == "valid"
 
 
-def test_finalize_after_the_delegation_was_revoked_is_unauthorized_and_the_order_invalid(registered, authority, session_factory):
+def test_finalize_after_the_delegation_was_revoked_is_order_not_ready_and_the_order_invalid(registered, authority, session_factory):
+    """Revoking the delegation invalidated the ready order (RFC 8555 §7.1.6); finalize of an order
+    that is not ready is orderNotReady (RFC 8555 §7.4), and the order's error names the delegation."""
     delegation_id = authority.delegate()
     order = raw_ready_order(registered, authority, delegation_id=delegation_id)
     authority.revoke(delegation_id)
     csr, _ = csr_b64()
     before = table_counts(session_factory)
-    assert_problem(finalize(registered, order, csr), "unauthorized", 403, f"delegation {delegation_id} is revoked")
+    assert_problem(finalize(registered, order, csr), "orderNotReady", 403, f"order {order.url.rsplit('/', 1)[1]} is invalid")
+    assert table_counts(session_factory) == before
+    body = registered.post(order.url, None).get_json()
+    assert body["status"] == "invalid" and body["error"]["type"].endswith(":unauthorized")
+    assert f"delegation {delegation_id} was revoked" in body["error"]["detail"]
+
+
+def test_finalize_after_the_delegation_ended_is_unauthorized_and_the_order_invalid(registered, authority, session_factory):
+    """A delegation that ends leaves its ready orders as they were; finalize finds it inactive."""
+    delegation_id = authority.delegate()
+    order = raw_ready_order(registered, authority, delegation_id=delegation_id)
+    with session_factory() as session:
+        session.execute(sql_update(Delegation).where(Delegation.id == delegation_id)
+                        .values(not_after=authority.home.clock.now() - dt.timedelta(seconds=1)))
+        session.commit()
+    csr, _ = csr_b64()
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "unauthorized", 403, f"delegation {delegation_id} expired at")
     assert table_counts(session_factory) == before
     body = registered.post(order.url, None).get_json()
     assert body["status"] == "invalid" and body["error"]["type"].endswith(":unauthorized")

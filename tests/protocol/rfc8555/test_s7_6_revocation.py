@@ -3,11 +3,16 @@ valid authorizations for all of its TNAuthList, or by the certificate's own key;
 
 from __future__ import annotations
 
-import pytest
-from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select
+import datetime as dt
 
-from ca.store import AuditEvent, Revocation
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import select, update
+
+from ca import delegations
+from ca.store import AuditEvent, Authorization, Delegation, Order, Revocation
+from ca.tnauthlist import TNScope
 from tests.helpers import certificate_with_bit_string_common_name
 from protocol.support import (
     RANGE_SCOPE,
@@ -15,6 +20,7 @@ from protocol.support import (
     RawClient,
     assert_problem,
     b64url,
+    csr_b64,
     raw_issue,
     raw_ready_order,
     table_counts,
@@ -60,6 +66,75 @@ def test_s7_6_account_with_valid_authorizations_for_the_scope_may_revoke(issued,
     other.register()
     raw_ready_order(other, authority, TN_SCOPE)
     assert other.post(REVOKE, {"certificate": b64url(der), "reason": 1}).status_code == 200
+
+
+def test_s7_6_authorizations_under_a_revoked_delegation_do_not_revoke_the_new_holders_certificate(
+    client, home, authority, session_factory
+):
+    """A validated a number under D1; D1 was revoked; B got a certificate for the number under D2.
+    A's valid-looking authorization must not let A revoke B's certificate (RFC 8555 §7.6 asks for
+    authorizations the server still honours; RFC 8555 §7.1.6: the server revoked them)."""
+    former = RawClient(client, home.base_url)
+    former.register()
+    first = authority.delegate(TNScope.parse(ranges=["12025550100:10"]), delegate="Former Holder")
+    raw_ready_order(former, authority, TN_SCOPE, delegation_id=first)
+    authority.revoke(first)
+    successor = RawClient(client, home.base_url)
+    successor.register()
+    second = authority.delegate(TNScope.parse(ranges=["12025550100:10"]), delegate="New Holder")
+    order = raw_ready_order(successor, authority, TN_SCOPE, delegation_id=second)
+    csr, _ = csr_b64()
+    certificate_url = successor.post(order.body["finalize"], {"csr": csr}).get_json()["certificate"]
+    pem = successor.post(certificate_url, None).get_data()
+    der = x509.load_pem_x509_certificates(pem)[0].public_bytes(serialization.Encoding.DER)
+
+    before = table_counts(session_factory)
+    response = former.post(REVOKE, {"certificate": b64url(der), "reason": 1})
+    assert_problem(response, "unauthorized", 403, "neither obtained certificate")
+    assert table_counts(session_factory) == before
+    assert successor.post(certificate_url, None).status_code == 200
+
+
+def test_s7_6_authorizations_under_an_ended_delegation_do_not_authorize_revocation(
+    issued, client, home, authority, session_factory
+):
+    """A delegation that has ended grants nothing, though no revocation touched its authorizations."""
+    der, _ = issued
+    other = RawClient(client, home.base_url)
+    other.register()
+    ending = authority.delegate(TNScope.parse(ranges=["12025550100:10"]), delegate="Ending Holder")
+    raw_ready_order(other, authority, TN_SCOPE, delegation_id=ending)
+    with session_factory() as session:
+        session.execute(update(Delegation).where(Delegation.id == ending)
+                        .values(not_after=home.clock.now() - dt.timedelta(seconds=1)))
+        session.commit()
+    before = table_counts(session_factory)
+    assert_problem(other.post(REVOKE, {"certificate": b64url(der)}), "unauthorized", 403, "neither obtained certificate")
+    assert table_counts(session_factory) == before
+
+
+def test_s7_1_6_revoking_a_delegation_revokes_its_authorizations_and_invalidates_open_orders(
+    registered, authority, session_factory
+):
+    """RFC 8555 §7.1.6: a valid authorization the server revokes is "revoked", and an order with an
+    authorization in a final unusable state is "invalid"; its error says which delegation ended it."""
+    delegation_id = authority.delegate()
+    ready = raw_ready_order(registered, authority, delegation_id=delegation_id)
+    with session_factory() as session:
+        plan = delegations.plan_revoke(session, delegation_id, reason="test: delegate left", clock=authority.home.clock)
+        assert (plan.valid_authorizations, plan.open_orders) == (1, 1)
+    authority.revoke(delegation_id)
+    authorization = registered.post(ready.authz_url, None).get_json()
+    assert authorization["status"] == "revoked"
+    body = registered.post(ready.url, None).get_json()
+    assert body["status"] == "invalid"
+    assert body["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert f"delegation {delegation_id} was revoked" in body["error"]["detail"]
+    with session_factory() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "delegation.revoke")).one()
+        assert (event.details["authorizations_revoked"], event.details["orders_invalidated"]) == (1, 1)
+        assert session.scalars(select(Authorization.status)).all() == ["revoked"]
+        assert session.scalars(select(Order.status)).all() == ["invalid"]
 
 
 def test_s7_6_unrelated_account_is_unauthorized(issued, client, home, authority, session_factory):
