@@ -17,12 +17,12 @@ from sqlalchemy.orm import Session
 
 from acme_server.acme.nonces import NonceStore
 from acme_server.acme.urls import Urls
-from ca import tokens
+from ca.tokens import authority_tokens as tokens
 from ca.config import Home
-from ca.x5u import FetchPolicy, X5UFetcher
+from ca.tokens.x5u import FetchPolicy, X5UFetcher
 
 if TYPE_CHECKING:
-    from ca.issuance import IssuerHandle, Transparency
+    from ca.issuing.issuance import IssuerHandle, Transparency
 
 EXTENSION_KEY = "tnca"
 
@@ -49,14 +49,14 @@ class ServerState:
         return tokens.trust_from_policy(
             self.policy.tokens,
             local_authority=self.home.token_authority().certificate,
-            # tnca.toml [compat]: documented switches, all off by default (ca.tokens.TokenCompat).
+            # tnca.toml [compat]: documented switches, all off by default (ca.tokens.authority_tokens.TokenCompat).
             compat=tokens.TokenCompat.from_config(self.home.config.get("compat", {})),
         )
 
     @functools.cached_property
     def x5u_fetcher(self) -> X5UFetcher:
         # The server's own token-authority URL resolves from memory: a one-worker server
-        # fetching itself would deadlock (ca/x5u.py).
+        # fetching itself would deadlock (ca/tokens/x5u.py).
         authority = self.home.token_authority()
         # tnca.toml [x5u]: strict (a misspelt key is an error); the dev stack sets allow_http_loopback.
         return X5UFetcher(

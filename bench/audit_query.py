@@ -3,7 +3,7 @@
     python -m bench.generate_certificates --database-url URL      # once: 1,000,000 certificates
     python -m bench.audit_query --database-url URL --max-p95-ms 100
 
-Each sample is one complete ``ca.queries.certificates`` call, the function behind
+Each sample is one complete ``ca.records.queries.certificates`` call, the function behind
 ``GET /api/v1/certificates`` and ``tnca audit query certificates``: parameter parsing, the SQL
 (span-class probes of ``certificate_scope_entries``, then the certificates), and building the
 items with their delegation, revocation and issuance audit event. HTTP is not included.
@@ -35,8 +35,8 @@ from typing import Any
 
 from sqlalchemy import event, text
 
-from ca import queries
-from ca.store import make_engine, make_sessionmaker
+from ca.records import queries
+from ca.records.store import make_engine, make_sessionmaker
 
 YEAR_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
 DAYS = 365

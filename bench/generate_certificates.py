@@ -18,11 +18,11 @@ What a year looks like here (the mix matters: it decides how many index entries 
 - 1 % an SPC, or a whole 1,000-number block.
 - 5 % of certificates carry a second entry (the delegation's SPC); 1 % are revoked.
 - Every issuance, revocation and delegation has its audit event, hash-chained exactly as
-  ``ca/audit.py`` chains them, so ``tnca audit verify`` holds over the result.
+  ``ca/records/audit.py`` chains them, so ``tnca audit verify`` holds over the result.
 
-Rows are what ``ca.issuance.issue`` writes, except that ``der`` is one fixed 650-byte blob (the
+Rows are what ``ca.issuing.issuance.issue`` writes, except that ``der`` is one fixed 650-byte blob (the
 size of a typical delegate certificate; the audit queries never parse it) and keys, serials and
-fingerprints are random. The TNAuthList DER is real (checked against ``ca.tnauthlist.encode``).
+fingerprints are random. The TNAuthList DER is real (checked against ``ca.numbers.tnauthlist.encode``).
 """
 
 from __future__ import annotations
@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 from sqlalchemy import text
 
-from ca import audit
-from ca.migrate import upgrade
-from ca.store import make_engine, span_digits
-from ca.tnauthlist import SPC, TN, TNRange, encode
+from ca.records import audit
+from ca.records.migrate import upgrade
+from ca.records.store import make_engine, span_digits
+from ca.numbers.tnauthlist import SPC, TN, TNRange, encode
 
 DEFAULT_COUNT = 1_000_000
 YEAR_START = dt.datetime(2025, 1, 1)  # naive UTC, as stored
@@ -89,7 +89,7 @@ def der_list(*entries: bytes) -> bytes:
 
 
 def _check_encoder() -> None:
-    """The hand encoder must produce exactly what ca.tnauthlist does."""
+    """The hand encoder must produce exactly what ca.numbers.tnauthlist does."""
     assert der_list(der_tn("12025550100")) == encode([TN("12025550100")])
     assert der_list(der_range("12025550100", 300)) == encode([TNRange("12025550100", 300)])
     assert der_list(der_range("12025550100", 128)) == encode([TNRange("12025550100", 128)])
@@ -209,7 +209,7 @@ def describe(entries: list[tuple]) -> str:
 
 
 def index_rows(entries: list[tuple]) -> Iterator[tuple]:
-    """(width, lo, hi, spc, literal, span_digits) as TNScope.index_rows / ca.store give them."""
+    """(width, lo, hi, spc, literal, span_digits) as TNScope.index_rows / ca.records.store give them."""
     for entry in entries:
         if entry[0] == "tn":
             number = int(entry[1])
@@ -228,7 +228,7 @@ def index_rows(entries: list[tuple]) -> Iterator[tuple]:
 
 
 class Chain:
-    """Appends audit events with the hashes ca/audit.py would compute."""
+    """Appends audit events with the hashes ca/records/audit.py would compute."""
 
     def __init__(self) -> None:
         self.seq = 0

@@ -39,9 +39,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ca import delegations, tokens
+from ca.records import delegations
+from ca.tokens import authority_tokens as tokens
 from ca.config import POLICY_FILE, Home
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tnca.acme_client import STIRClient
 from tnca.commands.dev import configure_dev_logs
 

@@ -30,15 +30,15 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from ca import store
+from ca.records import store
 from ca.clock import Clock, SystemClock
 from ca.errors import NotFoundError
 from ca.policy import Policy
-from ca.signers import Signer, load_signer
+from ca.issuing.signers import Signer, load_signer
 
 if TYPE_CHECKING:
-    from ca.issuance import IssuerHandle
-    from ca.transparency import CTSubmitter
+    from ca.issuing.issuance import IssuerHandle
+    from ca.issuing.transparency import CTSubmitter
 
 CONFIG_FILE = "tnca.toml"
 POLICY_FILE = "policy.toml"
@@ -135,9 +135,9 @@ class Home:
         return Policy.default()
 
     def transparency(self) -> "CTSubmitter | None":
-        """The CT client for the policy's ``[ct]`` logs (``ca.issuance.issue``'s ``transparency``),
+        """The CT client for the policy's ``[ct]`` logs (``ca.issuing.issuance.issue``'s ``transparency``),
         built once per process so its HTTP sessions stay alive; None when no SCTs are required."""
-        from ca.transparency import CTSubmitter
+        from ca.issuing.transparency import CTSubmitter
 
         with self._lock:
             if self._transparency is None and self.policy.ct.required_scts > 0:
@@ -166,8 +166,8 @@ class Home:
 
     def load_issuer(self, name: str) -> "IssuerHandle":
         """An :class:`IssuerHandle` for the ``issuers`` row called ``name`` (not cached)."""
-        from ca.issuance import IssuerHandle
-        from ca.tnauthlist import TNScope
+        from ca.issuing.issuance import IssuerHandle
+        from ca.numbers.tnauthlist import TNScope
 
         with self.sessionmaker() as session:
             row = session.scalars(select(store.Issuer).where(store.Issuer.name == name)).one_or_none()

@@ -80,7 +80,7 @@ class AuditChainError(TNCAError):
 
 
 class AuditExportError(TNCAError):
-    """An audit export file cannot be read (not the format ``ca.audit.export`` writes); ``line`` is 1-based."""
+    """An audit export file cannot be read (not the format ``ca.records.audit.export`` writes); ``line`` is 1-based."""
 
     def __init__(self, detail: str, *, line: int | None = None) -> None:
         super().__init__(detail, field="export")

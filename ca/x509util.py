@@ -4,7 +4,7 @@ serial numbers and fingerprints.
 Why certificates are assembled here rather than signed by ``cryptography``: a key that lives in
 an HSM cannot be handed to ``CertificateBuilder.sign()``. So the builder signs with a *throwaway*
 key of the same type (which fixes the signature AlgorithmIdentifier inside the TBS), the TBS is
-linted, the real :class:`ca.signers.Signer` signs the TBS bytes, and the final DER is put together
+linted, the real :class:`ca.issuing.signers.Signer` signs the TBS bytes, and the final DER is put together
 here (RFC 5280 §4.1: ``Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
 signatureValue }``; §5.1 is the same shape for CRLs). The result is parsed back and its signature
 checked against the signer's public key before anyone sees it.
@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from ca.errors import SignerError
 
 if TYPE_CHECKING:
-    from ca.signers import Signer
+    from ca.issuing.signers import Signer
 
 _Parsed = TypeVar("_Parsed", x509.Certificate, x509.CertificateSigningRequest)
 

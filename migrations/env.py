@@ -1,11 +1,11 @@
-"""Alembic environment: one metadata (ca.store.Base) for the whole project."""
+"""Alembic environment: one metadata (ca.records.store.Base) for the whole project."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-from ca import store
+from ca.records import store
 
 config = context.config
 target_metadata = store.Base.metadata

@@ -16,8 +16,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from ca import store
-from ca.migrate import upgrade
+from ca.records import store
+from ca.records.migrate import upgrade
 from tests.helpers import row_counts  # noqa: F401  (re-exported for older imports)
 
 TEST_DATABASE_URL_ENV = "TNCA_TEST_DATABASE_URL"

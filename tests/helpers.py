@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from ca import store
+from ca.records import store
 from ca.x509util import DER_SEQUENCE, assemble_signed, der_tlv
 
 

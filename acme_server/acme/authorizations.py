@@ -14,7 +14,7 @@ the challenge stays ``pending``.
 What a valid token says is remembered on the authorization for finalize: its ``jti``, its ``ca``
 flag (RFC 9448 §6 step 9 needs the CSR), its ``exp`` (RFC 9447 §7: the certificate must not
 outlive it) and the delegation that covers the scope. The ``jti`` is recorded by
-``ca.tokens.record_use`` in the same transaction as the challenge result, and last, so only an
+``ca.tokens.authority_tokens.record_use`` in the same transaction as the challenge result, and last, so only an
 accepted token is spent.
 """
 
@@ -32,10 +32,11 @@ from acme_server.acme.orders import check_validity_within_authority, expire_orde
 from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import audit, delegations, tokens
+from ca.records import audit, delegations
+from ca.tokens import authority_tokens as tokens
 from ca.errors import TNCAError
-from ca.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
-from ca.tnauthlist import TNScope
+from ca.records.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
+from ca.numbers.tnauthlist import TNScope
 
 # RFC 9448 §4 names the field "tkauth"; SHAKEN deployments (ATIS-1000080 clients) send "atc".
 RESPONSE_TOKEN_FIELDS = ("tkauth", "atc")
@@ -167,7 +168,7 @@ def response_token(payload: dict[str, Any]) -> str:
 
 
 def _validate(token: str, chall: Challenge, authz: Authorization, account: Account) -> tuple[tokens.VerifiedToken, Delegation]:
-    """RFC 9448 §6 steps 1–8 (ca.tokens), then what this authority adds: the delegation."""
+    """RFC 9448 §6 steps 1–8 (ca.tokens.authority_tokens), then what this authority adds: the delegation."""
     state, session = current_state(), db_session()
     scope = TNScope.from_der(authz.scope_der)
     verified = tokens.verify(

@@ -15,11 +15,11 @@ from acme_server.acme.accounts import actor
 from acme_server.acme.encoding import EncodingError, b64url_decode
 from acme_server.acme.keys import AccountKey
 from acme_server.state import current_state, db_session
-from ca import revocation
+from ca.lifecycle import revocation
 from ca.errors import RevocationError
-from ca.revocation import CRLReason, authorizations_cover
-from ca.store import Account, Certificate, Issuer, Order
-from ca.tnauthlist import TNScope
+from ca.lifecycle.revocation import CRLReason, authorizations_cover
+from ca.records.store import Account, Certificate, Issuer, Order
+from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
@@ -107,7 +107,7 @@ def revoke_cert() -> Response:
             f"{record.not_after.isoformat()}"
         )
     try:
-        # RFC 8555 §7.6: an already revoked certificate is 400 alreadyRevoked (ca.revocation's
+        # RFC 8555 §7.6: an already revoked certificate is 400 alreadyRevoked (ca.lifecycle.revocation's
         # check, backed by the unique constraint on revocations.certificate_id). The operator's
         # path: one audited transaction, then the issuer's CRL is signed again at once.
         plan = revocation.plan_revoke_certificate(session, record.serial, reason=reason, clock=state.clock)
@@ -138,7 +138,7 @@ def _authorize_by_certificate_key(record: Certificate, presented: x509.Certifica
 
 def _authorize_by_account(record: Certificate, account: Account) -> None:
     """RFC 8555 §7.6: the account that obtained it, or one holding authorizations for all of it
-    that the authority still honours (``ca.revocation.authorizations_cover``)."""
+    that the authority still honours (``ca.lifecycle.revocation.authorizations_cover``)."""
     if record.account_id == account.id:
         return
     scope = TNScope.from_der(record.scope_der, strict=False)

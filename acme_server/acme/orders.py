@@ -32,11 +32,13 @@ from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.renewal_info import parse_cert_id
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import delegations, issuance, renewal, renewal_info
+from ca.issuing import issuance
+from ca.lifecycle import renewal, renewal_info
+from ca.records import delegations
 from ca.errors import IssuanceError, NotFoundError, ScopeError, TNCAError
 from ca.policy import Policy, format_duration
-from ca.profiles import DELEGATE_CA, END_ENTITY, Profile
-from ca.store import (
+from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
+from ca.records.store import (
     ORDER_STATUSES_CLAIMING_REPLACEMENT,
     Account,
     Authorization,
@@ -45,7 +47,7 @@ from ca.store import (
     Delegation,
     Order,
 )
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 # RFC 8555 §7.4: clients poll a "processing" order after Retry-After seconds. Issuance is
@@ -301,7 +303,7 @@ def check_validity_within_authority(
 
     RFC 9447 §7: a certificate SHOULD NOT expire later than the authority token; with no
     requested notAfter the certificate is simply cut at the token's ``exp`` at finalize. A STAR
-    order's auto-renewal must fit the same bounds (``ca.renewal.check_within_authority``).
+    order's auto-renewal must fit the same bounds (``ca.lifecycle.renewal.check_within_authority``).
     """
     auto_renewal = renewal.auto_renewal_of(order)
     if auto_renewal is not None:
@@ -418,7 +420,7 @@ def finalize_order(order_id: str) -> Response:
         scope=scope,
         kind=DELEGATE_CA if csr_ca else END_ENTITY,
         delegation_id=authz.delegation_id,
-        constraints=None,  # the delegation's claim constraints (ca/issuance.py)
+        constraints=None,  # the delegation's claim constraints (ca/issuing/issuance.py)
         not_before=not_before,
         not_after=not_after,
         account_id=account.id,
@@ -433,7 +435,7 @@ def finalize_order(order_id: str) -> Response:
             policy=state.policy,
             clock=state.clock,
             transparency=state.transparency(),
-            # RFC 6962 §3.1 via ca/issuance.py: the precertificate row is committed before any log sees it.
+            # RFC 6962 §3.1 via ca/issuing/issuance.py: the precertificate row is committed before any log sees it.
             precertificate_recorded=session.commit,
         )
         if acme_order.not_after is not None and issued.certificate.not_valid_after_utc != acme_order.not_after:
@@ -458,7 +460,7 @@ def finalize_order(order_id: str) -> Response:
     acme_order.status = "valid"
     if auto_renewal is not None:
         # RFC 8739 §2.2: renewals reuse this CSR. The order now lasts until its auto-renewal
-        # ends; the worker (ca/renewal.py) picks it up at next_renewal_at.
+        # ends; the worker (ca/lifecycle/renewal.py) picks it up at next_renewal_at.
         acme_order.csr_der = csr.public_bytes(serialization.Encoding.DER)
         acme_order.expires = auto_renewal.end(authz.token_expires)
         acme_order.next_renewal_at = renewal.schedule_after(

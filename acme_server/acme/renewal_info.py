@@ -4,7 +4,7 @@ The path names the certificate as RFC 9773 §4.1 builds it::
 
     base64url(AKI keyIdentifier) "." base64url(DER serialNumber content octets)
 
-both without padding. The window itself comes from :mod:`ca.renewal_info`. ``Retry-After`` is
+both without padding. The window itself comes from :mod:`ca.lifecycle.renewal_info`. ``Retry-After`` is
 always sent (§4.3: its absence is a long-term error for the client), and the same value bounds
 HTTP caching: §7 allows caches in front of this resource, and a cached answer should not
 outlive the polling interval.
@@ -19,7 +19,7 @@ from acme_server.acme import problems
 from acme_server.acme.encoding import EncodingError, b64url_decode, b64url_encode, rfc3339
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca import renewal_info as ari
+from ca.lifecycle import renewal_info as ari
 
 # RFC 5280 §4.1.2.2: at most 20 octets (21 with the leading zero of a positive INTEGER).
 MAX_SERIAL_OCTETS = 21

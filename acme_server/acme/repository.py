@@ -8,7 +8,7 @@
   may be cached until the certificate expires, for at most a day. A revoked certificate's chain
   is gone (410): most verification services check no CRL (RFC 8226 §10 leaves freshness to
   short lifetimes), so a PASSporT signed with a revoked key must fail at the x5u fetch.
-- ``/crl/<issuer>.crl``: the newest CRL of an issuer (``ca/crl.py``), at the distribution point
+- ``/crl/<issuer>.crl``: the newest CRL of an issuer (``ca/lifecycle/crl.py``), at the distribution point
   the certificates below it carry (``[certificates] crl_distribution_point``), DER as
   ``application/pkix-crl`` (RFC 5280 §4.2.1.13 with RFC 2585 §4.2). Caches may keep it for
   ``[crl] cache_max_age``, never past its nextUpdate; ETag and Last-Modified allow conditional
@@ -24,9 +24,9 @@ from sqlalchemy import select
 from acme_server.acme.certificates import pem_chain_of
 from acme_server.acme.urls import CERT_REPO_PATH, CRL_PATH
 from acme_server.state import current_state, db_session
-from ca import crl as crls
+from ca.lifecycle import crl as crls
 from ca.config import TOKEN_AUTHORITY_X5U_PATH
-from ca.store import Certificate, Revocation
+from ca.records.store import Certificate, Revocation
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 # RFC 2585 §4.2: the media type of a DER CRL.

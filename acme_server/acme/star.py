@@ -1,10 +1,10 @@
 """STAR (RFC 8739) on the wire: the ``auto-renewal`` object of newOrder, the directory's
 ``meta.auto-renewal``, the ``star-certificate`` resource and cancellation.
 
-The schedule, the checks and the renewal worker are in ``ca/renewal.py``; this module parses and
+The schedule, the checks and the renewal worker are in ``ca/lifecycle/renewal.py``; this module parses and
 renders. A STAR order is an ordinary order until finalize (one authorization, one ``tkauth-01``
 challenge); finalize issues its first certificate, and from then on the order stays ``valid``
-while ``ca.renewal`` publishes the next certificate at the order's ``star-certificate`` URL
+while ``ca.lifecycle.renewal`` publishes the next certificate at the order's ``star-certificate`` URL
 before the current one expires.
 
 ``star-certificate`` answers POST-as-GET from the ordering account and, when the order
@@ -28,10 +28,10 @@ from acme_server.acme.certificates import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
 from acme_server.acme.encoding import EncodingError, parse_rfc3339
 from acme_server.acme.problems import Phase
 from acme_server.state import current_state, db_session
-from ca import renewal
+from ca.lifecycle import renewal
 from ca.errors import AutoRenewalError, PolicyError
 from ca.policy import Policy
-from ca.store import Order
+from ca.records.store import Order
 
 # The newOrder member (RFC 8739 §3.1.1) and the directory meta member (§3.2).
 AUTO_RENEWAL = "auto-renewal"
@@ -151,7 +151,7 @@ def cancel_by_client(order: Order, payload: dict[str, Any]) -> Order:
         )
     session, state = db_session(), current_state()
     # End the read transaction first: the cancellation's UPDATE then starts its own, waits for a
-    # renewal in progress, and decides on the committed status (ca.renewal.cancel).
+    # renewal in progress, and decides on the committed status (ca.lifecycle.renewal.cancel).
     session.commit()
     try:
         renewal.cancel(session, order, actor=actor(g.account), by=renewal.CANCELED_BY_CLIENT, clock=state.clock)

@@ -8,18 +8,18 @@ rest whatever the browser sends (403).
 
 Rules every page follows:
 
-- **Reads** go through ``ca``: searches through :mod:`ca.queries` (the source of the audit API
+- **Reads** go through ``ca``: searches through :mod:`ca.records.queries` (the source of the audit API
   and ``tnca audit query``, so the three cannot disagree), the dashboard through
-  :mod:`ca.overview`.
+  :mod:`ca.records.overview`.
 - **Changes** are one ``ca`` function each, in the request's transaction, and that function
   appends the audit event naming the person (``user:NAME``): delegations (create, update),
-  tokens (mint), revocations (:mod:`ca.revocation` plans), people (:mod:`ca.users`).
+  tokens (mint), revocations (:mod:`ca.lifecycle.revocation` plans), people (:mod:`ca.records.users`).
 - **Forms** carry a CSRF token (flask-wtf, configured by ``acme_server.auth``); a ``ca`` error
   is shown next to the field it names, and nothing is written.
-- **Revocation always previews.** The page shows the :class:`ca.revocation.RevocationPlan`
+- **Revocation always previews.** The page shows the :class:`ca.lifecycle.revocation.RevocationPlan`
   (every certificate, delegation, STAR order and token it touches) and the confirm form carries
   the plan's digest. Confirming plans again and executes only if the digest is the same:
-  otherwise the new plan is shown for another look (and ``ca.revocation.execute`` itself
+  otherwise the new plan is shown for another look (and ``ca.lifecycle.revocation.execute`` itself
   refuses a plan that went stale while it ran).
 - Pages are ``Cache-Control: no-store`` (they show fresh authority tokens and who holds which
   numbers); static files (CSS, JS, icon) are local: the pages load nothing from elsewhere and
@@ -48,7 +48,7 @@ from acme_server.admin import (
 )
 from acme_server.auth import RoleRequired, current_principal, register_page_handlers, require_role
 from ca.errors import NotFoundError, QueryError, TNCAError
-from ca.users import ADMIN, AUDITOR, OPERATOR
+from ca.records.users import ADMIN, AUDITOR, OPERATOR
 
 BLUEPRINT_NAME = "admin"
 URL_PREFIX = "/admin"

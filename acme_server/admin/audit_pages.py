@@ -1,7 +1,7 @@
 """The auditor's searches: certificates (who could sign for this number at time T), revocations
 and the audit trail, with paging and CSV/JSON export links.
 
-Each page reads its query string with the :mod:`ca.queries` parser and runs the same query as
+Each page reads its query string with the :mod:`ca.records.queries` parser and runs the same query as
 the audit API (``/api/v1``), so a page, its export and the API answer the same question the
 same way. The query string *is* the API's: a search can be copied from the address bar into
 ``curl`` or ``tnca audit query``. A parameter the parser refuses is shown next to its field.
@@ -16,7 +16,7 @@ from flask import Response, url_for
 
 from acme_server.admin.certificate_pages import certificate_status
 from acme_server.admin.common import db, now, page, search_parameters
-from ca import overview, queries
+from ca.records import overview, queries
 from ca.errors import QueryError
 
 PAGING = ("limit", "cursor")

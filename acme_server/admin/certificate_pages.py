@@ -14,10 +14,10 @@ from acme_server.admin.common import db, now, page
 from acme_server.admin.inspect import inspect, issuer_rows
 from acme_server.admin.present import as_datetime
 from acme_server.state import current_state
-from ca import queries
+from ca.records import queries
 from ca.errors import NotFoundError, QueryError, TransparencyError
-from ca.store import Certificate
-from ca.transparency import LogClient
+from ca.records.store import Certificate
+from ca.issuing.transparency import LogClient
 
 _LOGS_KEY = "tnca.admin.ct_logs"
 _logs_lock = threading.Lock()

@@ -12,7 +12,7 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-from ca.overview import DayCount
+from ca.records.overview import DayCount
 
 WIDTH = 1000
 HEIGHT = 230

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from acme_server.auth import current_principal
 from acme_server.state import current_state, db_session
 from ca.errors import QueryError, TNCAError
-from ca.users import Principal
+from ca.records.users import Principal
 
 
 def db() -> Session:
@@ -49,7 +49,7 @@ def page(template: str, *, status: int = 200, **context: Any) -> Response:
 def search_parameters(allowed_extra: tuple[str, ...] = ()) -> dict[str, str]:
     """The query string of a search form as single values, empty fields left out.
 
-    A browser submits every field of a GET form, filled or not; ``ca.queries`` refuses empty
+    A browser submits every field of a GET form, filled or not; ``ca.records.queries`` refuses empty
     values ("leave it out instead"), so empty ones are dropped here and only here. A parameter
     given twice is refused, as the audit API refuses it.
     """

@@ -7,7 +7,8 @@ from flask import Response
 from acme_server.admin.chart import activity_chart
 from acme_server.admin.common import db, now, page
 from acme_server.state import current_state
-from ca import overview, queries, tokens
+from ca.records import overview, queries
+from ca.tokens import authority_tokens as tokens
 
 CHART_DAYS = 30
 LIST_LENGTH = 8

@@ -11,10 +11,11 @@ from acme_server.admin.common import actor, db, has_errors, now, page, search_pa
 from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
 from acme_server.admin.inspect import scope_entry_views
 from acme_server.state import current_state
-from ca import delegations, overview, queries, tokens
-from ca.claims import ClaimConstraints
+from ca.records import delegations, overview, queries
+from ca.tokens import authority_tokens as tokens
+from ca.numbers.claims import ClaimConstraints
 from ca.errors import QueryError, TNCAError
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 
 CERTIFICATES_SHOWN = 20
 

@@ -12,12 +12,12 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
-from ca import users
-from ca.delegations import MAX_DELEGATE_CHARS
-from ca.revocation import MAX_COMMENT_CHARS
-from ca.revocation import OPERATOR_REASONS, WITHDRAWN, CRLReason, parse_reason
+from ca.records import users
+from ca.records.delegations import MAX_DELEGATE_CHARS
+from ca.lifecycle.revocation import MAX_COMMENT_CHARS
+from ca.lifecycle.revocation import OPERATOR_REASONS, WITHDRAWN, CRLReason, parse_reason
 
-# RFC 5280 §5.3.1 reasons an operator may give (ca.revocation.OPERATOR_REASONS: no suspension),
+# RFC 5280 §5.3.1 reasons an operator may give (ca.lifecycle.revocation.OPERATOR_REASONS: no suspension),
 # by their ASN.1 names, which is also what the CRL and the audit trail say.
 _REASON_LABELS = {
     CRLReason.UNSPECIFIED: "unspecified: no reason code in the CRL",

@@ -9,11 +9,11 @@ from __future__ import annotations
 import datetime as dt
 
 from acme_server.admin.common import add_error, error_to_field, lines
-from ca.claims import ClaimConstraints
+from ca.numbers.claims import ClaimConstraints
 from ca.errors import ClaimConstraintsError, PolicyError, TNCAError
 from ca.policy import format_duration, parse_duration
-from ca.queries import parse_time
-from ca.tnauthlist import TNScope
+from ca.records.queries import parse_time
+from ca.numbers.tnauthlist import TNScope
 
 # ``field`` of a ca error (or its prefix before "[" or ".") → the form field that shows it.
 # "@scope" and "@constraints" are the fieldsets: errors about the scope or the constraints as

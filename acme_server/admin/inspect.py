@@ -4,7 +4,7 @@
   certificate itself, not from the database row, so the page shows what relying parties see.
 - **SCTs** (RFC 6962 §3.3): each embedded SCT is matched to a configured log by its log ID and
   its signature verified over the precertificate entry rebuilt from the certificate
-  (``ca.transparency``). An SCT from a log that is not configured cannot be checked and says so.
+  (``ca.issuing.transparency``). An SCT from a log that is not configured cannot be checked and says so.
 - **Chain**: the certificate, its issuer and the issuer's parents up to the root, each signature
   checked against the next certificate's key (``verify_directly_issued_by``); the root against
   itself. Nothing here decides trust: that is the relying party's trust anchor.
@@ -26,11 +26,11 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from ca.claims import ClaimConstraints
+from ca.numbers.claims import ClaimConstraints
 from ca.errors import ClaimConstraintsError, ScopeError, TransparencyError
-from ca.store import Certificate, Issuer
-from ca.tnauthlist import SPC, TN, TNRange, TNScope
-from ca.transparency import SCT_LIST_OID, LogClient, issuer_key_hash, parse_sct_list
+from ca.records.store import Certificate, Issuer
+from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope
+from ca.issuing.transparency import SCT_LIST_OID, LogClient, issuer_key_hash, parse_sct_list
 
 # Extensions a STIR certificate carries, named for people (RFC 8226, RFC 9118, RFC 5280, RFC 6962).
 EXTENSION_NAMES = {

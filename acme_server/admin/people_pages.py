@@ -1,6 +1,6 @@
 """People (admin only): add a person, change a role, disable or enable, set a new password.
 
-Everything goes through :mod:`ca.users`, which audits each change and refuses to leave the
+Everything goes through :mod:`ca.records.users`, which audits each change and refuses to leave the
 authority without an active admin. A generated password is shown once, in the answer to the
 POST that made it: never in a redirect or a flashed message (Flask's session cookie is signed,
 not encrypted).
@@ -17,7 +17,7 @@ from acme_server.admin import inputs
 from acme_server.admin.common import actor, db, has_errors, page, principal
 from acme_server.admin.forms import ActionForm, AddPersonForm, RoleForm
 from acme_server.state import current_state
-from ca import users
+from ca.records import users
 from ca.errors import TNCAError
 
 
@@ -82,7 +82,7 @@ def person_enable(name: str) -> Response:
 
 
 def person_password(name: str) -> Response:
-    """A new generated password, shown once; the person's sessions end (ca.users.set_password)."""
+    """A new generated password, shown once; the person's sessions end (ca.records.users.set_password)."""
     if not ActionForm().validate_on_submit():
         return redirect(url_for(".people"))
     session = db()

@@ -1,7 +1,7 @@
 """How values read on the pages: times in UTC with a relative hint, durations, status words.
 
 Registered as Jinja filters by :func:`register`. Every time is shown in UTC (stored as UTC,
-ca/store.py); auditors compare them with other systems' records, so a page never converts to
+ca/records/store.py); auditors compare them with other systems' records, so a page never converts to
 the browser's zone.
 """
 
@@ -15,13 +15,13 @@ from flask import Blueprint
 from acme_server.state import current_state
 from ca.errors import ScopeError
 from ca.policy import format_duration
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 
 _UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
 
 
 def as_datetime(value: Any) -> dt.datetime | None:
-    """A datetime from an aware datetime or the ISO text ``ca.queries`` items carry."""
+    """A datetime from an aware datetime or the ISO text ``ca.records.queries`` items carry."""
     if value is None or value == "":
         return None
     if isinstance(value, dt.datetime):

@@ -3,11 +3,11 @@
 Every revocation is the same three steps, whatever is revoked (:func:`_preview_then_execute`):
 
 1. **Form** (GET): what to revoke, the RFC 5280 §5.3.1 reason code, why.
-2. **Preview** (POST without a digest): :mod:`ca.revocation` plans it, writing nothing, and the
+2. **Preview** (POST without a digest): :mod:`ca.lifecycle.revocation` plans it, writing nothing, and the
    page lists every certificate, delegation, STAR order and token the plan touches. The confirm
    form repeats the inputs and adds the plan's digest.
 3. **Execute** (POST with the digest): the plan is made again from the same inputs. Only if its
-   digest equals the one the operator saw is it executed (``ca.revocation.execute``, which
+   digest equals the one the operator saw is it executed (``ca.lifecycle.revocation.execute``, which
    checks once more under lock and appends the audit events naming the operator); otherwise the
    new plan is shown for another look (409). What was confirmed is what happens.
 """
@@ -25,9 +25,10 @@ from acme_server.admin import inputs
 from acme_server.admin.common import actor, db, page
 from acme_server.admin.forms import RevokeCertificateForm, RevokeDelegationForm, RevokeNumberForm, crl_reason
 from acme_server.state import current_state
-from ca import delegations, queries, revocation
+from ca.lifecycle import revocation
+from ca.records import delegations, queries
 from ca.errors import NotFoundError, QueryError, RevocationError, TNCAError
-from ca.revocation import RevocationPlan, RevocationResult
+from ca.lifecycle.revocation import RevocationPlan, RevocationResult
 
 
 def revoke_delegation(delegation_id: str) -> Response:

@@ -2,7 +2,7 @@
 
 Routes come from one table, :data:`acme_server.audit_api.endpoints.ENDPOINTS`, which also
 generates the OpenAPI 3.1 document served at ``/api/v1/openapi.json``. Answers come from
-:mod:`ca.queries`, the same functions ``tnca audit query`` and the auditor pages use.
+:mod:`ca.records.queries`, the same functions ``tnca audit query`` and the auditor pages use.
 
 Authentication (:mod:`acme_server.auth`): an API token (``Authorization: Bearer tnca_…``) or a
 signed-in session; every endpoint but the OpenAPI document needs the ``auditor`` role (operators

@@ -2,7 +2,7 @@
 
 Each row says everything the OpenAPI document needs (``openapi.py`` is generated from these
 rows) and everything the blueprint needs (path, role, handler), so the two cannot drift. A
-handler is short: read the parameters with the ``ca.queries`` parser, run one query, render.
+handler is short: read the parameters with the ``ca.records.queries`` parser, run one query, render.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from flask import Response, current_app, request, stream_with_context, url_for
 
 from acme_server.auth import current_principal, require_role
 from acme_server.state import current_state, db_session
-from ca import audit, queries
+from ca.records import audit, queries
 from ca.errors import NotFoundError, QueryError
 
 JSON = "application/json"

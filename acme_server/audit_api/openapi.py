@@ -1,6 +1,6 @@
 """The OpenAPI 3.1 document of the audit API, generated from :data:`endpoints.ENDPOINTS`.
 
-Parameter descriptions come from the ``ca.queries`` tables the parser uses; each parameter's
+Parameter descriptions come from the ``ca.records.queries`` tables the parser uses; each parameter's
 schema below accepts exactly what the parser accepts (the schemathesis test in
 ``tests/api/test_openapi_conformance.py`` checks both directions: schema-valid input is
 answered, schema-invalid input is refused with 400, and every answer matches its schema).
@@ -12,17 +12,17 @@ from typing import Any
 
 from acme_server.audit_api import endpoints
 from acme_server.audit_api.problems import PROBLEM_CONTENT_TYPE
-from ca import queries, users
+from ca.records import queries, users
 
 API_VERSION = "1.0.0"
 OPENAPI_VERSION = "3.1.0"
 
-# Text parameters: no C0/C1 control characters (ca.queries refuses them), 1..255 characters.
+# Text parameters: no C0/C1 control characters (ca.records.queries refuses them), 1..255 characters.
 _TEXT = {"type": "string", "minLength": 1, "maxLength": queries.MAX_TEXT_PARAM, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
 _ID = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
 # RFC 3339 §5.6 date-time ("t"/"z" may be lower case, any fraction, leap second 60), or a
 # full-date meaning midnight UTC. The patterns spell out the ranges of each field so that every
-# string they allow is a time ca.queries.parse_time accepts (day 31 of a short month aside,
+# string they allow is a time ca.records.queries.parse_time accepts (day 31 of a short month aside,
 # which "format" excludes).
 _YEAR = r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
 _FULL_DATE = _YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"

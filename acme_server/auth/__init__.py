@@ -13,17 +13,17 @@ What other blueprints use (the operator pages, the auditor pages, the audit API)
 - **Who is asking** (:func:`current_principal`): a request with an ``Authorization`` header is
   authenticated by that header alone (``Bearer tnca_…``, RFC 6750 §2.1), never by a cookie as
   well; any other request by its session cookie. The role comes from the database on every
-  request (:mod:`ca.users`), so a demotion or a disabled person takes effect at once.
+  request (:mod:`ca.records.users`), so a demotion or a disabled person takes effect at once.
 - **Sessions**: Flask's signed cookie holds only a random session token (and flask-wtf's CSRF
   secret); the ``user_sessions`` row behind it ends at logout, after
-  :data:`ca.users.SESSION_IDLE_TIMEOUT` without requests, and :data:`ca.users.SESSION_LIFETIME`
+  :data:`ca.records.users.SESSION_IDLE_TIMEOUT` without requests, and :data:`ca.records.users.SESSION_LIFETIME`
   after login. The cookie is ``HttpOnly``, ``SameSite=Lax`` and, when the authority's base URL
   is https, ``Secure`` with the ``__Host-`` prefix (RFC 6265bis §4.1.3.2: no Domain, Path=/).
 - **CSRF** (flask-wtf ``CSRFProtect``): every POST/PUT/PATCH/DELETE needs the form's
   ``csrf_token`` (or an ``X-CSRFToken`` header), except ACME requests (RFC 8555 §6.2: each is a
   JWS signed by the account key, and no cookie authenticates them) and requests carrying an
   ``Authorization`` header (a bearer token is not sent by browsers on their own, RFC 6750 §5.2).
-- **Login throttling** is in the database (:func:`ca.users.check_throttle`), shared by every
+- **Login throttling** is in the database (:func:`ca.records.users.check_throttle`), shared by every
   process; a throttled login answers 429 with ``Retry-After`` (RFC 6585 §4).
 
 After a login without a ``next`` target the browser lands on the endpoint named by
@@ -57,9 +57,9 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from acme_server.state import current_state, db_session
-from ca import users
+from ca.records import users
 from ca.errors import AuthenticationError, LoginThrottledError
-from ca.users import Principal
+from ca.records.users import Principal
 
 BLUEPRINT_NAME = "auth"
 URL_PREFIX = "/auth"

@@ -2,8 +2,8 @@
 
 ``PageClient`` is Flask's test client with a person signed in through the login form and the
 CSRF token of their session at hand, so a test reads like what a browser sends. People are
-created with ``ca.users`` as ``tnca user add`` creates them; certificates with
-``ca.issuance.issue`` as ``tnca cert issue`` does.
+created with ``ca.records.users`` as ``tnca user add`` creates them; certificates with
+``ca.issuing.issuance.issue`` as ``tnca cert issue`` does.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from sqlalchemy.orm import sessionmaker
 
-from ca import delegations, users
+from ca.records import delegations, users
 from ca.config import Home
-from ca.issuance import IssuanceRequest, issue
-from ca.tnauthlist import TNScope
+from ca.issuing.issuance import IssuanceRequest, issue
+from ca.numbers.tnauthlist import TNScope
 from tests.helpers import row_counts
 
 # What each role's person is called in these tests, and the password they all sign in with.

@@ -15,8 +15,8 @@ from urllib.parse import quote
 import pytest
 
 from acme_server.admin import PAGES
-from ca.tnauthlist import TNScope
-from ca.users import role_allows
+from ca.numbers.tnauthlist import TNScope
+from ca.records.users import role_allows
 from tests.admin.support import PASSWORD, PageClient, counts, csrf_token_of, issue_certificate, make_delegation, text_of
 
 SCOPE = TNScope.parse(ranges=["12025550100:100"])

@@ -1,6 +1,6 @@
 """The auditor's searches: the same answers as the audit API, paged, exportable.
 
-The pages take the API's query string (``ca.queries`` parses both), so a search shows exactly the
+The pages take the API's query string (``ca.records.queries`` parses both), so a search shows exactly the
 items ``GET /api/v1/certificates`` returns for it, its export links are the API's exports with the
 same filters, and a parameter the parser refuses is shown next to its field (400).
 """
@@ -11,7 +11,7 @@ import datetime as dt
 import html
 import re
 
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import element, field_error, issue_certificate, make_delegation, text_of
 
 NUMBER = "12025550123"

@@ -16,9 +16,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from ca import store, tokens
-from ca.claims import ClaimConstraints
-from ca.tnauthlist import TNScope
+from ca.records import store
+from ca.tokens import authority_tokens as tokens
+from ca.numbers.claims import ClaimConstraints
+from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import counts, element, field_error, make_delegation, text_of
 from tests.protocol.support import new_key
 
@@ -175,7 +176,7 @@ def test_a_refused_token_shows_the_reason_next_to_the_field_and_writes_nothing(
 def test_the_delegation_list_searches_through_ca_queries(auditor, home):
     first = make_delegation(home, TNScope.parse(ranges=["12025550100:100"]), delegate="Alpha Corp")
     make_delegation(home, TNScope.parse(ranges=["12025550500:100"]), delegate="Beta Corp")
-    # Empty fields (a browser sends them all) are left out; the rest goes to ca.queries.
+    # Empty fields (a browser sends them all) are left out; the rest goes to ca.records.queries.
     found = element(text_of(auditor.get("/admin/delegations?tn=12025550150&status=&delegate=")), "delegations")
     assert first in found and "Beta Corp" not in found
     found = element(text_of(auditor.get("/admin/delegations?delegate=Beta+Corp")), "delegations")

@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from acme_server.admin.inspect import inspect
-from ca.claims import ClaimConstraints
-from ca.store import Certificate, Issuer
-from ca.tnauthlist import TNScope
-from ca.transparency import (
+from ca.numbers.claims import ClaimConstraints
+from ca.records.store import Certificate, Issuer
+from ca.numbers.tnauthlist import TNScope
+from ca.issuing.transparency import (
     HASH_ALGORITHM_SHA256,
     SCT,
     SIGNATURE_ALGORITHM_ECDSA,

@@ -1,4 +1,4 @@
-"""The dashboard's numbers (``ca.overview``) and its chart (``acme_server.admin.chart``).
+"""The dashboard's numbers (``ca.records.overview``) and its chart (``acme_server.admin.chart``).
 
 Counts follow RFC 5280 §4.1.2.5 for "valid" (notBefore <= now <= notAfter, both inclusive) and
 leave revoked certificates out; days are UTC days, zero-filled, oldest first.
@@ -11,11 +11,13 @@ import datetime as dt
 import pytest
 
 from acme_server.admin.chart import activity_chart, tick_step
-from ca import delegations, overview, revocation, tokens
+from ca.lifecycle import revocation
+from ca.records import delegations, overview
+from ca.tokens import authority_tokens as tokens
 from ca.clock import FixedClock
-from ca.overview import DayCount
-from ca.store import Certificate
-from ca.tnauthlist import TNScope
+from ca.records.overview import DayCount
+from ca.records.store import Certificate
+from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import issue_certificate, make_delegation
 
 START = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)

@@ -1,6 +1,6 @@
 """Revocation through the pages: always previewed, and what is confirmed is what happens.
 
-The preview is a :class:`ca.revocation.RevocationPlan` (nothing written); the confirm form
+The preview is a :class:`ca.lifecycle.revocation.RevocationPlan` (nothing written); the confirm form
 carries its digest; confirming plans again and executes only that same plan. A plan that changed
 in between (something issued, revoked or used) is shown again with 409 and nothing revoked, and a
 digest the server never showed is refused the same way. RFC 5280 §5.3.1 reason codes are what the
@@ -13,9 +13,9 @@ import re
 
 from sqlalchemy import select
 
-from ca import store
-from ca.revocation import CRLReason
-from ca.tnauthlist import TNScope
+from ca.records import store
+from ca.lifecycle.revocation import CRLReason
+from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import counts, element, field_error, issue_certificate, make_delegation, text_of
 
 DELEGATED = TNScope.parse(ranges=["12025550100:100"])

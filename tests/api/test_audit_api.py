@@ -15,8 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from acme_server import create_app
-from ca import audit, queries
-from ca.tnauthlist import TNScope
+from ca.records import audit, queries
+from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
 

@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 
 from acme_server import create_app
 from acme_server.auth import register_page_handlers, require_role
-from ca import users
-from ca.store import AuditEvent, LoginAttempt, UserSession
+from ca.records import users
+from ca.records.store import AuditEvent, LoginAttempt, UserSession
 from tests.audit.support import PASSWORD, Authority
 from tests.helpers import row_counts
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")

@@ -23,13 +23,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from ca import delegations, revocation, users
+from ca.lifecycle import revocation
+from ca.records import delegations, users
 from ca.clock import FixedClock
 from ca.config import Home
-from ca.issuance import IssuanceRequest, issue
-from ca.revocation import CRLReason
-from ca.store import Certificate
-from ca.tnauthlist import TNScope
+from ca.issuing.issuance import IssuanceRequest, issue
+from ca.lifecycle.revocation import CRLReason
+from ca.records.store import Certificate
+from ca.numbers.tnauthlist import TNScope
 from tnca.cli import cli
 from tests.helpers import free_port
 
@@ -96,7 +97,7 @@ class Authority:
 
     def issue(self, scope: TNScope, *, delegation_id: str, lifetime: dt.timedelta = dt.timedelta(hours=24),
               subject: str = "CN=Example Enterprise,O=Example,C=US", actor: str = "acme:account") -> str:
-        """Issue through ca.issuance.issue; returns the serial."""
+        """Issue through ca.issuing.issuance.issue; returns the serial."""
         with self.session() as session:
             issued = issue(
                 session,

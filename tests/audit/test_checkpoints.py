@@ -1,4 +1,4 @@
-"""Signed checkpoints, ``tnca audit verify`` and the offline export (ca/audit.py, ca/audit_keys.py).
+"""Signed checkpoints, ``tnca audit verify`` and the offline export (ca/records/audit.py, ca/records/audit_keys.py).
 
 The attacks: an edited event, a deleted event, a truncated tail (with the chain head rewound so
 the chain alone still looks whole), a chain rewritten consistently from some event on, a forged
@@ -20,10 +20,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, select, update
 
-from ca import audit, audit_keys
+from ca.records import audit, audit_keys
 from ca.errors import AuditChainError, AuditExportError, SignerError
-from ca.store import AuditCheckpoint, AuditEvent, AuditHead
-from ca.tnauthlist import TNScope
+from ca.records.store import AuditCheckpoint, AuditEvent, AuditHead
+from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,7 +225,7 @@ def test_checkpoint_if_due_waits_for_new_events_and_the_interval(trail):
 def test_audit_key_that_does_not_match_its_certificate_is_refused(trail):
     audit_keys.ensure_checkpoint_signer(trail.home, clock=trail.clock)
     (trail.path / "keys" / "audit.key").unlink()
-    from ca.signers.file import generate_file_key
+    from ca.issuing.signers.file import generate_file_key
 
     generate_file_key(trail.path / "keys" / "audit.key")
     from ca.config import Home

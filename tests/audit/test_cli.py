@@ -11,9 +11,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from ca import users
-from ca.store import AuditEvent, User
-from ca.tnauthlist import TNScope
+from ca.records import users
+from ca.records.store import AuditEvent, User
+from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import PASSWORD, Authority
 from tests.helpers import row_counts
 

@@ -1,6 +1,6 @@
-"""Audit queries (ca/queries.py): who could sign for a number at time T, and the other questions.
+"""Audit queries (ca/records/queries.py): who could sign for a number at time T, and the other questions.
 
-The scenario tests issue real certificates through ca.issuance.issue on a home made by
+The scenario tests issue real certificates through ca.issuing.issuance.issue on a home made by
 ``tnca init``; the containment tests compare the indexed span-class query with a brute-force
 answer over thousands of stored intervals.
 """
@@ -16,11 +16,11 @@ import re
 import pytest
 from sqlalchemy import insert, select
 
-from ca import queries
+from ca.records import queries
 from ca.errors import QueryError
-from ca.revocation import CRLReason
-from ca.store import Certificate, CertificateScopeEntry, Issuer, span_digits
-from ca.tnauthlist import TNScope
+from ca.lifecycle.revocation import CRLReason
+from ca.records.store import Certificate, CertificateScopeEntry, Issuer, span_digits
+from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
 HOUR = dt.timedelta(hours=1)

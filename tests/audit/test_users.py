@@ -1,4 +1,4 @@
-"""People, roles, passwords, sessions, API tokens and login throttling (ca/users.py).
+"""People, roles, passwords, sessions, API tokens and login throttling (ca/records/users.py).
 
 Runs on the test database (SQLite or PostgreSQL). Negative tests assert the exact error, the
 field it names, and that nothing was written (row counts), except where the rule is that the
@@ -15,10 +15,10 @@ from argon2 import PasswordHasher
 from argon2.low_level import Type
 from sqlalchemy import func, select
 
-from ca import audit, users
+from ca.records import audit, users
 from ca.clock import FixedClock
 from ca.errors import AuthenticationError, LoginThrottledError, NotFoundError, UserError
-from ca.store import APIToken, AuditEvent, LoginAttempt, User, UserSession
+from ca.records.store import APIToken, AuditEvent, LoginAttempt, User, UserSession
 from tests.helpers import row_counts
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)

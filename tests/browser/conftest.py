@@ -53,7 +53,7 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def people(home: Home) -> dict[str, str]:
-    """One person per role (role → name), created with ``ca.users`` as ``tnca user add`` does."""
+    """One person per role (role → name), created with ``ca.records.users`` as ``tnca user add`` does."""
     return create_people(home)
 
 

@@ -12,9 +12,9 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from ca import revocation
-from ca.revocation import CRLReason
-from ca.tnauthlist import TNScope
+from ca.lifecycle import revocation
+from ca.lifecycle.revocation import CRLReason
+from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import issue_certificate, make_delegation
 from tests.browser.support import PEOPLE
 

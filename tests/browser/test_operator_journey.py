@@ -16,9 +16,9 @@ from cryptography import x509
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from ca import tokens
-from ca.store import Delegation, Revocation
-from ca.tnauthlist import TNScope
+from ca.tokens import authority_tokens as tokens
+from ca.records.store import Delegation, Revocation
+from ca.numbers.tnauthlist import TNScope
 from tests.browser.support import PEOPLE
 from tests.protocol.support import Subscriber, make_csr
 

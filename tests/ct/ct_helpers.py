@@ -32,7 +32,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from ca.transparency import SCT, LogClient, sct_list_extension
+from ca.issuing.transparency import SCT, LogClient, sct_list_extension
 
 TEST_DATABASE_URL_ENV = "TNCA_TEST_DATABASE_URL"
 TNAUTHLIST_OID = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26")

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, update
 
-from ca.transparency import submit_precertificate
+from ca.issuing.transparency import submit_precertificate
 from ct_helpers import RunningLog, make_delegate, wait_for_tree_size
 from ctlog import store as log_store
 

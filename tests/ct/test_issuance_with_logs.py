@@ -1,4 +1,4 @@
-"""The issuance pipeline (ca.issuance.issue) with the home's CT client (Home.transparency, built
+"""The issuance pipeline (ca.issuing.issuance.issue) with the home's CT client (Home.transparency, built
 from the policy's ``[ct]`` section) against two running logs that accept the home's root: the
 delegate certificate comes out with both SCTs embedded (RFC 6962 §3.3), or, with a log down and
 two required, issuance fails closed naming that log (STI-CT §3.1).
@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from ca import store
+from ca.records import store
 from ca.config import Home
 from ca.errors import TransparencyError
-from ca.issuance import IssuanceRequest, issue
-from ca.tnauthlist import TNScope
-from ca.transparency import CTSubmitter, verify_embedded_scts
+from ca.issuing.issuance import IssuanceRequest, issue
+from ca.numbers.tnauthlist import TNScope
+from ca.issuing.transparency import CTSubmitter, verify_embedded_scts
 from ct_helpers import stop_log, wait_for_tree_size
 from tests.helpers import row_counts
 from tnca.cli import cli

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.errors import TransparencyError
-from ca.transparency import CTSubmitter, LogClient, submit_precertificate
+from ca.issuing.transparency import CTSubmitter, LogClient, submit_precertificate
 from ct_helpers import make_delegate
 
 DEADLINE_SECONDS = 1.0

@@ -20,8 +20,8 @@ from acme import messages
 from cryptography import x509
 from sqlalchemy import select
 
-from ca.store import Certificate, Revocation
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records.store import Certificate, Revocation
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from protocol.support import (  # noqa: F401  (fixtures)
     RANGE_SCOPE,
     SPC_SCOPE,

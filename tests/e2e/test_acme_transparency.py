@@ -12,7 +12,7 @@ from cryptography import x509
 
 from acme_server import create_app
 from ca.config import Home
-from ca.transparency import SCT_LIST_OID, verify_embedded_scts
+from ca.issuing.transparency import SCT_LIST_OID, verify_embedded_scts
 from protocol.support import TN_SCOPE, Subscriber, authority, home, make_csr, port, serving, table_counts  # noqa: F401
 from tests.ct.ct_helpers import RunningLog, postgres_database, start_log, stop_log
 

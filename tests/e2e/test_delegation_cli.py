@@ -17,10 +17,11 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from ca import store, tokens
+from ca.records import store
+from ca.tokens import authority_tokens as tokens
 from ca.clock import SystemClock
-from ca.tnauthlist import TNScope
-from ca.x5u import X5UFetcher
+from ca.numbers.tnauthlist import TNScope
+from ca.tokens.x5u import X5UFetcher
 
 pytestmark = pytest.mark.e2e
 

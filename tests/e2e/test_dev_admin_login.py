@@ -1,7 +1,7 @@
 """``tnca dev`` (what ``make run`` runs) prints the ACME directory URL and an admin login that
 works: signing in with it through the login form reaches the operator pages.
 
-The first run makes the person ``admin`` with a generated password (``ca.users.ensure_dev_admin``)
+The first run makes the person ``admin`` with a generated password (``ca.records.users.ensure_dev_admin``)
 and prints it once; a later run names the admin and how to set a new password, and never prints a
 password again.
 """

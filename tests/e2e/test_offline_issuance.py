@@ -26,8 +26,8 @@ from pyasn1.codec.der import decoder
 from pyasn1_alt_modules import rfc8226
 from sqlalchemy import select
 
-from ca import audit, store
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records import audit, store
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
 from tests.helpers import free_port
 

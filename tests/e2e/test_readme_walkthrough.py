@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 from cryptography import x509
 
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tests.e2e.devhome import require_tool
 from tests.protocol.support import free_port, free_port_pair
 

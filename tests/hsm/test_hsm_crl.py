@@ -1,5 +1,5 @@
 """CRLs signed through PKCS#11: a revocation on an HSM-backed home publishes a CRL the issuing
-CA's key signed on the SoftHSM2 token, and openssl accepts it (``ca/crl.py`` via ``assemble_crl``)."""
+CA's key signed on the SoftHSM2 token, and openssl accepts it (``ca/lifecycle/crl.py`` via ``assemble_crl``)."""
 
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from sqlalchemy import select
 
-from ca import store
+from ca.records import store
 from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
 from tnca.cli import cli
 

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from ca.errors import SignerError
-from ca.signers.pkcs11 import PKCS11Signer, PKCS11URI, generate_p256_key
+from ca.issuing.signers.pkcs11 import PKCS11Signer, PKCS11URI, generate_p256_key
 
 
 def test_signature_verifies_with_the_public_key_read_from_the_token(softhsm_token):

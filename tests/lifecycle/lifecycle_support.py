@@ -28,7 +28,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from protocol.support import Authority, Subscriber, make_csr
 from tests.e2e.devhome import require_tool
 from tests.helpers import free_port

@@ -22,11 +22,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
-from ca import audit
-from ca import revocation
+from ca.records import audit
+from ca.lifecycle import revocation
 from ca.errors import RevocationError
-from ca.store import Delegation, Order, Revocation
-from ca.tnauthlist import TNScope
+from ca.records.store import Delegation, Order, Revocation
+from ca.numbers.tnauthlist import TNScope
 from protocol.rfc8739.star_support import auto_renewal, star_valid_order
 from protocol.support import (  # noqa: F401  (fixtures)
     DELEGATED_SCOPE,

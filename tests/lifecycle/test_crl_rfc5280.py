@@ -1,4 +1,4 @@
-"""CRLs (RFC 5280 §5, ``ca/crl.py``): what they hold, how they are numbered, served and refreshed.
+"""CRLs (RFC 5280 §5, ``ca/lifecycle/crl.py``): what they hold, how they are numbered, served and refreshed.
 
 Each CRL is decoded by pyasn1-alt-modules' RFC 5280 module (not the library that built it),
 verified by ``openssl crl -verify`` and linted by pkilint's CRL linter.
@@ -19,13 +19,13 @@ from pyasn1_alt_modules import rfc5280
 from sqlalchemy import select
 
 from acme_server import create_app
-from ca import crl, revocation
+from ca.lifecycle import crl, revocation
 from ca.clock import FixedClock
 from ca.config import Home
 from ca.errors import PolicyError
 from ca.policy import Policy
-from ca.revocation import CRLReason
-from ca.store import CRL, Certificate, Issuer
+from ca.lifecycle.revocation import CRLReason
+from ca.records.store import CRL, Certificate, Issuer
 from tests.e2e.devhome import DevHome, require_tool
 from tests.lifecycle.lifecycle_support import crl_url, issue, openssl
 from protocol.support import Subscriber, TN_SCOPE, app, authority, client, home, port, server  # noqa: F401

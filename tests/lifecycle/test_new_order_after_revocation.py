@@ -1,5 +1,5 @@
 """newOrder for numbers whose delegation was revoked or has ended: refused at once with
-``unauthorized`` naming the delegation (``ca.delegations.check_not_withdrawn``), nothing stored.
+``unauthorized`` naming the delegation (``ca.records.delegations.check_not_withdrawn``), nothing stored.
 A scope an active delegation still covers, or that no delegation covers yet, is accepted: the
 order may precede its delegation, and the tkauth-01 challenge decides (RFC 9448 §6).
 """
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import datetime as dt
 
-from ca import delegations
+from ca.records import delegations
 from ca.clock import FixedClock
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from protocol.support import (  # noqa: F401  (fixtures)
     DELEGATED_SCOPE,
     TN_SCOPE,

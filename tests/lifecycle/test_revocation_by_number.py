@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import select
 
-from ca import revocation
+from ca.lifecycle import revocation
 from ca.clock import FixedClock
-from ca.revocation import CRLReason
-from ca.store import Certificate, CertificateScopeEntry, Issuer, Revocation
-from ca.tnauthlist import SPC, TN, TNRange, TNScope
+from ca.lifecycle.revocation import CRLReason
+from ca.records.store import Certificate, CertificateScopeEntry, Issuer, Revocation
+from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope
 from tnca.cli import cli
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -68,7 +68,7 @@ def model(scope: TNScope) -> set[tuple]:
 
 
 def add_certificate(session, issuer_id: int, serial: str, scope: TNScope, state: str) -> Certificate:
-    """A certificates row as ca.issuance writes it (scope entries from index_rows())."""
+    """A certificates row as ca.issuing.issuance writes it (scope entries from index_rows())."""
     row = Certificate(
         serial=serial,
         issuer_id=issuer_id,
@@ -142,7 +142,7 @@ def test_covering_query_edges(session, certificate_scope, query, found):
 
 def test_plan_by_number_names_the_delegations_that_still_grant_the_number(session):
     """Revoking certificates leaves delegations alone; the plan says which still grant the number."""
-    from ca import delegations
+    from ca.records import delegations
 
     issuer_id = add_issuer(session)
     clock = FixedClock(NOW - 3 * HOUR)

@@ -21,11 +21,11 @@ from cryptography import x509
 from sqlalchemy import event, select
 
 from acme_server import create_app
-from ca import renewal
+from ca.lifecycle import renewal
 from ca.clock import FixedClock
 from ca.config import Home
-from ca.store import AuditEvent, Certificate, Order
-from ca.transparency import verify_embedded_scts
+from ca.records.store import AuditEvent, Certificate, Order
+from ca.issuing.transparency import verify_embedded_scts
 from protocol.rfc8739.star_support import (
     HOUR,
     STATUS_CANCELED,
@@ -285,7 +285,7 @@ class CountingTransparency:
 
 def test_a_cancellation_right_after_the_precertificate_is_recorded_keeps_it_from_the_logs(  # noqa: F811
         ct_home, ct_log, authority, port, session_factory):
-    """The precertificate is committed before any log sees it (RFC 6962 §3.1 via ca.issuance);
+    """The precertificate is committed before any log sees it (RFC 6962 §3.1 via ca.issuing.issuance);
     a cancellation that commits in that instant is seen by the renewal's fence, which then stops
     before the logs: no SCT is asked for, and the record says why the precertificate went nowhere."""
     with serving(create_app(ct_home), ct_home, port) as server:

@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ca.store import AuditEvent
+from ca.records.store import AuditEvent
 from protocol.rfc8739.star_support import auto_renewal, order_row, star_valid_order
 from protocol.support import app, authority, client, free_port, free_port_pair, home, port, registered, table_counts  # noqa: F401
 from tnca.cli import cli
@@ -37,7 +37,7 @@ def test_worker_once_with_nothing_due_renews_nothing(registered, authority, home
 
 
 def test_worker_tick_signs_the_crls_that_are_due(home, session_factory):  # noqa: F811
-    """A home that never published a CRL has one due for each issuer (ca.crl.refresh_due)."""
+    """A home that never published a CRL has one due for each issuer (ca.lifecycle.crl.refresh_due)."""
     assert table_counts(session_factory)["crls"] == 0
     assert tnca(home, "worker", "--once").exit_code == 0
     assert table_counts(session_factory)["crls"] == 2  # the root's and the issuing CA's

@@ -1,6 +1,6 @@
 """Several renewal workers against one database: each renewal happens exactly once.
 
-ca/renewal.py claims due orders with ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
+ca/lifecycle/renewal.py claims due orders with ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
 on PostgreSQL (SQLite: its write lock serializes the claim) and fences each renewal on its claim.
 Run with ``TNCA_TEST_DATABASE_URL`` naming PostgreSQL for the multi-worker case that matters in
 production; on SQLite the same tests check that serialized workers agree too.
@@ -15,10 +15,11 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from ca import audit, renewal
+from ca.lifecycle import renewal
+from ca.records import audit
 from ca.clock import FixedClock
-from ca.store import Certificate, Order
-from ca.tnauthlist import TNScope
+from ca.records.store import Certificate, Order
+from ca.numbers.tnauthlist import TNScope
 from protocol.rfc8739.star_support import auto_renewal, star_valid_order
 from protocol.support import DELEGATED_SCOPE, app, authority, client, home, port, registered  # noqa: F401  (fixtures)
 
@@ -27,7 +28,7 @@ ORDERS = 6
 # One worker process: wait for the start signal, run one tick at the given time, print the count.
 WORKER_SCRIPT = """
 import datetime as dt, pathlib, sys, time
-from ca import renewal
+from ca.lifecycle import renewal
 from ca.clock import FixedClock
 from ca.config import Home
 home = Home(sys.argv[1])

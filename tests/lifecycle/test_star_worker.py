@@ -1,4 +1,4 @@
-"""The STAR renewal worker (ca/renewal.py, ``tnca worker``): when it renews, what it issues, when it
+"""The STAR renewal worker (ca/lifecycle/renewal.py, ``tnca worker``): when it renews, what it issues, when it
 stops. The server side is real (orders placed through the ACME app); the worker runs in-process
 on a clock the test moves, as ``tnca worker`` would run at those times.
 """
@@ -9,9 +9,10 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from ca import delegations, renewal
+from ca.lifecycle import renewal
+from ca.records import delegations
 from ca.clock import FixedClock
-from ca.store import AuditEvent, Certificate, Order
+from ca.records.store import AuditEvent, Certificate, Order
 from protocol.rfc8739.star_support import (
     HOUR,
     Worker,
@@ -97,7 +98,7 @@ def test_a_worker_that_was_down_resumes_with_a_certificate_covering_now(register
 
 def test_the_worker_cancels_a_star_order_whose_delegation_was_revoked(registered, authority, home, session_factory):  # noqa: F811
     """The delegation is revoked by a path that leaves its STAR orders alone (here the bare
-    ``ca.delegations`` change; ``tnca delegation revoke`` also cancels them at once): within one
+    ``ca.records.delegations`` change; ``tnca delegation revoke`` also cancels them at once): within one
     tick the order is canceled, whether or not a renewal is due, and nothing more is issued."""
     delegation_id = authority.delegate()
     order = star_valid_order(registered, authority, auto_renewal(), delegation_id=delegation_id)

@@ -39,10 +39,11 @@ from werkzeug.serving import make_server
 
 from acme_server import create_app
 from tests.helpers import free_port, row_counts
-from ca import delegations, tokens
-from ca.claims import ClaimConstraints
+from ca.records import delegations
+from ca.tokens import authority_tokens as tokens
+from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tnca.acme_client import ATCResponse, STIRClient, TKAuth01, TKAuth01Response, tnauthlist_identifier  # noqa: F401
 from tnca.cli import cli
 

@@ -1,4 +1,4 @@
-"""The hash-chained audit log (ca/audit.py): append, verify, tamper detection, concurrent appenders."""
+"""The hash-chained audit log (ca/records/audit.py): append, verify, tamper detection, concurrent appenders."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import threading
 import pytest
 from sqlalchemy import delete, select, update
 
-from ca import audit
+from ca.records import audit
 from ca.clock import FixedClock
 from ca.errors import AuditChainError
-from ca.store import AuditEvent, AuditHead
+from ca.records.store import AuditEvent, AuditHead
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
 
@@ -43,7 +43,7 @@ def _append(session, clock, n: int, *, action: str = "delegation.create") -> lis
 
 
 def test_first_event_links_to_the_genesis_hash_and_hash_is_sha256_over_prev_and_canonical_json(session, clock):
-    """hash = SHA-256(prev_hash ‖ canonical JSON), recomputed here without ca.audit's helpers."""
+    """hash = SHA-256(prev_hash ‖ canonical JSON), recomputed here without ca.records.audit's helpers."""
     (event,) = _append(session, clock, 1)
     assert event.seq == 1
     assert event.prev_hash == "0" * 64

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from pyasn1.codec.der import decoder as reference_decoder
 from pyasn1_alt_modules import rfc8226, rfc9118
 
-from ca.claims import (
+from ca.numbers.claims import (
     OID_ENHANCED_JWT_CLAIM_CONSTRAINTS,
     OID_JWT_CLAIM_CONSTRAINTS,
     ClaimConstraints,

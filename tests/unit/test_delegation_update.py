@@ -1,4 +1,4 @@
-"""Editing a delegation (``ca.delegations.update``): what may change, what may not, and the audit
+"""Editing a delegation (``ca.records.delegations.update``): what may change, what may not, and the audit
 record of before and after.
 
 RFC 9060 §4: a delegate's TNAuthList must be encompassed by its parent's, so the scope is what a
@@ -15,11 +15,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from ca import delegations, store
-from ca.claims import ClaimConstraints
+from ca.records import delegations, store
+from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import NotFoundError, PolicyError
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tests.helpers import row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -10,11 +10,11 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from ca import audit, delegations, store
-from ca.claims import ClaimConstraints
+from ca.records import audit, delegations, store
+from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tests.helpers import row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)

@@ -1,4 +1,4 @@
-"""The issuance pipeline (ca/issuance.py) against a real database and real keys.
+"""The issuance pipeline (ca/issuing/issuance.py) against a real database and real keys.
 
 Each negative test asserts the exact error class, that its detail names what is wrong, and that
 nothing was written (row counts unchanged), in the style of python-tuf's "no changes" checks.
@@ -17,16 +17,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import event, select
 
-from ca import audit
-from ca.claims import ClaimConstraints
+from ca.records import audit
+from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import CSRError, DelegationError, PolicyError, ScopeError, TransparencyError
-from ca.issuance import IssuanceRequest, IssuerHandle, certify_authority_key, issue
+from ca.issuing.issuance import IssuanceRequest, IssuerHandle, certify_authority_key, issue
 from ca.policy import Policy
-from ca.profiles import ISSUING_CA, ROOT
-from ca.signers.file import FileSigner
-from ca.store import AuditEvent, Certificate, CertificateScopeEntry, Delegation, Issuer
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.issuing.profiles import ISSUING_CA, ROOT
+from ca.issuing.signers.file import FileSigner
+from ca.records.store import AuditEvent, Certificate, CertificateScopeEntry, Delegation, Issuer
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import spki_der
 from tests.helpers import row_counts
 
@@ -540,7 +540,7 @@ class SigningLog:
     """A minimal RFC 6962 log front: signs an SCT over the precertificate it is given.
 
     It answers in-process instead of over HTTP; the HTTP log (ctlog/) and its client
-    (ca/transparency.py) are tested on their own. What this checks is the issuance side: the
+    (ca/issuing/transparency.py) are tested on their own. What this checks is the issuance side: the
     precertificate is recorded before submission and the SCTs end up embedded so that a
     verifier reconstructing the precertificate TBS from the final certificate can verify them.
     """

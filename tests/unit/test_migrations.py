@@ -6,12 +6,12 @@ from alembic.migration import MigrationContext
 from sqlalchemy.dialects import registry
 from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 
-from ca import store
+from ca.records import store
 from ca.errors import PolicyError
 
 
 def test_models_and_migrations_do_not_drift(engine):
-    """`alembic upgrade head` builds exactly what ca/store.py declares (autogenerate finds nothing)."""
+    """`alembic upgrade head` builds exactly what ca/records/store.py declares (autogenerate finds nothing)."""
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         diff = compare_metadata(context, store.Base.metadata)
@@ -22,7 +22,7 @@ def test_downgrade_to_base_and_upgrade_again(tmp_path):
     """Every migration can be undone and redone (checked on a private SQLite database)."""
     from alembic import command
 
-    from ca.migrate import alembic_config, upgrade
+    from ca.records.migrate import alembic_config, upgrade
 
     engine = store.make_engine(f"sqlite:///{tmp_path / 'roundtrip.db'}")
     upgrade(engine)

@@ -1,4 +1,4 @@
-"""Certificate profiles (ca/profiles.py) and the issuance policy they read (ca/policy.py).
+"""Certificate profiles (ca/issuing/profiles.py) and the issuance policy they read (ca/policy.py).
 
 The lint tests hand-build drafts that break exactly one rule each and assert the finding names
 the rule and its citation: lint must catch what build would never produce.
@@ -16,12 +16,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ca.claims import ClaimConstraints
+from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import IssuanceError, PolicyError
-from ca.issuance import certify_authority_key
+from ca.issuing.issuance import certify_authority_key
 from ca.policy import DEFAULT_POLICY_PATH, Policy, format_duration, parse_duration
-from ca.profiles import (
+from ca.issuing.profiles import (
     DELEGATE_CA,
     END_ENTITY,
     ISSUING_CA,
@@ -34,8 +34,8 @@ from ca.profiles import (
     check,
     lint,
 )
-from ca.signers.file import FileSigner
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.issuing.signers.file import FileSigner
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 OPERATOR = TNScope.parse(ranges=["12025550000:10000"], spcs=["1234"])

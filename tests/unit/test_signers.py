@@ -1,4 +1,4 @@
-"""Signers (ca/signers/) and the assembly of signed X.509 objects (ca/x509util.py).
+"""Signers (ca/issuing/signers/) and the assembly of signed X.509 objects (ca/x509util.py).
 
 The assembly path is what lets an HSM key sign: cryptography builds the TBS with a throwaway
 key, the Signer signs the TBS bytes, x509util puts the DER together. For the deterministic
@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
 from ca.errors import SignerError
-from ca.signers import Signer, load_signer
-from ca.signers.file import FileSigner, generate_file_key
-from ca.tnauthlist import TNScope
+from ca.issuing.signers import Signer, load_signer
+from ca.issuing.signers.file import FileSigner, generate_file_key
+from ca.numbers.tnauthlist import TNScope
 from ca.x509util import (
     assemble_certificate,
     assemble_crl,

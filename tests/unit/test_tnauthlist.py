@@ -21,9 +21,9 @@ from pyasn1.codec.der import decoder as reference_decoder
 from pyasn1_alt_modules import rfc8226
 from sqlalchemy import func, select
 
-from ca import store
+from ca.records import store
 from ca.errors import ScopeError
-from ca.tnauthlist import SPC, TN, TNRange, TNScope, decode, decode_identifier_value, encode
+from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope, decode, decode_identifier_value, encode
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 A1 = json.loads((VECTORS / "tnauthlist-appendix-a1.json").read_text())

@@ -25,11 +25,12 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from ca import delegations, store, tokens
+from ca.records import delegations, store
+from ca.tokens import authority_tokens as tokens
 from ca.clock import FixedClock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
-from ca.tnauthlist import TNScope
-from ca.x5u import FetchPolicy, X5UFetcher
+from ca.numbers.tnauthlist import TNScope
+from ca.tokens.x5u import FetchPolicy, X5UFetcher
 from tests.helpers import certificate_with_bit_string_common_name, row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -151,7 +152,7 @@ class Authority:
 
 
 class FileSigner:
-    """The Signer interface (ca/signers) over an in-memory key: DER ECDSA out."""
+    """The Signer interface (ca/issuing/signers) over an in-memory key: DER ECDSA out."""
 
     def __init__(self, key: ec.EllipticCurvePrivateKey) -> None:
         self._key = key

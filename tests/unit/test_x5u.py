@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 
 from ca.clock import FixedClock
 from ca.errors import PolicyError
-from ca.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
+from ca.tokens.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 DEV = FetchPolicy(allow_http_loopback=True, timeout_seconds=2.0)

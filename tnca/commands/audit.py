@@ -2,8 +2,8 @@
 export and verification of the hash chain.
 
 ``tnca audit query KIND … --json`` prints exactly what ``GET /api/v1/KIND`` answers for the same
-parameters: both parse them with ``ca.queries`` and render with the same functions. The options
-are generated from the parameter tables in ``ca/queries.py`` (``--issued-after`` is the API's
+parameters: both parse them with ``ca.records.queries`` and render with the same functions. The options
+are generated from the parameter tables in ``ca/records/queries.py`` (``--issued-after`` is the API's
 ``issued_after``).
 
 Exit codes: 0 success (and a chain that verifies), 1 a failed operation or a chain that does
@@ -24,7 +24,7 @@ import click
 from cryptography import x509
 from sqlalchemy.orm import Session
 
-from ca import audit, audit_keys, queries
+from ca.records import audit, audit_keys, queries
 from ca.config import ROOT_CERT_FILE, Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
 from ca.policy import parse_duration

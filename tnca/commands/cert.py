@@ -1,6 +1,6 @@
 """``tnca cert issue`` and ``tnca cert show``: offline issuance and inspection.
 
-``issue`` runs the same :func:`ca.issuance.issue` the ACME server runs, under the home's issuing
+``issue`` runs the same :func:`ca.issuing.issuance.issue` the ACME server runs, under the home's issuing
 CA, and prints the PEM chain (end-entity first, then the issuing CA; not the root, which relying
 parties hold as their trust anchor — RFC 9060 §7, RFC 8555 §9.1).
 
@@ -20,7 +20,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca.claims import ClaimConstraints
+from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
 from ca.errors import (
     ClaimConstraintsError,
@@ -31,10 +31,10 @@ from ca.errors import (
     TNCAError,
     TransparencyError,
 )
-from ca.issuance import DELEGATE_CA, END_ENTITY, IssuanceRequest, issue
+from ca.issuing.issuance import DELEGATE_CA, END_ENTITY, IssuanceRequest, issue
 from ca.policy import format_duration, parse_duration
-from ca.profiles import CLAIM_CONSTRAINT_OIDS
-from ca.tnauthlist import TNScope
+from ca.issuing.profiles import CLAIM_CONSTRAINT_OIDS
+from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, fingerprint_sha256, key_type_name, with_names_decoded
 from tnca.commands.init import cli_actor, parse_scope, scope_option_name
 from tnca.context import BadInput, pass_home
@@ -201,7 +201,7 @@ def describe_certificate(certificate: x509.Certificate) -> dict[str, Any]:
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:
-    from ca.tnauthlist import SPC, TN, TNRange
+    from ca.numbers.tnauthlist import SPC, TN, TNRange
 
     if isinstance(entry, SPC):
         return {"spc": entry.code}

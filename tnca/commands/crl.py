@@ -1,7 +1,7 @@
 """``tnca crl``: sign and inspect the CRLs of the root and the issuing CA (RFC 5280 §5).
 
 ``generate`` signs a new CRL now (every issuer, or those named with ``--issuer``; with
-``--due`` only those ``ca.crl.due`` lists, as the worker does each tick). ``show`` prints the
+``--due`` only those ``ca.lifecycle.crl.due`` lists, as the worker does each tick). ``show`` prints the
 newest CRL of an issuer, or its PEM with ``--pem`` (for ``openssl crl`` and the like).
 
 Exit codes: 0 done; 1 a CRL could not be signed (the others are), no home, or no CRL yet to
@@ -16,7 +16,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from ca import crl
+from ca.lifecycle import crl
 from ca.config import ISSUING_ISSUER, Home
 from tnca.commands.init import cli_actor
 from tnca.context import BadInput, pass_home

@@ -13,7 +13,7 @@ import click
 
 from ca.config import Home
 from ca.errors import TNCAError
-from ca.transparency import LogClient
+from ca.issuing.transparency import LogClient
 from tnca.context import pass_home
 
 

@@ -18,8 +18,9 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.orm import Session
 
-from ca import delegations, revocation
-from ca.claims import ClaimConstraints
+from ca.lifecycle import revocation
+from ca.records import delegations
+from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
 from ca.errors import (
     ClaimConstraintsError,
@@ -30,7 +31,7 @@ from ca.errors import (
     TNCAError,
 )
 from ca.policy import format_duration, parse_duration
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tnca.commands.revoke import report as revoke_report
 from tnca.context import pass_home
 

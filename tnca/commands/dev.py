@@ -7,7 +7,7 @@ renewals, RFC 8739), and prints the ACME directory URL. Everything runs as child
 this one; Ctrl-C (or SIGTERM) stops them all, and if any of them dies the others are stopped too
 and the command fails.
 
-It also prints the operator pages' address and an admin login (``ca.users.ensure_dev_admin``):
+It also prints the operator pages' address and an admin login (``ca.records.users.ensure_dev_admin``):
 the first run makes the person ``admin`` with a generated password and shows it once; later runs
 name the admin and how to set a new password.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import click
 
-from ca import users
+from ca.records import users
 from ca.config import POLICY_FILE, Home
 from ca.errors import UserError
 from tnca.context import pass_home

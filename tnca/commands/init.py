@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 from sqlalchemy import func, select
 
-from ca import audit, migrate, store
+from ca.records import audit, migrate, store
 from ca.config import (
     CONFIG_FILE,
     ISSUING_CERT_FILE,
@@ -33,11 +33,11 @@ from ca.config import (
     Home,
 )
 from ca.errors import ScopeError, TNCAError
-from ca.issuance import certify_authority_key
+from ca.issuing.issuance import certify_authority_key
 from ca.policy import DEFAULT_POLICY_PATH, Policy
-from ca.profiles import ISSUING_CA, ROOT, TOKEN_AUTHORITY
-from ca.signers.file import generate_file_key
-from ca.tnauthlist import TNScope
+from ca.issuing.profiles import ISSUING_CA, ROOT, TOKEN_AUTHORITY
+from ca.issuing.signers.file import generate_file_key
+from ca.numbers.tnauthlist import TNScope
 from ca.x509util import to_pem
 from tnca.context import BadInput, pass_home
 
@@ -157,7 +157,7 @@ def _remove_created(path: Path, created_dir: bool) -> None:
 
 def _check_pkcs11_token_uri(uri: str) -> None:
     from ca.errors import SignerError
-    from ca.signers.pkcs11 import PKCS11URI
+    from ca.issuing.signers.pkcs11 import PKCS11URI
 
     if ";object=" in uri or "pkcs11:object=" in uri:
         raise BadInput("--pkcs11-token", "name the token only; tnca init chooses the key labels")
@@ -208,7 +208,7 @@ def _generate_keys(home: Home, policy: Policy, signer_uris: dict[str, str]) -> d
         if uri.startswith("file:"):
             signers[name] = generate_file_key(home.path / uri[len("file:"):], key_type)
             continue
-        from ca.signers.pkcs11 import PKCS11Signer, generate_p256_key
+        from ca.issuing.signers.pkcs11 import PKCS11Signer, generate_p256_key
 
         if key_type != "ec-p256":
             raise BadInput("--pkcs11-token", f"HSM keys are EC P-256; the policy asks for {key_type!r}")

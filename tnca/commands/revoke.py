@@ -1,6 +1,6 @@
 """``tnca revoke``: revoke a certificate, a delegation with everything under it, or numbers.
 
-Dry run by default (STYLE.md): the plan (``ca.revocation``) is printed and nothing changes;
+Dry run by default (STYLE.md): the plan (``ca.lifecycle.revocation``) is printed and nothing changes;
 ``--execute`` applies exactly that plan and signs the affected CRLs. Targets, one kind at a time:
 
 - ``--serial S``: one certificate (hex, with or without colons);
@@ -24,11 +24,11 @@ from typing import Any
 
 import click
 
-from ca import revocation
+from ca.lifecycle import revocation
 from ca.config import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
-from ca.revocation import CRLReason, RevocationPlan
-from ca.tnauthlist import TNScope
+from ca.lifecycle.revocation import CRLReason, RevocationPlan
+from ca.numbers.tnauthlist import TNScope
 from tnca.commands.init import cli_actor
 from tnca.context import BadInput, pass_home
 

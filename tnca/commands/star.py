@@ -1,7 +1,7 @@
 """``tnca star``: STAR (RFC 8739) orders for operators: list them, cancel one.
 
 ``cancel`` is dry-run by default: it prints what would change and changes nothing; ``--execute``
-applies it through ``ca.renewal.cancel`` (the function the ACME cancellation and the worker use),
+applies it through ``ca.lifecycle.renewal.cancel`` (the function the ACME cancellation and the worker use),
 which records the reason in the order's ``error`` (the client sees it as ``autoRenewalCanceled``)
 and appends an ``order.cancel`` audit event naming the operator.
 
@@ -18,11 +18,11 @@ import click
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ca import renewal
+from ca.lifecycle import renewal
 from ca.config import Home
 from ca.errors import AutoRenewalError
-from ca.store import Certificate, Order
-from ca.tnauthlist import TNScope
+from ca.records.store import Certificate, Order
+from ca.numbers.tnauthlist import TNScope
 from tnca.commands.delegation import BadInput, cli_actor, transaction
 from tnca.context import pass_home
 

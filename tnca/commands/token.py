@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import click
 
-from ca import delegations, tokens
+from ca.records import delegations
+from ca.tokens import authority_tokens as tokens
 from ca.config import Home
 from ca.errors import DelegationError, NotFoundError, TNCAError, TokenError
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 from tnca.commands.delegation import (
     BadInput,
     cli_actor,

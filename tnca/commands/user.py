@@ -1,6 +1,6 @@
 """``tnca user``: people who sign in to the operator and auditor pages, and their API tokens.
 
-Roles (ca/users.py): ``auditor`` reads; ``operator`` also manages delegations, tokens and
+Roles (ca/records/users.py): ``auditor`` reads; ``operator`` also manages delegations, tokens and
 revocations; ``admin`` also manages people. Every change appends an audit event naming the
 command-line user (``cli:NAME``). Exit codes: 0 success, 1 a failed operation, 2 bad input.
 
@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.orm import Session
 
-from ca import users
+from ca.records import users
 from ca.config import Home
 from ca.errors import NotFoundError, TNCAError, UserError
 from ca.policy import parse_duration

@@ -1,9 +1,9 @@
 """``tnca worker``: the background worker that keeps STAR orders renewed (RFC 8739).
 
 Every ``--interval`` it issues the next certificate of each STAR order that is due
-(``ca.renewal.renew_due``: through the whole issuance pipeline, CT included, with the audit
-event), and signs a fresh CRL for each issuer whose CRL is due (``ca.crl.refresh_due``). Run
-as many as you like against one PostgreSQL database: each renewal happens once (ca/renewal.py
+(``ca.lifecycle.renewal.renew_due``: through the whole issuance pipeline, CT included, with the audit
+event), and signs a fresh CRL for each issuer whose CRL is due (``ca.lifecycle.crl.refresh_due``). Run
+as many as you like against one PostgreSQL database: each renewal happens once (ca/lifecycle/renewal.py
 says how). ``tnca dev`` starts one.
 
 Prints ``renewal worker started (interval …)`` when ready and one line per tick that did
@@ -20,7 +20,7 @@ import threading
 
 import click
 
-from ca import crl, renewal
+from ca.lifecycle import crl, renewal
 from ca.config import Home
 from ca.errors import TNCAError
 from ca.policy import format_duration, parse_duration

@@ -1,4 +1,4 @@
-"""RFC 6962 §3.2-§3.3 SCTs on the authority's side (ca/transparency.py): the Appendix A.4 vector
+"""RFC 6962 §3.2-§3.3 SCTs on the authority's side (ca/issuing/transparency.py): the Appendix A.4 vector
 from the standards digest, the TLS codec, and the two OCTET STRING layers of the embedded list.
 """
 
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.errors import TransparencyError
-from ca.transparency import (
+from ca.issuing.transparency import (
     SCT,
     LogClient,
     issuer_key_hash,

@@ -1,5 +1,5 @@
 """RFC 6962 §3.1-§3.3 end to end: a precertificate from a throwaway CA goes to two running logs
-(ca.transparency.submit_precertificate), the SCTs are embedded in the final certificate, and
+(ca.issuing.transparency.submit_precertificate), the SCTs are embedded in the final certificate, and
 cryptography's own SCT API (plus openssl's parser) verifies them; after the merge delay each log
 serves the precertificate and an inclusion proof under a signed tree head.
 """
@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.certificate_transparency import LogEntryType
 from cryptography.x509.oid import ExtensionOID
 
-from ca.transparency import submit_precertificate, verify_embedded_scts
+from ca.issuing.transparency import submit_precertificate, verify_embedded_scts
 from ct_helpers import DelegateCertificate, log_key, make_delegate, verify_sth, wait_for_tree_size
 from ctlog import merkle
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from sqlalchemy import select
 
-from ca.store import Account, AuditEvent
+from ca.records.store import Account, AuditEvent
 from protocol.support import TN_SCOPE, RawClient, assert_problem, b64url, new_key, public_jwk, raw_new_order, sign_es256, table_counts
 
 KEY_CHANGE = "/acme/key-change"

@@ -1,7 +1,7 @@
 """RFC 8555 §7.4 orders: requested validity, finalize with a CSR, polling, certificate download.
 
 Finalize follows RFC 9448 §6 step 9 (the token's ``ca`` against the CSR's basicConstraints) and
-issues through ``ca.issuance.issue``: delegation claim constraints, ``notAfter`` no later than the
+issues through ``ca.issuing.issuance.issue``: delegation claim constraints, ``notAfter`` no later than the
 token's ``exp`` (RFC 9447 §7).
 """
 
@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
-from ca.claims import ClaimConstraints
-from ca.store import AuditEvent, Certificate, Delegation, Order
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.numbers.claims import ClaimConstraints
+from ca.records.store import AuditEvent, Certificate, Delegation, Order
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from tests.helpers import csr_with_bit_string_common_name
 from protocol.support import (
     RANGE_SCOPE,

@@ -10,9 +10,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 
-from ca import delegations
-from ca.store import AuditEvent, Authorization, Delegation, Order, Revocation
-from ca.tnauthlist import TNScope
+from ca.records import delegations
+from ca.records.store import AuditEvent, Authorization, Delegation, Order, Revocation
+from ca.numbers.tnauthlist import TNScope
 from tests.helpers import certificate_with_bit_string_common_name
 from protocol.support import (
     RANGE_SCOPE,

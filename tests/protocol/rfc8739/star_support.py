@@ -19,10 +19,10 @@ import requests
 from acme import fields, messages
 from cryptography import x509
 
-from ca import renewal
+from ca.lifecycle import renewal
 from ca.clock import FixedClock
 from ca.config import Home
-from ca.store import Certificate, Order
+from ca.records.store import Certificate, Order
 from protocol.support import (
     TN_SCOPE,
     Authority,
@@ -115,7 +115,7 @@ def issued_certificates(session_factory, order_id: str) -> list[Certificate]:
 
 @dataclass
 class Worker:
-    """``ca.renewal.renew_due`` as ``tnca worker`` runs it, with a clock the test controls."""
+    """``ca.lifecycle.renewal.renew_due`` as ``tnca worker`` runs it, with a clock the test controls."""
 
     home: Home
     session_factory: Any

@@ -1,4 +1,4 @@
-"""RFC 8739 §3.5: notBefore and notAfter of the certificates of a STAR order (ca.renewal's schedule).
+"""RFC 8739 §3.5: notBefore and notAfter of the certificates of a STAR order (ca.lifecycle.renewal's schedule).
 
 "notAfter = min(nrd[i] + T, end); notBefore = nrd[i] - max(adjust_client, adjust_server)", with
 adjust_client = min(T, lifetime-adjust) and adjust_server = f·T, 0.5 <= f < 1 (this server: 0.5).
@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from ca.renewal import AutoRenewal, Window, first_window, next_window
+from ca.lifecycle.renewal import AutoRenewal, Window, first_window, next_window
 
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)
@@ -53,7 +53,7 @@ def test_s3_5_the_server_adjustment_is_at_least_half_a_lifetime():
     auto = AutoRenewal(end_date=utc(2030, 1, 1, 4), lifetime=HOUR)
     assert auto.adjust == 30 * MINUTE
     assert schedule(auto, issued_at=utc(2030, 1, 1)) == [
-        # The first is issued at once; ca.issuance moves its notBefore up to the backdating
+        # The first is issued at once; ca.issuing.issuance moves its notBefore up to the backdating
         # allowance (60 s before the issuance), never further back.
         (utc(2029, 12, 31, 23, 30), utc(2030, 1, 1, 1)),
         (utc(2030, 1, 1, 0, 30), utc(2030, 1, 1, 2)),

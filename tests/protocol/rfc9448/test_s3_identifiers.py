@@ -9,8 +9,8 @@ import pytest
 from acme import messages
 from sqlalchemy import select
 
-from ca.store import Order
-from ca.tnauthlist import TNScope
+from ca.records.store import Order
+from ca.numbers.tnauthlist import TNScope
 from protocol.support import (
     RANGE_SCOPE,
     SPC_SCOPE,

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
 from acme_server import create_app
-from ca.store import AuditEvent, Authorization, UsedTokenJTI
+from ca.records.store import AuditEvent, Authorization, UsedTokenJTI
 from protocol.support import (
     DELEGATED_SCOPE,
     RANGE_SCOPE,

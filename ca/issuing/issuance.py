@@ -15,7 +15,7 @@ The pipeline, in the order :func:`issue` runs it (docs/architecture.md, "The iss
 4. **Validity.** notBefore = now − backdate (or the request's, if later); notAfter capped by the policy, the
    delegation's max lifetime and end, and the issuer's notAfter; never below the minimum.
 5. **Build and lint.** The profile builds the TBS; a draft signed by a throwaway key is linted
-   (``ca.profiles.lint``). Only a clean draft reaches the real key.
+   (``ca.issuing.profiles.lint``). Only a clean draft reaches the real key.
 6. **Transparency** (when the policy requires SCTs): the precertificate (RFC 6962 §3.1: the TBS
    plus the critical poison extension) is signed and recorded (``stage="precertificate"``) and
    ``precertificate_recorded`` is called — front ends pass their commit there — *before* any log
@@ -44,15 +44,16 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from sqlalchemy.orm import Session
 
-from ca import audit, profiles
-from ca.claims import ClaimConstraints
+from ca.issuing import profiles
+from ca.records import audit
+from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
-from ca.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
-from ca.signers import Signer
-from ca.store import Certificate, CertificateScopeEntry, Delegation
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
+from ca.issuing.signers import Signer
+from ca.records.store import Certificate, CertificateScopeEntry, Delegation
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import (
     EMBEDDED_SCT_LIST_OID,
     MALFORMED_X509_ERRORS,

@@ -199,7 +199,7 @@ def span_digits(lo: int, hi: int) -> int:
     scan every entry that starts below n. Within one span class d every interval is shorter than
     10^d, so a containing entry starts in ``(n - 10^d, n]``: one short index range per class on
     ``(width, span_digits, lo)`` finds them all, exactly, on SQLite and PostgreSQL alike
-    (ca/queries.py; numbers have at most 15 digits, so there are at most 16 classes).
+    (ca/records/queries.py; numbers have at most 15 digits, so there are at most 16 classes).
     """
     return len(str(hi - lo)) if hi > lo else 0
 
@@ -252,7 +252,7 @@ class CertificateScopeEntry(_ScopeEntryColumns, Base):
     __table_args__ = (
         Index("ix_certificate_scope_entries_tn", "width", "lo", "hi"),
         Index("ix_certificate_scope_entries_spc", "spc"),
-        # Containment and overlap queries by number (ca/queries.py); hi and certificate_id make
+        # Containment and overlap queries by number (ca/records/queries.py); hi and certificate_id make
         # the index covering, so a probe never touches the table.
         Index("ix_certificate_scope_entries_span", "width", "span_digits", "lo", "hi", "certificate_id"),
     )
@@ -321,7 +321,7 @@ class CRL(Base):
 
 
 class AuditEvent(Base):
-    """An append-only, hash-chained record of a state change (see ``ca/audit.py``)."""
+    """An append-only, hash-chained record of a state change (see ``ca/records/audit.py``)."""
 
     __tablename__ = "audit_events"
 
@@ -349,7 +349,7 @@ class AuditHead(Base):
 
 
 class AuditCheckpoint(Base):
-    """A signed statement of the audit chain head (``ca/audit.py``): truncation below it is detectable.
+    """A signed statement of the audit chain head (``ca/records/audit.py``): truncation below it is detectable.
 
     ``statement`` is the exact canonical JSON that was signed (``seq``, ``head_hash``,
     ``signed_at``, the authority); the other columns repeat its fields for queries. The signing
@@ -369,7 +369,7 @@ class AuditCheckpoint(Base):
 
 
 # --------------------------------------------------------------------------------------------
-# People: operator/auditor accounts, their sessions and API tokens (ca/users.py)
+# People: operator/auditor accounts, their sessions and API tokens (ca/records/users.py)
 # --------------------------------------------------------------------------------------------
 
 
@@ -511,13 +511,13 @@ class Order(Base):
     # RFC 8739 STAR: the "auto-renewal" object as accepted (None for ordinary orders). None is
     # stored as SQL NULL, not JSON null, so "auto_renewal IS NOT NULL" finds exactly STAR orders.
     auto_renewal: Mapped[Optional[dict[str, Any]]] = mapped_column(JSON(none_as_null=True))
-    # When the renewal worker (ca/renewal.py) next acts on a valid STAR order: the publication
+    # When the renewal worker (ca/lifecycle/renewal.py) next acts on a valid STAR order: the publication
     # time of the next certificate (its notBefore, RFC 8739 §3.5), or the end of a worker's claim
     # or retry delay. None when no certificate remains to be issued.
     next_renewal_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime, index=True)
     # The finalize CSR of a STAR order: RFC 8739 §2.2 renews "using the same CSR".
     csr_der: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
-    # The claim of the worker renewing this order right now (random; ca/renewal.py). A renewal is
+    # The claim of the worker renewing this order right now (random; ca/lifecycle/renewal.py). A renewal is
     # committed only while its claim still stands, so a renewal happens once across workers.
     renewal_claim: Mapped[Optional[str]] = mapped_column(String(32))
     # RFC 9773 §5 "replaces": the serial of the certificate this order renews (no foreign key:

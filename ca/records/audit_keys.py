@@ -1,4 +1,4 @@
-"""The audit key of a home: the key that signs checkpoints of the audit chain (ca/audit.py).
+"""The audit key of a home: the key that signs checkpoints of the audit chain (ca/records/audit.py).
 
 It is a key of its own rather than the issuing CA's, so that the issuing CA's key signs nothing
 but certificates and CRLs (a signature over arbitrary JSON from a CA key could be mistaken for,
@@ -25,14 +25,14 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ca.audit import CheckpointSigner
+from ca.records.audit import CheckpointSigner
 from ca.clock import Clock
 from ca.config import ROOT_ISSUER, Home
 from ca.errors import NotFoundError, SignerError
-from ca.issuance import certify_authority_key
-from ca.profiles import TOKEN_AUTHORITY
-from ca.signers import Signer
-from ca.signers.file import generate_file_key
+from ca.issuing.issuance import certify_authority_key
+from ca.issuing.profiles import TOKEN_AUTHORITY
+from ca.issuing.signers import Signer
+from ca.issuing.signers.file import generate_file_key
 from ca.x509util import to_pem
 
 DEFAULT_SIGNER_URI = "file:keys/audit.key"

@@ -26,7 +26,7 @@ Shape of every query::
 Number containment. A certificate "covers" a TN when one of its TNAuthList entries is that TN
 or a range containing it (RFC 8226 §9). ``certificate_scope_entries`` stores each numeric entry
 as ``[lo, hi]`` of a fixed digit ``width`` and its span class ``span_digits`` (the digits of
-``hi - lo``; see :func:`ca.store.span_digits`). An entry of class d is shorter than 10^d numbers,
+``hi - lo``; see :func:`ca.records.store.span_digits`). An entry of class d is shorter than 10^d numbers,
 so one containing n starts in ``(n - 10^d, n]``: the query probes at most width + 1 short ranges
 of the covering index ``(width, span_digits, lo, hi, certificate_id)``, whatever the table size,
 and then reads the certificates by primary key (:func:`_driven_by_scope` says why).
@@ -56,8 +56,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from ca.errors import QueryError, ScopeError
-from ca.revocation import CRLReason
-from ca.store import (
+from ca.lifecycle.revocation import CRLReason
+from ca.records.store import (
     AuditCheckpoint,
     AuditEvent,
     Authorization,
@@ -68,7 +68,7 @@ from ca.store import (
     Issuer,
     Revocation,
 )
-from ca.tnauthlist import SPC, TN, TNRange, TNScope
+from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -926,7 +926,7 @@ def parse_checkpoint_filter(params: Mapping[str, Any]) -> CheckpointFilter:
 
 
 def checkpoints(session: Session, flt: CheckpointFilter) -> Page:
-    """Signed checkpoints of the chain head (ca/audit.py), newest first."""
+    """Signed checkpoints of the chain head (ca/records/audit.py), newest first."""
     query = select(AuditCheckpoint)
     if flt.cursor is not None:
         query = query.where(_below(AuditCheckpoint.id, flt.cursor))

@@ -1,7 +1,7 @@
 """The audit log: append-only events in a SHA-256 hash chain.
 
 Every state change of the authority (an issuance, a delegation granted or revoked, a token
-minted, the home initialised) appends one :class:`ca.store.AuditEvent` in the same transaction
+minted, the home initialised) appends one :class:`ca.records.store.AuditEvent` in the same transaction
 as the change itself, so an event exists exactly when its change does.
 
 The chain. Event ``n`` stores ``prev_hash`` (event ``n-1``'s hash, or 64 zeros for the first)
@@ -51,8 +51,8 @@ from sqlalchemy.orm import Session
 
 from ca.clock import Clock
 from ca.errors import AuditChainError, AuditExportError
-from ca.signers import Signer
-from ca.store import AuditCheckpoint, AuditEvent, AuditHead
+from ca.issuing.signers import Signer
+from ca.records.store import AuditCheckpoint, AuditEvent, AuditHead
 
 HEAD_ID = 1
 # prev_hash of the first event: there is nothing before it.
@@ -224,7 +224,7 @@ def query(
 # --------------------------------------------------------------------------------------------
 #
 # A checkpoint is a signed statement "the chain had `seq` events and its head hash was
-# `head_hash` at `signed_at`", made by the audit key (ca/audit_keys.py: a key of its own,
+# `head_hash` at `signed_at`", made by the audit key (ca/records/audit_keys.py: a key of its own,
 # certified by the root, so that the issuing CA's key signs nothing but certificates and CRLs).
 # Rewriting the chain from some event on, or cutting its tail and rewinding `audit_head`, keeps
 # the chain self-consistent, but not consistent with a checkpoint signed before: the event at the
@@ -241,7 +241,7 @@ CANONICAL_JSON_RULE = "UTF-8 JSON, keys sorted, separators ',' and ':', no white
 
 @dataclasses.dataclass(frozen=True)
 class CheckpointSigner:
-    """The key that signs checkpoints and its certificate (ca/audit_keys.py loads one from a home)."""
+    """The key that signs checkpoints and its certificate (ca/records/audit_keys.py loads one from a home)."""
 
     signer: Signer
     certificate: x509.Certificate

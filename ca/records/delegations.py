@@ -23,12 +23,12 @@ from sqlalchemy import and_, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from ca import audit, store
-from ca.claims import ClaimConstraints
+from ca.records import audit, store
+from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
 from ca.policy import format_duration
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 
 ACTIVE = "active"
 REVOKED = "revoked"
@@ -46,7 +46,7 @@ class RevocationPlan:
     """What revoking the delegation itself would change; computed without writing anything.
 
     ``execute_revoke`` applies exactly this plan. It is the delegation part of the cascade in
-    ``ca/revocation.py`` (:func:`ca.revocation.plan_revoke_delegation`), which also revokes the
+    ``ca/lifecycle/revocation.py`` (:func:`ca.lifecycle.revocation.plan_revoke_delegation`), which also revokes the
     certificates counted here, cancels the delegation's STAR orders and lists its unused tokens;
     front ends call that, not this.
     """
@@ -500,7 +500,7 @@ def _withdrawn_authorizations(delegation_id: str) -> Any:
 
 
 def _withdrawn_orders(delegation_id: str) -> Any:
-    # STAR orders that are already valid are canceled by the cascade (ca/revocation.py), not here.
+    # STAR orders that are already valid are canceled by the cascade (ca/lifecycle/revocation.py), not here.
     return and_(
         store.Order.id.in_(select(store.Authorization.order_id).where(store.Authorization.delegation_id == delegation_id)),
         store.Order.status.in_(("pending", "ready")),

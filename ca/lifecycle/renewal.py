@@ -22,7 +22,7 @@ the certificates table and no counter can drift from it. A certificate that the 
 shorter than the policy minimum starts earlier instead, and a worker that was down for longer than
 a certificate lives resumes at the slot that still covers the present.
 
-**Bounds.** Each certificate obeys the policy and the delegation like any other (``ca.issuance``:
+**Bounds.** Each certificate obeys the policy and the delegation like any other (``ca.issuing.issuance``:
 ``[lifetimes]``, the delegation's maximum lifetime and end). Its whole validity is T + adjust, so
 that is what must fit under those caps (checked at newOrder against the policy, at the challenge
 against the delegation). RFC 9447 §7 says an ACME service relying on authority tokens "SHOULD NOT
@@ -35,7 +35,7 @@ the client cancels it (§3.1.2), when an operator cancels it, when its account i
 when issuance refuses for good (the delegation revoked or ended, the CSR no longer acceptable):
 those make it ``canceled``; :func:`cancel` is the one function that does it, and an order stopped
 by the authority carries an ``autoRenewalCanceled`` problem in its ``error`` saying why (the
-column holds an RFC 7807 problem document, ``ca/store.py``). Transient failures (a log down, an
+column holds an RFC 7807 problem document, ``ca/records/store.py``). Transient failures (a log down, an
 HSM busy) are retried after :data:`RETRY_DELAY`.
 
 **Workers** (:func:`renew_due`; ``tnca worker``). Any number may run against one database:
@@ -75,7 +75,8 @@ from cryptography import x509
 from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
-from ca import audit, issuance
+from ca.issuing import issuance
+from ca.records import audit
 from ca.errors import (
     AutoRenewalError,
     ClaimConstraintsError,
@@ -87,9 +88,9 @@ from ca.errors import (
     TokenError,
 )
 from ca.policy import Policy, format_duration
-from ca.profiles import DELEGATE_CA, END_ENTITY, Profile
-from ca.store import Account, Authorization, Certificate, Delegation, Order
-from ca.tnauthlist import TNScope
+from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
+from ca.records.store import Account, Authorization, Certificate, Delegation, Order
+from ca.numbers.tnauthlist import TNScope
 
 if TYPE_CHECKING:
     from ca.clock import Clock
@@ -207,7 +208,7 @@ def _window(auto: AutoRenewal, nominal: dt.datetime, *, end: dt.datetime, minimu
 def first_window(auto: AutoRenewal, *, now: dt.datetime, end: dt.datetime, minimum: dt.timedelta) -> Window:
     """The first certificate (issued at finalize): nrd[0] is now, or the start-date if later.
 
-    RFC 8739 §3.5: its notBefore "MUST NOT" precede the start-date. ``ca.issuance`` further keeps
+    RFC 8739 §3.5: its notBefore "MUST NOT" precede the start-date. ``ca.issuing.issuance`` further keeps
     it within the backdating allowance of now.
     """
     nominal = now.replace(microsecond=0)
@@ -594,7 +595,7 @@ def renew_due(session_factory: sessionmaker, home: "Home", *, clock: "Clock", li
 
 
 def renew_claimed(session_factory: sessionmaker, home: "Home", claim: Claim, *, clock: "Clock") -> RenewalResult:
-    """Issue the next certificate of one claimed order through ``ca.issuance.issue`` (with the
+    """Issue the next certificate of one claimed order through ``ca.issuing.issuance.issue`` (with the
     policy's CT logs), then schedule the one after it."""
     policy = home.policy
     with session_factory() as session:
@@ -648,7 +649,7 @@ def renew_claimed(session_factory: sessionmaker, home: "Home", claim: Claim, *, 
         precertificate_ids: list[int] = []
 
         def precertificate_recorded() -> None:
-            # RFC 6962 §3.1 via ca.issuance: the precertificate is committed before any log sees
+            # RFC 6962 §3.1 via ca.issuing.issuance: the precertificate is committed before any log sees
             # it; then the order is fenced again, so a cancellation that slipped in between ends
             # the renewal before the precertificate reaches a log.
             precertificate_ids.append(session.scalar(

@@ -503,14 +503,14 @@ def verify_embedded_scts(cert: x509.Certificate, issuer_cert: x509.Certificate, 
 # -- the issuance pipeline's seam ------------------------------------------------------------------
 
 class Issuer(Protocol):
-    """What :meth:`CTSubmitter.submit` needs of an issuer handle (``ca.issuance.IssuerHandle``)."""
+    """What :meth:`CTSubmitter.submit` needs of an issuer handle (``ca.issuing.issuance.IssuerHandle``)."""
 
     certificate: x509.Certificate
     chain: Sequence[x509.Certificate]
 
 
 class CTSubmitter:
-    """The ``transparency`` argument of ``ca.issuance.issue``: the policy's logs, count, deadline."""
+    """The ``transparency`` argument of ``ca.issuing.issuance.issue``: the policy's logs, count, deadline."""
 
     def __init__(self, logs: Sequence[LogClient], *, required: int, deadline: float, clock: Clock | None = None) -> None:
         if required > len(logs):

@@ -60,13 +60,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca import audit, store
+from ca.records import audit, store
 from ca.clock import Clock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
 from ca.policy import TokenPolicy, format_duration
-from ca.tnauthlist import TNScope, decode_identifier_value
+from ca.numbers.tnauthlist import TNScope, decode_identifier_value
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
-from ca.x5u import X5UError
+from ca.tokens.x5u import X5UError
 
 # RFC 7519 §4.1.7: "jti" must be unique; 128 random bits make a collision negligible.
 JTI_BYTES = 16
@@ -771,7 +771,7 @@ def record_use(session: Session, verified: VerifiedToken, account_id: str, chall
     also between processes racing on the same token; a violation becomes
     ``TokenError(claim="jti")``. The insert runs in a savepoint so the caller's transaction stays
     usable for recording the challenge as invalid. For tokens this authority minted, returns the
-    delegation they were minted under (pass it to ``ca.delegations.find_covering``); else None.
+    delegation they were minted under (pass it to ``ca.records.delegations.find_covering``); else None.
     """
     minted = check_minted_here(session, verified)
     row = store.UsedTokenJTI(

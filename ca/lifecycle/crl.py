@@ -19,11 +19,11 @@ certificates below it carry (``[certificates] crl_distribution_point``). What ea
 - The ``authorityKeyIdentifier`` (RFC 5280 §5.2.1, MUST): the issuer's subjectKeyIdentifier.
 
 Signing works as for certificates (``ca/x509util.py``): ``cryptography`` builds the TBSCertList
-with a throwaway key of the signer's type, the real :class:`ca.signers.Signer` (a file key or an
+with a throwaway key of the signer's type, the real :class:`ca.issuing.signers.Signer` (a file key or an
 HSM) signs those bytes, and ``assemble_crl`` checks the signature before the CRL is stored.
 
 Every signed CRL is kept (``crls``) with a ``crl.issue`` audit event; the newest per issuer is
-what the server publishes. A new CRL is made after every revocation (``ca.revocation.execute``)
+what the server publishes. A new CRL is made after every revocation (``ca.lifecycle.revocation.execute``)
 and on a schedule (:func:`refresh_due`, which the renewal worker calls each tick).
 
 Not done here: delta CRLs, an issuingDistributionPoint (the CRL is complete, not partitioned) and
@@ -45,17 +45,17 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ca import audit
+from ca.records import audit
 from ca.clock import Clock
 from ca.config import ISSUING_ISSUER
 from ca.errors import NotFoundError, TNCAError
 from ca.policy import Policy
-from ca.store import CRL, Certificate, Issuer, Revocation
+from ca.records.store import CRL, Certificate, Issuer, Revocation
 from ca.x509util import assemble_crl, subject_key_identifier, throwaway_key_like
 
 if TYPE_CHECKING:
     from ca.config import Home
-    from ca.issuance import IssuerHandle
+    from ca.issuing.issuance import IssuerHandle
 
 log = logging.getLogger("tnca.crl")
 

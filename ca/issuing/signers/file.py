@@ -2,7 +2,7 @@
 
 The key file is created with mode 0600 in one ``open(O_CREAT | O_EXCL)`` so it is never readable
 by others, not even for a moment, and an existing key is never overwritten. Production keys
-belong in an HSM (:mod:`ca.signers.pkcs11`); this backend says so in its name, ``file:``.
+belong in an HSM (:mod:`ca.issuing.signers.pkcs11`); this backend says so in its name, ``file:``.
 """
 
 from __future__ import annotations

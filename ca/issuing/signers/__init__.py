@@ -9,7 +9,7 @@ key is never handed out, so a file key and an HSM key are interchangeable
 Backends are chosen by URI:
 
 - ``file:keys/issuing.key`` — a PEM PKCS#8 file, relative to the home (or absolute); dev only.
-- ``pkcs11:token=…;object=…?…`` — an RFC 7512 URI naming a key in an HSM (:mod:`ca.signers.pkcs11`).
+- ``pkcs11:token=…;object=…?…`` — an RFC 7512 URI naming a key in an HSM (:mod:`ca.issuing.signers.pkcs11`).
 """
 
 from __future__ import annotations
@@ -43,11 +43,11 @@ def load_signer(uri: str, *, home: Path) -> Signer:
     if not sep:
         raise SignerError(f"signer URI {uri!r} has no scheme (expected 'file:' or 'pkcs11:')", field="signer")
     if scheme == "file":
-        from ca.signers.file import FileSigner
+        from ca.issuing.signers.file import FileSigner
 
         return FileSigner.from_uri(uri, home=home)
     if scheme == "pkcs11":
-        from ca.signers.pkcs11 import PKCS11Signer
+        from ca.issuing.signers.pkcs11 import PKCS11Signer
 
         return PKCS11Signer(uri)
     raise SignerError(f"unknown signer URI scheme {scheme!r} (expected 'file:' or 'pkcs11:')", field="signer")

@@ -46,10 +46,10 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from ca import audit
+from ca.records import audit
 from ca.clock import Clock
 from ca.errors import AuthenticationError, LoginThrottledError, NotFoundError, UserError
-from ca.store import APIToken, LoginAttempt, User, UserSession
+from ca.records.store import APIToken, LoginAttempt, User, UserSession
 
 AUDITOR = "auditor"
 OPERATOR = "operator"

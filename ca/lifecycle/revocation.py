@@ -15,12 +15,12 @@ plan lists what will change:
 
 - the **certificates** to revoke (issued, unexpired, not yet revoked), with serial, subject,
   scope, notAfter, delegation and issuer;
-- the **delegations** to revoke (:func:`ca.delegations.plan_revoke` is the delegation part);
+- the **delegations** to revoke (:func:`ca.records.delegations.plan_revoke` is the delegation part);
 - the **STAR orders** to cancel (RFC 8739 §3.1.2): valid auto-renewal orders validated under a
   revoked delegation, or whose certificate is revoked — they would otherwise issue the next
   certificate for the same key and numbers;
 - the **authority tokens** minted under a revoked delegation and not yet used: they stop
-  validating (``ca.tokens.check_minted_here`` refuses tokens of a revoked delegation);
+  validating (``ca.tokens.authority_tokens.check_minted_here`` refuses tokens of a revoked delegation);
 - for revocation by number, the active **delegations that still grant** those numbers, which a
   revocation of certificates leaves in place.
 
@@ -30,8 +30,8 @@ something was issued, revoked or used since, and the operator must look again. T
 transaction, it appends a ``revocation.execute`` audit event naming the operator and the plan,
 revokes the delegations (``delegation.revoke`` events), the certificates (``certificate.revoke``)
 and cancels the STAR orders (``order.cancel``), and commits. Last, it signs a new CRL for every
-issuer whose certificates it revoked (``ca.crl``); a CRL that cannot be signed does not undo the
-revocation, it is reported and signed again by ``ca.crl.refresh_due``.
+issuer whose certificates it revoked (``ca.lifecycle.crl``); a CRL that cannot be signed does not undo the
+revocation, it is reported and signed again by ``ca.lifecycle.crl.refresh_due``.
 
 Reason codes (RFC 5280 §5.3.1): ``None`` or unspecified(0) is stored as no reasonCode.
 certificateHold and removeFromCRL (suspension) are not offered: revocation here is final.
@@ -53,10 +53,11 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca import audit, crl, delegations, renewal, store
+from ca.lifecycle import crl, renewal
+from ca.records import audit, delegations, store
 from ca.clock import Clock, FixedClock
 from ca.errors import AutoRenewalError, NotFoundError, RevocationError
-from ca.store import (
+from ca.records.store import (
     AuditEvent,
     AuthorityToken,
     Authorization,
@@ -69,7 +70,7 @@ from ca.store import (
     Revocation,
     UsedTokenJTI,
 )
-from ca.tnauthlist import TNScope
+from ca.numbers.tnauthlist import TNScope
 
 if TYPE_CHECKING:
     from ca.config import Home
@@ -427,7 +428,7 @@ def plan_revoke_covering(
     ``scope`` — for one TN, exactly the certificates covering it. Writes nothing.
 
     Candidates come from the indexed ``certificate_scope_entries`` (span classes,
-    :func:`ca.store.scope_entry_overlaps`); :meth:`TNScope.overlaps` decides. As everywhere, an
+    :func:`ca.records.store.scope_entry_overlaps`); :meth:`TNScope.overlaps` decides. As everywhere, an
     SPC is not known to cover any number (RFC 9060 §4.1), so a TN matches TN and range entries
     only and an SPC matches that SPC only.
     """
@@ -444,7 +445,7 @@ def authorizations_cover(session: Session, account_id: str, scope: TNScope, *, n
     revocation by an account other than the certificate's).
 
     An authorization outlives neither its delegation's revocation (which revokes it,
-    :func:`ca.delegations.execute_revoke`) nor its delegation's end: the numbers may belong to
+    :func:`ca.records.delegations.execute_revoke`) nor its delegation's end: the numbers may belong to
     another delegate by then, whose certificates the former one must not revoke.
     """
     authorized = session.scalars(

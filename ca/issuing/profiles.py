@@ -34,11 +34,11 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from ca.errors import IssuanceError, ScopeError
 from ca.policy import Policy, format_duration
-from ca.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import key_type_name, subject_key_identifier
 
 if TYPE_CHECKING:
-    from ca.claims import ClaimConstraints
+    from ca.numbers.claims import ClaimConstraints
 
 ROOT = "root"
 ISSUING_CA = "issuing-ca"

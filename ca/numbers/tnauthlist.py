@@ -61,7 +61,7 @@ TN_ALPHABET = frozenset("0123456789#*")
 MIN_RANGE_COUNT = 2
 # ServiceProviderCode is an unconstrained IA5String. We accept 1..64 visible ASCII characters:
 # real SPCs (OCNs, SPIDs) are a handful of letters and digits, 64 is the width of the indexed
-# `spc` column in ca/store.py, and spaces or control characters could only mislead a person
+# `spc` column in ca/records/store.py, and spaces or control characters could only mislead a person
 # reading the scope in the admin UI or an audit record.
 MAX_SPC_LENGTH = 64
 _SPC_PATTERN = re.compile(r"[\x21-\x7e]+")
