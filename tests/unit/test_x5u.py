@@ -25,6 +25,7 @@ from cryptography.x509.oid import NameOID
 from ca.clock import FixedClock
 from ca.errors import PolicyError
 from ca.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
+from tests.helpers import free_port
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 DEV = FetchPolicy(allow_http_loopback=True, timeout_seconds=2.0)
@@ -117,6 +118,105 @@ def server() -> Iterator[Server]:
     srv = Server()
     yield srv
     srv.close()
+
+
+class DripServer:
+    """A raw loopback TCP server: each accepted connection gets ``script(connection, stop)``.
+
+    http.server cannot send a status line slowly, so the slow-host tests talk TCP themselves.
+    ``accepted`` counts connections. ``close`` sets ``stop`` (every script returns promptly when
+    it is set) and joins every thread it started, so nothing outlives the test.
+    """
+
+    def __init__(self, script: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.listener.settimeout(0.05)
+        self.script = script
+        self.stop = threading.Event()
+        self.accepted = 0
+        self.handlers: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            handler = threading.Thread(target=self._handle, args=(connection,), daemon=True)
+            self.handlers.append(handler)
+            handler.start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                self.script(connection, self.stop)
+            except OSError:  # the fetcher hung up, as it should
+                pass
+
+    def url(self, path: str = "/ta.pem", scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+        for handler in self.handlers:
+            handler.join(5)
+        assert not self.thread.is_alive() and not any(h.is_alive() for h in self.handlers)
+
+
+def send_nothing(connection: socket.socket, stop: threading.Event) -> None:
+    stop.wait()
+
+
+def drip(data: bytes, interval: float) -> Callable[[socket.socket, threading.Event], None]:
+    """A script sending ``data`` one byte every ``interval`` seconds."""
+
+    def script(connection: socket.socket, stop: threading.Event) -> None:
+        for byte in data:
+            if stop.wait(interval):
+                return
+            connection.sendall(bytes([byte]))
+        stop.wait()
+
+    return script
+
+
+def send_then_drip(head: bytes, data: bytes, interval: float) -> Callable[[socket.socket, threading.Event], None]:
+    """A script sending ``head`` at once, then ``data`` one byte every ``interval`` seconds."""
+    rest = drip(data, interval)
+
+    def script(connection: socket.socket, stop: threading.Event) -> None:
+        connection.sendall(head)
+        rest(connection, stop)
+
+    return script
+
+
+@pytest.fixture
+def drip_server() -> Iterator[Callable[[Callable[[socket.socket, threading.Event], None]], DripServer]]:
+    started: list[DripServer] = []
+
+    def start(script: Callable[[socket.socket, threading.Event], None]) -> DripServer:
+        started.append(DripServer(script))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.close()
+
+
+# One second for the whole fetch; the slow hosts below would take 12 s or more if let.
+ONE_SECOND = FetchPolicy(allow_http_loopback=True, allow_private_addresses=True, timeout_seconds=1.0)
+# Generous for a loaded CI machine, and far below what any drip below would take.
+UPPER_BOUND_SECONDS = 3.5
+STATUS_AND_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\nX-Pad: 0123456789\r\n\r\n"  # 60 bytes
 
 
 def refused(fragment: str, fetch: Callable[[], object]) -> X5UError:
@@ -218,6 +318,66 @@ class TestFetch:
             unused.bind(("127.0.0.1", 0))
             port = unused.getsockname()[1]
         refused("request failed (ConnectionRefusedError", lambda: X5UFetcher(DEV).fetch(f"http://127.0.0.1:{port}/ta.pem"))
+
+
+class TestDeadline:
+    """One deadline over the whole fetch: resolution, connect, TLS, request, status, headers, body.
+
+    Each slow host here keeps every single read under the 1 s limit, so only a deadline over the
+    whole exchange cuts it. Every phase reports the same words.
+    """
+
+    def timed_out(self, url: str, policy: FetchPolicy = ONE_SECOND) -> float:
+        started = time.monotonic()
+        refused(f"no complete answer within {policy.timeout_seconds} s", lambda: X5UFetcher(policy).fetch(url))
+        return time.monotonic() - started
+
+    @pytest.mark.parametrize("scheme", ["http", "https"])
+    def test_host_that_accepts_and_sends_nothing(self, drip_server, scheme: str) -> None:
+        """https: the TLS handshake never completes; http: the status line never comes."""
+        srv = drip_server(send_nothing)
+        assert self.timed_out(srv.url(scheme=scheme)) < UPPER_BOUND_SECONDS
+        assert srv.accepted == 1
+
+    def test_status_line_and_headers_dripped(self, drip_server) -> None:
+        """The security review's case: one byte every 0.3 s would take 18 s for these 60 bytes."""
+        srv = drip_server(drip(STATUS_AND_HEADERS, 0.3))
+        assert self.timed_out(srv.url()) < UPPER_BOUND_SECONDS
+
+    def test_chunked_body_dripped(self, drip_server) -> None:
+        """A chunk-size line read byte by byte: 40 bytes at 0.3 s would take 12 s."""
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        srv = drip_server(send_then_drip(head, b"0" * 36 + b"10\r\n", 0.3))
+        assert self.timed_out(srv.url()) < UPPER_BOUND_SECONDS
+
+    def test_body_dripped_after_headers_that_took_most_of_the_time(self, drip_server) -> None:
+        """The deadline is not restarted for the body: headers at 0.9 s leave 0.1 s for it."""
+        def script(connection: socket.socket, stop: threading.Event) -> None:
+            for part in (STATUS_AND_HEADERS[:20], STATUS_AND_HEADERS[20:40], STATUS_AND_HEADERS[40:]):
+                if stop.wait(0.3):
+                    return
+                connection.sendall(part)
+            drip(pem(TA), 0.3)(connection, stop)
+
+        srv = drip_server(script)
+        assert self.timed_out(srv.url()) < UPPER_BOUND_SECONDS
+
+    def test_name_resolution_is_bounded_too(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """getaddrinfo has no timeout of its own; the caller is released at the deadline."""
+        release = threading.Event()
+        real_getaddrinfo = socket.getaddrinfo
+
+        def stuck_resolver(host: str, *args: object, **kwargs: object) -> object:
+            if host != "slow-dns.test" or int(kwargs.get("flags", 0)) & socket.AI_NUMERICHOST:  # type: ignore[call-overload]
+                return real_getaddrinfo(host, *args, **kwargs)  # no query is sent for AI_NUMERICHOST
+            release.wait(30)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        monkeypatch.setattr(socket, "getaddrinfo", stuck_resolver)
+        try:
+            assert self.timed_out("http://slow-dns.test/ta.pem") < UPPER_BOUND_SECONDS
+        finally:
+            release.set()  # the resolver thread finishes now instead of outliving the test
 
 
 class TestCache:
