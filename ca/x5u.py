@@ -19,7 +19,15 @@ deliberately narrow:
   one byte at a time cannot stretch the fetch; running out of time in any phase is reported in
   the same words.
 - Chains are cached by URL until the earliest ``notAfter`` in the chain or ``max_cache_age``,
-  whichever comes first.
+  whichever comes first. A failed fetch is remembered for ``failure_cache_seconds``: the same
+  URL is refused from memory meanwhile, so repeating a slow or broken URL costs one fetch.
+- The fetch runs on a request thread, so slow hosts must not be able to hold them all: requests
+  for a URL that is being fetched wait for that one fetch (bounded by its deadline) instead of
+  opening connections of their own, and at most ``max_concurrent_fetches`` request threads per
+  process fetch or wait at a time; the next one is refused at once as busy.
+- A failure that may pass by itself (the fetcher was busy, or the host gave no complete answer
+  in time) carries ``retry_after``; the caller can let the client try again rather than treat
+  the URL as refused for good.
 - ``overrides`` maps URLs to chains held in memory: the server's own token-authority URL must
   resolve without a request, because a one-worker server fetching itself would deadlock.
 
@@ -60,6 +68,14 @@ DEFAULT_TIMEOUT_SECONDS = 5.0
 DEFAULT_MAX_CACHE_AGE = dt.timedelta(hours=24)
 # Bounded so that a client cycling through URLs cannot grow the cache without limit.
 DEFAULT_CACHE_ENTRIES = 256
+# Request threads of one process that may be fetching (or waiting for a fetch of) x5u URLs at
+# once. Below `tnca serve --threads` (4 by default), so slow hosts never hold every thread.
+DEFAULT_MAX_CONCURRENT_FETCHES = 2
+# How long a failed fetch is answered from memory before the URL is fetched again.
+DEFAULT_FAILURE_CACHE_SECONDS = 30.0
+# A request waiting for another thread's fetch of the same URL waits until that fetch's
+# deadline, plus this much for it to hand over its result.
+_WAIT_GRACE_SECONDS = 0.5
 _READ_CHUNK_BYTES = 16 * 1024
 _PEM_MARKER = b"-----BEGIN"
 # Threads that run getaddrinfo() for host names, shared by every fetcher in the process.
@@ -67,7 +83,16 @@ _RESOLVER_THREADS = 4
 
 
 class X5UError(TNCAError):
-    """The ``x5u`` URL is refused by policy, could not be fetched, or holds no certificates."""
+    """The ``x5u`` URL is refused by policy, could not be fetched, or holds no certificates.
+
+    ``retry_after`` (seconds) is set when the same fetch may well succeed later without anything
+    changing at the URL: the fetcher was busy, or the host gave no complete answer in time.
+    It is None when the refusal is final as far as this fetcher can tell.
+    """
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +109,10 @@ class FetchPolicy:
     allow_private_addresses: bool = False
     # Trust store for the TLS server certificate: a PEM file; None means the system store.
     tls_ca_file: str | None = None
-
+    # Request threads per process that may fetch, or wait for a fetch, at once; more are busy.
+    max_concurrent_fetches: int = DEFAULT_MAX_CONCURRENT_FETCHES
+    # Seconds a failed fetch of a URL is answered from memory instead of fetching again.
+    failure_cache_seconds: float = DEFAULT_FAILURE_CACHE_SECONDS
 
     @classmethod
     def from_config(cls, section: Mapping[str, object]) -> FetchPolicy:
@@ -126,11 +154,38 @@ class _CacheEntry:
     expires_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """A failed fetch, remembered: each caller gets a new X5UError with the same words."""
+
+    detail: str
+    retryable: bool
+    expires_at: dt.datetime
+
+    def error(self, now: dt.datetime) -> X5UError:
+        retry_after = max((self.expires_at - now).total_seconds(), 0.0) if self.retryable else None
+        return X5UError(self.detail, retry_after=retry_after)
+
+
+@dataclasses.dataclass
+class _Flight:
+    """One network fetch of a URL under way; requests for the same URL wait for its outcome."""
+
+    deadline: _Deadline
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    chain: tuple[x509.Certificate, ...] | None = None
+    failure: _Failure | None = None
+
+
 class X5UFetcher:
     """Turns an ``x5u`` URL into the certificates it holds, first certificate first.
 
     Thread-safe: gunicorn threads may share one instance. ``requests_made`` counts network
     requests (cache hits and overrides do not count).
+
+    One process-wide view per instance: the chain cache, the failure cache, the fetches under
+    way (one per URL) and the count of request threads busy with them, all under one lock that
+    is never held while the network is used.
     """
 
     def __init__(
@@ -144,6 +199,9 @@ class X5UFetcher:
         self._overrides = {url: tuple(chain) for url, chain in (overrides or {}).items()}
         self._clock = clock or SystemClock()
         self._cache: collections.OrderedDict[str, _CacheEntry] = collections.OrderedDict()
+        self._failures: collections.OrderedDict[str, _Failure] = collections.OrderedDict()
+        self._flights: dict[str, _Flight] = {}
+        self._busy = 0  # request threads fetching or waiting for a fetch
         self._lock = threading.Lock()
         self.requests_made = 0
 
@@ -152,29 +210,99 @@ class X5UFetcher:
         override = self._overrides.get(url)
         if override is not None:
             return override
+        scheme, host, port, target = _split_url(url)
+        if scheme == "http" and not self.policy.allow_http_loopback:
+            # Refused before any DNS query: the URL alone decides it (RFC 9448 §6 step 2).
+            raise X5UError(f"x5u must be an https URL (RFC 9448 §6), got scheme 'http' for host {host!r}")
         now = self._clock.now()
         with self._lock:
             entry = self._cache.get(url)
             if entry is not None and entry.expires_at > now:
                 self._cache.move_to_end(url)
                 return entry.chain
-        chain = self._fetch_uncached(url)
+            failure = self._failures.get(url)
+            if failure is not None:
+                if failure.expires_at > now:
+                    raise failure.error(now)
+                del self._failures[url]
+            if self._busy >= self.policy.max_concurrent_fetches:
+                raise X5UError(
+                    f"x5u {host}: the fetcher is busy ({self.policy.max_concurrent_fetches} fetches under way); "
+                    "try again shortly",
+                    retry_after=self.policy.timeout_seconds,
+                )
+            self._busy += 1
+            flight = self._flights.get(url)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[url] = _Flight(_Deadline(self.policy.timeout_seconds))
+        try:
+            if leading:
+                return self._lead(url, flight, scheme, host, port, target)
+            return self._follow(flight, host)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    # ---------------------------------------------------------------------------------------
+
+    def _lead(
+        self, url: str, flight: _Flight, scheme: str, host: str, port: int, target: str
+    ) -> tuple[x509.Certificate, ...]:
+        """Fetch ``url`` over the network for this request and any that wait on ``flight``."""
+        try:
+            chain = self._fetch_uncached(scheme, host, port, target, flight.deadline)
+        except X5UError as exc:
+            failure = _Failure(
+                exc.detail,
+                retryable=exc.retry_after is not None,
+                expires_at=self._clock.now() + dt.timedelta(seconds=self.policy.failure_cache_seconds),
+            )
+            with self._lock:
+                self._failures[url] = flight.failure = failure
+                self._failures.move_to_end(url)
+                while len(self._failures) > self.policy.cache_entries:
+                    self._failures.popitem(last=False)
+                del self._flights[url]
+            flight.done.set()
+            raise
+        except BaseException:
+            # Not a refusal but a bug: nothing is remembered; the waiters are told it failed.
+            with self._lock:
+                del self._flights[url]
+            flight.done.set()
+            raise
+        now = self._clock.now()
         expires_at = min([now + self.policy.max_cache_age] + [c.not_valid_after_utc for c in chain])
         with self._lock:
+            # In the same critical section as dropping the flight: a request arriving now
+            # finds either the flight or the cached chain, never neither.
             self._cache[url] = _CacheEntry(chain, expires_at)
             self._cache.move_to_end(url)
             while len(self._cache) > self.policy.cache_entries:
                 self._cache.popitem(last=False)
+            flight.chain = chain
+            del self._flights[url]
+        flight.done.set()
         return chain
 
-    # ---------------------------------------------------------------------------------------
+    def _follow(self, flight: _Flight, host: str) -> tuple[x509.Certificate, ...]:
+        """The outcome of another request's fetch of the same URL, waited for until its deadline."""
+        wait = max(flight.deadline.at - time.monotonic(), 0.0) + _WAIT_GRACE_SECONDS
+        if not flight.done.wait(wait):
+            raise X5UError(
+                f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s",
+                retry_after=self.policy.failure_cache_seconds,
+            )
+        if flight.chain is not None:
+            return flight.chain
+        if flight.failure is not None:
+            raise flight.failure.error(self._clock.now())
+        raise X5UError(f"x5u {host}: the fetch this request waited for failed")
 
-    def _fetch_uncached(self, url: str) -> tuple[x509.Certificate, ...]:
-        scheme, host, port, target = _split_url(url)
-        if scheme == "http" and not self.policy.allow_http_loopback:
-            # Refused before any DNS query: the URL alone decides it (RFC 9448 §6 step 2).
-            raise X5UError(f"x5u must be an https URL (RFC 9448 §6), got scheme 'http' for host {host!r}")
-        deadline = _Deadline(self.policy.timeout_seconds)
+    def _fetch_uncached(
+        self, scheme: str, host: str, port: int, target: str, deadline: _Deadline
+    ) -> tuple[x509.Certificate, ...]:
         try:
             addresses = _resolve(host, port, deadline)
             address = self._check_destination(scheme, host, addresses)
@@ -182,7 +310,11 @@ class X5UFetcher:
         except TimeoutError as exc:
             # Whichever phase ran out of time (DNS, connect, TLS, request, status line, headers,
             # body), the client is told the same thing.
-            raise X5UError(f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s") from exc
+            raise X5UError(
+                f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s",
+                # A slow host may be slow only now; it is asked again once the failure is forgotten.
+                retry_after=self.policy.failure_cache_seconds,
+            ) from exc
         return parse_chain(body)
 
     def _check_destination(

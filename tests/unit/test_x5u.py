@@ -6,6 +6,8 @@ RFC 9448 §6 step 2 wants an https URL; fetching a client-chosen URL is an SSRF 
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import datetime as dt
 import http.server
 import ipaddress
@@ -183,6 +185,19 @@ def drip(data: bytes, interval: float) -> Callable[[socket.socket, threading.Eve
             if stop.wait(interval):
                 return
             connection.sendall(bytes([byte]))
+        stop.wait()
+
+    return script
+
+
+def answer_after(seconds: float, body: bytes) -> Callable[[socket.socket, threading.Event], None]:
+    """A script sending a complete 200 response with ``body`` after ``seconds``."""
+
+    def script(connection: socket.socket, stop: threading.Event) -> None:
+        if stop.wait(seconds):
+            return
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        connection.sendall(head + body)
         stop.wait()
 
     return script
@@ -380,6 +395,73 @@ class TestDeadline:
             release.set()  # the resolver thread finishes now instead of outliving the test
 
 
+class TestSlowHostsCannotHoldEveryThread:
+    """Single flight per URL, a cap on request threads busy with fetches, failures remembered."""
+
+    def test_concurrent_fetches_of_one_url_share_one_connection(self, drip_server) -> None:
+        srv = drip_server(answer_after(0.5, pem(TA)))
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, timeout_seconds=2.0, max_concurrent_fetches=4))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: fetcher.fetch(srv.url()), range(4)))
+        assert results == [(TA,)] * 4
+        assert srv.accepted == 1 and fetcher.requests_made == 1
+
+    def test_concurrent_fetches_of_one_slow_url_share_one_connection_and_its_deadline(self, drip_server) -> None:
+        srv = drip_server(drip(STATUS_AND_HEADERS, 0.3))
+        fetcher = X5UFetcher(dataclasses.replace(ONE_SECOND, max_concurrent_fetches=4))
+
+        def fetch(_: int) -> str:
+            with pytest.raises(X5UError) as info:
+                fetcher.fetch(srv.url())
+            return info.value.detail
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            details = list(pool.map(fetch, range(4)))
+        assert time.monotonic() - started < UPPER_BOUND_SECONDS
+        assert details == ["x5u 127.0.0.1: no complete answer within 1.0 s"] * 4
+        assert srv.accepted == 1
+
+    def test_a_full_fetcher_refuses_at_once_and_frees_its_slot_afterwards(self, drip_server) -> None:
+        srv = drip_server(send_nothing)
+        fetcher = X5UFetcher(dataclasses.replace(ONE_SECOND, max_concurrent_fetches=1))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(fetcher.fetch, srv.url("/a.pem"))
+            deadline = time.monotonic() + 2
+            while srv.accepted == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.accepted == 1
+            started = time.monotonic()
+            for path in ("/b.pem", "/a.pem"):  # another URL, and a second wait for the same one
+                busy = refused("the fetcher is busy", lambda: fetcher.fetch(srv.url(path)))
+                assert busy.retry_after is not None
+            assert time.monotonic() - started < 0.5
+            with pytest.raises(X5UError, match="no complete answer"):
+                first.result(timeout=UPPER_BOUND_SECONDS)
+        assert srv.accepted == 1
+        refused("no complete answer", lambda: fetcher.fetch(srv.url("/c.pem")))  # the slot is free again
+        assert srv.accepted == 2
+
+    def test_a_slow_url_is_fetched_once_per_failure_cache_period(self, drip_server) -> None:
+        srv = drip_server(drip(STATUS_AND_HEADERS, 0.3))
+        clock = FixedClock(NOW)
+        fetcher = X5UFetcher(dataclasses.replace(ONE_SECOND, failure_cache_seconds=30), clock=clock)
+        first = refused("no complete answer within 1.0 s", lambda: fetcher.fetch(srv.url()))
+        assert first.retry_after == 30
+        clock.advance(dt.timedelta(seconds=20))
+        started = time.monotonic()
+        again = refused("no complete answer within 1.0 s", lambda: fetcher.fetch(srv.url()))
+        assert time.monotonic() - started < 0.5
+        assert again.detail == first.detail and again.retry_after == 10
+        assert srv.accepted == 1
+        clock.advance(dt.timedelta(seconds=10))
+        refused("no complete answer within 1.0 s", lambda: fetcher.fetch(srv.url()))
+        assert srv.accepted == 2
+
+    def test_a_final_refusal_is_not_marked_retryable(self, server: Server) -> None:
+        assert refused("expected HTTP 200, got 404", lambda: X5UFetcher(DEV).fetch(server.url("/no.pem"))).retry_after is None
+
+
 class TestCache:
     def test_second_fetch_is_a_cache_hit(self, server: Server) -> None:
         server.route("/ta.pem", pem(TA))
@@ -409,12 +491,17 @@ class TestCache:
         fetcher.fetch(server.url("/chain.pem"))
         assert len(server.hits) == 2
 
-    def test_failures_are_not_cached(self, server: Server) -> None:
-        fetcher = X5UFetcher(DEV)
-        with pytest.raises(X5UError):
-            fetcher.fetch(server.url("/later.pem"))
+    def test_failures_are_remembered_only_for_failure_cache_seconds(self, server: Server) -> None:
+        clock = FixedClock(NOW)
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, failure_cache_seconds=30), clock=clock)
+        refused("expected HTTP 200, got 404", lambda: fetcher.fetch(server.url("/later.pem")))
         server.route("/later.pem", pem(TA))
+        clock.advance(dt.timedelta(seconds=29))
+        refused("expected HTTP 200, got 404", lambda: fetcher.fetch(server.url("/later.pem")))
+        assert server.hits == ["/later.pem"]
+        clock.advance(dt.timedelta(seconds=1))
         assert fetcher.fetch(server.url("/later.pem")) == (TA,)
+        assert server.hits == ["/later.pem", "/later.pem"]
 
     def test_cache_is_bounded(self, server: Server) -> None:
         for index in range(3):
@@ -471,9 +558,11 @@ class TestFetchPolicyFromConfig:
 
     def test_values_are_read_with_their_types(self) -> None:
         policy = FetchPolicy.from_config({"allow_http_loopback": True, "max_cache_age": "1h", "timeout_seconds": 2.5,
-                                          "max_bytes": 4096, "tls_ca_file": "/etc/ssl/ca.pem"})
+                                          "max_bytes": 4096, "tls_ca_file": "/etc/ssl/ca.pem",
+                                          "max_concurrent_fetches": 3, "failure_cache_seconds": 10})
         assert policy == FetchPolicy(allow_http_loopback=True, max_cache_age=dt.timedelta(hours=1), timeout_seconds=2.5,
-                                     max_bytes=4096, tls_ca_file="/etc/ssl/ca.pem")
+                                     max_bytes=4096, tls_ca_file="/etc/ssl/ca.pem", max_concurrent_fetches=3,
+                                     failure_cache_seconds=10)
 
     @pytest.mark.parametrize(
         "section, field, fragment",
@@ -484,6 +573,10 @@ class TestFetchPolicyFromConfig:
             ({"timeout_seconds": 0}, "[x5u] timeout_seconds", "positive number"),
             ({"max_cache_age": "a day"}, "[x5u] max_cache_age", "expected a duration"),
             ({"tls_ca_file": 7}, "[x5u] tls_ca_file", "path string"),
+            ({"max_concurrent_fetches": 0}, "[x5u] max_concurrent_fetches", "positive integer"),
+            ({"max_concurrent_fetches": 2.0}, "[x5u] max_concurrent_fetches", "positive integer"),
+            ({"failure_cache_seconds": -1}, "[x5u] failure_cache_seconds", "positive number"),
+            ({"failure_cache_seconds": "30s"}, "[x5u] failure_cache_seconds", "positive number"),
         ],
     )
     def test_bad_values_are_refused_naming_the_key(self, section: dict, field: str, fragment: str) -> None:
