@@ -42,6 +42,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import urllib.parse
@@ -62,7 +63,7 @@ from sqlalchemy.orm import Session
 
 from ca import audit, store
 from ca.clock import Clock
-from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
+from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError, UnavailableError
 from ca.policy import TokenPolicy, format_duration
 from ca.tnauthlist import TNScope, decode_identifier_value
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
@@ -352,7 +353,10 @@ def verify(
 
     With ``session``, a token signed by this authority's own token authority is also checked
     against what :func:`mint` recorded (it must exist; its delegation must not be revoked).
-    :func:`record_use` repeats that check in any case. Raises :class:`TokenError`.
+    :func:`record_use` repeats that check in any case. Raises :class:`TokenError`, or
+    :class:`~ca.errors.UnavailableError` when the ``x5u`` chain could not be fetched for a
+    reason that may pass (fetcher busy, no complete answer in time): that says nothing about the
+    token, which may be presented again.
     """
     header, payload, signing_input, signature = _parse_compact_jws(token)
     alg = _check_header(header, trust)
@@ -494,6 +498,12 @@ def _signing_chain(header: dict[str, Any], fetcher: Fetcher) -> tuple[tuple[x509
         try:
             chain = tuple(fetcher.fetch(url))
         except X5UError as exc:
+            if exc.retry_after is not None:
+                # Not a judgement on the token: the same token may pass once the fetcher has
+                # room or the host answers, so this is not a TokenError.
+                raise UnavailableError(
+                    f"token header 'x5u': {exc.detail}", field="x5u", retry_after=max(1, math.ceil(exc.retry_after))
+                ) from exc
             raise TokenError(f"token header 'x5u': {exc.detail}", claim="x5u") from exc
         if not chain:
             raise TokenError("token header 'x5u' resource holds no certificate", claim="x5u")
