@@ -8,9 +8,10 @@ token authority, asserting a TN scope for one ACME account key::
              "atc": {"tktype": "TNAuthList", "tkvalue": <base64url DER>, "ca": false,
                      "fingerprint": "SHA256 AB:CD:…"}}
 
-:func:`verify` follows the steps of RFC 9448 §6 in order; every failure is a
-:class:`~ca.errors.TokenError` whose ``claim`` names the header parameter or claim at fault and
-whose detail says what was expected and what arrived, without echoing the token. Step 9 (``ca``
+:func:`verify` makes the checks of RFC 9448 §6, those that need no network (steps 5-8) before
+the ``x5u`` fetch of step 2; every failure is a :class:`~ca.errors.TokenError` whose ``claim``
+names the header parameter or claim at fault and whose detail says what was expected and what
+arrived, without echoing the token. Step 9 (``ca``
 against the CSR's basicConstraints) cannot run before the CSR exists: :class:`VerifiedToken`
 carries ``ca`` so that finalize enforces it.
 
@@ -339,7 +340,10 @@ def verify(
 ) -> VerifiedToken:
     """Validate an authority token for ``identifier_scope`` presented by ``account_jwk``.
 
-    Follows RFC 9448 §6 in order (after the JWS itself is parsed):
+    Makes the checks of RFC 9448 §6 (after the JWS itself is parsed), in the order 1, 5-8, 2-4:
+    steps 5-8 need no network, so a token that fails them never causes an ``x5u`` fetch (which
+    runs before the signature can be checked). A token is accepted only if every step passes, so
+    the order changes which error a token with several faults gets, never whether it passes.
 
     1. ``atc`` is a JSON object with the mandatory keys; ``exp`` and ``jti`` are present.
     2. ``x5u``, when present, is an https URL whose certificate chains to a trusted token authority.
@@ -362,14 +366,17 @@ def verify(
     alg = _check_header(header, trust)
     atc = _check_mandatory_claims(payload)  # step 1
     now = clock.now()
-    chain, x5u = _signing_chain(header, fetcher)  # steps 2 and 3
-    signer_cert = _check_trusted(chain, trust, now, claim="x5u" if x5u is not None else "x5c")
-    _check_signature(signer_cert, alg, signing_input, signature)  # step 4
+    # Steps 5-8 need no network, so they run before step 2 may fetch x5u: a token that would
+    # fail them costs no fetch. They read claims that are not authenticated yet, so they only
+    # refuse; nothing is recorded or trusted until the signature has verified (step 4).
     _check_tktype(atc)  # step 5
     scope = _check_tkvalue(atc, identifier_scope)  # step 6
     expires = _check_time_claims(payload, trust, now)  # step 7
     _check_fingerprint(atc, account_jwk, trust.compat)  # step 8
     ca = _check_ca_flag(atc)
+    chain, x5u = _signing_chain(header, fetcher)  # steps 2 and 3
+    signer_cert = _check_trusted(chain, trust, now, claim="x5u" if x5u is not None else "x5c")
+    _check_signature(signer_cert, alg, signing_input, signature)  # step 4
     issuer = certificate_issuer_id(signer_cert)
     verified = VerifiedToken(
         jti=payload["jti"],

@@ -511,6 +511,28 @@ class TestTokenAuthority:
         assert info.value.field == "x5u" and info.value.retry_after == expected
         assert info.value.detail == "token header 'x5u': x5u ta.example.net: the fetcher is busy"
 
+    @pytest.mark.parametrize(
+        "overrides, claim",
+        [
+            ({"atc": {"tktype": "SPC"}}, "atc.tktype"),
+            ({"atc": {"tkvalue": TNScope.parse(tns=["12025551234"]).to_identifier_value()}}, "atc.tkvalue"),
+            ({"exp": int((NOW - dt.timedelta(hours=1)).timestamp())}, "exp"),
+            ({"atc": {"fingerprint": "SHA256 " + ":".join(["00"] * 32)}}, "atc.fingerprint"),
+            ({"atc": {"ca": "yes"}}, "atc.ca"),
+        ],
+        ids=["tktype", "tkvalue", "exp", "fingerprint", "ca"],
+    )
+    def test_claims_that_need_no_network_are_checked_before_any_x5u_fetch(
+        self, authority, account, clock, overrides, claim
+    ) -> None:
+        """The fetch runs before the signature can be checked; a token failing steps 5-8 never costs one."""
+        class MustNotFetch:
+            def fetch(self, url: str) -> None:
+                raise AssertionError(f"fetched {url}")
+
+        token = authority.token(claims(account, **overrides))
+        refused(claim, "", verify, token, authority, account, clock, fetcher=MustNotFetch())
+
     def test_x5u_must_be_a_string(self, authority, account, clock) -> None:
         token = authority.token(claims(account), header={"alg": "ES256", "x5u": ["x"]})
         refused("x5u", "must be a URL string, got an array", verify, token, authority, account, clock)
