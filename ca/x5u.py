@@ -226,9 +226,9 @@ class X5UFetcher:
                     raise failure.error(now)
                 del self._failures[url]
             if self._busy >= self.policy.max_concurrent_fetches:
+                # Refused at once: waiting for a slot would hold this request thread as well.
                 raise X5UError(
-                    f"x5u {host}: the fetcher is busy ({self.policy.max_concurrent_fetches} fetches under way); "
-                    "try again shortly",
+                    f"x5u {host}: the fetcher is busy with other x5u fetches; try again shortly",
                     retry_after=self.policy.timeout_seconds,
                 )
             self._busy += 1

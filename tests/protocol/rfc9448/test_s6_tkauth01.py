@@ -163,7 +163,7 @@ class ScriptedFetcher:
 @pytest.mark.parametrize(
     "error, retry_after",
     [
-        (X5UError("x5u ta.example.net: the fetcher is busy (2 fetches under way); try again shortly", retry_after=5.0), "5"),
+        (X5UError("x5u ta.example.net: the fetcher is busy with other x5u fetches; try again shortly", retry_after=5.0), "5"),
         (X5UError("x5u ta.example.net: no complete answer within 5.0 s", retry_after=29.2), "30"),
     ],
     ids=["busy", "timed-out"],
