@@ -46,6 +46,17 @@ class TokenError(TNCAError):
         self.claim = claim
 
 
+class UnavailableError(TNCAError):
+    """Something the request depends on is busy or did not answer in time, through nobody's fault
+    that the request could show: the same request may succeed later. ``retry_after`` is in
+    seconds (e.g. the x5u fetcher was busy, or a token authority's x5u host gave no complete
+    answer within the fetch deadline)."""
+
+    def __init__(self, detail: str, *, field: str | None = None, retry_after: int) -> None:
+        super().__init__(detail, field=field)
+        self.retry_after = retry_after
+
+
 class SignerError(TNCAError):
     """A key backend could not sign (missing key, HSM unavailable, wrong key type)."""
 

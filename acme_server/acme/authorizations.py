@@ -9,7 +9,11 @@ directly): a token that fails any check makes the challenge ``invalid`` with an 
 problem, the authorization ``invalid`` and the order ``invalid``, and the response is 200 with
 that challenge object (RFC 8555 §7.5.1: the POST returns the challenge; its ``error`` says why).
 A response that is not a usable answer at all (no token field) is refused with an HTTP error and
-the challenge stays ``pending``.
+the challenge stays ``pending``. So is an answer whose token could not be checked for a reason
+that may pass: the token authority's ``x5u`` chain could not be fetched because the fetcher was
+busy or the host gave no complete answer in time (``ca.errors.UnavailableError``). That says
+nothing about the token, so the answer gets 503 ``rateLimited`` with ``Retry-After``, nothing is
+written, and the same token may be sent again.
 
 What a valid token says is remembered on the authorization for finalize: its ``jti``, its ``ca``
 flag (RFC 9448 §6 step 9 needs the CSR), its ``exp`` (RFC 9447 §7: the certificate must not
@@ -34,7 +38,7 @@ from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.records import audit, delegations
 from ca.tokens import authority_tokens as tokens
-from ca.errors import TNCAError
+from ca.errors import TNCAError, UnavailableError
 from ca.records.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
 from ca.numbers.tnauthlist import TNScope
 
@@ -111,6 +115,8 @@ def challenge(challenge_id: str) -> Response:
         problem = failure if isinstance(failure, AcmeProblem) else problems.problem_for_ca_error(failure, Phase.CHALLENGE)
         if problems.is_internal(problem):
             raise  # not the token's fault: the challenge stays pending; logged with an incident id
+        if isinstance(failure, UnavailableError):
+            raise problem from failure  # not judged yet: the challenge stays pending; Retry-After
         chall.status = "invalid"
         chall.error = problem.to_json(top_level=False)
         authz.status = "invalid"

@@ -224,6 +224,10 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     (ca_errors.TokenError, None, None, "unauthorized", 403),
     # No active delegation covers the scope (missing, revoked, expired, out of scope).
     (ca_errors.DelegationError, None, None, "unauthorized", 403),
+    # Busy, or a remote host (a token's x5u) gave no complete answer in time: the request may
+    # succeed later and says when (Retry-After, RFC 8555 §6.6). 503, not 429: the limit is the
+    # server's capacity, not something this client overused.
+    (ca_errors.UnavailableError, None, None, "rateLimited", 503),
     (ca_errors.CSRError, None, None, "badCSR", 400),
     # RFC 8555 §7.4: a CSR the CA is unwilling to sign (a key type the policy refuses) is badCSR.
     (ca_errors.PolicyError, Phase.FINALIZE, "csr", "badCSR", 400),
@@ -269,6 +273,8 @@ def problem_for_ca_error(error: ca_errors.TNCAError, phase: Phase | None = None)
         code, status = "serverInternal", 500
     if code == "serverInternal":
         return server_internal(INTERNAL_DETAIL)
+    if isinstance(error, ca_errors.UnavailableError):
+        return AcmeProblem(code, error.detail, status, headers={"Retry-After": str(error.retry_after)})
     return AcmeProblem(code, error.detail, status)
 
 

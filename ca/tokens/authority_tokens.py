@@ -8,9 +8,10 @@ token authority, asserting a TN scope for one ACME account key::
              "atc": {"tktype": "TNAuthList", "tkvalue": <base64url DER>, "ca": false,
                      "fingerprint": "SHA256 AB:CD:…"}}
 
-:func:`verify` follows the steps of RFC 9448 §6 in order; every failure is a
-:class:`~ca.errors.TokenError` whose ``claim`` names the header parameter or claim at fault and
-whose detail says what was expected and what arrived, without echoing the token. Step 9 (``ca``
+:func:`verify` makes the checks of RFC 9448 §6, those that need no network (steps 5-8) before
+the ``x5u`` fetch of step 2; every failure is a :class:`~ca.errors.TokenError` whose ``claim``
+names the header parameter or claim at fault and whose detail says what was expected and what
+arrived, without echoing the token. Step 9 (``ca``
 against the CSR's basicConstraints) cannot run before the CSR exists: :class:`VerifiedToken`
 carries ``ca`` so that finalize enforces it.
 
@@ -42,6 +43,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import math
 import re
 import secrets
 import urllib.parse
@@ -62,7 +64,7 @@ from sqlalchemy.orm import Session
 
 from ca.records import audit, store
 from ca.clock import Clock
-from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
+from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError, UnavailableError
 from ca.policy import TokenPolicy, format_duration
 from ca.numbers.tnauthlist import TNScope, decode_identifier_value
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
@@ -338,7 +340,10 @@ def verify(
 ) -> VerifiedToken:
     """Validate an authority token for ``identifier_scope`` presented by ``account_jwk``.
 
-    Follows RFC 9448 §6 in order (after the JWS itself is parsed):
+    Makes the checks of RFC 9448 §6 (after the JWS itself is parsed), in the order 1, 5-8, 2-4:
+    steps 5-8 need no network, so a token that fails them never causes an ``x5u`` fetch (which
+    runs before the signature can be checked). A token is accepted only if every step passes, so
+    the order changes which error a token with several faults gets, never whether it passes.
 
     1. ``atc`` is a JSON object with the mandatory keys; ``exp`` and ``jti`` are present.
     2. ``x5u``, when present, is an https URL whose certificate chains to a trusted token authority.
@@ -352,20 +357,26 @@ def verify(
 
     With ``session``, a token signed by this authority's own token authority is also checked
     against what :func:`mint` recorded (it must exist; its delegation must not be revoked).
-    :func:`record_use` repeats that check in any case. Raises :class:`TokenError`.
+    :func:`record_use` repeats that check in any case. Raises :class:`TokenError`, or
+    :class:`~ca.errors.UnavailableError` when the ``x5u`` chain could not be fetched for a
+    reason that may pass (fetcher busy, no complete answer in time): that says nothing about the
+    token, which may be presented again.
     """
     header, payload, signing_input, signature = _parse_compact_jws(token)
     alg = _check_header(header, trust)
     atc = _check_mandatory_claims(payload)  # step 1
     now = clock.now()
-    chain, x5u = _signing_chain(header, fetcher)  # steps 2 and 3
-    signer_cert = _check_trusted(chain, trust, now, claim="x5u" if x5u is not None else "x5c")
-    _check_signature(signer_cert, alg, signing_input, signature)  # step 4
+    # Steps 5-8 need no network, so they run before step 2 may fetch x5u: a token that would
+    # fail them costs no fetch. They read claims that are not authenticated yet, so they only
+    # refuse; nothing is recorded or trusted until the signature has verified (step 4).
     _check_tktype(atc)  # step 5
     scope = _check_tkvalue(atc, identifier_scope)  # step 6
     expires = _check_time_claims(payload, trust, now)  # step 7
     _check_fingerprint(atc, account_jwk, trust.compat)  # step 8
     ca = _check_ca_flag(atc)
+    chain, x5u = _signing_chain(header, fetcher)  # steps 2 and 3
+    signer_cert = _check_trusted(chain, trust, now, claim="x5u" if x5u is not None else "x5c")
+    _check_signature(signer_cert, alg, signing_input, signature)  # step 4
     issuer = certificate_issuer_id(signer_cert)
     verified = VerifiedToken(
         jti=payload["jti"],
@@ -494,6 +505,12 @@ def _signing_chain(header: dict[str, Any], fetcher: Fetcher) -> tuple[tuple[x509
         try:
             chain = tuple(fetcher.fetch(url))
         except X5UError as exc:
+            if exc.retry_after is not None:
+                # Not a judgement on the token: the same token may pass once the fetcher has
+                # room or the host answers, so this is not a TokenError.
+                raise UnavailableError(
+                    f"token header 'x5u': {exc.detail}", field="x5u", retry_after=max(1, math.ceil(exc.retry_after))
+                ) from exc
             raise TokenError(f"token header 'x5u': {exc.detail}", claim="x5u") from exc
         if not chain:
             raise TokenError("token header 'x5u' resource holds no certificate", claim="x5u")

@@ -13,9 +13,21 @@ deliberately narrow:
   with TLS SNI and hostname verification for the name in the URL, so a second DNS answer
   ("DNS rebinding") cannot redirect it.
 - Redirects are refused, not followed (ATIS-1000074 repository rules: no redirects).
-- The body is limited in size and the whole exchange in time.
+- The body is limited in size. One deadline (``timeout_seconds``) covers the whole fetch: name
+  resolution, connect, TLS handshake, sending the request, the status line, the headers and the
+  body. Every blocking socket call may wait only for what is left of it, so a host that sends
+  one byte at a time cannot stretch the fetch; running out of time in any phase is reported in
+  the same words.
 - Chains are cached by URL until the earliest ``notAfter`` in the chain or ``max_cache_age``,
-  whichever comes first.
+  whichever comes first. A failed fetch is remembered for ``failure_cache_seconds``: the same
+  URL is refused from memory meanwhile, so repeating a slow or broken URL costs one fetch.
+- The fetch runs on a request thread, so slow hosts must not be able to hold them all: requests
+  for a URL that is being fetched wait for that one fetch (bounded by its deadline) instead of
+  opening connections of their own, and at most ``max_concurrent_fetches`` request threads per
+  process fetch or wait at a time; the next one is refused at once as busy.
+- A failure that may pass by itself (the fetcher was busy, or the host gave no complete answer
+  in time) carries ``retry_after``; the caller can let the client try again rather than treat
+  the URL as refused for good.
 - ``overrides`` maps URLs to chains held in memory: the server's own token-authority URL must
   resolve without a request, because a one-worker server fetching itself would deadlock.
 
@@ -26,9 +38,11 @@ module only turns a URL into certificates.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import http.client
+import io
 import ipaddress
 import socket
 import ssl
@@ -46,19 +60,39 @@ from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 # A token authority chain is one to a few certificates of well under 2 KiB each.
 DEFAULT_MAX_BYTES = 64 * 1024
-# The whole fetch (connect, TLS, request, body) must finish within this many seconds.
+# The whole fetch (DNS, connect, TLS, request, status line, headers, body) must finish within
+# this many seconds.
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # ATIS-1000074 asks verifiers to cache x5u resources (at least 24 h without cache directives);
 # a token authority certificate changes rarely, so a day is the default upper bound.
 DEFAULT_MAX_CACHE_AGE = dt.timedelta(hours=24)
 # Bounded so that a client cycling through URLs cannot grow the cache without limit.
 DEFAULT_CACHE_ENTRIES = 256
+# Request threads of one process that may be fetching (or waiting for a fetch of) x5u URLs at
+# once. Below `tnca serve --threads` (4 by default), so slow hosts never hold every thread.
+DEFAULT_MAX_CONCURRENT_FETCHES = 2
+# How long a failed fetch is answered from memory before the URL is fetched again.
+DEFAULT_FAILURE_CACHE_SECONDS = 30.0
+# A request waiting for another thread's fetch of the same URL waits until that fetch's
+# deadline, plus this much for it to hand over its result.
+_WAIT_GRACE_SECONDS = 0.5
 _READ_CHUNK_BYTES = 16 * 1024
 _PEM_MARKER = b"-----BEGIN"
+# Threads that run getaddrinfo() for host names, shared by every fetcher in the process.
+_RESOLVER_THREADS = 4
 
 
 class X5UError(TNCAError):
-    """The ``x5u`` URL is refused by policy, could not be fetched, or holds no certificates."""
+    """The ``x5u`` URL is refused by policy, could not be fetched, or holds no certificates.
+
+    ``retry_after`` (seconds) is set when the same fetch may well succeed later without anything
+    changing at the URL: the fetcher was busy, or the host gave no complete answer in time.
+    It is None when the refusal is final as far as this fetcher can tell.
+    """
+
+    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +109,10 @@ class FetchPolicy:
     allow_private_addresses: bool = False
     # Trust store for the TLS server certificate: a PEM file; None means the system store.
     tls_ca_file: str | None = None
-
+    # Request threads per process that may fetch, or wait for a fetch, at once; more are busy.
+    max_concurrent_fetches: int = DEFAULT_MAX_CONCURRENT_FETCHES
+    # Seconds a failed fetch of a URL is answered from memory instead of fetching again.
+    failure_cache_seconds: float = DEFAULT_FAILURE_CACHE_SECONDS
 
     @classmethod
     def from_config(cls, section: Mapping[str, object]) -> FetchPolicy:
@@ -117,11 +154,38 @@ class _CacheEntry:
     expires_at: dt.datetime
 
 
+@dataclasses.dataclass(frozen=True)
+class _Failure:
+    """A failed fetch, remembered: each caller gets a new X5UError with the same words."""
+
+    detail: str
+    retryable: bool
+    expires_at: dt.datetime
+
+    def error(self, now: dt.datetime) -> X5UError:
+        retry_after = max((self.expires_at - now).total_seconds(), 0.0) if self.retryable else None
+        return X5UError(self.detail, retry_after=retry_after)
+
+
+@dataclasses.dataclass
+class _Flight:
+    """One network fetch of a URL under way; requests for the same URL wait for its outcome."""
+
+    deadline: _Deadline
+    done: threading.Event = dataclasses.field(default_factory=threading.Event)
+    chain: tuple[x509.Certificate, ...] | None = None
+    failure: _Failure | None = None
+
+
 class X5UFetcher:
     """Turns an ``x5u`` URL into the certificates it holds, first certificate first.
 
     Thread-safe: gunicorn threads may share one instance. ``requests_made`` counts network
     requests (cache hits and overrides do not count).
+
+    One process-wide view per instance: the chain cache, the failure cache, the fetches under
+    way (one per URL) and the count of request threads busy with them, all under one lock that
+    is never held while the network is used.
     """
 
     def __init__(
@@ -135,6 +199,9 @@ class X5UFetcher:
         self._overrides = {url: tuple(chain) for url, chain in (overrides or {}).items()}
         self._clock = clock or SystemClock()
         self._cache: collections.OrderedDict[str, _CacheEntry] = collections.OrderedDict()
+        self._failures: collections.OrderedDict[str, _Failure] = collections.OrderedDict()
+        self._flights: dict[str, _Flight] = {}
+        self._busy = 0  # request threads fetching or waiting for a fetch
         self._lock = threading.Lock()
         self.requests_made = 0
 
@@ -143,32 +210,111 @@ class X5UFetcher:
         override = self._overrides.get(url)
         if override is not None:
             return override
+        scheme, host, port, target = _split_url(url)
+        if scheme == "http" and not self.policy.allow_http_loopback:
+            # Refused before any DNS query: the URL alone decides it (RFC 9448 §6 step 2).
+            raise X5UError(f"x5u must be an https URL (RFC 9448 §6), got scheme 'http' for host {host!r}")
         now = self._clock.now()
         with self._lock:
             entry = self._cache.get(url)
             if entry is not None and entry.expires_at > now:
                 self._cache.move_to_end(url)
                 return entry.chain
-        chain = self._fetch_uncached(url)
+            failure = self._failures.get(url)
+            if failure is not None:
+                if failure.expires_at > now:
+                    raise failure.error(now)
+                del self._failures[url]
+            if self._busy >= self.policy.max_concurrent_fetches:
+                # Refused at once: waiting for a slot would hold this request thread as well.
+                raise X5UError(
+                    f"x5u {host}: the fetcher is busy with other x5u fetches; try again shortly",
+                    retry_after=self.policy.timeout_seconds,
+                )
+            self._busy += 1
+            flight = self._flights.get(url)
+            leading = flight is None
+            if flight is None:
+                flight = self._flights[url] = _Flight(_Deadline(self.policy.timeout_seconds))
+        try:
+            if leading:
+                return self._lead(url, flight, scheme, host, port, target)
+            return self._follow(flight, host)
+        finally:
+            with self._lock:
+                self._busy -= 1
+
+    # ---------------------------------------------------------------------------------------
+
+    def _lead(
+        self, url: str, flight: _Flight, scheme: str, host: str, port: int, target: str
+    ) -> tuple[x509.Certificate, ...]:
+        """Fetch ``url`` over the network for this request and any that wait on ``flight``."""
+        try:
+            chain = self._fetch_uncached(scheme, host, port, target, flight.deadline)
+        except X5UError as exc:
+            failure = _Failure(
+                exc.detail,
+                retryable=exc.retry_after is not None,
+                expires_at=self._clock.now() + dt.timedelta(seconds=self.policy.failure_cache_seconds),
+            )
+            with self._lock:
+                self._failures[url] = flight.failure = failure
+                self._failures.move_to_end(url)
+                while len(self._failures) > self.policy.cache_entries:
+                    self._failures.popitem(last=False)
+                del self._flights[url]
+            flight.done.set()
+            raise
+        except BaseException:
+            # Not a refusal but a bug: nothing is remembered; the waiters are told it failed.
+            with self._lock:
+                del self._flights[url]
+            flight.done.set()
+            raise
+        now = self._clock.now()
         expires_at = min([now + self.policy.max_cache_age] + [c.not_valid_after_utc for c in chain])
         with self._lock:
+            # In the same critical section as dropping the flight: a request arriving now
+            # finds either the flight or the cached chain, never neither.
             self._cache[url] = _CacheEntry(chain, expires_at)
             self._cache.move_to_end(url)
             while len(self._cache) > self.policy.cache_entries:
                 self._cache.popitem(last=False)
+            flight.chain = chain
+            del self._flights[url]
+        flight.done.set()
         return chain
 
-    # ---------------------------------------------------------------------------------------
+    def _follow(self, flight: _Flight, host: str) -> tuple[x509.Certificate, ...]:
+        """The outcome of another request's fetch of the same URL, waited for until its deadline."""
+        wait = max(flight.deadline.at - time.monotonic(), 0.0) + _WAIT_GRACE_SECONDS
+        if not flight.done.wait(wait):
+            raise X5UError(
+                f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s",
+                retry_after=self.policy.failure_cache_seconds,
+            )
+        if flight.chain is not None:
+            return flight.chain
+        if flight.failure is not None:
+            raise flight.failure.error(self._clock.now())
+        raise X5UError(f"x5u {host}: the fetch this request waited for failed")
 
-    def _fetch_uncached(self, url: str) -> tuple[x509.Certificate, ...]:
-        scheme, host, port, target = _split_url(url)
-        if scheme == "http" and not self.policy.allow_http_loopback:
-            # Refused before any DNS query: the URL alone decides it (RFC 9448 §6 step 2).
-            raise X5UError(f"x5u must be an https URL (RFC 9448 §6), got scheme 'http' for host {host!r}")
-        addresses = _resolve(host, port)
-        address = self._check_destination(scheme, host, addresses)
-        deadline = time.monotonic() + self.policy.timeout_seconds
-        body = self._get(scheme, host, port, address, target, deadline)
+    def _fetch_uncached(
+        self, scheme: str, host: str, port: int, target: str, deadline: _Deadline
+    ) -> tuple[x509.Certificate, ...]:
+        try:
+            addresses = _resolve(host, port, deadline)
+            address = self._check_destination(scheme, host, addresses)
+            body = self._get(scheme, host, port, address, target, deadline)
+        except TimeoutError as exc:
+            # Whichever phase ran out of time (DNS, connect, TLS, request, status line, headers,
+            # body), the client is told the same thing.
+            raise X5UError(
+                f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s",
+                # A slow host may be slow only now; it is asked again once the failure is forgotten.
+                retry_after=self.policy.failure_cache_seconds,
+            ) from exc
         return parse_chain(body)
 
     def _check_destination(
@@ -189,17 +335,20 @@ class X5UFetcher:
                 )
         return str(addresses[0])
 
-    def _get(self, scheme: str, host: str, port: int, address: str, target: str, deadline: float) -> bytes:
-        timeout = max(deadline - time.monotonic(), 0.001)
+    def _get(self, scheme: str, host: str, port: int, address: str, target: str, deadline: _Deadline) -> bytes:
+        """The body of a GET; raises TimeoutError once ``deadline`` has passed, in any phase."""
         if scheme == "https":
             context = ssl.create_default_context(cafile=self.policy.tls_ca_file)
-            conn: http.client.HTTPConnection = _PinnedHTTPSConnection(host, port, address, context, timeout)
+            conn: http.client.HTTPConnection = _PinnedHTTPSConnection(host, port, address, context, deadline)
         else:
-            conn = _PinnedHTTPConnection(host, port, address, timeout)
+            conn = _PinnedHTTPConnection(host, port, address, deadline)
+        response: http.client.HTTPResponse | None = None
         try:
             try:
                 conn.request("GET", target, headers={"Accept": "application/pem-certificate-chain"})
                 response = conn.getresponse()
+            except TimeoutError:
+                raise
             except (OSError, http.client.HTTPException) as exc:
                 raise X5UError(f"x5u {host}: request failed ({_describe_os_error(exc)})") from exc
             with self._lock:
@@ -212,28 +361,23 @@ class X5UFetcher:
             declared = response.getheader("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > self.policy.max_bytes:
                 raise X5UError(f"x5u {host}: body of {declared} bytes exceeds the limit of {self.policy.max_bytes}")
-            return self._read_limited(conn, response, host, deadline)
+            return self._read_limited(response, host)
         finally:
+            if response is not None:
+                response.close()
             conn.close()
 
-    def _read_limited(
-        self, conn: http.client.HTTPConnection, response: http.client.HTTPResponse, host: str, deadline: float
-    ) -> bytes:
+    def _read_limited(self, response: http.client.HTTPResponse, host: str) -> bytes:
+        # The connection's socket enforces the deadline on every read (_DeadlineSocket), also
+        # after http.client has handed the socket over to the response (Connection: close).
         chunks: list[bytes] = []
         received = 0
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise X5UError(f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s")
-            if conn.sock is not None:
-                # Each read may block only until the overall deadline, so a server that drips
-                # one byte at a time cannot stretch the fetch.
-                conn.sock.settimeout(remaining)
             try:
                 chunk = response.read1(_READ_CHUNK_BYTES)
+            except TimeoutError:
+                raise
             except (OSError, http.client.HTTPException) as exc:
-                if isinstance(exc, TimeoutError | socket.timeout):
-                    raise X5UError(f"x5u {host}: no complete answer within {self.policy.timeout_seconds} s") from exc
                 raise X5UError(f"x5u {host}: reading the body failed ({_describe_os_error(exc)})") from exc
             if not chunk:
                 return b"".join(chunks)
@@ -276,12 +420,16 @@ def _split_url(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or default_port, target
 
 
-def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    # Not production-grade in one respect: getaddrinfo() has no timeout of its own, so name
-    # resolution is bounded by the system resolver's settings (resolv.conf), not by
-    # FetchPolicy.timeout_seconds, which starts counting at the connection.
+def _resolve(host: str, port: int, deadline: _Deadline) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses ``host`` resolves to; raises TimeoutError if that takes past ``deadline``."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        try:
+            # An address literal needs no resolver (AI_NUMERICHOST never sends a query).
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
+        except socket.gaierror:
+            infos = _getaddrinfo_by(host, port, deadline)
+    except TimeoutError:
+        raise
     except (OSError, UnicodeError) as exc:
         raise X5UError(f"x5u host {host!r} does not resolve ({_describe_os_error(exc)})") from exc
     addresses = []
@@ -297,6 +445,32 @@ def _resolve(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv
     return addresses
 
 
+_resolver_pool: concurrent.futures.ThreadPoolExecutor | None = None
+_resolver_pool_lock = threading.Lock()
+
+
+def _getaddrinfo_by(host: str, port: int, deadline: _Deadline) -> list[tuple]:  # type: ignore[type-arg]
+    """getaddrinfo() for a host name, waited for no longer than ``deadline``.
+
+    getaddrinfo() has no timeout of its own (the system resolver's, from resolv.conf, can be tens
+    of seconds), so it runs on a small shared pool and the caller waits for its result only
+    until the deadline. A lookup that overruns keeps its pool thread until the resolver gives up,
+    but the caller (a request thread) is released on time; while every pool thread is stuck
+    that way, further lookups queue and time out, which is the right answer when DNS hangs.
+    """
+    global _resolver_pool
+    with _resolver_pool_lock:
+        if _resolver_pool is None:
+            # Created on first use, in the process that resolves (gunicorn forks its workers).
+            _resolver_pool = concurrent.futures.ThreadPoolExecutor(_RESOLVER_THREADS, thread_name_prefix="x5u-resolve")
+        future = _resolver_pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
+    try:
+        return future.result(timeout=deadline.remaining())
+    except concurrent.futures.TimeoutError:
+        future.cancel()  # still queued: never runs; already running: finishes unobserved
+        raise TimeoutError(f"resolving {host!r} did not finish in time") from None
+
+
 def _describe_os_error(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | socket.timeout):
         return "timed out"
@@ -305,25 +479,130 @@ def _describe_os_error(exc: BaseException) -> str:
     return type(exc).__name__ + (f": {exc}" if str(exc) else "")
 
 
+class _Deadline:
+    """The one point in time (``time.monotonic()``) by which a whole fetch must be over."""
+
+    def __init__(self, seconds: float) -> None:
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        """Seconds left, always positive; raises TimeoutError once there are none."""
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the deadline of the x5u fetch has passed")
+        return left
+
+
+class _DeadlineSocket:
+    """A connected socket (plain or TLS) on which no blocking call outlasts the fetch's deadline.
+
+    A socket timeout alone bounds each call, not their sum: a host that sends one byte per call,
+    each just inside the timeout, could make reading the status line and headers last forever.
+    So every call here first sets the timeout to what is left of the deadline (and fails at once
+    when nothing is). http.client uses only ``sendall``, ``makefile("rb")`` and ``close`` of its
+    connection's socket; the reader ``makefile`` returns reads through :meth:`recv_into`.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._readers = 0
+        self._closed = False
+
+    def sendall(self, data: bytes) -> None:
+        # socket.sendall on a TLS socket loops over send() with a fresh timeout per call, so
+        # the loop is here, with the deadline checked before each send.
+        view = memoryview(data).cast("B")
+        while view:
+            self._sock.settimeout(self._deadline.remaining())
+            sent = self._sock.send(view)
+            view = view[sent:]
+
+    def recv_into(self, buffer: memoryview | bytearray) -> int:
+        self._sock.settimeout(self._deadline.remaining())
+        return self._sock.recv_into(buffer)
+
+    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
+        if mode != "rb":
+            raise ValueError(f"only binary reading is supported, not mode {mode!r}")
+        self._readers += 1
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def close(self) -> None:
+        # As socket.close(): the descriptor stays open while a reader from makefile() does, since
+        # http.client closes the connection but keeps reading the response (Connection: close).
+        self._closed = True
+        if self._readers == 0:
+            self._sock.close()
+
+    def _reader_closed(self) -> None:
+        self._readers -= 1
+        if self._closed and self._readers == 0:
+            self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    """What ``_DeadlineSocket.makefile`` buffers: reads through the deadline-checking socket."""
+
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self._sock._reader_closed()
+
+
+def _connect(address: str, port: int, deadline: _Deadline) -> socket.socket:
+    """A TCP connection to an address literal (already checked), made within ``deadline``."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(deadline.remaining())
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class _PinnedHTTPConnection(http.client.HTTPConnection):
     """HTTP to an address that was already checked, with the URL's host in the Host header."""
 
-    def __init__(self, host: str, port: int, address: str, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout)
+    def __init__(self, host: str, port: int, address: str, deadline: _Deadline) -> None:
+        super().__init__(host, port)
         self._address = address
+        self._deadline = deadline
 
     def connect(self) -> None:
-        self.sock = socket.create_connection((self._address, self.port), self.timeout)
+        self.sock = _DeadlineSocket(_connect(self._address, self.port, self._deadline), self._deadline)  # type: ignore[assignment]
 
 
 class _PinnedHTTPSConnection(http.client.HTTPSConnection):
     """HTTPS to an address that was already checked; SNI and hostname check use the URL's host."""
 
-    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, timeout: float) -> None:
-        super().__init__(host, port, timeout=timeout, context=context)
+    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, deadline: _Deadline) -> None:
+        super().__init__(host, port, context=context)
         self._address = address
         self._tls_context = context
+        self._deadline = deadline
 
     def connect(self) -> None:
-        sock = socket.create_connection((self._address, self.port), self.timeout)
-        self.sock = self._tls_context.wrap_socket(sock, server_hostname=self.host)
+        sock = _connect(self._address, self.port, self._deadline)
+        try:
+            tls = self._tls_context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
+            # With a timeout set, the ssl module bounds the whole handshake by it (one deadline
+            # across its reads and writes), so the handshake too ends by the fetch's deadline.
+            tls.settimeout(self._deadline.remaining())
+            tls.do_handshake()
+        except BaseException:
+            sock.close()
+            raise
+        self.sock = _DeadlineSocket(tls, self._deadline)  # type: ignore[assignment]

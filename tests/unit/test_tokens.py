@@ -28,9 +28,9 @@ from sqlalchemy import func, select
 from ca.records import delegations, store
 from ca.tokens import authority_tokens as tokens
 from ca.clock import FixedClock
-from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError
+from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError, UnavailableError
 from ca.numbers.tnauthlist import TNScope
-from ca.tokens.x5u import FetchPolicy, X5UFetcher
+from ca.tokens.x5u import FetchPolicy, X5UError, X5UFetcher
 from tests.helpers import certificate_with_bit_string_common_name, row_counts
 
 NOW = dt.datetime(2025, 6, 1, 12, 0, tzinfo=dt.timezone.utc)
@@ -496,6 +496,43 @@ class TestTokenAuthority:
     def test_s6_step2_x5u_fetch_refusal_names_x5u(self, authority, account, clock) -> None:
         token = authority.token(claims(account), header={"alg": "ES256", "x5u": "http://ta.example.net/cert"})
         refused("x5u", "must be an https URL", verify, token, authority, account, clock, fetcher=X5UFetcher())
+
+    @pytest.mark.parametrize("retry_after, expected", [(5.0, 5), (0.2, 1), (29.5, 30)])
+    def test_s6_step2_x5u_fetch_that_may_pass_is_unavailable_not_a_token_error(
+        self, authority, account, clock, retry_after, expected
+    ) -> None:
+        """Busy fetcher or no answer in time: nothing is known about the token yet."""
+        class Busy:
+            def fetch(self, url: str) -> None:
+                raise X5UError("x5u ta.example.net: the fetcher is busy", retry_after=retry_after)
+
+        with pytest.raises(UnavailableError) as info:
+            verify(authority.token(claims(account)), authority, account, clock, fetcher=Busy())
+        assert not isinstance(info.value, TokenError)
+        assert info.value.field == "x5u" and info.value.retry_after == expected
+        assert info.value.detail == "token header 'x5u': x5u ta.example.net: the fetcher is busy"
+
+    @pytest.mark.parametrize(
+        "overrides, claim",
+        [
+            ({"atc": {"tktype": "SPC"}}, "atc.tktype"),
+            ({"atc": {"tkvalue": TNScope.parse(tns=["12025551234"]).to_identifier_value()}}, "atc.tkvalue"),
+            ({"exp": int((NOW - dt.timedelta(hours=1)).timestamp())}, "exp"),
+            ({"atc": {"fingerprint": "SHA256 " + ":".join(["00"] * 32)}}, "atc.fingerprint"),
+            ({"atc": {"ca": "yes"}}, "atc.ca"),
+        ],
+        ids=["tktype", "tkvalue", "exp", "fingerprint", "ca"],
+    )
+    def test_claims_that_need_no_network_are_checked_before_any_x5u_fetch(
+        self, authority, account, clock, overrides, claim
+    ) -> None:
+        """The fetch runs before the signature can be checked; a token failing steps 5-8 never costs one."""
+        class MustNotFetch:
+            def fetch(self, url: str) -> None:
+                raise AssertionError(f"fetched {url}")
+
+        token = authority.token(claims(account, **overrides))
+        refused(claim, "", verify, token, authority, account, clock, fetcher=MustNotFetch())
 
     def test_x5u_must_be_a_string(self, authority, account, clock) -> None:
         token = authority.token(claims(account), header={"alg": "ES256", "x5u": ["x"]})

@@ -6,6 +6,8 @@ RFC 9448 §6 step 2 wants an https URL; fetching a client-chosen URL is an SSRF 
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import datetime as dt
 import http.server
 import ipaddress
@@ -25,6 +27,7 @@ from cryptography.x509.oid import NameOID
 from ca.clock import FixedClock
 from ca.errors import PolicyError
 from ca.tokens.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
+from tests.helpers import free_port
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 DEV = FetchPolicy(allow_http_loopback=True, timeout_seconds=2.0)
@@ -117,6 +120,118 @@ def server() -> Iterator[Server]:
     srv = Server()
     yield srv
     srv.close()
+
+
+class DripServer:
+    """A raw loopback TCP server: each accepted connection gets ``script(connection, stop)``.
+
+    http.server cannot send a status line slowly, so the slow-host tests talk TCP themselves.
+    ``accepted`` counts connections. ``close`` sets ``stop`` (every script returns promptly when
+    it is set) and joins every thread it started, so nothing outlives the test.
+    """
+
+    def __init__(self, script: Callable[[socket.socket, threading.Event], None]) -> None:
+        self.port = free_port()
+        self.listener = socket.create_server(("127.0.0.1", self.port))
+        self.listener.settimeout(0.05)
+        self.script = script
+        self.stop = threading.Event()
+        self.accepted = 0
+        self.handlers: list[threading.Thread] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                connection, _ = self.listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self.accepted += 1
+            handler = threading.Thread(target=self._handle, args=(connection,), daemon=True)
+            self.handlers.append(handler)
+            handler.start()
+
+    def _handle(self, connection: socket.socket) -> None:
+        with connection:
+            try:
+                self.script(connection, self.stop)
+            except OSError:  # the fetcher hung up, as it should
+                pass
+
+    def url(self, path: str = "/ta.pem", scheme: str = "http") -> str:
+        return f"{scheme}://127.0.0.1:{self.port}{path}"
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(5)
+        self.listener.close()
+        for handler in self.handlers:
+            handler.join(5)
+        assert not self.thread.is_alive() and not any(h.is_alive() for h in self.handlers)
+
+
+def send_nothing(connection: socket.socket, stop: threading.Event) -> None:
+    stop.wait()
+
+
+def drip(data: bytes, interval: float) -> Callable[[socket.socket, threading.Event], None]:
+    """A script sending ``data`` one byte every ``interval`` seconds."""
+
+    def script(connection: socket.socket, stop: threading.Event) -> None:
+        for byte in data:
+            if stop.wait(interval):
+                return
+            connection.sendall(bytes([byte]))
+        stop.wait()
+
+    return script
+
+
+def answer_after(seconds: float, body: bytes) -> Callable[[socket.socket, threading.Event], None]:
+    """A script sending a complete 200 response with ``body`` after ``seconds``."""
+
+    def script(connection: socket.socket, stop: threading.Event) -> None:
+        if stop.wait(seconds):
+            return
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+        connection.sendall(head + body)
+        stop.wait()
+
+    return script
+
+
+def send_then_drip(head: bytes, data: bytes, interval: float) -> Callable[[socket.socket, threading.Event], None]:
+    """A script sending ``head`` at once, then ``data`` one byte every ``interval`` seconds."""
+    rest = drip(data, interval)
+
+    def script(connection: socket.socket, stop: threading.Event) -> None:
+        connection.sendall(head)
+        rest(connection, stop)
+
+    return script
+
+
+@pytest.fixture
+def drip_server() -> Iterator[Callable[[Callable[[socket.socket, threading.Event], None]], DripServer]]:
+    started: list[DripServer] = []
+
+    def start(script: Callable[[socket.socket, threading.Event], None]) -> DripServer:
+        started.append(DripServer(script))
+        return started[-1]
+
+    yield start
+    for srv in started:
+        srv.close()
+
+
+# One second for the whole fetch; the slow hosts below would take 12 s or more if let.
+ONE_SECOND = FetchPolicy(allow_http_loopback=True, allow_private_addresses=True, timeout_seconds=1.0)
+# Generous for a loaded CI machine, and far below what any drip below would take.
+UPPER_BOUND_SECONDS = 3.5
+STATUS_AND_HEADERS = b"HTTP/1.1 200 OK\r\nContent-Length: 600\r\nX-Pad: 0123456789\r\n\r\n"  # 60 bytes
 
 
 def refused(fragment: str, fetch: Callable[[], object]) -> X5UError:
@@ -220,6 +335,133 @@ class TestFetch:
         refused("request failed (ConnectionRefusedError", lambda: X5UFetcher(DEV).fetch(f"http://127.0.0.1:{port}/ta.pem"))
 
 
+class TestDeadline:
+    """One deadline over the whole fetch: resolution, connect, TLS, request, status, headers, body.
+
+    Each slow host here keeps every single read under the 1 s limit, so only a deadline over the
+    whole exchange cuts it. Every phase reports the same words.
+    """
+
+    def timed_out(self, url: str, policy: FetchPolicy = ONE_SECOND) -> float:
+        started = time.monotonic()
+        refused(f"no complete answer within {policy.timeout_seconds} s", lambda: X5UFetcher(policy).fetch(url))
+        return time.monotonic() - started
+
+    @pytest.mark.parametrize("scheme", ["http", "https"])
+    def test_host_that_accepts_and_sends_nothing(self, drip_server, scheme: str) -> None:
+        """https: the TLS handshake never completes; http: the status line never comes."""
+        srv = drip_server(send_nothing)
+        assert self.timed_out(srv.url(scheme=scheme)) < UPPER_BOUND_SECONDS
+        assert srv.accepted == 1
+
+    def test_status_line_and_headers_dripped(self, drip_server) -> None:
+        """The security review's case: one byte every 0.3 s would take 18 s for these 60 bytes."""
+        srv = drip_server(drip(STATUS_AND_HEADERS, 0.3))
+        assert self.timed_out(srv.url()) < UPPER_BOUND_SECONDS
+
+    def test_chunked_body_dripped(self, drip_server) -> None:
+        """A chunk-size line read byte by byte: 40 bytes at 0.3 s would take 12 s."""
+        head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        srv = drip_server(send_then_drip(head, b"0" * 36 + b"10\r\n", 0.3))
+        assert self.timed_out(srv.url()) < UPPER_BOUND_SECONDS
+
+    def test_body_dripped_after_headers_that_took_most_of_the_time(self, drip_server) -> None:
+        """The deadline is not restarted for the body: headers at 0.9 s leave 0.1 s for it."""
+        def script(connection: socket.socket, stop: threading.Event) -> None:
+            for part in (STATUS_AND_HEADERS[:20], STATUS_AND_HEADERS[20:40], STATUS_AND_HEADERS[40:]):
+                if stop.wait(0.3):
+                    return
+                connection.sendall(part)
+            drip(pem(TA), 0.3)(connection, stop)
+
+        srv = drip_server(script)
+        assert self.timed_out(srv.url()) < UPPER_BOUND_SECONDS
+
+    def test_name_resolution_is_bounded_too(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """getaddrinfo has no timeout of its own; the caller is released at the deadline."""
+        release = threading.Event()
+        real_getaddrinfo = socket.getaddrinfo
+
+        def stuck_resolver(host: str, *args: object, **kwargs: object) -> object:
+            if host != "slow-dns.test" or int(kwargs.get("flags", 0)) & socket.AI_NUMERICHOST:  # type: ignore[call-overload]
+                return real_getaddrinfo(host, *args, **kwargs)  # no query is sent for AI_NUMERICHOST
+            release.wait(30)
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        monkeypatch.setattr(socket, "getaddrinfo", stuck_resolver)
+        try:
+            assert self.timed_out("http://slow-dns.test/ta.pem") < UPPER_BOUND_SECONDS
+        finally:
+            release.set()  # the resolver thread finishes now instead of outliving the test
+
+
+class TestSlowHostsCannotHoldEveryThread:
+    """Single flight per URL, a cap on request threads busy with fetches, failures remembered."""
+
+    def test_concurrent_fetches_of_one_url_share_one_connection(self, drip_server) -> None:
+        srv = drip_server(answer_after(0.5, pem(TA)))
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, timeout_seconds=2.0, max_concurrent_fetches=4))
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(lambda _: fetcher.fetch(srv.url()), range(4)))
+        assert results == [(TA,)] * 4
+        assert srv.accepted == 1 and fetcher.requests_made == 1
+
+    def test_concurrent_fetches_of_one_slow_url_share_one_connection_and_its_deadline(self, drip_server) -> None:
+        srv = drip_server(drip(STATUS_AND_HEADERS, 0.3))
+        fetcher = X5UFetcher(dataclasses.replace(ONE_SECOND, max_concurrent_fetches=4))
+
+        def fetch(_: int) -> str:
+            with pytest.raises(X5UError) as info:
+                fetcher.fetch(srv.url())
+            return info.value.detail
+
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(4) as pool:
+            details = list(pool.map(fetch, range(4)))
+        assert time.monotonic() - started < UPPER_BOUND_SECONDS
+        assert details == ["x5u 127.0.0.1: no complete answer within 1.0 s"] * 4
+        assert srv.accepted == 1
+
+    def test_a_full_fetcher_refuses_at_once_and_frees_its_slot_afterwards(self, drip_server) -> None:
+        srv = drip_server(send_nothing)
+        fetcher = X5UFetcher(dataclasses.replace(ONE_SECOND, max_concurrent_fetches=1))
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            first = pool.submit(fetcher.fetch, srv.url("/a.pem"))
+            deadline = time.monotonic() + 2
+            while srv.accepted == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert srv.accepted == 1
+            started = time.monotonic()
+            for path in ("/b.pem", "/a.pem"):  # another URL, and a second wait for the same one
+                busy = refused("the fetcher is busy", lambda: fetcher.fetch(srv.url(path)))
+                assert busy.retry_after is not None
+            assert time.monotonic() - started < 0.5
+            with pytest.raises(X5UError, match="no complete answer"):
+                first.result(timeout=UPPER_BOUND_SECONDS)
+        assert srv.accepted == 1
+        refused("no complete answer", lambda: fetcher.fetch(srv.url("/c.pem")))  # the slot is free again
+        assert srv.accepted == 2
+
+    def test_a_slow_url_is_fetched_once_per_failure_cache_period(self, drip_server) -> None:
+        srv = drip_server(drip(STATUS_AND_HEADERS, 0.3))
+        clock = FixedClock(NOW)
+        fetcher = X5UFetcher(dataclasses.replace(ONE_SECOND, failure_cache_seconds=30), clock=clock)
+        first = refused("no complete answer within 1.0 s", lambda: fetcher.fetch(srv.url()))
+        assert first.retry_after == 30
+        clock.advance(dt.timedelta(seconds=20))
+        started = time.monotonic()
+        again = refused("no complete answer within 1.0 s", lambda: fetcher.fetch(srv.url()))
+        assert time.monotonic() - started < 0.5
+        assert again.detail == first.detail and again.retry_after == 10
+        assert srv.accepted == 1
+        clock.advance(dt.timedelta(seconds=10))
+        refused("no complete answer within 1.0 s", lambda: fetcher.fetch(srv.url()))
+        assert srv.accepted == 2
+
+    def test_a_final_refusal_is_not_marked_retryable(self, server: Server) -> None:
+        assert refused("expected HTTP 200, got 404", lambda: X5UFetcher(DEV).fetch(server.url("/no.pem"))).retry_after is None
+
+
 class TestCache:
     def test_second_fetch_is_a_cache_hit(self, server: Server) -> None:
         server.route("/ta.pem", pem(TA))
@@ -249,12 +491,17 @@ class TestCache:
         fetcher.fetch(server.url("/chain.pem"))
         assert len(server.hits) == 2
 
-    def test_failures_are_not_cached(self, server: Server) -> None:
-        fetcher = X5UFetcher(DEV)
-        with pytest.raises(X5UError):
-            fetcher.fetch(server.url("/later.pem"))
+    def test_failures_are_remembered_only_for_failure_cache_seconds(self, server: Server) -> None:
+        clock = FixedClock(NOW)
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, failure_cache_seconds=30), clock=clock)
+        refused("expected HTTP 200, got 404", lambda: fetcher.fetch(server.url("/later.pem")))
         server.route("/later.pem", pem(TA))
+        clock.advance(dt.timedelta(seconds=29))
+        refused("expected HTTP 200, got 404", lambda: fetcher.fetch(server.url("/later.pem")))
+        assert server.hits == ["/later.pem"]
+        clock.advance(dt.timedelta(seconds=1))
         assert fetcher.fetch(server.url("/later.pem")) == (TA,)
+        assert server.hits == ["/later.pem", "/later.pem"]
 
     def test_cache_is_bounded(self, server: Server) -> None:
         for index in range(3):
@@ -311,9 +558,11 @@ class TestFetchPolicyFromConfig:
 
     def test_values_are_read_with_their_types(self) -> None:
         policy = FetchPolicy.from_config({"allow_http_loopback": True, "max_cache_age": "1h", "timeout_seconds": 2.5,
-                                          "max_bytes": 4096, "tls_ca_file": "/etc/ssl/ca.pem"})
+                                          "max_bytes": 4096, "tls_ca_file": "/etc/ssl/ca.pem",
+                                          "max_concurrent_fetches": 3, "failure_cache_seconds": 10})
         assert policy == FetchPolicy(allow_http_loopback=True, max_cache_age=dt.timedelta(hours=1), timeout_seconds=2.5,
-                                     max_bytes=4096, tls_ca_file="/etc/ssl/ca.pem")
+                                     max_bytes=4096, tls_ca_file="/etc/ssl/ca.pem", max_concurrent_fetches=3,
+                                     failure_cache_seconds=10)
 
     @pytest.mark.parametrize(
         "section, field, fragment",
@@ -324,6 +573,10 @@ class TestFetchPolicyFromConfig:
             ({"timeout_seconds": 0}, "[x5u] timeout_seconds", "positive number"),
             ({"max_cache_age": "a day"}, "[x5u] max_cache_age", "expected a duration"),
             ({"tls_ca_file": 7}, "[x5u] tls_ca_file", "path string"),
+            ({"max_concurrent_fetches": 0}, "[x5u] max_concurrent_fetches", "positive integer"),
+            ({"max_concurrent_fetches": 2.0}, "[x5u] max_concurrent_fetches", "positive integer"),
+            ({"failure_cache_seconds": -1}, "[x5u] failure_cache_seconds", "positive number"),
+            ({"failure_cache_seconds": "30s"}, "[x5u] failure_cache_seconds", "positive number"),
         ],
     )
     def test_bad_values_are_refused_naming_the_key(self, section: dict, field: str, fragment: str) -> None:

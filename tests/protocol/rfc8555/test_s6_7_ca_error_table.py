@@ -23,6 +23,7 @@ from ca import errors
         (errors.ScopeError("outside the issuing CA", field="scope"), Phase.FINALIZE, "rejectedIdentifier", 403),
         (errors.RevocationError("already revoked", field="certificate"), None, "alreadyRevoked", 400),
         (errors.NotFoundError("no delegation x", field="delegation"), None, "malformed", 404),
+        (errors.UnavailableError("x5u busy", field="x5u", retry_after=5), Phase.CHALLENGE, "rateLimited", 503),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -31,6 +32,11 @@ def test_s6_7_ca_errors_map_to_registered_problem_types_with_their_detail(error,
     assert (problem.code, problem.status, problem.detail) == (code, status, error.detail)
     # Every type is one a client knows (certbot's list of RFC 8555 error codes).
     assert messages.Error.with_code(problem.code).code == problem.code
+
+
+def test_s6_6_unavailable_says_when_to_retry():
+    problem = problem_for_ca_error(errors.UnavailableError("x5u busy", field="x5u", retry_after=7), Phase.CHALLENGE)
+    assert problem.headers == {"Retry-After": "7"}
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 A token that fails any check turns the challenge "invalid" with an ``error`` problem (the POST
 itself answers 200 with that challenge, RFC 8555 §7.5.1), the authorization and order "invalid";
 nothing else is written: no used ``jti``, no audit event, no certificate. A response that is not
-an answer at all is an HTTP error and leaves the challenge pending.
+an answer at all is an HTTP error and leaves the challenge pending; so is an answer whose x5u
+could not be fetched for now (fetcher busy, host too slow): 503 rateLimited with Retry-After.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
 from acme_server import create_app
+from acme_server.state import EXTENSION_KEY
 from ca.records.store import AuditEvent, Authorization, UsedTokenJTI
+from ca.tokens.x5u import X5UError
 from protocol.support import (
     DELEGATED_SCOPE,
     RANGE_SCOPE,
@@ -24,11 +27,13 @@ from protocol.support import (
     ExternalTokenAuthority,
     RawClient,
     assert_problem,
+    atc_claims,
     home_token,
     public_jwk,
     raw_answer,
     raw_challenge_url,
     raw_new_order,
+    sign_compact,
     table_counts,
     trusting,
 )
@@ -140,6 +145,68 @@ def test_s7_5_1_challenge_of_another_account_is_unauthorized(registered, client,
     assert_problem(other.post(url, {"tkauth": "a.b.c"}), "unauthorized", 403, "another account")
     assert_problem(other.post(order.authz_url, None), "unauthorized", 403, "another account")
     assert table_counts(session_factory) == before
+
+
+class ScriptedFetcher:
+    """An x5u fetcher that raises the scripted errors in turn, then serves ``chain``."""
+
+    def __init__(self, chain, *errors: X5UError) -> None:
+        self.chain = chain
+        self.errors = list(errors)
+
+    def fetch(self, url: str):
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.chain
+
+
+@pytest.mark.parametrize(
+    "error, retry_after",
+    [
+        (X5UError("x5u ta.example.net: the fetcher is busy with other x5u fetches; try again shortly", retry_after=5.0), "5"),
+        (X5UError("x5u ta.example.net: no complete answer within 5.0 s", retry_after=29.2), "30"),
+    ],
+    ids=["busy", "timed-out"],
+)
+def test_s6_step2_x5u_not_fetched_for_now_leaves_the_challenge_pending_and_the_token_unspent(
+    home, registered, authority, session_factory, error, retry_after
+):
+    """A busy fetcher or a slow x5u host says nothing about the token: 503 rateLimited with
+    Retry-After, nothing written, and the same token validates once the chain can be fetched."""
+    external = ExternalTokenAuthority()
+    app = create_app(trusting(home, external))
+    app.extensions[EXTENSION_KEY].x5u_fetcher = ScriptedFetcher((external.certificate,), error)
+    raw = RawClient(app.test_client(), home.base_url, key=registered.key)
+    raw.kid = registered.kid
+    authority.delegate()
+    order = raw_new_order(raw, RANGE_SCOPE.to_identifier_value())
+    token = sign_compact({"typ": "JWT", "alg": "ES256", "x5u": "https://ta.example.net/ta.pem"},
+                         atc_claims(raw.jwk, RANGE_SCOPE), external.key)
+    before = table_counts(session_factory)
+    response = raw_answer(raw, order, token)
+    assert_problem(response, "rateLimited", 503, f"token header 'x5u': {error.detail}")
+    assert response.headers["Retry-After"] == retry_after
+    assert raw.post(order.authz_url, None).get_json()["challenges"][0]["status"] == "pending"
+    assert raw.post(order.url, None).get_json()["status"] == "pending"
+    assert table_counts(session_factory) == before
+    assert raw_answer(raw, order, token).get_json()["status"] == "valid"
+
+
+def test_s6_step2_x5u_refused_for_good_fails_the_challenge(home, registered, authority, session_factory):
+    """A final x5u refusal (here a 404) is the token's failure, as before: challenge invalid."""
+    external = ExternalTokenAuthority()
+    app = create_app(trusting(home, external))
+    app.extensions[EXTENSION_KEY].x5u_fetcher = ScriptedFetcher(
+        (external.certificate,), X5UError("x5u ta.example.net: expected HTTP 200, got 404"))
+    raw = RawClient(app.test_client(), home.base_url, key=registered.key)
+    raw.kid = registered.kid
+    authority.delegate()
+    order = raw_new_order(raw, RANGE_SCOPE.to_identifier_value())
+    token = sign_compact({"typ": "JWT", "alg": "ES256", "x5u": "https://ta.example.net/ta.pem"},
+                         atc_claims(raw.jwk, RANGE_SCOPE), external.key)
+    before = table_counts(session_factory)
+    assert_challenge_failed(raw, order, raw_answer(raw, order, token), "unauthorized", "expected HTTP 200, got 404",
+                            before, session_factory)
 
 
 # --------------------------------------------------------------------------------------------
