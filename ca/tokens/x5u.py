@@ -44,6 +44,7 @@ import datetime as dt
 import http.client
 import io
 import ipaddress
+import logging
 import socket
 import ssl
 import threading
@@ -57,6 +58,8 @@ from ca.clock import Clock, SystemClock
 from ca.errors import PolicyError, TNCAError
 from ca.policy import parse_duration
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
+
+log = logging.getLogger("tnca.x5u")
 
 # A token authority chain is one to a few certificates of well under 2 KiB each.
 DEFAULT_MAX_BYTES = 64 * 1024
@@ -88,11 +91,27 @@ class X5UError(TNCAError):
     ``retry_after`` (seconds) is set when the same fetch may well succeed later without anything
     changing at the URL: the fetcher was busy, or the host gave no complete answer in time.
     It is None when the refusal is final as far as this fetcher can tell.
+
+    ``cause`` is the precise reason for the operator's log. Where the client must not learn it
+    (why a host could not be reached: which address it resolved to, refused or reset, which TLS
+    failure), ``detail`` says only :data:`UNREACHABLE`, so the fetcher is no oracle for what
+    answers where from this authority's network.
     """
 
-    def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, detail: str, *, retry_after: float | None = None, cause: str | None = None) -> None:
         super().__init__(detail)
         self.retry_after = retry_after
+        self.cause = cause or detail
+
+
+# What the client is told for every failure to reach a host: unresolvable, an address refused by
+# policy, refused or reset connections, TLS failures. The cause goes to the log only.
+UNREACHABLE = "could not be fetched: no answer over HTTPS from a publicly routable address"
+
+
+def _unreachable(host: str, cause: str) -> X5UError:
+    log.warning("x5u host %r not fetched: %s", host, cause)
+    return X5UError(f"x5u {host}: {UNREACHABLE}", cause=cause)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,10 +180,11 @@ class _Failure:
     detail: str
     retryable: bool
     expires_at: dt.datetime
+    cause: str | None = None
 
     def error(self, now: dt.datetime) -> X5UError:
         retry_after = max((self.expires_at - now).total_seconds(), 0.0) if self.retryable else None
-        return X5UError(self.detail, retry_after=retry_after)
+        return X5UError(self.detail, retry_after=retry_after, cause=self.cause)
 
 
 @dataclasses.dataclass
@@ -257,6 +277,7 @@ class X5UFetcher:
                 exc.detail,
                 retryable=exc.retry_after is not None,
                 expires_at=self._clock.now() + dt.timedelta(seconds=self.policy.failure_cache_seconds),
+                cause=exc.cause,
             )
             with self._lock:
                 self._failures[url] = flight.failure = failure
@@ -327,12 +348,17 @@ class X5UFetcher:
             if not (self.policy.allow_http_loopback and all_loopback):
                 raise X5UError(f"x5u must be an https URL (RFC 9448 §6), got scheme 'http' for host {host!r}")
         elif not self.policy.allow_private_addresses:
-            refused = [a for a in addresses if not a.is_global and not (self.policy.allow_http_loopback and a.is_loopback)]
-            if refused:
-                raise X5UError(
-                    f"x5u host {host!r} resolves to non-public address {refused[0]}; "
-                    "fetching it is refused (set allow_private_addresses to permit)"
-                )
+            for address in addresses:
+                if self.policy.allow_http_loopback and address.is_loopback:
+                    continue
+                inner = [a for a in _routed_as(address) if not a.is_global]
+                if inner:
+                    raise _unreachable(
+                        host,
+                        f"resolves to non-public address {inner[0]}"
+                        + (f" (inside {address})" if inner[0] != address else "")
+                        + "; fetching it is refused (set allow_private_addresses to permit)",
+                    )
         return str(addresses[0])
 
     def _get(self, scheme: str, host: str, port: int, address: str, target: str, deadline: _Deadline) -> bytes:
@@ -350,7 +376,7 @@ class X5UFetcher:
             except TimeoutError:
                 raise
             except (OSError, http.client.HTTPException) as exc:
-                raise X5UError(f"x5u {host}: request failed ({_describe_os_error(exc)})") from exc
+                raise _unreachable(host, f"request failed ({_describe_os_error(exc)})") from exc
             with self._lock:
                 self.requests_made += 1
             if 300 <= response.status < 400:
@@ -431,7 +457,7 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[ipaddress.IPv4Ad
     except TimeoutError:
         raise
     except (OSError, UnicodeError) as exc:
-        raise X5UError(f"x5u host {host!r} does not resolve ({_describe_os_error(exc)})") from exc
+        raise _unreachable(host, f"does not resolve ({_describe_os_error(exc)})") from exc
     addresses = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
@@ -441,7 +467,7 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[ipaddress.IPv4Ad
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise X5UError(f"x5u host {host!r} does not resolve")
+        raise _unreachable(host, "does not resolve")
     return addresses
 
 
@@ -469,6 +495,30 @@ def _getaddrinfo_by(host: str, port: int, deadline: _Deadline) -> list[tuple]:  
     except concurrent.futures.TimeoutError:
         future.cancel()  # still queued: never runs; already running: finishes unobserved
         raise TimeoutError(f"resolving {host!r} did not finish in time") from None
+
+
+# IPv6 prefixes that carry an IPv4 destination in their bits: a host that resolves to one reaches
+# that IPv4 address through a translator or tunnel, so the IPv4 address must pass the range
+# checks too. NAT64 well-known prefix (RFC 6052 §2.1) and its local-use block (RFC 8215, embedded
+# at /96 in every deployment this fetcher can be pointed at; the block itself is not global).
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # RFC 4291 §2.5.5.1, deprecated but routable by some stacks
+
+
+def _routed_as(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """``address`` and every IPv4 address it carries: IPv4-mapped, NAT64, 6to4 (RFC 3056),
+    Teredo (RFC 4380: server and client) and IPv4-compatible. Each must be globally routable."""
+    routed: list[ipaddress.IPv4Address | ipaddress.IPv6Address] = [address]
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            routed.append(address.ipv4_mapped)
+        if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+            routed.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.sixtofour is not None:
+            routed.append(address.sixtofour)
+        if address.teredo is not None:
+            routed.extend(address.teredo)
+    return routed
 
 
 def _describe_os_error(exc: BaseException) -> str:

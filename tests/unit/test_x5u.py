@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from ca.clock import FixedClock
 from ca.errors import PolicyError
-from ca.tokens.x5u import FetchPolicy, X5UError, X5UFetcher, parse_chain
+from ca.tokens.x5u import UNREACHABLE, FetchPolicy, X5UError, X5UFetcher, parse_chain
 from tests.helpers import free_port
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -241,6 +241,14 @@ def refused(fragment: str, fetch: Callable[[], object]) -> X5UError:
     return info.value
 
 
+def unreachable(cause: str, fetch: Callable[[], object]) -> X5UError:
+    """Refused with the one detail every unreachable host gets (the client learns nothing about
+    what answers where from here); the precise cause is kept for the operator's log."""
+    error = refused(UNREACHABLE, fetch)
+    assert cause in error.cause, error.cause
+    return error
+
+
 class TestDestinationRules:
     def test_rfc9448_s6_plain_http_is_refused_without_a_request(self, server: Server) -> None:
         server.route("/ta.pem", pem(TA))
@@ -248,19 +256,48 @@ class TestDestinationRules:
         assert server.hits == []
 
     def test_rfc8555_s10_4_https_to_loopback_is_refused_by_default(self, server: Server) -> None:
-        refused("resolves to non-public address 127.0.0.1", lambda: X5UFetcher().fetch(server.url("/ta.pem", "https")))
+        unreachable("resolves to non-public address 127.0.0.1", lambda: X5UFetcher().fetch(server.url("/ta.pem", "https")))
         assert server.hits == []
 
     def test_host_name_resolving_to_loopback_is_refused(self) -> None:
-        refused("'localhost' resolves to non-public address", lambda: X5UFetcher().fetch("https://localhost/ta.pem"))
+        unreachable("resolves to non-public address", lambda: X5UFetcher().fetch("https://localhost/ta.pem"))
 
     @pytest.mark.parametrize("host", ["10.0.0.1", "192.168.1.1", "169.254.169.254", "[::1]", "[fe80::1]", "100.64.0.1", "0.0.0.0"])
     def test_private_link_local_and_reserved_ranges_are_refused(self, host: str) -> None:
         expected = str(ipaddress.ip_address(host.strip("[]")))
-        refused(f"non-public address {expected}", lambda: X5UFetcher().fetch(f"https://{host}/ta.pem"))
+        unreachable(f"non-public address {expected}", lambda: X5UFetcher().fetch(f"https://{host}/ta.pem"))
+
+    @pytest.mark.parametrize(
+        "host, inner",
+        [
+            ("[64:ff9b::a00:1]", "10.0.0.1"),  # NAT64 well-known prefix (RFC 6052)
+            ("[64:ff9b::7f00:1]", "127.0.0.1"),
+            ("[2002:a9fe:a9fe::1]", "169.254.169.254"),  # 6to4 (RFC 3056): cloud metadata
+            ("[2002:c0a8:101::1]", "192.168.1.1"),
+            ("[::a00:1]", "10.0.0.1"),  # IPv4-compatible (RFC 4291 §2.5.5.1)
+        ],
+    )
+    def test_ipv6_addresses_carrying_a_private_ipv4_destination_are_refused(self, host: str, inner: str) -> None:
+        error = unreachable(f"non-public address {inner}", lambda: X5UFetcher().fetch(f"https://{host}/ta.pem"))
+        assert f"inside {ipaddress.ip_address(host.strip('[]'))}" in error.cause
+
+    def test_teredo_is_refused(self) -> None:
+        """RFC 4380 tunnels (2001::/32) are not globally routable destinations in themselves."""
+        unreachable("non-public address 2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                    lambda: X5UFetcher().fetch("https://[2001:0:4136:e378:8000:63bf:f5ff:fffe]/ta.pem"))
+
+    def test_the_refusal_names_no_address_to_the_client(self) -> None:
+        """The detail is the same for a private address, a name that does not resolve and a refused
+        connection, so answers cannot be used to map what is reachable from the authority."""
+        details = set()
+        for url in ("https://10.0.0.1/ta.pem", "https://ta.invalid/ta.pem", "https://[64:ff9b::a00:1]/ta.pem"):
+            with pytest.raises(X5UError) as info:
+                X5UFetcher().fetch(url)
+            details.add(info.value.detail.split(": ", 1)[1])
+        assert details == {UNREACHABLE}
 
     def test_ipv4_mapped_ipv6_is_checked_as_ipv4(self) -> None:
-        refused("non-public address 10.0.0.1", lambda: X5UFetcher().fetch("https://[::ffff:10.0.0.1]/ta.pem"))
+        unreachable("non-public address 10.0.0.1", lambda: X5UFetcher().fetch("https://[::ffff:10.0.0.1]/ta.pem"))
 
     @pytest.mark.parametrize(
         "url, fragment",
@@ -279,7 +316,7 @@ class TestDestinationRules:
         refused("must be an https URL", lambda: X5UFetcher(DEV).fetch("http://192.0.2.10/ta.pem"))
 
     def test_unresolvable_host_is_reported(self) -> None:
-        refused("does not resolve", lambda: X5UFetcher().fetch("https://ta.invalid/ta.pem"))
+        unreachable("does not resolve", lambda: X5UFetcher().fetch("https://ta.invalid/ta.pem"))
 
 
 class TestFetch:
@@ -332,7 +369,7 @@ class TestFetch:
         with socket.socket() as unused:  # a port nothing listens on
             unused.bind(("127.0.0.1", 0))
             port = unused.getsockname()[1]
-        refused("request failed (ConnectionRefusedError", lambda: X5UFetcher(DEV).fetch(f"http://127.0.0.1:{port}/ta.pem"))
+        unreachable("request failed (ConnectionRefusedError", lambda: X5UFetcher(DEV).fetch(f"http://127.0.0.1:{port}/ta.pem"))
 
 
 class TestDeadline:
@@ -546,7 +583,7 @@ class TestHTTPS:
         server, _ = tls_server
         server.route("/ta.pem", pem(TA))
         policy = FetchPolicy(allow_private_addresses=True)  # system trust store: our test CA is not in it
-        refused("TLS certificate not trusted", lambda: X5UFetcher(policy).fetch(server.url("/ta.pem", "https")))
+        unreachable("TLS certificate not trusted", lambda: X5UFetcher(policy).fetch(server.url("/ta.pem", "https")))
         assert server.hits == []
 
 
