@@ -10,9 +10,12 @@ What other blueprints use (the operator pages, the auditor pages, the audit API)
 
     register_page_handlers(bp)           # pages: 401 redirects to the login page, 403 renders a page
 
-- **Who is asking** (:func:`current_principal`): a request with an ``Authorization`` header is
-  authenticated by that header alone (``Bearer tnca_…``, RFC 6750 §2.1), never by a cookie as
-  well; any other request by its session cookie. The role comes from the database on every
+- **Who is asking** (:func:`current_principal`): a request to the audit API with an
+  ``Authorization`` header is authenticated by that header alone (``Bearer tnca_…``, RFC 6750
+  §2.1), never by a cookie as well; any other request by its session cookie. API tokens are made
+  for scripts that read the audit API (:data:`BEARER_BLUEPRINTS`): anywhere else, and on every
+  page that changes state, an ``Authorization`` header is refused (401), so a leaked audit
+  script's token cannot act on the operator pages whatever its holder's role. The role comes from the database on every
   request (:mod:`ca.records.users`), so a demotion or a disabled person takes effect at once.
 - **Sessions**: Flask's signed cookie holds only a random session token (and flask-wtf's CSRF
   secret); the ``user_sessions`` row behind it ends at logout, after
@@ -21,8 +24,9 @@ What other blueprints use (the operator pages, the auditor pages, the audit API)
   is https, ``Secure`` with the ``__Host-`` prefix (RFC 6265bis §4.1.3.2: no Domain, Path=/).
 - **CSRF** (flask-wtf ``CSRFProtect``): every POST/PUT/PATCH/DELETE needs the form's
   ``csrf_token`` (or an ``X-CSRFToken`` header), except ACME requests (RFC 8555 §6.2: each is a
-  JWS signed by the account key, and no cookie authenticates them) and requests carrying an
-  ``Authorization`` header (a bearer token is not sent by browsers on their own, RFC 6750 §5.2).
+  JWS signed by the account key, and no cookie authenticates them) and audit API requests
+  carrying an ``Authorization`` header (a bearer token is not sent by browsers on their own,
+  RFC 6750 §5.2).
 - **Login throttling** is in the database (:func:`ca.records.users.check_throttle`), shared by every
   process; a throttled login answers 429 with ``Retry-After`` (RFC 6585 §4).
 
@@ -65,6 +69,8 @@ BLUEPRINT_NAME = "auth"
 URL_PREFIX = "/auth"
 # Blueprints whose POSTs are authenticated by a JWS, not by ambient credentials (RFC 8555 §6.2).
 CSRF_EXEMPT_BLUEPRINTS = frozenset({"acme"})
+# The blueprints that accept API tokens (Authorization: Bearer): the read-only audit API.
+BEARER_BLUEPRINTS = frozenset({"audit_api"})
 CSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 SECRET_KEY_FILE = "keys/web-session.key"
 SECRET_KEY_BYTES = 32
@@ -125,7 +131,7 @@ def current_principal() -> Principal | None:
     header = request.headers.get("Authorization")
     db = db_session()
     clock = current_state().clock
-    if header is not None:
+    if header is not None and request.blueprint in BEARER_BLUEPRINTS:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidBearerToken("the Authorization header must be 'Bearer tnca_…' (RFC 6750 §2.1)")
@@ -134,7 +140,7 @@ def current_principal() -> Principal | None:
         except AuthenticationError:
             db.rollback()
             raise InvalidBearerToken() from None
-    else:
+    elif header is None:
         token = session.get(SESSION_TOKEN_KEY)
         if token is not None:
             try:
@@ -297,14 +303,27 @@ def init_app(app: Flask) -> None:
     # CSRFProtect's own before_request would run for every POST; ours adds the exemptions above.
     app.config["WTF_CSRF_CHECK_DEFAULT"] = False
     csrf.init_app(app)
+    app.before_request(_refuse_bearer_outside_the_api)
     app.before_request(_csrf_guard)
     app.after_request(_page_security_headers)
+
+
+def _refuse_bearer_outside_the_api() -> None:
+    """An ``Authorization`` header anywhere but the audit API is refused before anything runs:
+    an API token never stands in for a signed-in person (and never skips CSRF)."""
+    if "Authorization" not in request.headers or request.blueprint in BEARER_BLUEPRINTS | CSRF_EXEMPT_BLUEPRINTS:
+        return
+    if request.endpoint is None:
+        return  # 404/405: nothing would run
+    raise InvalidBearerToken("API tokens are accepted by the audit API (/api/v1) only; sign in to use the pages")
 
 
 def _csrf_guard() -> None:
     if request.method not in CSRF_METHODS or request.endpoint is None:
         return
-    if request.blueprint in CSRF_EXEMPT_BLUEPRINTS or "Authorization" in request.headers:
+    if request.blueprint in CSRF_EXEMPT_BLUEPRINTS:
+        return
+    if "Authorization" in request.headers and request.blueprint in BEARER_BLUEPRINTS:
         return
     csrf.protect()
 

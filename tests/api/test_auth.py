@@ -191,10 +191,27 @@ def test_every_other_form_post_needs_the_csrf_token(client):
     assert client.post("/test/form", headers={"X-CSRFToken": token}).get_data(as_text=True) == "accepted"
 
 
-def test_requests_with_an_authorization_header_are_not_subject_to_csrf(client):
-    """A browser never adds an Authorization header on its own (RFC 6750 §5.2)."""
+def test_an_authorization_header_on_a_page_is_refused_not_exempt_from_csrf(client):
+    """Only the audit API takes bearer tokens (RFC 6750 §5.2 is why it may skip CSRF there)."""
     response = client.post("/test/form", headers={"Authorization": "Bearer tnca_0000000000000000_x"})
-    assert response.get_data(as_text=True) == "accepted"
+    assert response.status_code == 401
+    assert "audit API (/api/v1) only" in response.get_data(as_text=True)
+
+
+def test_api_tokens_do_not_open_the_pages_whatever_their_role(client, authority):
+    """An admin's audit-script token alone once created a new admin on the operator pages."""
+    authority.add_user("root", "admin")
+    headers = {"Authorization": f"Bearer {authority.api_token('root', role='admin')}"}
+    assert client.get("/test/admin", headers=headers).status_code == 401
+    assert client.get("/admin/people", headers=headers).status_code == 401
+    with authority.session() as session:
+        before = row_counts(session)
+    response = client.post("/admin/people", headers=headers, data={"name": "mallory", "role": "admin", "password": ""})
+    assert response.status_code in (400, 401)
+    with authority.session() as session:
+        assert row_counts(session) == before
+    # The audit API still takes it.
+    assert client.get("/api/v1/certificates", headers=headers).status_code == 200
 
 
 def test_acme_posts_are_authenticated_by_their_jws_not_csrf_rfc8555_6_2(client):
