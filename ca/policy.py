@@ -33,6 +33,10 @@ KNOWN_TOKEN_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", 
 
 _DURATION_RE = re.compile(r"(\d+)([dhms])")
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+# Longer than anything an authority configures, short enough that now + it is a valid datetime
+# and a timedelta (an unbounded "99999999999d" raised OverflowError, not ValueError, wherever it
+# was added to a time: a 500 on the operator forms, a traceback in the CLI).
+MAXIMUM_DURATION = dt.timedelta(days=36500)
 
 
 def parse_duration(text: str) -> dt.timedelta:
@@ -44,10 +48,15 @@ def parse_duration(text: str) -> dt.timedelta:
     for match in _DURATION_RE.finditer(text):
         if match.start() != position:
             break
-        seconds += int(match.group(1)) * _DURATION_UNITS[match.group(2)]
+        digits = match.group(1)
+        if len(digits) > 12:  # int() of thousands of digits is slow before it is refused
+            raise ValueError(f"{text[:40]!r} is longer than the longest duration accepted, {format_duration(MAXIMUM_DURATION)}")
+        seconds += int(digits) * _DURATION_UNITS[match.group(2)]
         position = match.end()
     if position != len(text):
-        raise ValueError(f"expected a duration such as '24h' or '5m' (units d, h, m, s), got {text!r}")
+        raise ValueError(f"expected a duration such as '24h' or '5m' (units d, h, m, s), got {text[:40]!r}")
+    if seconds > MAXIMUM_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than the longest duration accepted, {format_duration(MAXIMUM_DURATION)}")
     return dt.timedelta(seconds=seconds)
 
 

@@ -67,6 +67,8 @@ def test_creating_a_delegation_records_the_operator(operator, session_factory):
         ({"tns": "12025550100", "max_lifetime": "forever"}, "max_lifetime", "expected a duration"),
         ({"tns": "12025550100", "max_lifetime": "90d"}, "max_lifetime", "exceeds the policy's"),
         ({"tns": "12025550100", "max_lifetime": "1m"}, "max_lifetime", "below the minimum 5m"),
+        # OverflowError, not ValueError, before durations were bounded: a 500.
+        ({"tns": "12025550100", "max_lifetime": "99999999999999d"}, "max_lifetime", "longest duration accepted"),
         ({"tns": "12025550100", "not_after": "next week"}, "not_after", "RFC 3339"),
         ({"tns": "12025550100", "not_after": "2001-01-01"}, "not_after", "must be later than"),
         # RFC 9118 §3 / RFC 8226 §8 issuance rules.
@@ -156,6 +158,7 @@ def test_minting_a_token_shows_it_once_bound_to_the_account_key(operator, home, 
         ({"fingerprint": "AB:CD"}, "fingerprint", "fingerprint"),
         ({"ttl": "30d"}, "ttl", "exceeds the policy maximum"),
         ({"ttl": "soon"}, "ttl", "expected a duration"),
+        ({"ttl": "99999999999999d"}, "ttl", "longest duration accepted"),
         # RFC 9448 §5.4: the token's numbers must be inside the delegation's.
         ({"tns": "12025559999"}, "scope", "is not inside delegation"),
         ({"ca": "y"}, "ca", "does not allow sub-delegation"),

@@ -75,6 +75,17 @@ def test_durations_that_are_not_whole_units_are_refused(text):
         parse_duration(text)
 
 
+@pytest.mark.parametrize("text", ["36501d", "99999999999999d", "9" * 5000 + "s", "1d" * 40000])
+def test_durations_longer_than_a_century_are_refused_as_bad_input_not_overflow(text):
+    with pytest.raises(ValueError, match="longest duration accepted, 36500d"):
+        parse_duration(text)
+
+
+def test_the_longest_duration_is_accepted_and_fits_in_a_datetime():
+    longest = parse_duration("36500d")
+    assert dt.datetime.now(dt.timezone.utc) + longest > dt.datetime.now(dt.timezone.utc)
+
+
 def test_the_default_policy_loads_with_the_documented_defaults():
     policy = Policy.default()
     assert policy.lifetimes.end_entity == dt.timedelta(hours=24)
