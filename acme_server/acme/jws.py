@@ -97,6 +97,35 @@ def check_content_type() -> None:
         )
 
 
+class LoneSurrogate(ValueError):
+    """A JSON string escapes half of a UTF-16 surrogate pair (``"\\ud800"``): valid JSON, but no
+    Unicode text (RFC 7493 §2.1 forbids it), and it cannot be encoded again as UTF-8."""
+
+
+def loads_i_json(data: bytes | str) -> Any:
+    """``json.loads``, refusing strings (names and values) that are not Unicode text.
+
+    Python's parser turns ``"\\ud800"`` into a lone surrogate; echoed into a problem document it
+    made the UTF-8 encoding of the response fail (a 500). Refused here, every later use of the
+    payload handles ordinary text only.
+    """
+    obj = json.loads(data)
+    pending = [obj]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LoneSurrogate("a string holds a lone UTF-16 surrogate") from None
+    return obj
+
+
 def check_body_size() -> None:
     length = request.content_length
     if length is not None and length > MAX_JWS_BODY_BYTES:
@@ -113,7 +142,7 @@ def parse_flattened(body: bytes | str | Mapping[str, Any], *, what: str = "reque
         obj: Any = body
     else:
         try:
-            obj = json.loads(body)
+            obj = loads_i_json(body)
         except RecursionError as exc:
             raise problems.malformed(f"{what} nests JSON too deeply") from exc
         except (ValueError, UnicodeDecodeError) as exc:
@@ -136,7 +165,7 @@ def parse_flattened(body: bytes | str | Mapping[str, Any], *, what: str = "reque
     if not obj["protected"]:
         raise problems.malformed(f"{what}: the protected header is empty")
     try:
-        header = json.loads(b64url_decode(obj["protected"], field="protected"))
+        header = loads_i_json(b64url_decode(obj["protected"], field="protected"))
         signature = b64url_decode(obj["signature"], field="signature")
         b64url_decode(obj["payload"], field="payload")
     except EncodingError as exc:
@@ -260,9 +289,11 @@ def decode_payload(jws: FlattenedJWS, mode: Payload) -> dict[str, Any] | None:
     if mode is Payload.EMPTY:
         raise problems.malformed("this resource is read with POST-as-GET: the JWS payload must be empty (RFC 8555 §6.3)")
     try:
-        obj = json.loads(jws.payload_bytes())
+        obj = loads_i_json(jws.payload_bytes())
     except RecursionError as exc:
         raise problems.malformed("JWS payload nests JSON too deeply") from exc
+    except LoneSurrogate as exc:
+        raise problems.malformed(f"JWS payload is not I-JSON: {exc} (RFC 7493 §2.1)") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise problems.malformed("JWS payload is not JSON") from exc
     if not isinstance(obj, dict):

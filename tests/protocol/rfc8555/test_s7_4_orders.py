@@ -65,6 +65,30 @@ def download(raw: RawClient, order_url: str) -> list[x509.Certificate]:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"identifiers": [{"type": "\ud800", "value": "x"}]},
+        {"identifiers": [{"type": "TNAuthList", "value": "\udfff"}]},
+        {"identifiers": [{"type": "TNAuthList", "value": "MAigBhYEMTIzNA"}], "\ud83d": 1},
+    ],
+    ids=["type", "value", "member-name"],
+)
+def test_s7_4_lone_surrogates_are_malformed_rfc7493_s2_1(registered, session_factory, payload):
+    """JSON may escape half a surrogate pair; such a string is no Unicode text (RFC 7493 §2.1).
+    Echoed into the problem it made the response's UTF-8 encoding fail: a 500."""
+    before = table_counts(session_factory)
+    assert_problem(registered.post("/acme/new-order", payload), "malformed", 400, "lone UTF-16 surrogate")
+    assert table_counts(session_factory) == before
+
+
+def test_s6_2_a_lone_surrogate_in_the_protected_header_is_malformed(registered, session_factory):
+    before = table_counts(session_factory)
+    response = registered.post("/acme/new-order", {"identifiers": []}, protected={"x-note": "\ud800"})
+    assert_problem(response, "malformed", 400, "the protected header is not JSON")
+    assert table_counts(session_factory) == before
+
+
 def test_s7_4_requested_validity_is_honoured_exactly(registered, authority, home):
     """RFC 8555 §7.4: the server MUST NOT issue with other contents than requested."""
     not_before, not_after = now() + dt.timedelta(minutes=5), now() + dt.timedelta(minutes=50)
