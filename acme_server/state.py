@@ -15,10 +15,11 @@ from flask import current_app, g
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from acme_server.acme.nonces import NonceStore
-from acme_server.acme.urls import Urls
+from acme_server.nonces import NonceStore
+from acme_server.urls import Urls
 from ca.tokens import authority_tokens as tokens
 from ca.config import Home
+from ca.orders.authority import Authority
 from ca.tokens.x5u import FetchPolicy, X5UFetcher
 
 if TYPE_CHECKING:
@@ -43,6 +44,10 @@ class ServerState:
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
         self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
         self.website: str | None = server_config.get("website")
+        # What the order functions of ca.orders need; its providers load on first use.
+        self.authority = Authority.of_home(
+            home, token_trust=lambda: self.token_trust, x5u_fetcher=lambda: self.x5u_fetcher
+        )
 
     @functools.cached_property
     def token_trust(self) -> tokens.TokenTrust:

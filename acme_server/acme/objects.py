@@ -9,13 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from acme_server.acme.encoding import rfc3339
-from acme_server.acme.urls import Urls
+from acme_server.urls import Urls
 from ca.records.store import Account, Authorization, Challenge, Order
 
-# RFC 9447 §6 / RFC 9448 §4.
-TKAUTH_CHALLENGE = "tkauth-01"
+# RFC 9448 §4: the token type of a tkauth-01 challenge.
 TKAUTH_TYPE_ATC = "atc"
-TNAUTHLIST_IDENTIFIER = "TNAuthList"
 
 
 def account_object(account: Account, urls: Urls) -> dict[str, Any]:
