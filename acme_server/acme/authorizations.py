@@ -55,7 +55,7 @@ def authorization(authz_id: str) -> Response:
     )
     payload = g.payload
     if payload is not None:
-        if payload.get("status") != "deactivated":
+        if payload.get("status") != AuthorizationStatus.DEACTIVATED:
             raise problems.malformed('the only change a client can make to an authorization is {"status": "deactivated"}')
         if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
             raise problems.malformed(f"authorization {authz.id} is {authz.status}; only pending or valid ones can be deactivated")

@@ -144,7 +144,7 @@ def _boolean(value: dict[str, Any], name: str) -> bool:
 
 def cancel_by_client(order: Order, payload: dict[str, Any]) -> Order:
     """The order resource with a JSON payload: the one change a client may ask is cancellation."""
-    if set(payload) != {"status"} or payload["status"] != "canceled":
+    if set(payload) != {"status"} or payload["status"] != OrderStatus.CANCELED:
         raise problems.malformed(
             'the only change a client can make to an order is {"status": "canceled"} of a STAR order (RFC 8739 §3.1.2)'
         )
