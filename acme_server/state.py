@@ -3,7 +3,9 @@
 :class:`ServerState` lives in ``app.extensions["tnca"]``; handlers reach it through
 :func:`current_state` and their request's database session through :func:`db_session`. Things
 that are expensive to load (the issuing CA, the token trust list, the x5u fetcher with its cache)
-are loaded on first use and kept for the life of the process.
+are loaded on first use and kept for the life of the process. ``ServerState.authority`` hands
+them to ``ca.orders`` (:class:`ca.orders.authority.Authority`) as parameters, so the order
+functions never reach for Flask globals.
 """
 
 from __future__ import annotations

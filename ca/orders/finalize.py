@@ -151,8 +151,9 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
              actor: str) -> IssuedCertificate:
     """Finalize a ready ``order`` with ``csr`` (module docstring). Owns its transactions: it
     commits the ``processing`` claim, the precertificate and the valid order with its
-    certificate. On a ``ca.errors`` error the session is rolled back and the order is
-    ``processing``; the caller records the outcome with :func:`record_failure` and commits."""
+    certificate. On a ``ca.errors`` error nothing of the issuance is kept (the order stays
+    ``ready`` when the error came before the claim, ``processing`` after it); the caller records
+    the outcome with :func:`record_failure` and commits."""
     check_ready(order)
     authz = order.authorizations[0]
     csr_ca = csr_requests_ca(csr)
