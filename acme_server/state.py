@@ -3,7 +3,9 @@
 :class:`ServerState` lives in ``app.extensions["tnca"]``; handlers reach it through
 :func:`current_state` and their request's database session through :func:`db_session`. Things
 that are expensive to load (the issuing CA, the token trust list, the x5u fetcher with its cache)
-are loaded on first use and kept for the life of the process.
+are loaded on first use and kept for the life of the process. ``ServerState.authority`` hands
+them to ``ca.orders`` (:class:`ca.orders.authority.Authority`) as parameters, so the order
+functions never reach for Flask globals.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from flask import current_app, g
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-from acme_server.acme.nonces import NonceStore
-from acme_server.acme.urls import Urls
+from acme_server.nonces import NonceStore
+from acme_server.urls import Urls
 from ca.tokens import authority_tokens as tokens
 from ca.config import Home
+from ca.orders.authority import Authority
 from ca.tokens.x5u import FetchPolicy, X5UFetcher
 
 if TYPE_CHECKING:
@@ -43,6 +46,10 @@ class ServerState:
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
         self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
         self.website: str | None = server_config.get("website")
+        # What the order functions of ca.orders need; its providers load on first use.
+        self.authority = Authority.of_home(
+            home, token_trust=lambda: self.token_trust, x5u_fetcher=lambda: self.x5u_fetcher
+        )
 
     @functools.cached_property
     def token_trust(self) -> tokens.TokenTrust:

@@ -73,6 +73,29 @@ class NotFoundError(TNCAError):
     """A referenced object (delegation, certificate, account) does not exist."""
 
 
+class OrderNotReadyError(TNCAError):
+    """An order is not in the state the request needs: finalize of an order that is not "ready",
+    or that another request is finalizing right now (RFC 8555 §7.4)."""
+
+
+class NotOwnedError(TNCAError):
+    """An object the request names belongs to another account (RFC 9773 §5: a replaced
+    certificate must have been issued to the ordering account)."""
+
+
+class AlreadyReplacedError(TNCAError):
+    """RFC 9773 §5: the certificate is already replaced by an order that can still issue.
+
+    ``order_id`` and ``order_status`` name that order, so a front end can point at it.
+    """
+
+    def __init__(self, detail: str, *, serial: str, order_id: str, order_status: str) -> None:
+        super().__init__(detail, field="replaces")
+        self.serial = serial
+        self.order_id = order_id
+        self.order_status = order_status
+
+
 class AutoRenewalError(TNCAError):
     """A STAR order (RFC 8739) cannot change as asked: it is not an auto-renewal order, or it is
     not in the state the change needs (only a "valid" one can be canceled, §3.1.2)."""

@@ -11,14 +11,16 @@ from flask import Response, g, request
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from acme_server.acme import lifecycle, problems
+from acme_server.acme import problems
 from acme_server.acme.encoding import EncodingError
 from acme_server.acme.jws import check_algorithm, parse_flattened, parse_header_jwk
 from acme_server.acme.keys import AccountKey, JWKError, parse_jwk
 from acme_server.acme.objects import account_object
+from acme_server.acme.owned import actor
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
+from ca.orders.status import AuthorizationStatus, OrderStatus, invalidate_order, problem
 from ca.records import audit
 from ca.records.store import Account, ExternalAccountKey, Order
 
@@ -31,17 +33,13 @@ ORDERS_PAGE_SIZE = 100
 # RFC 8555 §7.3.4: the EAB JWS uses a MAC algorithm; HMAC with SHA-2 is what clients send.
 EAB_ALGORITHMS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 # RFC 8555 §7.1.2.1: the list SHOULD NOT include orders in the "invalid" state.
-_LISTED_ORDER_STATUSES = ("pending", "ready", "processing", "valid")
+_LISTED_ORDER_STATUSES = (OrderStatus.PENDING, OrderStatus.READY, OrderStatus.PROCESSING, OrderStatus.VALID)
 
 # addr-spec (RFC 5322 §3.4.1) restricted to what mail systems actually deliver: a dot-atom
 # local part and a domain of LDH labels. Quoted local parts and address literals are refused.
 _ATEXT = r"[A-Za-z0-9!#$&'*+/=^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _ADDR_SPEC = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@{_LABEL}(?:\.{_LABEL})+")
-
-
-def actor(account: Account) -> str:
-    return f"acme:account:{account.id}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -245,17 +243,17 @@ def _deactivate(acct: Account) -> None:
     state, session = current_state(), db_session()
     acct.status = "deactivated"
     open_orders = session.scalars(
-        select(Order).where(Order.account_id == acct.id, Order.status.in_(("pending", "ready")))
+        select(Order).where(Order.account_id == acct.id, Order.status.in_((OrderStatus.PENDING, OrderStatus.READY)))
     ).all()
-    cancelled = problems.unauthorized(f"account {acct.id} was deactivated")
+    cancelled = problem("unauthorized", f"account {acct.id} was deactivated")
     for order in open_orders:
-        lifecycle.invalidate_order(order, cancelled)
+        invalidate_order(order, cancelled)
         for authz in order.authorizations:
-            if authz.status == "pending":
-                authz.status = "deactivated"
+            if authz.status == AuthorizationStatus.PENDING:
+                authz.status = AuthorizationStatus.DEACTIVATED
     # A STAR order's renewals are work authorized by the key, too (RFC 8739 §3.1.2 cancellation).
     star_orders = session.scalars(
-        select(Order).where(Order.account_id == acct.id, Order.status == "valid", Order.auto_renewal.is_not(None))
+        select(Order).where(Order.account_id == acct.id, Order.status == OrderStatus.VALID, Order.auto_renewal.is_not(None))
     ).all()
     for order in star_orders:
         renewal.cancel(session, order, actor=actor(acct), by=renewal.CANCELED_BY_ACCOUNT, clock=state.clock,

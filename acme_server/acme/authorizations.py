@@ -3,7 +3,9 @@
 The challenge is answered with an authority token. RFC 9448 §4 names the response field
 ``tkauth``; deployed SHAKEN clients send ``atc``: both are accepted (docs/rfc-support.md).
 
-Validation runs synchronously when the response arrives. A token check is not a network probe
+Validation runs synchronously when the response arrives, in ``ca.orders.answer``: the token
+checks (``ca.tokens``), the delegation, the order's validity within both, and the ``jti``
+recorded in the same transaction as the challenge result. A token check is not a network probe
 that could succeed on retry, so the outcome is final (RFC 8555 erratum 5732 allows "invalid"
 directly): a token that fails any check makes the challenge ``invalid`` with an ``error``
 problem, the authorization ``invalid`` and the order ``invalid``, and the response is 200 with
@@ -14,12 +16,6 @@ that may pass: the token authority's ``x5u`` chain could not be fetched because 
 busy or the host gave no complete answer in time (``ca.errors.UnavailableError``). That says
 nothing about the token, so the answer gets 503 ``rateLimited`` with ``Retry-After``, nothing is
 written, and the same token may be sent again.
-
-What a valid token says is remembered on the authorization for finalize: its ``jti``, its ``ca``
-flag (RFC 9448 §6 step 9 needs the CSR), its ``exp`` (RFC 9447 §7: the certificate must not
-outlive it) and the delegation that covers the scope. The ``jti`` is recorded by
-``ca.tokens.authority_tokens.record_use`` in the same transaction as the challenge result, and last, so only an
-accepted token is spent.
 """
 
 from __future__ import annotations
@@ -29,37 +25,27 @@ from typing import Any
 from flask import Response, g
 from sqlalchemy.orm import joinedload, selectinload
 
-from acme_server.acme import lifecycle, problems
-from acme_server.acme.accounts import actor
+from acme_server.acme import problems
 from acme_server.acme.objects import authorization_object, challenge_object
-from acme_server.acme.orders import check_validity_within_authority, expire_order
-from acme_server.acme.problems import AcmeProblem, Phase
+from acme_server.acme.owned import actor, owned_authorization
+from acme_server.acme.problems import Phase
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
-from ca.records import audit, delegations
-from ca.tokens import authority_tokens as tokens
 from ca.errors import TNCAError, UnavailableError
-from ca.records.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
-from ca.numbers.tnauthlist import TNScope
+from ca.orders import answer
+from ca.orders.status import AuthorizationStatus, ChallengeStatus, deactivate_authorization
+from ca.records.store import Authorization, Challenge, Order
 
 # RFC 9448 §4 names the field "tkauth"; SHAKEN deployments (ATIS-1000080 clients) send "atc".
 RESPONSE_TOKEN_FIELDS = ("tkauth", "atc")
 
 
-def _owned_authorization(authz: Authorization | None, what: str) -> Authorization:
-    if authz is None:
-        raise problems.malformed(f"no {what}", status=404)
-    if authz.account_id != g.account.id:
-        raise problems.unauthorized(f"{what} belongs to another account")
-    if expire_order(authz.order, current_state().clock.now()):
-        db_session().commit()
-    return authz
-
-
 def authorization(authz_id: str) -> Response:
     """POST-as-GET, or ``{"status": "deactivated"}`` (RFC 8555 §7.5.2)."""
     state, session = current_state(), db_session()
-    authz = _owned_authorization(
+    authz = owned_authorization(
+        session,
+        g.account,
         session.get(
             Authorization,
             authz_id,
@@ -69,14 +55,15 @@ def authorization(authz_id: str) -> Response:
             ],
         ),
         f"authorization {authz_id[:64]!r}",
+        now=state.clock.now(),
     )
     payload = g.payload
     if payload is not None:
-        if payload.get("status") != "deactivated":
+        if payload.get("status") != AuthorizationStatus.DEACTIVATED:
             raise problems.malformed('the only change a client can make to an authorization is {"status": "deactivated"}')
-        if authz.status not in ("pending", "valid"):
+        if authz.status not in (AuthorizationStatus.PENDING, AuthorizationStatus.VALID):
             raise problems.malformed(f"authorization {authz.id} is {authz.status}; only pending or valid ones can be deactivated")
-        lifecycle.deactivate_authorization(authz)
+        deactivate_authorization(authz)
         session.commit()
     return acme_json(authorization_object(authz, state.urls, token_authority=state.token_authority_url))
 
@@ -96,64 +83,27 @@ def challenge(challenge_id: str) -> Response:
         ],
         with_for_update={"of": Challenge},
     )
-    authz = _owned_authorization(chall.authorization if chall is not None else None, f"challenge {challenge_id[:64]!r}")
+    authz = owned_authorization(session, g.account, chall.authorization if chall is not None else None,
+                                f"challenge {challenge_id[:64]!r}", now=state.clock.now())
     up = ((state.urls.authorization(authz.id), "up"),)  # RFC 8555 §7.5.1: Link rel="up"
     payload = g.payload
     if payload is None:
         return _challenge_response(chall, up)
     token = response_token(payload)
-    if chall.status != "pending":
+    if chall.status != ChallengeStatus.PENDING:
         # Answering again is harmless: the first answer decided, and it is shown unchanged.
         return _challenge_response(chall, up)
-    if authz.status != "pending":
+    if authz.status != AuthorizationStatus.PENDING:
         raise problems.malformed(f"authorization {authz.id} is {authz.status}; its challenge can no longer be answered")
-
-    account: Account = g.account
     try:
-        verified, delegation = _validate(token, chall, authz, account)
-    except (TNCAError, AcmeProblem) as failure:
-        problem = failure if isinstance(failure, AcmeProblem) else problems.problem_for_ca_error(failure, Phase.CHALLENGE)
+        answer.answer_challenge(session, state.authority, chall, g.account, token, actor=actor(g.account))
+    except TNCAError as failure:
+        problem = problems.problem_for_ca_error(failure, Phase.CHALLENGE)
         if problems.is_internal(problem):
             raise  # not the token's fault: the challenge stays pending; logged with an incident id
         if isinstance(failure, UnavailableError):
             raise problem from failure  # not judged yet: the challenge stays pending; Retry-After
-        chall.status = "invalid"
-        chall.error = problem.to_json(top_level=False)
-        authz.status = "invalid"
-        lifecycle.update_order_from_authorizations(authz.order)
-        session.commit()
-        return _challenge_response(chall, up)
-
-    now = state.clock.now()
-    chall.status = "valid"
-    chall.validated = now
-    authz.status = "valid"
-    authz.token_jti = verified.jti
-    authz.token_ca = verified.ca
-    authz.token_expires = verified.expires
-    authz.delegation_id = delegation.id
-    # RFC 9447 §7 and RFC 9448 §6: the authorization lasts no longer than the token behind it.
-    authz.expires = min(now + state.policy.acme.authorization_lifetime, verified.expires)
-    lifecycle.update_order_from_authorizations(authz.order)
-    audit.append(
-        session,
-        actor=actor(account),
-        action="authorization.validate",
-        subject_type="authorization",
-        subject_id=authz.id,
-        details={
-            "order_id": authz.order_id,
-            "challenge_id": chall.id,
-            "scope": TNScope.from_der(authz.scope_der).describe(),
-            "token_jti": verified.jti,
-            "token_issuer": verified.issuer,
-            "token_x5u": verified.x5u,
-            "token_ca": verified.ca,
-            "token_expires": verified.expires.isoformat(),
-            "delegation_id": delegation.id,
-        },
-        clock=state.clock,
-    )
+        answer.reject_answer(chall, problem.to_json(top_level=False))
     session.commit()
     return _challenge_response(chall, up)
 
@@ -171,59 +121,6 @@ def response_token(payload: dict[str, Any]) -> str:
     if not isinstance(token, str) or not token:
         raise problems.malformed("the authority token must be a JWS compact serialization string")
     return token
-
-
-def _validate(token: str, chall: Challenge, authz: Authorization, account: Account) -> tuple[tokens.VerifiedToken, Delegation]:
-    """RFC 9448 §6 steps 1–8 (ca.tokens.authority_tokens), then what this authority adds: the delegation."""
-    state, session = current_state(), db_session()
-    scope = TNScope.from_der(authz.scope_der)
-    verified = tokens.verify(
-        token,
-        identifier_scope=scope,
-        account_jwk=account.jwk,
-        trust=state.token_trust,
-        clock=state.clock,
-        fetcher=state.x5u_fetcher,
-    )
-    # A token of this authority's own token authority must have been minted here, under a
-    # delegation that is still active; it names that delegation. (Held in a variable so that
-    # record_use below finds the rows in the session instead of selecting them again.)
-    minted = tokens.check_minted_here(session, verified)
-    delegation = delegations.find_covering(
-        session, scope, clock=state.clock, delegation_id=minted.delegation_id if minted is not None else None
-    )
-    if verified.ca and not delegation.ca_allowed:
-        raise problems.unauthorized(
-            f"the authority token grants 'ca' (a delegate CA certificate) but delegation {delegation.id} does not "
-            "allow sub-delegation (RFC 9060 §4)"
-        )
-    _check_account_binding(account, delegation)
-    check_validity_within_authority(
-        authz.order,
-        token_expires=verified.expires,
-        token_ca=verified.ca,
-        delegation=delegation,
-        policy=state.policy,
-        now=state.clock.now(),
-    )
-    tokens.record_use(session, verified, account.id, chall.id)
-    return verified, delegation
-
-
-def _check_account_binding(account: Account, delegation: Delegation) -> None:
-    """An account created with an external account binding acts for that key's delegate only."""
-    if account.eab_key_id is None:
-        return
-    session = db_session()
-    eab_key = session.get(ExternalAccountKey, account.eab_key_id)
-    if eab_key is None or eab_key.delegation_id is None:
-        return
-    bound = session.get(Delegation, eab_key.delegation_id)
-    if bound is not None and bound.delegate != delegation.delegate:
-        raise problems.unauthorized(
-            f"account {account.id} is bound (external account key {eab_key.key_id}) to delegate {bound.delegate!r}; "
-            f"the scope is delegated to {delegation.delegate!r}"
-        )
 
 
 def _challenge_response(chall: Challenge, links: tuple[tuple[str, str], ...]) -> Response:

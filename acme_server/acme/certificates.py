@@ -11,18 +11,17 @@ from flask import Response, g
 from sqlalchemy import select
 
 from acme_server.acme import problems
-from acme_server.acme.accounts import actor
+from acme_server.acme.chains import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
 from acme_server.acme.encoding import EncodingError, b64url_decode
 from acme_server.acme.keys import AccountKey
+from acme_server.acme.owned import actor
 from acme_server.state import current_state, db_session
 from ca.lifecycle import revocation
 from ca.errors import RevocationError
 from ca.lifecycle.revocation import CRLReason, authorizations_cover
-from ca.records.store import Account, Certificate, Issuer, Order
+from ca.records.store import Account, Certificate, Order
 from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
-
-PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 
 # RFC 8555 §7.6: the server decides which reasons a subscriber may give. These are the ones that
 # describe the subscriber's own situation; cACompromise and aACompromise are the authority's to
@@ -47,27 +46,8 @@ def certificate(serial: str) -> Response:
         raise problems.malformed(f"no certificate with serial {serial[:64]!r}", status=404)
     if record.account_id != g.account.id:
         raise problems.unauthorized(f"certificate {record.serial} was issued to another account")
-    return Response(pem_chain_of(record), status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
-
-
-def pem_chain_of(record: Certificate) -> str:
-    """The certificate and its issuers below the root, PEM blocks back to back (erratum 5983)."""
-    chain = [x509.load_der_x509_certificate(record.der), *_issuer_chain(record.issuer_id)]
-    return "".join(cert.public_bytes(serialization.Encoding.PEM).decode("ascii") for cert in chain)
-
-
-def _issuer_chain(issuer_id: int) -> list[x509.Certificate]:
-    """The certificates after the end-entity one: the issuer and its parents below the root."""
-    issuing = current_state().issuing_ca()
-    if issuing.issuer_id == issuer_id:
-        return list(issuing.chain)  # loaded once per process
-    chain: list[x509.Certificate] = []
-    session = db_session()
-    row = session.get(Issuer, issuer_id)
-    while row is not None and row.parent_id is not None:  # the root (no parent) is the trust anchor
-        chain.append(x509.load_der_x509_certificate(row.certificate_der))
-        row = session.get(Issuer, row.parent_id)
-    return chain
+    chain = pem_chain_of(session, record, issuing=current_state().issuing_ca())
+    return Response(chain, status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
 
 
 def revoke_cert() -> Response:

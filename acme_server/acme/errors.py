@@ -21,7 +21,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from acme_server.acme import problems
 from acme_server.acme.problems import PROBLEM_CONTENT_TYPE, AcmeProblem
-from acme_server.acme.urls import ACME_PREFIX
+from acme_server.urls import ACME_PREFIX
 from acme_server.state import current_state
 from ca.errors import TNCAError
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from acme_server.acme.encoding import rfc3339
-from acme_server.acme.urls import Urls
+from acme_server.urls import Urls
+from ca.orders.status import OrderStatus
 from ca.records.store import Account, Authorization, Challenge, Order
 
-# RFC 9447 §6 / RFC 9448 §4.
-TKAUTH_CHALLENGE = "tkauth-01"
+# RFC 9448 §4: the token type of a tkauth-01 challenge.
 TKAUTH_TYPE_ATC = "atc"
-TNAUTHLIST_IDENTIFIER = "TNAuthList"
 
 
 def account_object(account: Account, urls: Urls) -> dict[str, Any]:
@@ -52,15 +51,15 @@ def order_object(order: Order, urls: Urls, *, certificate_serial: str | None = N
         # RFC 8739 §3.1.1: a STAR order shows its auto-renewal object as accepted, and once its
         # first certificate exists "star-certificate" is used instead of "certificate".
         obj["auto-renewal"] = dict(order.auto_renewal)
-        if order.status in ("valid", "canceled"):
+        if order.status in (OrderStatus.VALID, OrderStatus.CANCELED):
             obj["star-certificate"] = urls.star_certificate(order.id)
-        if order.status == "valid":
+        if order.status == OrderStatus.VALID:
             issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]
             if issued:
                 # RFC 9448 §7: the chain of the current certificate, for PASSporT x5u.
                 obj["x5u"] = urls.certificate_x5u(issued[-1])
         return obj
-    if order.status == "valid":
+    if order.status == OrderStatus.VALID:
         if certificate_serial is None:
             issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]
             certificate_serial = issued[-1] if issued else None

@@ -233,6 +233,8 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     (ca_errors.PolicyError, Phase.FINALIZE, "csr", "badCSR", 400),
     # Requested validity outside the policy and the like: RFC 8555 has no closer type.
     (ca_errors.PolicyError, None, None, "malformed", 400),
+    # newOrder for a scope outside the issuing CA's TNAuthList (a subproblem naming the identifier).
+    (ca_errors.ScopeError, Phase.NEW_ORDER, "issuer", "rejectedIdentifier", 400),
     # An identifier value that is not a DER TNAuthList.
     (ca_errors.ScopeError, Phase.NEW_ORDER, None, "malformed", 400),
     (ca_errors.ScopeError, Phase.FINALIZE, "csr", "badCSR", 400),
@@ -242,6 +244,11 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     # RFC 8739 §3.1.2: the one change a client asks of a STAR order is its cancellation.
     (ca_errors.AutoRenewalError, None, None, "autoRenewalCancellationInvalid", 400),
     (ca_errors.NotFoundError, None, None, "malformed", 404),
+    # RFC 8555 §7.4: finalizing an order that is not "ready" MUST get 403 orderNotReady.
+    (ca_errors.OrderNotReadyError, None, None, "orderNotReady", 403),
+    (ca_errors.NotOwnedError, None, None, "unauthorized", 403),
+    # RFC 9773 §5: 409 alreadyReplaced; the front end adds the Location of the replacing order.
+    (ca_errors.AlreadyReplacedError, None, None, "alreadyReplaced", 409),
     # Server-side trouble the client cannot fix (a delegation's stored constraints that do not
     # decode, a signer or HSM failure, too few SCTs): the detail stays generic because it may
     # name an HSM, a log URL or a file; the cause is logged with an incident id.

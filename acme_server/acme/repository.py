@@ -21,14 +21,13 @@ from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, request
 from sqlalchemy import select
 
-from acme_server.acme.certificates import pem_chain_of
-from acme_server.acme.urls import CERT_REPO_PATH, CRL_PATH
+from acme_server.acme.chains import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
+from acme_server.urls import CERT_REPO_PATH, CRL_PATH
 from acme_server.state import current_state, db_session
 from ca.lifecycle import crl as crls
 from ca.config import TOKEN_AUTHORITY_X5U_PATH
 from ca.records.store import Certificate, Revocation
 
-PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 # RFC 2585 §4.2: the media type of a DER CRL.
 CRL_CONTENT_TYPE = "application/pkix-crl"
 # ATIS-1000074 asks relying parties to cache x5u resources; the certificate changes rarely.
@@ -57,7 +56,7 @@ def certificate_chain(serial: str) -> Response:
         response = Response(f"certificate {record.serial} was revoked at {revoked_at.isoformat()}\n", status=410,
                             content_type="text/plain")
     else:
-        response = Response(pem_chain_of(record), status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
+        response = Response(pem_chain_of(db_session(), record, issuing=current_state().issuing_ca()), status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
     response.headers["Cache-Control"] = f"public, max-age={max_age}"
     return response
 

@@ -16,7 +16,7 @@ from flask import Blueprint
 
 from acme_server.acme import accounts, authorizations, certificates, directory, orders, renewal_info, star
 from acme_server.acme.jws import Auth, Payload, acme_post
-from acme_server.acme.urls import ACME_PREFIX
+from acme_server.urls import ACME_PREFIX
 
 
 @dataclasses.dataclass(frozen=True)

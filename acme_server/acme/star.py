@@ -1,11 +1,13 @@
 """STAR (RFC 8739) on the wire: the ``auto-renewal`` object of newOrder, the directory's
 ``meta.auto-renewal``, the ``star-certificate`` resource and cancellation.
 
-The schedule, the checks and the renewal worker are in ``ca/lifecycle/renewal.py``; this module parses and
-renders. A STAR order is an ordinary order until finalize (one authorization, one ``tkauth-01``
-challenge); finalize issues its first certificate, and from then on the order stays ``valid``
-while ``ca.lifecycle.renewal`` publishes the next certificate at the order's ``star-certificate`` URL
-before the current one expires.
+The schedule is ``ca/lifecycle/star_schedule.py``, the checks ``ca/orders/validity.py`` (the rules
+of every order), cancellation ``ca/lifecycle/renewal.py`` and the worker
+``ca/lifecycle/renewal_worker.py``; this module parses and renders. A STAR order is an ordinary
+order until finalize (one authorization, one ``tkauth-01`` challenge); finalize issues its first
+certificate, and from then on the order stays ``valid`` while ``ca.lifecycle.renewal_worker``
+publishes the next certificate at the order's ``star-certificate`` URL before the current one
+expires.
 
 ``star-certificate`` answers POST-as-GET from the ordering account and, when the order
 negotiated it (§3.4), a plain unauthenticated GET. It serves the order's newest certificate with
@@ -22,14 +24,24 @@ from flask import Response, g
 from sqlalchemy.orm import selectinload
 from werkzeug.http import http_date
 
-from acme_server.acme import orders, problems
-from acme_server.acme.accounts import actor
-from acme_server.acme.certificates import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
+from acme_server.acme import problems
+from acme_server.acme.chains import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
 from acme_server.acme.encoding import EncodingError, parse_rfc3339
-from acme_server.acme.problems import Phase
+from acme_server.acme.owned import actor, owned_order
 from acme_server.state import current_state, db_session
+from ca.errors import AutoRenewalError
 from ca.lifecycle import renewal
-from ca.errors import AutoRenewalError, PolicyError
+from ca.lifecycle.star_schedule import (
+    ALLOW_CERTIFICATE_GET,
+    END_DATE,
+    LIFETIME,
+    LIFETIME_ADJUST,
+    START_DATE,
+    AutoRenewal,
+    auto_renewal_of,
+    order_end,
+)
+from ca.orders.status import OrderStatus
 from ca.policy import Policy
 from ca.records.store import Order
 
@@ -57,12 +69,12 @@ def directory_meta(policy: Policy) -> dict[str, Any] | None:
     }
 
 
-def parse_auto_renewal(payload: dict[str, Any], *, now: dt.datetime, policy: Policy,
-                       issuer_not_after: dt.datetime) -> renewal.AutoRenewal | None:
+def parse_auto_renewal(payload: dict[str, Any], *, policy: Policy) -> AutoRenewal | None:
     """The newOrder ``auto-renewal`` object as this server accepts it, or None for an ordinary order.
 
     Members this server does not know are ignored, as RFC 8555 §7.4 has servers ignore unknown
-    fields. Members it knows must have their RFC 8739 §3.1.1 types.
+    fields. Members it knows must have their RFC 8739 §3.1.1 types. Whether the policy can honour
+    it is ``ca.orders.placing``'s question (``ca.orders.validity.check_order_request``).
     """
     if AUTO_RENEWAL not in payload:
         return None
@@ -77,21 +89,16 @@ def parse_auto_renewal(payload: dict[str, Any], *, now: dt.datetime, policy: Pol
             f"a STAR order must not carry {' or '.join(present)}; the auto-renewal object sets the validity of its "
             "certificates (RFC 8739 §3.1.1)"
         )
-    auto = renewal.AutoRenewal(
-        end_date=_time(value, renewal.END_DATE, required=True),
-        start_date=_time(value, renewal.START_DATE, required=False),
-        lifetime=dt.timedelta(seconds=_seconds(value, renewal.LIFETIME, required=True)),
-        lifetime_adjust=dt.timedelta(seconds=_seconds(value, renewal.LIFETIME_ADJUST, required=False)),
+    return AutoRenewal(
+        end_date=_time(value, END_DATE, required=True),
+        start_date=_time(value, START_DATE, required=False),
+        lifetime=dt.timedelta(seconds=_seconds(value, LIFETIME, required=True)),
+        lifetime_adjust=dt.timedelta(seconds=_seconds(value, LIFETIME_ADJUST, required=False)),
         # RFC 8739 §3.4: granted only when the server offers it; the order then shows false,
         # which is how the client learns it was not granted (§3.1.1: the server MAY adjust).
-        allow_certificate_get=_boolean(value, renewal.ALLOW_CERTIFICATE_GET)
+        allow_certificate_get=_boolean(value, ALLOW_CERTIFICATE_GET)
         and policy.acme.auto_renewal_allow_certificate_get,
     )
-    try:
-        renewal.check_order_request(auto, now=now, policy=policy, issuer_not_after=issuer_not_after)
-    except PolicyError as error:
-        raise problems.problem_for_ca_error(error, Phase.NEW_ORDER) from error
-    return auto
 
 
 def _time(value: dict[str, Any], name: str, *, required: bool) -> dt.datetime | None:
@@ -114,8 +121,8 @@ def _seconds(value: dict[str, Any], name: str, *, required: bool) -> int:
             raise problems.malformed(f"'auto-renewal' lacks '{name}' (RFC 8739 §3.1.1: required)")
         return 0
     # JSON true is not a number of seconds, although Python counts bool as int.
-    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0 or (name == renewal.LIFETIME and raw == 0):
-        kind = "a positive" if name == renewal.LIFETIME else "a non-negative"
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0 or (name == LIFETIME and raw == 0):
+        kind = "a positive" if name == LIFETIME else "a non-negative"
         raise problems.malformed(f"'auto-renewal.{name}' must be {kind} integer number of seconds, got {raw!r:.40}")
     # Anything above a century is a mistake, and would overflow datetime arithmetic.
     if raw > 100 * 365 * 86400:
@@ -137,7 +144,7 @@ def _boolean(value: dict[str, Any], name: str) -> bool:
 
 def cancel_by_client(order: Order, payload: dict[str, Any]) -> Order:
     """The order resource with a JSON payload: the one change a client may ask is cancellation."""
-    if set(payload) != {"status"} or payload["status"] != "canceled":
+    if set(payload) != {"status"} or payload["status"] != OrderStatus.CANCELED:
         raise problems.malformed(
             'the only change a client can make to an order is {"status": "canceled"} of a STAR order (RFC 8739 §3.1.2)'
         )
@@ -145,7 +152,7 @@ def cancel_by_client(order: Order, payload: dict[str, Any]) -> Order:
         raise problems.malformed(
             f"order {order.id} is not an auto-renewal order; only STAR orders can be canceled (RFC 8739 §3.1.2)"
         )
-    if order.status != "valid":
+    if order.status != OrderStatus.VALID:
         raise problems.auto_renewal_cancellation_invalid(
             f"order {order.id} is {order.status}; only a valid auto-renewal order can be canceled (RFC 8739 §3.1.2)"
         )
@@ -169,7 +176,8 @@ def cancel_by_client(order: Order, payload: dict[str, Any]) -> Order:
 
 def star_certificate(order_id: str) -> Response:
     """POST-as-GET by the account that placed the order (RFC 8739 §3.3, RFC 8555 §7.4.2)."""
-    return _serve(orders.owned_order(order_id), public=False)
+    order = owned_order(db_session(), g.account, order_id, now=current_state().clock.now())
+    return _serve(order, public=False)
 
 
 def star_certificate_get(order_id: str) -> Response:
@@ -177,7 +185,7 @@ def star_certificate_get(order_id: str) -> Response:
     order = db_session().get(Order, order_id, options=[selectinload(Order.authorizations)])
     if order is None:
         raise problems.malformed(f"no order {order_id[:64]!r}", status=404)
-    auto = renewal.auto_renewal_of(order)
+    auto = auto_renewal_of(order)
     if auto is not None and not auto.allow_certificate_get:
         raise problems.unauthorized(
             f"order {order.id} did not negotiate unauthenticated GET (RFC 8739 §3.4: 'allow-certificate-get'); "
@@ -191,20 +199,22 @@ def _serve(order: Order, *, public: bool) -> Response:
     now = state.clock.now()
     if not order.auto_renewal:
         raise problems.malformed(f"order {order.id} is not an auto-renewal order; it has no star-certificate", status=404)
-    if order.status == "canceled":
+    if order.status == OrderStatus.CANCELED:
         detail = (order.error or {}).get("detail") or f"the auto-renewal of order {order.id} was canceled"
         raise problems.auto_renewal_canceled(detail)
-    if order.status != "valid":
+    if order.status != OrderStatus.VALID:
         raise problems.malformed(f"order {order.id} is {order.status}; it has no certificate yet", status=404)
-    end = renewal.order_end(order)
+    end = order_end(order)
     if end is not None and now >= end:
         raise problems.auto_renewal_expired(
             f"the auto-renewal of order {order.id} ended at {end.isoformat()}; its last certificate has expired"
         )
-    record = renewal.current_certificate(db_session(), order.id)
+    session = db_session()
+    record = renewal.current_certificate(session, order.id)
     if record is None:  # pragma: no cover - a valid STAR order has its first certificate
         raise problems.malformed(f"order {order.id} has no certificate yet", status=404)
-    response = Response(pem_chain_of(record), status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
+    chain = pem_chain_of(session, record, issuing=state.issuing_ca())
+    response = Response(chain, status=200, content_type=PEM_CHAIN_CONTENT_TYPE)
     # RFC 8739 §3.3: "MUST be equal to the respective fields inside the end-entity certificate",
     # as HTTP-dates (RFC 7231 §7.1.1.1).
     response.headers[CERT_NOT_BEFORE] = http_date(record.not_before)

@@ -21,7 +21,7 @@ from cryptography import x509
 from sqlalchemy import event, select
 
 from acme_server import create_app
-from ca.lifecycle import renewal
+from ca.lifecycle import renewal, renewal_worker
 from ca.clock import FixedClock
 from ca.config import Home
 from ca.records.store import AuditEvent, Certificate, Order
@@ -257,12 +257,12 @@ def test_a_log_that_is_down_delays_the_renewal_which_is_retried(ct_home, ct_log,
                                                            Certificate.stage == "failed")).one()
         order = session.get(Order, star.order_id)
     assert star.subscriber is not None and failed.precertificate_der is not None and "star-ct" in failed.error
-    assert (order.status, order.next_renewal_at, order.renewal_claim) == ("valid", due + renewal.RETRY_DELAY, None)
+    assert (order.status, order.next_renewal_at, order.renewal_claim) == ("valid", due + renewal_worker.RETRY_DELAY, None)
 
     restarted = start_log(tmp_path / "ct", "star-ct", ct_home.path / "certs" / "root.pem", database_url=ct_database)
     try:
         back = require_scts_from(ct_home, restarted)
-        assert Worker(back, session_factory, FixedClock(due + renewal.RETRY_DELAY)).tick() == 1
+        assert Worker(back, session_factory, FixedClock(due + renewal_worker.RETRY_DELAY)).tick() == 1
         _first, second = issued_certificates(session_factory, star.order_id)
         issuing = back.issuing_ca().certificate
         verified_sct(x509.load_der_x509_certificate(second.der), issuing, restarted)

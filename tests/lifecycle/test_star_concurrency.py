@@ -1,6 +1,6 @@
 """Several renewal workers against one database: each renewal happens exactly once.
 
-ca/lifecycle/renewal.py claims due orders with ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
+ca/lifecycle/renewal_worker.py claims due orders with ``UPDATE … WHERE id IN (SELECT … FOR UPDATE SKIP LOCKED)``
 on PostgreSQL (SQLite: its write lock serializes the claim) and fences each renewal on its claim.
 Run with ``TNCA_TEST_DATABASE_URL`` naming PostgreSQL for the multi-worker case that matters in
 production; on SQLite the same tests check that serialized workers agree too.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from ca.lifecycle import renewal
+from ca.lifecycle import renewal_worker
 from ca.records import audit
 from ca.clock import FixedClock
 from ca.records.store import Certificate, Order
@@ -28,7 +28,7 @@ ORDERS = 6
 # One worker process: wait for the start signal, run one tick at the given time, print the count.
 WORKER_SCRIPT = """
 import datetime as dt, pathlib, sys, time
-from ca.lifecycle import renewal
+from ca.lifecycle import renewal_worker
 from ca.clock import FixedClock
 from ca.config import Home
 home = Home(sys.argv[1])
@@ -37,7 +37,7 @@ go = pathlib.Path(sys.argv[3])
 print("ready", flush=True)
 while not go.exists():
     time.sleep(0.005)
-print(renewal.renew_due(home.sessionmaker, home, clock=FixedClock(dt.datetime.fromisoformat(sys.argv[2]))), flush=True)
+print(renewal_worker.renew_due(home.sessionmaker, home, clock=FixedClock(dt.datetime.fromisoformat(sys.argv[2]))), flush=True)
 """
 
 
@@ -99,7 +99,7 @@ def test_worker_threads_racing_renew_each_due_order_exactly_once(registered, aut
     def work() -> None:
         try:
             start.wait(timeout=30)
-            counts.append(renewal.renew_due(session_factory, home, clock=FixedClock(due), limit=2))
+            counts.append(renewal_worker.renew_due(session_factory, home, clock=FixedClock(due), limit=2))
         except BaseException as error:  # surfaced below
             failures.append(error)
 
@@ -115,6 +115,6 @@ def test_worker_threads_racing_renew_each_due_order_exactly_once(registered, aut
 
 def test_a_second_tick_at_the_same_time_finds_nothing_due(registered, authority, home, session_factory):  # noqa: F811
     order_ids, due = due_star_orders(registered, authority, 2)
-    assert renewal.renew_due(session_factory, home, clock=FixedClock(due)) == 2
-    assert renewal.renew_due(session_factory, home, clock=FixedClock(due)) == 0
+    assert renewal_worker.renew_due(session_factory, home, clock=FixedClock(due)) == 2
+    assert renewal_worker.renew_due(session_factory, home, clock=FixedClock(due)) == 0
     assert issued_per_order(session_factory, order_ids) == {order_id: 2 for order_id in order_ids}

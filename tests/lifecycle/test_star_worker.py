@@ -1,4 +1,4 @@
-"""The STAR renewal worker (ca/lifecycle/renewal.py, ``tnca worker``): when it renews, what it issues, when it
+"""The STAR renewal worker (ca/lifecycle/renewal_worker.py, ``tnca worker``): when it renews, what it issues, when it
 stops. The server side is real (orders placed through the ACME app); the worker runs in-process
 on a clock the test moves, as ``tnca worker`` would run at those times.
 """
@@ -9,7 +9,8 @@ import datetime as dt
 
 from sqlalchemy import select
 
-from ca.lifecycle import renewal
+from ca.lifecycle import renewal, renewal_worker
+from ca.orders.authority import Authority
 from ca.records import delegations
 from ca.clock import FixedClock
 from ca.records.store import AuditEvent, Certificate, Order
@@ -148,11 +149,11 @@ def test_a_cancellation_between_claim_and_renewal_issues_nothing(registered, aut
     order_id = star_order(registered, authority)
     due = order_row(session_factory, registered.base_url + "/acme/order/" + order_id).next_renewal_at
     clock = FixedClock(due)
-    (claim,) = renewal.claim_due(session_factory, clock=clock, limit=10)
+    (claim,) = renewal_worker.claim_due(session_factory, clock=clock, limit=10)
     with session_factory() as session:
         renewal.cancel(session, session.get(Order, order_id), actor="test", by=renewal.CANCELED_BY_CLIENT, clock=clock)
         session.commit()
-    result = renewal.renew_claimed(session_factory, home, claim, clock=clock)
+    result = renewal_worker.renew_claimed(session_factory, Authority.of_home(home, clock=clock), claim)
     assert result.outcome == "lost"
     assert len(issued_certificates(session_factory, order_id)) == 1
     with session_factory() as session:  # not even a precertificate
@@ -165,13 +166,13 @@ def test_a_claim_whose_lease_ran_out_is_taken_over_and_the_old_claim_commits_not
     order_id = star_order(registered, authority)
     due = order_row(session_factory, registered.base_url + "/acme/order/" + order_id).next_renewal_at
     stalled_clock = FixedClock(due)
-    (stalled,) = renewal.claim_due(session_factory, clock=stalled_clock, limit=10)
-    assert renewal.claim_due(session_factory, clock=stalled_clock, limit=10) == []  # claimed: not due
-    later = FixedClock(due + renewal.CLAIM_LEASE)
-    (taken_over,) = renewal.claim_due(session_factory, clock=later, limit=10)
+    (stalled,) = renewal_worker.claim_due(session_factory, clock=stalled_clock, limit=10)
+    assert renewal_worker.claim_due(session_factory, clock=stalled_clock, limit=10) == []  # claimed: not due
+    later = FixedClock(due + renewal_worker.CLAIM_LEASE)
+    (taken_over,) = renewal_worker.claim_due(session_factory, clock=later, limit=10)
     assert taken_over.token != stalled.token
-    assert renewal.renew_claimed(session_factory, home, taken_over, clock=later).outcome == "renewed"
-    assert renewal.renew_claimed(session_factory, home, stalled, clock=stalled_clock).outcome == "lost"
+    assert renewal_worker.renew_claimed(session_factory, Authority.of_home(home, clock=later), taken_over).outcome == "renewed"
+    assert renewal_worker.renew_claimed(session_factory, Authority.of_home(home, clock=stalled_clock), stalled).outcome == "lost"
     assert len(issued_certificates(session_factory, order_id)) == 2
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ca.lifecycle import renewal
+from ca.lifecycle.star_schedule import auto_renewal_of
 from ca.config import Home
 from ca.errors import AutoRenewalError
 from ca.records.store import Certificate, Order
@@ -35,7 +36,7 @@ def command() -> None:
 
 
 def describe(session: Session, order: Order) -> dict[str, Any]:
-    auto = renewal.auto_renewal_of(order)
+    auto = auto_renewal_of(order)
     current = renewal.current_certificate(session, order.id)
     authz = order.authorizations[0] if order.authorizations else None
     return {

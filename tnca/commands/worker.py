@@ -1,9 +1,9 @@
 """``tnca worker``: the background worker that keeps STAR orders renewed (RFC 8739).
 
 Every ``--interval`` it issues the next certificate of each STAR order that is due
-(``ca.lifecycle.renewal.renew_due``: through the whole issuance pipeline, CT included, with the audit
+(``ca.lifecycle.renewal_worker.renew_due``: through the whole issuance pipeline, CT included, with the audit
 event), and signs a fresh CRL for each issuer whose CRL is due (``ca.lifecycle.crl.refresh_due``). Run
-as many as you like against one PostgreSQL database: each renewal happens once (ca/lifecycle/renewal.py
+as many as you like against one PostgreSQL database: each renewal happens once (ca/lifecycle/renewal_worker.py
 says how). ``tnca dev`` starts one.
 
 Prints ``renewal worker started (interval …)`` when ready and one line per tick that did
@@ -20,7 +20,7 @@ import threading
 
 import click
 
-from ca.lifecycle import crl, renewal
+from ca.lifecycle import crl, renewal_worker
 from ca.config import Home
 from ca.errors import TNCAError
 from ca.policy import format_duration, parse_duration
@@ -45,7 +45,7 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.ti
 
 def run_tick(home: Home, *, limit: int) -> int:
     """One tick: renew what is due, refresh the CRLs that are due. Returns renewals issued."""
-    renewed = renewal.renew_due(home.sessionmaker, home, clock=home.clock, limit=limit)
+    renewed = renewal_worker.renew_due(home.sessionmaker, home, clock=home.clock, limit=limit)
     with home.sessionmaker() as session:
         crl.refresh_due(session, home, home.clock)  # commits each CRL it signs
     return renewed

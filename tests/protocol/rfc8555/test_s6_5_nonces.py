@@ -8,7 +8,7 @@ import re
 from sqlalchemy import select
 
 from acme_server import create_app
-from acme_server.acme.nonces import NonceStore
+from acme_server.nonces import NonceStore
 from ca.clock import FixedClock
 from ca.records.store import Nonce
 from protocol.support import RawClient, assert_problem, table_counts

@@ -24,6 +24,12 @@ from ca import errors
         (errors.RevocationError("already revoked", field="certificate"), None, "alreadyRevoked", 400),
         (errors.NotFoundError("no delegation x", field="delegation"), None, "malformed", 404),
         (errors.UnavailableError("x5u busy", field="x5u", retry_after=5), Phase.CHALLENGE, "rateLimited", 503),
+        (errors.ScopeError("TN 13035550000 is outside this authority's TNAuthList", field="issuer"), Phase.NEW_ORDER,
+         "rejectedIdentifier", 400),
+        (errors.OrderNotReadyError("order o is pending", field="status"), Phase.FINALIZE, "orderNotReady", 403),
+        (errors.NotOwnedError('"replaces" names certificate 1a, which was not issued to this account',
+                              field="replaces"), Phase.NEW_ORDER, "unauthorized", 403),
+        (errors.PolicyError('"replaces" names no certificate', field="replaces"), Phase.NEW_ORDER, "malformed", 400),
     ],
     ids=lambda value: type(value).__name__ if isinstance(value, Exception) else None,
 )
@@ -53,3 +59,11 @@ def test_s6_7_internal_ca_errors_are_server_internal_without_their_message(error
     """Boulder's rule: internal messages may carry sensitive data (an HSM path, a log URL)."""
     problem = problem_for_ca_error(error, Phase.FINALIZE)
     assert (problem.code, problem.status, problem.detail) == ("serverInternal", 500, INTERNAL_DETAIL)
+
+
+def test_rfc9773_s5_already_replaced_is_409_already_replaced():
+    """RFC 9773 §5: "the server MUST reject the request with a 409 (Conflict) ... alreadyReplaced"."""
+    error = errors.AlreadyReplacedError("certificate 1a is already replaced by order o (pending)", serial="1a",
+                                        order_id="o", order_status="pending")
+    problem = problem_for_ca_error(error, Phase.NEW_ORDER)
+    assert (problem.code, problem.status, problem.detail) == ("alreadyReplaced", 409, error.detail)

@@ -19,7 +19,7 @@ import requests
 from acme import fields, messages
 from cryptography import x509
 
-from ca.lifecycle import renewal
+from ca.lifecycle import renewal_worker
 from ca.clock import FixedClock
 from ca.config import Home
 from ca.records.store import Certificate, Order
@@ -115,14 +115,14 @@ def issued_certificates(session_factory, order_id: str) -> list[Certificate]:
 
 @dataclass
 class Worker:
-    """``ca.lifecycle.renewal.renew_due`` as ``tnca worker`` runs it, with a clock the test controls."""
+    """``ca.lifecycle.renewal_worker.renew_due`` as ``tnca worker`` runs it, with a clock the test controls."""
 
     home: Home
     session_factory: Any
     clock: FixedClock
 
     def tick(self, *, limit: int = 100) -> int:
-        return renewal.renew_due(self.session_factory, self.home, clock=self.clock, limit=limit)
+        return renewal_worker.renew_due(self.session_factory, self.home, clock=self.clock, limit=limit)
 
     def at(self, moment: dt.datetime) -> int:
         """Move the clock to ``moment`` (never backwards) and run one tick there."""

@@ -10,7 +10,7 @@ import datetime as dt
 
 import pytest
 
-from ca.lifecycle.renewal import AutoRenewal, Window, first_window, next_window
+from ca.lifecycle.star_schedule import AutoRenewal, Window, first_window, next_window
 
 MINUTE = dt.timedelta(minutes=1)
 HOUR = dt.timedelta(hours=1)

@@ -24,7 +24,6 @@ import time
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 
-from acme_server.acme.encoding import b64url_encode
 from ca.clock import Clock
 from ca.records.store import Nonce
 
@@ -89,4 +88,5 @@ class NonceStore:
 
 
 def _new_nonce() -> str:
-    return b64url_encode(secrets.token_bytes(NONCE_BYTES))
+    # base64url without padding (RFC 8555 §6.5.1), as token_urlsafe writes it.
+    return secrets.token_urlsafe(NONCE_BYTES)

@@ -1,0 +1,42 @@
+"""What every resource handler shares: the objects the signing account owns, loaded with expiry
+applied (RFC 8555 §7.1.6), and the name the audit log gives the account."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy.orm import Session, selectinload
+
+from acme_server.acme import problems
+from ca.orders.status import expire_order
+from ca.records.store import Account, Authorization, Order
+
+
+def actor(account: Account) -> str:
+    """The audit log's name for what an ACME account does."""
+    return f"acme:account:{account.id}"
+
+
+def owned_order(session: Session, account: Account, order_id: str, *, now: dt.datetime) -> Order:
+    """The order, if ``account`` owns it; expiry applied and committed (RFC 8555 §7.1.6)."""
+    order = session.get(Order, order_id, options=[selectinload(Order.authorizations)])
+    if order is None:
+        raise problems.malformed(f"no order {order_id[:64]!r}", status=404)
+    if order.account_id != account.id:
+        raise problems.unauthorized(f"order {order.id} belongs to another account")
+    if expire_order(order, now):
+        session.commit()
+    return order
+
+
+def owned_authorization(session: Session, account: Account, authz: Authorization | None, what: str, *,
+                        now: dt.datetime) -> Authorization:
+    """``authz`` (None when it does not exist; ``what`` names it), if ``account`` owns it; its
+    order's expiry applied and committed."""
+    if authz is None:
+        raise problems.malformed(f"no {what}", status=404)
+    if authz.account_id != account.id:
+        raise problems.unauthorized(f"{what} belongs to another account")
+    if expire_order(authz.order, now):
+        session.commit()
+    return authz

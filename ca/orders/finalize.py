@@ -1,0 +1,225 @@
+"""finalize (RFC 8555 §7.4) after the CSR is decoded, and the one function that issues for an order.
+
+:func:`issue_for_order` builds the :class:`~ca.issuing.issuance.IssuanceRequest` of an order
+(:func:`issuance_request`: scope from the order, kind from the CSR, delegation from the
+authorization, the validity window the caller computed) and runs the issuance pipeline
+(``ca.issuing.issuance.issue``). Both front ends that issue for orders call it: ACME finalize
+(:func:`finalize`, the first certificate) and the STAR worker
+(``ca/lifecycle/renewal_worker.py``, each renewal). :func:`classify_failure` is the one place
+that says what an issuance failure means for the order: the CSR is at fault, the authority
+refuses for good, or the trouble is transient.
+
+:func:`finalize` runs, in the order RFC 8555 §7.4 and RFC 9448 §6 give: the order is ``ready``;
+the CSR's basicConstraints agree with the token's ``ca`` (§6 step 9); the order is claimed
+(``processing``, one conditional UPDATE, so exactly one of two concurrent finalizes passes);
+the certificate is issued; the order becomes ``valid``. A STAR order (RFC 8739) keeps its CSR
+(§2.2: renewals reuse it) and is scheduled for the worker.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Callable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from ca.errors import (
+    ClaimConstraintsError,
+    CSRError,
+    DelegationError,
+    IssuanceError,
+    OrderNotReadyError,
+    PolicyError,
+    ScopeError,
+    TNCAError,
+)
+from ca.issuing.issuance import IssuanceRequest, IssuedCertificate, issue
+from ca.issuing.profiles import DELEGATE_CA, END_ENTITY
+from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_after
+from ca.numbers.tnauthlist import TNScope
+from ca.orders.authority import Authority
+from ca.orders.status import OrderStatus, invalidate_order
+from ca.records.store import Order
+from ca.x509util import MALFORMED_X509_ERRORS
+
+
+class IssuanceFailure(enum.StrEnum):
+    """What an issuance failure means for its order (:func:`classify_failure`)."""
+
+    CSR = "csr"  # the CSR is at fault: ACME keeps the order "ready" for a better one (RFC 8555 §7.4)
+    REFUSED = "refused"  # refused for good: the delegation, the scope or the policy says no
+    TRANSIENT = "transient"  # the authority's own trouble (a log down, an HSM busy): try again later
+
+
+def classify_failure(error: TNCAError) -> IssuanceFailure:
+    """The one decision on an issuance failure, for ACME finalize and the STAR worker alike.
+
+    The CSR's own faults are ``CSRError`` and the policy's or the scope's objections to a part of
+    the CSR (field ``csr…``: its key type, its TNAuthList). A ``ClaimConstraintsError`` is the
+    delegation's stored constraints: nothing a retry mends. Everything else that ``issue`` raises
+    (``TransparencyError``, ``SignerError``, ``IssuanceError``) is the authority's own trouble.
+    """
+    field = error.field or ""
+    if isinstance(error, CSRError) or (isinstance(error, (PolicyError, ScopeError)) and field.startswith("csr")):
+        return IssuanceFailure.CSR
+    if isinstance(error, (DelegationError, ScopeError, PolicyError, ClaimConstraintsError)):
+        return IssuanceFailure.REFUSED
+    return IssuanceFailure.TRANSIENT
+
+
+def csr_requests_ca(csr: x509.CertificateSigningRequest) -> bool:
+    """The cA boolean of the CSR's basicConstraints request; absent means False (RFC 5280 §4.2.1.9)."""
+    try:
+        extension = csr.extensions.get_extension_for_class(x509.BasicConstraints)
+    except x509.ExtensionNotFound:
+        return False
+    except MALFORMED_X509_ERRORS as exc:
+        raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from exc
+    return extension.value.ca
+
+
+def issuance_request(order: Order, csr: x509.CertificateSigningRequest, *, not_before: dt.datetime | None,
+                     not_after: dt.datetime | None, actor: str) -> IssuanceRequest:
+    """The issuance request of one certificate of ``order`` for ``csr``, valid from ``not_before``
+    to ``not_after`` (each capped by ``issue`` as for any certificate)."""
+    authz = order.authorizations[0]
+    return IssuanceRequest(
+        csr=csr,
+        scope=TNScope.from_der(order.scope_der),
+        kind=DELEGATE_CA if csr_requests_ca(csr) else END_ENTITY,
+        delegation_id=authz.delegation_id,
+        constraints=None,  # the delegation's claim constraints (ca/issuing/issuance.py)
+        not_before=not_before,
+        not_after=not_after,
+        account_id=order.account_id,
+        order_id=order.id,
+        actor=actor,
+    )
+
+
+def issue_for_order(
+    session: Session,
+    authority: Authority,
+    order: Order,
+    csr: x509.CertificateSigningRequest,
+    *,
+    not_before: dt.datetime | None,
+    not_after: dt.datetime | None,
+    actor: str,
+    precertificate_recorded: Callable[[], None],
+) -> IssuedCertificate:
+    """Issue one certificate of ``order`` through the issuance pipeline. ``precertificate_recorded``
+    commits the precertificate row before any log sees it (RFC 6962 §3.1 via
+    ``ca/issuing/issuance.py``). Raises what ``issue`` raises; :func:`classify_failure` says what
+    that means for the order."""
+    request = issuance_request(order, csr, not_before=not_before, not_after=not_after, actor=actor)
+    issued = issue(
+        session,
+        request,
+        issuer=authority.issuing_ca(),
+        policy=authority.policy,
+        clock=authority.clock,
+        transparency=authority.transparency(),
+        precertificate_recorded=precertificate_recorded,
+    )
+    if order.not_after is not None and issued.certificate.not_valid_after_utc != order.not_after:
+        # Checked at newOrder and at the challenge; reaching this is a bug, and issuing
+        # something other than what was ordered is not an option (RFC 8555 §7.4).
+        raise IssuanceError(
+            f"issuance produced notAfter {issued.certificate.not_valid_after_utc.isoformat()} instead of the "
+            f"ordered {order.not_after.isoformat()}"
+        )
+    return issued
+
+
+def check_ready(order: Order) -> None:
+    """RFC 8555 §7.4: only a ``ready`` order can be finalized (OrderNotReadyError)."""
+    if order.status != OrderStatus.READY:
+        raise OrderNotReadyError(
+            f"order {order.id} is {order.status}; only a 'ready' order (every authorization valid) can be finalized",
+            field="status",
+        )
+
+
+def finalize(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
+             actor: str) -> IssuedCertificate:
+    """Finalize a ready ``order`` with ``csr`` (module docstring). Owns its transactions: it
+    commits the ``processing`` claim, the precertificate and the valid order with its
+    certificate. On a ``ca.errors`` error nothing of the issuance is kept (the order stays
+    ``ready`` when the error came before the claim, ``processing`` after it); the caller records
+    the outcome with :func:`record_failure` and commits."""
+    check_ready(order)
+    authz = order.authorizations[0]
+    csr_ca = csr_requests_ca(csr)
+    if csr_ca != bool(authz.token_ca):
+        # RFC 9448 §6 step 9: the token's "ca" must match the CSR's basicConstraints cA.
+        raise CSRError(
+            "CSR asks for a delegate CA certificate (basicConstraints cA=TRUE) but the authority token's 'ca' is false"
+            if csr_ca
+            else "the authority token's 'ca' is true, so the CSR must ask for a CA certificate (basicConstraints cA=TRUE)",
+            field="csr.basicConstraints",
+        )
+    _claim_processing(session, order)
+
+    # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
+    # token at the challenge; without one, the token's exp is the cap.
+    not_before = order.not_before
+    not_after = order.not_after if order.not_after is not None else authz.token_expires
+    auto = auto_renewal_of(order)
+    if auto is not None:
+        # RFC 8739 §3.5: the first certificate of a STAR order; the worker issues the rest.
+        first = first_window(auto, now=authority.clock.now(), end=auto.end(authz.token_expires),
+                             minimum=authority.policy.lifetimes.minimum)
+        not_before, not_after = first.not_before, first.not_after
+    try:
+        issued = issue_for_order(session, authority, order, csr, not_before=not_before, not_after=not_after,
+                                 actor=actor, precertificate_recorded=session.commit)
+    except TNCAError:
+        session.rollback()
+        raise
+    order.status = OrderStatus.VALID
+    if auto is not None:
+        # RFC 8739 §2.2: renewals reuse this CSR. The order now lasts until its auto-renewal
+        # ends; the worker (ca/lifecycle/renewal_worker.py) picks it up at next_renewal_at.
+        order.csr_der = csr.public_bytes(serialization.Encoding.DER)
+        order.expires = auto.end(authz.token_expires)
+        order.next_renewal_at = schedule_after(order, issued.certificate.not_valid_after_utc,
+                                               now=authority.clock.now(), policy=authority.policy)
+    session.commit()
+    return issued
+
+
+def record_failure(order: Order, error: TNCAError, problem: dict[str, Any]) -> None:
+    """What a failed finalize leaves: after a CSR fault the order is ``ready`` again, so the client
+    can send a better CSR (RFC 8555 §7.4); otherwise it is ``invalid`` with ``problem`` (the
+    front end's problem document for ``error``). An OrderNotReadyError leaves the order alone:
+    another request has it, or it was never ready. The caller commits."""
+    if isinstance(error, OrderNotReadyError):
+        return
+    if classify_failure(error) is IssuanceFailure.CSR:
+        order.status = OrderStatus.READY
+    else:
+        invalidate_order(order, problem)
+
+
+def _claim_processing(session: Session, order: Order) -> None:
+    """RFC 8555 §7.1.6: "processing" while the certificate is made. The conditional update lets
+    exactly one of two concurrent finalize requests through; committed at once."""
+    claimed = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == OrderStatus.READY)
+        .values(status=OrderStatus.PROCESSING)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:
+        session.rollback()
+        raise OrderNotReadyError(f"order {order.id} is already being finalized", field="status")
+    session.commit()
+    # The row says "processing" already; keep the object in step without another UPDATE.
+    set_committed_value(order, "status", OrderStatus.PROCESSING)
