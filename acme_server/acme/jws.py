@@ -31,7 +31,7 @@ from typing import Any
 from flask import g, request
 
 from acme_server.acme import problems
-from acme_server.acme.encoding import EncodingError, b64url_decode
+from ca.encoding import EncodingError, b64url_decode
 from acme_server.acme.keys import SUPPORTED_ALGORITHMS, AccountKey, JWKError, load_stored_jwk, parse_jwk
 from acme_server.state import current_state, db_session
 from ca.records.store import Account

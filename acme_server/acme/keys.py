@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from acme_server.acme.encoding import EncodingError, b64url_decode, b64url_encode
+from ca.encoding import EncodingError, b64url_decode, b64url_encode
 
 # RFC 8555 §6.2 leaves key sizes to the server; 2048 bits is the floor every Web PKI CA uses.
 MIN_RSA_BITS = 2048

@@ -24,7 +24,7 @@ import time
 from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 
-from acme_server.acme.encoding import b64url_encode
+from ca.encoding import b64url_encode
 from ca.clock import Clock
 from ca.records.store import Nonce
 

@@ -26,7 +26,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from acme_server.acme import lifecycle, problems, star
 from acme_server.acme.accounts import actor
-from acme_server.acme.encoding import EncodingError, b64url_decode, parse_rfc3339, rfc3339
+from ca.encoding import EncodingError, b64url_decode, parse_rfc3339, rfc3339
 from acme_server.acme.objects import TKAUTH_CHALLENGE, TNAUTHLIST_IDENTIFIER, order_object
 from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.renewal_info import parse_cert_id

@@ -25,7 +25,7 @@ from werkzeug.http import http_date
 from acme_server.acme import orders, problems
 from acme_server.acme.accounts import actor
 from acme_server.acme.certificates import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
-from acme_server.acme.encoding import EncodingError, parse_rfc3339
+from ca.encoding import EncodingError, parse_rfc3339
 from acme_server.acme.problems import Phase
 from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal

@@ -77,6 +77,7 @@ from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from ca.issuing import issuance
 from ca.records import audit
+from ca.encoding import parse_rfc3339, rfc3339
 from ca.errors import (
     AutoRenewalError,
     ClaimConstraintsError,
@@ -167,8 +168,8 @@ class AutoRenewal:
         """The object the order shows (and stores): ``lifetime-adjust`` is the adjustment applied."""
         obj: dict[str, Any] = {}
         if self.start_date is not None:
-            obj[START_DATE] = _rfc3339(self.start_date)
-        obj[END_DATE] = _rfc3339(self.end_date)
+            obj[START_DATE] = rfc3339(self.start_date)
+        obj[END_DATE] = rfc3339(self.end_date)
         obj[LIFETIME] = int(self.lifetime.total_seconds())
         obj[LIFETIME_ADJUST] = int(self.adjust.total_seconds())
         obj[ALLOW_CERTIFICATE_GET] = self.allow_certificate_get
@@ -179,10 +180,10 @@ class AutoRenewal:
         """Read what :meth:`to_json` stored (``Order.auto_renewal``)."""
         start = stored.get(START_DATE)
         return cls(
-            end_date=_parse_stored_time(stored[END_DATE]),
+            end_date=parse_rfc3339(stored[END_DATE], field=END_DATE),
             lifetime=dt.timedelta(seconds=int(stored[LIFETIME])),
             lifetime_adjust=dt.timedelta(seconds=int(stored.get(LIFETIME_ADJUST, 0))),
-            start_date=_parse_stored_time(start) if start is not None else None,
+            start_date=parse_rfc3339(start, field=START_DATE) if start is not None else None,
             allow_certificate_get=bool(stored.get(ALLOW_CERTIFICATE_GET, False)),
         )
 
@@ -254,14 +255,14 @@ def check_order_request(auto: AutoRenewal, *, now: dt.datetime, policy: Policy, 
     earliest_start = now - lifetimes.backdate
     if auto.start_date is not None and auto.start_date < earliest_start:
         raise PolicyError(
-            f"auto-renewal start-date {_rfc3339(auto.start_date)} is in the past; omit it to start as soon as the "
+            f"auto-renewal start-date {rfc3339(auto.start_date)} is in the past; omit it to start as soon as the "
             "authorization is complete",
             field=f"auto-renewal.{START_DATE}",
         )
     start = auto.start_date if auto.start_date is not None else now
     if auto.end_date <= start:
         raise PolicyError(
-            f"auto-renewal end-date {_rfc3339(auto.end_date)} must be later than the start-date and than now",
+            f"auto-renewal end-date {rfc3339(auto.end_date)} must be later than the start-date and than now",
             field=f"auto-renewal.{END_DATE}",
         )
     if auto.end_date - start > max_duration:
@@ -272,8 +273,8 @@ def check_order_request(auto: AutoRenewal, *, now: dt.datetime, policy: Policy, 
         )
     if auto.end_date > issuer_not_after:
         raise PolicyError(
-            f"auto-renewal end-date {_rfc3339(auto.end_date)} is after the issuing CA's own notAfter "
-            f"{_rfc3339(issuer_not_after)}",
+            f"auto-renewal end-date {rfc3339(auto.end_date)} is after the issuing CA's own notAfter "
+            f"{rfc3339(issuer_not_after)}",
             field=f"auto-renewal.{END_DATE}",
         )
     if auto.lifetime < lifetimes.minimum:
@@ -309,14 +310,14 @@ def check_within_authority(
     """
     if auto.end_date > token_expires:
         raise TokenError(
-            f"the order's auto-renewal end-date {_rfc3339(auto.end_date)} is after the authority token's 'exp' "
-            f"{_rfc3339(token_expires)}; no certificate of a STAR order may outlive its token (RFC 9447 §7)",
+            f"the order's auto-renewal end-date {rfc3339(auto.end_date)} is after the authority token's 'exp' "
+            f"{rfc3339(token_expires)}; no certificate of a STAR order may outlive its token (RFC 9447 §7)",
             claim="exp",
         )
     if delegation.not_after is not None and auto.end_date > delegation.not_after:
         raise DelegationError(
-            f"the order's auto-renewal end-date {_rfc3339(auto.end_date)} is after delegation {delegation.id} ends "
-            f"({_rfc3339(delegation.not_after)})",
+            f"the order's auto-renewal end-date {rfc3339(auto.end_date)} is after delegation {delegation.id} ends "
+            f"({rfc3339(delegation.not_after)})",
             field="delegation",
         )
     delegated = dt.timedelta(seconds=delegation.max_lifetime_seconds)
@@ -733,16 +734,3 @@ def _csr_asks_for_ca(csr: x509.CertificateSigningRequest) -> bool:
         return csr.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         return False
-
-
-# --------------------------------------------------------------------------------------------
-# Times as stored in the auto-renewal object (RFC 3339, whole seconds, "Z")
-# --------------------------------------------------------------------------------------------
-
-
-def _rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_stored_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acme_server.acme.encoding import b64url_decode
+from ca.encoding import b64url_decode
 from protocol.support import TN_SCOPE, b64url, csr_b64, raw_ready_order
 from tests.helpers import mutated_der
 
