@@ -231,11 +231,6 @@ def draft_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x50
     return builder.sign(throwaway_key_like(signer.public_key), signer.hash_algorithm)
 
 
-def sign_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x509.Certificate:
-    """Build with a throwaway key, then have ``signer`` sign the TBS (no lint; see issuance)."""
-    return assemble_certificate(draft_certificate(builder, signer).tbs_certificate_bytes, signer)
-
-
 # --------------------------------------------------------------------------------------------
 # Serial numbers, key names, fingerprints, PEM
 # --------------------------------------------------------------------------------------------
@@ -294,10 +289,6 @@ def to_pem(certificate: x509.Certificate) -> str:
 def pem_chain(certificates: Iterable[x509.Certificate]) -> str:
     """``application/pem-certificate-chain`` (RFC 8555 §9.1): end-entity first, then its issuers."""
     return "".join(to_pem(c) for c in certificates)
-
-
-def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(data)
 
 
 def subject_key_identifier(certificate: x509.Certificate) -> bytes | None:

@@ -213,32 +213,3 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
     """RFC 7638 SHA-256 thumbprint of a public JWK, base64url without padding."""
     members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     return b64url_encode(hashlib.sha256(canonical_json(members).encode("ascii")).digest())
-
-
-def key_from_public_key(public_key: Any) -> AccountKey:
-    """The :class:`AccountKey` of a ``cryptography`` public key (a certificate's, for revokeCert)."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        for crv, (curve, size, _alg) in _EC_CURVES.items():
-            if curve.name == public_key.curve.name:
-                numbers = public_key.public_numbers()
-                return parse_jwk(
-                    {
-                        "kty": "EC",
-                        "crv": crv,
-                        "x": b64url_encode(numbers.x.to_bytes(size, "big")),
-                        "y": b64url_encode(numbers.y.to_bytes(size, "big")),
-                    }
-                )
-    if isinstance(public_key, rsa.RSAPublicKey):
-        numbers = public_key.public_numbers()
-        return parse_jwk(
-            {
-                "kty": "RSA",
-                "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                "e": b64url_encode(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-            }
-        )
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return parse_jwk({"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)})
-    raise JWKError(f"{type(public_key).__name__} keys are not supported", unsupported=True)

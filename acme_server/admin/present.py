@@ -77,10 +77,6 @@ def short_hash(value: Any, length: int = 12) -> str:
     return text if len(text) <= length else text[:length] + "…"
 
 
-def colon_hex(data: bytes) -> str:
-    return ":".join(f"{byte:02X}" for byte in data)
-
-
 def scope_description(scope_der: bytes | None) -> str:
     """A stored TNAuthList for people (``TN 12025550100, range 12025550000+100``)."""
     if not scope_der:
