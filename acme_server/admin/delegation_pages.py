@@ -6,14 +6,13 @@ import datetime as dt
 
 from flask import Response, flash, redirect, url_for
 
-from acme_server.admin import inputs
+from acme_server.admin import inputs, present
 from acme_server.admin.common import actor, db, has_errors, now, page, search_parameters
 from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
 from acme_server.admin.inspect import scope_entry_views
 from acme_server.state import current_state
 from ca.records import delegations, overview, queries
 from ca.tokens import authority_tokens as tokens
-from ca.numbers.claims import ClaimConstraints
 from ca.errors import QueryError, TNCAError
 from ca.numbers.tnauthlist import TNScope
 
@@ -101,8 +100,7 @@ def delegation_detail(delegation_id: str) -> Response:
     authority = current_state().home.token_authority()
     minted = overview.authority_tokens(session, delegation.id,
                                        token_authority=tokens.certificate_issuer_id(authority.certificate))
-    constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
-                   if delegation.constraints_der is not None else None)
+    constraints = delegations.constraints_of(delegation)
     return page(
         "admin/delegation.html",
         delegation=delegation,
@@ -119,12 +117,11 @@ def delegation_detail(delegation_id: str) -> Response:
 def delegation_edit(delegation_id: str) -> Response:
     session = db()
     delegation = delegations.get(session, delegation_id)
-    constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
-                   if delegation.constraints_der is not None else None)
+    constraints = delegations.constraints_of(delegation)
     form = DelegationEditForm(data={
         "delegate": delegation.delegate,
         "max_lifetime": inputs.duration_text(delegation.max_lifetime_seconds),
-        "not_after": delegation.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if delegation.not_after else "",
+        "not_after": present.iso(delegation.not_after),
         **inputs.constraints_to_fields(constraints),
     })
     ceiling = _lifetime_ceiling(delegation.ca_allowed)

@@ -269,11 +269,17 @@ def list_delegations(session: Session, *, status: str | None = None, delegate: s
     return list(session.scalars(query))
 
 
+def constraints_of(delegation: store.Delegation) -> ClaimConstraints | None:
+    """The claim constraints the delegation grants its certificates, or None when it has none."""
+    if delegation.constraints_der is None:
+        return None
+    return ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
+
+
 def describe(delegation: store.Delegation) -> dict[str, Any]:
     """A JSON-ready view of a delegation: for ``--json`` output and audit details."""
-    constraints = None
-    if delegation.constraints_der is not None:
-        constraints = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind).to_json()
+    granted = constraints_of(delegation)
+    constraints = granted.to_json() if granted is not None else None
     scope = TNScope.from_der(delegation.scope_der)
     return {
         "id": delegation.id,
