@@ -71,7 +71,7 @@ MAX_LABEL_CHARS = 128
 THROTTLE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_NAME = 5
 MAX_FAILURES_PER_ADDRESS = 30
-# Attempts older than this are only history; prune_login_attempts() deletes them.
+# Attempts older than this are only history; prune() deletes them.
 LOGIN_ATTEMPT_RETENTION = dt.timedelta(days=30)
 
 # A session ends SESSION_IDLE_TIMEOUT after its last request, and SESSION_LIFETIME after login
