@@ -225,8 +225,8 @@ def throwaway_key_like(public_key: PublicKeyTypes) -> CertificateIssuerPrivateKe
 def draft_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x509.Certificate:
     """The certificate ``builder`` describes, signed by a throwaway key of the signer's type.
 
-    Its TBS is exactly what the real signer will sign; the draft exists to be linted (Boulder's
-    "lint before signing"), and its signature is worthless.
+    Its TBS is exactly what the real signer will sign; the draft exists to be linted before
+    the real key signs anything, and its signature is worthless.
     """
     return builder.sign(throwaway_key_like(signer.public_key), signer.hash_algorithm)
 
@@ -235,9 +235,9 @@ def draft_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x50
 # Serial numbers, key names, fingerprints, PEM
 # --------------------------------------------------------------------------------------------
 
-# RFC 5280 §4.1.2.2: positive, at most 20 octets. CA/B BR §7.1 and ATIS-1000080 v005: at least
-# 64 bits of CSPRNG output. 128 random bits encode in at most 17 octets (a leading zero octet
-# keeps the INTEGER positive).
+# RFC 5280 §4.1.2.2: positive, at most 20 octets. Public PKI and SHAKEN certificate rules ask for
+# at least 64 bits of CSPRNG output, so that serials cannot be predicted. 128 random bits encode
+# in at most 17 octets (a leading zero octet keeps the INTEGER positive).
 SERIAL_RANDOM_BITS = 128
 
 

@@ -38,7 +38,7 @@ from ca.errors import TNCAError
 from ca.records.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
 from ca.numbers.tnauthlist import TNScope
 
-# RFC 9448 §4 names the field "tkauth"; SHAKEN deployments (ATIS-1000080 clients) send "atc".
+# RFC 9448 §4 names the field "tkauth"; SHAKEN clients send "atc" (docs/rfc-support.md, Divergences).
 RESPONSE_TOKEN_FIELDS = ("tkauth", "atc")
 
 

@@ -1,11 +1,11 @@
 """Account keys: public JWKs (RFC 7517/7518/8037), their RFC 7638 thumbprints and JWS verification.
 
 josepy parses EC and RSA keys but not the OKP keys of RFC 8037 that RFC 8555 §6.2 asks servers
-to support (EdDSA), and its JWS parser merges unprotected headers into what it verifies (the
-STYLE.md §4 pitfall). This module therefore holds the small, complete key model the server
-needs: a public JWK is parsed into an :class:`AccountKey` with the ``cryptography`` public key,
-the canonical JSON stored in ``accounts.jwk`` and the RFC 7638 thumbprint stored in
-``accounts.jwk_thumbprint``.
+to support (EdDSA), and its JWS parser merges unprotected headers into what it verifies (RFC
+8555 §6.2 allows only the protected header). This module therefore holds the small, complete key
+model the server needs: a public JWK is parsed into an :class:`AccountKey` with the
+``cryptography`` public key, the canonical JSON stored in ``accounts.jwk`` and the RFC 7638
+thumbprint stored in ``accounts.jwk_thumbprint``.
 
 The JWS algorithms accepted (RFC 8555 §6.2: ES256 MUST, EdDSA SHOULD; never ``none`` or a MAC):
 

@@ -17,7 +17,7 @@ carries ``ca`` so that finalize enforces it.
 Single use: the caller records the ``jti`` with :func:`record_use` in the same transaction as the
 challenge result; a unique constraint on ``used_token_jtis`` (issuer, jti) makes a second use
 fail even across processes. RFC 9447 §3.3 would allow an account-bound token to be reused by the
-same account until it expires; this authority chooses single use (DESIGN.md, "authority token").
+same account until it expires; this authority chooses single use.
 
 Implementation choices recorded here (also in docs/rfc-support.md):
 
@@ -149,8 +149,8 @@ class TokenTrust:
         ):
             anchors = anchors + (self.local_authority,)
         if not anchors:
-            # sigstore's rule for AllOf([]): an empty trust list is a misconfiguration, not
-            # "trust nothing quietly".
+            # An empty trust list is a misconfiguration, not "trust nothing quietly": fail at
+            # startup rather than refuse every token later.
             raise ValueError("TokenTrust needs at least one trusted token authority certificate")
         unknown = set(self.algorithms) - set(SUPPORTED_ALGORITHMS)
         if unknown:

@@ -144,7 +144,7 @@ class TestDelegationListShowRevoke:
         assert_bad_input(tnca, home, ["delegation", "show", "nope"], "ID", "no delegation with id 'nope'")
 
     def test_revoke_is_a_dry_run_by_default(self, tnca, home) -> None:
-        """STYLE.md: admin commands print the plan and change nothing without --execute."""
+        """Admin commands print the plan and change nothing without --execute."""
         delegation_id = create(tnca, "--tn", "12025550301")
         before = counts(home)
         result = tnca("delegation", "revoke", delegation_id, "--reason", "contract ended")

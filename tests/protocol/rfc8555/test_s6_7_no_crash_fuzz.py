@@ -1,5 +1,5 @@
 """Property: whatever JSON a client signs, every ACME resource answers with a result or a problem
-document, never a server error (RFC 8555 §6.7; DESIGN.md "Bad input never produces a 500")."""
+document, never a server error (RFC 8555 §6.7: bad input never produces a 500)."""
 
 from __future__ import annotations
 
