@@ -11,9 +11,10 @@ from typing import NoReturn
 
 import click
 
-from ca.errors import ClaimConstraintsError, NotFoundError, PolicyError, ScopeError, TNCAError
+from ca.errors import ClaimConstraintsError, NotFoundError, PolicyError, QueryError, ScopeError, TNCAError
 from ca.numbers.tnauthlist import TNScope
 from ca.policy import parse_duration
+from ca.records.queries import parse_time
 from tnca.context import BadInput
 
 # Which scope option a ScopeError field refers to, by the field's first component: ``tns[0]``
@@ -92,13 +93,11 @@ def duration_option(value: str | None, option: str) -> dt.timedelta | None:
 
 
 def date_option(value: str | None, option: str) -> dt.datetime | None:
-    """``2026-12-31`` (midnight UTC at the start of that day) or an ISO 8601 time; naive means UTC."""
+    """``2026-12-31`` (midnight UTC at the start of that day) or an RFC 3339 time with its offset:
+    what the operator pages and the audit API accept (``ca.records.queries.parse_time``)."""
     if value is None:
         return None
     try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError as error:
+        return parse_time(value, field=option)
+    except QueryError as error:
         raise BadInput(option, f"expected a date such as 2026-12-31 or 2026-12-31T18:00:00Z, got {value!r}") from error
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)

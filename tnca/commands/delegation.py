@@ -42,7 +42,7 @@ def command() -> None:
     metavar="FILE",
     help='Claim constraints JSON: {"mustInclude": [...], "permittedValues": {...}, "mustExclude": [...]}.',
 )
-@click.option("--not-after", metavar="DATE", help="When the delegation ends (2026-12-31 or an ISO 8601 time; UTC).")
+@click.option("--not-after", metavar="DATE", help="When the delegation ends: 2026-12-31 (midnight UTC) or an RFC 3339 time.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @pass_home
 def create_command(
