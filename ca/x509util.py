@@ -225,24 +225,19 @@ def throwaway_key_like(public_key: PublicKeyTypes) -> CertificateIssuerPrivateKe
 def draft_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x509.Certificate:
     """The certificate ``builder`` describes, signed by a throwaway key of the signer's type.
 
-    Its TBS is exactly what the real signer will sign; the draft exists to be linted (Boulder's
-    "lint before signing"), and its signature is worthless.
+    Its TBS is exactly what the real signer will sign; the draft exists to be linted before
+    the real key signs anything, and its signature is worthless.
     """
     return builder.sign(throwaway_key_like(signer.public_key), signer.hash_algorithm)
-
-
-def sign_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x509.Certificate:
-    """Build with a throwaway key, then have ``signer`` sign the TBS (no lint; see issuance)."""
-    return assemble_certificate(draft_certificate(builder, signer).tbs_certificate_bytes, signer)
 
 
 # --------------------------------------------------------------------------------------------
 # Serial numbers, key names, fingerprints, PEM
 # --------------------------------------------------------------------------------------------
 
-# RFC 5280 §4.1.2.2: positive, at most 20 octets. CA/B BR §7.1 and ATIS-1000080 v005: at least
-# 64 bits of CSPRNG output. 128 random bits encode in at most 17 octets (a leading zero octet
-# keeps the INTEGER positive).
+# RFC 5280 §4.1.2.2: positive, at most 20 octets. Public PKI and SHAKEN certificate rules ask for
+# at least 64 bits of CSPRNG output, so that serials cannot be predicted. 128 random bits encode
+# in at most 17 octets (a leading zero octet keeps the INTEGER positive).
 SERIAL_RANDOM_BITS = 128
 
 
@@ -294,10 +289,6 @@ def to_pem(certificate: x509.Certificate) -> str:
 def pem_chain(certificates: Iterable[x509.Certificate]) -> str:
     """``application/pem-certificate-chain`` (RFC 8555 §9.1): end-entity first, then its issuers."""
     return "".join(to_pem(c) for c in certificates)
-
-
-def load_pem_certificates(data: bytes) -> list[x509.Certificate]:
-    return x509.load_pem_x509_certificates(data)
 
 
 def subject_key_identifier(certificate: x509.Certificate) -> bytes | None:

@@ -1,5 +1,5 @@
-"""HTTP front end of a log: the RFC 6962 §4 API under ``/ct/v1/`` and under the STI-CT prefix
-``/stict/v1/`` (draft-ietf-stir-certificate-transparency recommends it; formats are identical).
+"""HTTP front end of a log: the RFC 6962 §4 API under ``/ct/v1/`` and, for STIR certificate
+transparency clients, the same API under ``/stict/v1/`` (the formats are identical).
 
 Every refusal is a JSON body ``{"success": false, "error_message": "..."}`` (the shape of the
 original certificate-transparency log server) with status 400, or 404/405/413 for routing and
@@ -23,7 +23,7 @@ from ctlog.log import Log, LogError
 
 log = logging.getLogger(__name__)
 
-API_PREFIXES = ("/ct/v1", "/stict/v1")  # RFC 6962 §4; draft-ietf-stir-certificate-transparency §API
+API_PREFIXES = ("/ct/v1", "/stict/v1")  # RFC 6962 §4; the second for STIR CT clients
 # A chain of MAX_CHAIN_LENGTH certificates of a few KiB each, base64-encoded, fits easily.
 MAX_REQUEST_BYTES = 256 * 1024
 # RFC 6962 §4 parameters are decimal numbers; refuse signs, spaces and absurd sizes up front.

@@ -57,12 +57,6 @@ def split_point(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
-def is_perfect(start: int, end: int) -> bool:
-    """Whether D[start:end] is a perfect subtree: a power-of-two size at an aligned start."""
-    size = end - start
-    return size > 0 and size & (size - 1) == 0 and start % size == 0
-
-
 def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
     """D[start:end] as perfect subtrees ``(level, index)``, left to right; subtree (level, index)
     covers leaves [index << level, (index + 1) << level). ``start`` must be aligned as in RFC

@@ -1,6 +1,18 @@
-"""What every ``tnca`` command receives: the :class:`ca.config.Home` chosen by ``--home``."""
+"""What every ``tnca`` command shares: the :class:`ca.config.Home` chosen by ``--home``, the
+audit actor, the one-transaction rule and the bad-input error.
+
+Helpers that more than one command uses live here, in ``tnca/options.py`` (option parsing) or
+in ``tnca/output.py`` (printing); a command never imports from a sibling command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+from collections.abc import Iterator
 
 import click
+from sqlalchemy.orm import Session
 
 from ca.config import Home
 
@@ -19,3 +31,25 @@ class BadInput(click.ClickException):
     def __init__(self, option: str, detail: str) -> None:
         super().__init__(f"{option}: {detail}")
         self.option = option
+
+
+def cli_actor() -> str:
+    """Who the audit log names for a command-line change."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry (containers)
+        return "cli"
+
+
+def require_home(home: Home) -> None:
+    """Fail (exit 1) before any work when ``--home`` is not an initialised authority home."""
+    if not home.exists():
+        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+
+
+@contextlib.contextmanager
+def transaction(home: Home) -> Iterator[Session]:
+    """One transaction for the whole command; any error rolls it back, so nothing is half-written."""
+    require_home(home)
+    with home.sessionmaker() as session, session.begin():
+        yield session

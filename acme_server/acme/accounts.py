@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from acme_server.acme import problems
-from acme_server.acme.encoding import EncodingError
+from ca.encoding import EncodingError
 from acme_server.acme.jws import check_algorithm, parse_flattened, parse_header_jwk
 from acme_server.acme.keys import AccountKey, JWKError, parse_jwk
 from acme_server.acme.objects import account_object

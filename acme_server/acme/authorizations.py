@@ -36,7 +36,7 @@ from ca.orders import answer
 from ca.orders.status import AuthorizationStatus, ChallengeStatus, deactivate_authorization
 from ca.records.store import Authorization, Challenge, Order
 
-# RFC 9448 §4 names the field "tkauth"; SHAKEN deployments (ATIS-1000080 clients) send "atc".
+# RFC 9448 §4 names the field "tkauth"; SHAKEN clients send "atc" (docs/rfc-support.md, Divergences).
 RESPONSE_TOKEN_FIELDS = ("tkauth", "atc")
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from acme_server.acme import problems
 from acme_server.acme.chains import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
-from acme_server.acme.encoding import EncodingError, b64url_decode
+from ca.encoding import EncodingError, b64url_decode
 from acme_server.acme.keys import AccountKey
 from acme_server.acme.owned import actor
 from acme_server.state import current_state, db_session

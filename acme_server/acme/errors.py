@@ -5,7 +5,7 @@
   table in :mod:`acme_server.acme.problems`.
 - Werkzeug's 404/405/413/415 under ``/acme/`` become ``malformed`` problems with the same status
   (a blueprint's own handlers never see unknown URLs in its space, so these are app-level and
-  branch on the path; STYLE.md §6). A 405 keeps its ``Allow`` header.
+  branch on the path). A 405 keeps its ``Allow`` header.
 - Anything else is a bug: the client gets ``serverInternal`` with a generic detail and an
   incident id; the traceback is logged under that id and never sent.
 """
@@ -88,7 +88,7 @@ def handle_unexpected(error: Exception) -> Response | HTTPException:
 
 
 def _internal(error: BaseException) -> Response:
-    # Boulder's rule: internal messages may carry sensitive data; the client gets an id that
+    # Internal messages may carry sensitive data; the client gets an id that
     # an operator can find in the log, nothing more.
     incident = secrets.token_hex(8)
     log.error("incident %s on %s %s", incident, request.method, request.path, exc_info=error)

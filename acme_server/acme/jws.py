@@ -14,7 +14,7 @@ the server MUST check that the JWS:
 
 :func:`acme_post` applies them in that order; each step is a plain function that can be tested
 alone and leaves its result on ``flask.g``. The JSON is parsed here, not by josepy:
-``josepy.JWS.from_json`` merges an unprotected ``header`` into what it verifies (STYLE.md §4),
+``josepy.JWS.from_json`` merges an unprotected ``header`` into what it verifies,
 so ``header`` and ``signatures`` members are refused before anything else looks at the body, and
 ``nonce``, ``url`` and ``kid`` are only ever read from the protected header.
 """
@@ -31,7 +31,7 @@ from typing import Any
 from flask import g, request
 
 from acme_server.acme import problems
-from acme_server.acme.encoding import EncodingError, b64url_decode
+from ca.encoding import EncodingError, b64url_decode
 from acme_server.acme.keys import SUPPORTED_ALGORITHMS, AccountKey, JWKError, load_stored_jwk, parse_jwk
 from acme_server.state import current_state, db_session
 from ca.records.store import Account
@@ -240,7 +240,7 @@ def redeem_nonce(jws: FlattenedJWS) -> None:
         raise problems.malformed(f"protected header {exc}") from exc
     valid, g.replay_nonce = current_state().nonces.redeem_and_issue(nonce)
     if not valid:
-        # Boulder's rule: a fixed detail, since the cause (never issued, used, expired) is not
+        # A fixed detail, since the cause (never issued, used, expired) is not
         # something the client needs and naming it helps an attacker probe.
         raise problems.bad_nonce("JWS nonce is unknown, expired or already used; retry with the Replay-Nonce of this response")
 

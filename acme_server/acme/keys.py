@@ -1,11 +1,11 @@
 """Account keys: public JWKs (RFC 7517/7518/8037), their RFC 7638 thumbprints and JWS verification.
 
 josepy parses EC and RSA keys but not the OKP keys of RFC 8037 that RFC 8555 §6.2 asks servers
-to support (EdDSA), and its JWS parser merges unprotected headers into what it verifies (the
-STYLE.md §4 pitfall). This module therefore holds the small, complete key model the server
-needs: a public JWK is parsed into an :class:`AccountKey` with the ``cryptography`` public key,
-the canonical JSON stored in ``accounts.jwk`` and the RFC 7638 thumbprint stored in
-``accounts.jwk_thumbprint``.
+to support (EdDSA), and its JWS parser merges unprotected headers into what it verifies (RFC
+8555 §6.2 allows only the protected header). This module therefore holds the small, complete key
+model the server needs: a public JWK is parsed into an :class:`AccountKey` with the
+``cryptography`` public key, the canonical JSON stored in ``accounts.jwk`` and the RFC 7638
+thumbprint stored in ``accounts.jwk_thumbprint``.
 
 The JWS algorithms accepted (RFC 8555 §6.2: ES256 MUST, EdDSA SHOULD; never ``none`` or a MAC):
 
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from acme_server.acme.encoding import EncodingError, b64url_decode, b64url_encode
+from ca.encoding import EncodingError, b64url_decode, b64url_encode
 
 # RFC 8555 §6.2 leaves key sizes to the server; 2048 bits is the floor every Web PKI CA uses.
 MIN_RSA_BITS = 2048
@@ -213,32 +213,3 @@ def thumbprint(jwk: Mapping[str, str]) -> str:
     """RFC 7638 SHA-256 thumbprint of a public JWK, base64url without padding."""
     members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     return b64url_encode(hashlib.sha256(canonical_json(members).encode("ascii")).digest())
-
-
-def key_from_public_key(public_key: Any) -> AccountKey:
-    """The :class:`AccountKey` of a ``cryptography`` public key (a certificate's, for revokeCert)."""
-    if isinstance(public_key, ec.EllipticCurvePublicKey):
-        for crv, (curve, size, _alg) in _EC_CURVES.items():
-            if curve.name == public_key.curve.name:
-                numbers = public_key.public_numbers()
-                return parse_jwk(
-                    {
-                        "kty": "EC",
-                        "crv": crv,
-                        "x": b64url_encode(numbers.x.to_bytes(size, "big")),
-                        "y": b64url_encode(numbers.y.to_bytes(size, "big")),
-                    }
-                )
-    if isinstance(public_key, rsa.RSAPublicKey):
-        numbers = public_key.public_numbers()
-        return parse_jwk(
-            {
-                "kty": "RSA",
-                "n": b64url_encode(numbers.n.to_bytes((numbers.n.bit_length() + 7) // 8, "big")),
-                "e": b64url_encode(numbers.e.to_bytes((numbers.e.bit_length() + 7) // 8, "big")),
-            }
-        )
-    if isinstance(public_key, ed25519.Ed25519PublicKey):
-        raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        return parse_jwk({"kty": "OKP", "crv": "Ed25519", "x": b64url_encode(raw)})
-    raise JWKError(f"{type(public_key).__name__} keys are not supported", unsupported=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from acme_server.acme.encoding import rfc3339
+from ca.encoding import rfc3339
 from acme_server.urls import Urls
 from ca.orders.status import OrderStatus
 from ca.records.store import Account, Authorization, Challenge, Order

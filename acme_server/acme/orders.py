@@ -21,7 +21,7 @@ from cryptography import x509
 from flask import Response, g
 
 from acme_server.acme import problems, star
-from acme_server.acme.encoding import EncodingError, b64url_decode, parse_rfc3339
+from ca.encoding import EncodingError, b64url_decode, parse_rfc3339
 from acme_server.acme.objects import order_object
 from acme_server.acme.owned import actor, owned_order
 from acme_server.acme.problems import AcmeProblem, Phase

@@ -1,15 +1,15 @@
 """RFC 8555 §6.7 problem documents: the only way the ACME server reports an error.
 
 One :class:`AcmeProblem` exception carries the problem ``type``, HTTP status and a ``detail`` a
-person can act on; one constructor per error type fixes its status, as Pebble's
-``acme/problems.go`` does. Anything in ``acme_server`` may raise an :class:`AcmeProblem`; one
-app-level handler (``acme_server/acme/errors.py``) renders it as ``application/problem+json``.
+person can act on; one constructor per error type fixes its status. Anything in ``acme_server``
+may raise an :class:`AcmeProblem`; one app-level handler (``acme_server/acme/errors.py``) renders
+it as ``application/problem+json``.
 
 ``ca/`` never sees this module. It raises the typed errors of ``ca/errors.py``;
 :data:`CA_ERROR_PROBLEMS` is the single table that maps each of them to a problem type at this
-edge (Boulder's ``web/probs.go`` rule), with a per-phase column where the same ``ca`` error means
-different things to a client (a :class:`~ca.errors.PolicyError` about the CSR's key during finalize is ``badCSR``; one
-about the requested validity is ``malformed``).
+edge, with a per-phase column where the same ``ca`` error means different things to a client (a
+:class:`~ca.errors.PolicyError` about the CSR's key during finalize is ``badCSR``; one about the
+requested validity is ``malformed``).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def already_revoked(detail: str) -> AcmeProblem:
 
 def conflict(detail: str, *, location: str) -> AcmeProblem:
     # RFC 8555 §7.3.5: a key already in use gets 409 Conflict with the Location of its account.
-    # RFC 8555 registers no "conflict" type; malformed is what Pebble and Boulder send.
+    # RFC 8555 registers no "conflict" type; malformed is what ACME clients expect here.
     return AcmeProblem("malformed", detail, 409, headers={"Location": location})
 
 

@@ -16,7 +16,7 @@ from cryptography import x509
 from flask import Response
 
 from acme_server.acme import problems
-from acme_server.acme.encoding import EncodingError, b64url_decode, b64url_encode, rfc3339
+from ca.encoding import EncodingError, b64url_decode, b64url_encode, rfc3339
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal_info as ari

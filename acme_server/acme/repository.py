@@ -30,7 +30,8 @@ from ca.records.store import Certificate, Revocation
 
 # RFC 2585 §4.2: the media type of a DER CRL.
 CRL_CONTENT_TYPE = "application/pkix-crl"
-# ATIS-1000074 asks relying parties to cache x5u resources; the certificate changes rarely.
+# Relying parties cache x5u resources (RFC 9448 §7: the chain is fetched by plain GET); the
+# certificate changes rarely.
 CACHE_SECONDS = 24 * 3600
 
 

@@ -26,7 +26,7 @@ from werkzeug.http import http_date
 
 from acme_server.acme import problems
 from acme_server.acme.chains import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
-from acme_server.acme.encoding import EncodingError, parse_rfc3339
+from ca.encoding import EncodingError, parse_rfc3339
 from acme_server.acme.owned import actor, owned_order
 from acme_server.state import current_state, db_session
 from ca.errors import AutoRenewalError

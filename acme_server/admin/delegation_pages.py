@@ -5,16 +5,17 @@ from __future__ import annotations
 import datetime as dt
 
 from flask import Response, flash, redirect, url_for
+from sqlalchemy.orm import Session
 
-from acme_server.admin import inputs
+from acme_server.admin import inputs, present
 from acme_server.admin.common import actor, db, has_errors, now, page, search_parameters
 from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
 from acme_server.admin.inspect import scope_entry_views
 from acme_server.state import current_state
 from ca.records import delegations, overview, queries
+from ca.records.store import Delegation
 from ca.tokens import authority_tokens as tokens
-from ca.numbers.claims import ClaimConstraints
-from ca.errors import QueryError, TNCAError
+from ca.errors import QueryError
 from ca.numbers.tnauthlist import TNScope
 
 CERTIFICATES_SHOWN = 20
@@ -52,34 +53,30 @@ def delegation_list() -> Response:
 def delegation_new() -> Response:
     form = DelegationForm()
     issuing = current_state().issuing_ca()
-    if form.validate_on_submit():
-        session = db()
-        try:
-            scope = inputs.scope_from(form.tns.data, form.ranges.data, form.spcs.data)
-            constraints = inputs.constraints_from(form.must_include.data, form.permitted_values.data,
-                                                  form.must_exclude.data, form.enhanced.data)
-            ceiling = _lifetime_ceiling(form.ca.data)
-            lifetime = inputs.duration_from(form.max_lifetime.data, field="max_lifetime") or ceiling
-            delegation = delegations.create(
-                session,
-                delegate=form.delegate.data.strip(),
-                scope=scope,
-                issuer_scope=issuing.scope,
-                max_lifetime=lifetime,
-                max_lifetime_ceiling=ceiling,
-                ca=form.ca.data,
-                constraints=constraints,
-                not_after=inputs.time_from(form.not_after.data, field="not_after"),
-                clock=current_state().clock,
-                actor=actor(),
-            )
-            session.commit()
-        except TNCAError as error:
-            session.rollback()
-            inputs.show_error(form, error)
-        else:
-            flash(f"Delegation {delegation.id} created for {delegation.delegate}.", "success")
-            return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
+
+    def create(session: Session) -> Delegation:
+        scope = inputs.scope_from(form.tns.data, form.ranges.data, form.spcs.data)
+        constraints = inputs.constraints_from(form.must_include.data, form.permitted_values.data,
+                                              form.must_exclude.data, form.enhanced.data)
+        ceiling = _lifetime_ceiling(form.ca.data)
+        lifetime = inputs.duration_from(form.max_lifetime.data, field="max_lifetime") or ceiling
+        return delegations.create(
+            session,
+            delegate=form.delegate.data.strip(),
+            scope=scope,
+            issuer_scope=issuing.scope,
+            max_lifetime=lifetime,
+            max_lifetime_ceiling=ceiling,
+            ca=form.ca.data,
+            constraints=constraints,
+            not_after=inputs.time_from(form.not_after.data, field="not_after"),
+            clock=current_state().clock,
+            actor=actor(),
+        )
+
+    if form.validate_on_submit() and (delegation := inputs.save(form, create)) is not None:
+        flash(f"Delegation {delegation.id} created for {delegation.delegate}.", "success")
+        return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
     return page(
         "admin/delegation_form.html",
         status=400 if has_errors(form) else 200,
@@ -101,8 +98,7 @@ def delegation_detail(delegation_id: str) -> Response:
     authority = current_state().home.token_authority()
     minted = overview.authority_tokens(session, delegation.id,
                                        token_authority=tokens.certificate_issuer_id(authority.certificate))
-    constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
-                   if delegation.constraints_der is not None else None)
+    constraints = delegations.constraints_of(delegation)
     return page(
         "admin/delegation.html",
         delegation=delegation,
@@ -119,36 +115,32 @@ def delegation_detail(delegation_id: str) -> Response:
 def delegation_edit(delegation_id: str) -> Response:
     session = db()
     delegation = delegations.get(session, delegation_id)
-    constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
-                   if delegation.constraints_der is not None else None)
+    constraints = delegations.constraints_of(delegation)
     form = DelegationEditForm(data={
         "delegate": delegation.delegate,
         "max_lifetime": inputs.duration_text(delegation.max_lifetime_seconds),
-        "not_after": delegation.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if delegation.not_after else "",
+        "not_after": present.iso(delegation.not_after),
         **inputs.constraints_to_fields(constraints),
     })
     ceiling = _lifetime_ceiling(delegation.ca_allowed)
-    if form.validate_on_submit():
-        try:
-            delegations.update(
-                session,
-                delegation.id,
-                delegate=form.delegate.data.strip(),
-                max_lifetime=inputs.duration_from(form.max_lifetime.data, field="max_lifetime"),
-                not_after=inputs.time_from(form.not_after.data, field="not_after"),
-                constraints=inputs.constraints_from(form.must_include.data, form.permitted_values.data,
-                                                    form.must_exclude.data, form.enhanced.data),
-                max_lifetime_ceiling=ceiling,
-                clock=current_state().clock,
-                actor=actor(),
-            )
-            session.commit()
-        except TNCAError as error:
-            session.rollback()
-            inputs.show_error(form, error)
-        else:
-            flash("Delegation updated; the audit trail records what changed.", "success")
-            return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
+
+    def update(session: Session) -> Delegation:
+        return delegations.update(
+            session,
+            delegation.id,
+            delegate=form.delegate.data.strip(),
+            max_lifetime=inputs.duration_from(form.max_lifetime.data, field="max_lifetime"),
+            not_after=inputs.time_from(form.not_after.data, field="not_after"),
+            constraints=inputs.constraints_from(form.must_include.data, form.permitted_values.data,
+                                                form.must_exclude.data, form.enhanced.data),
+            max_lifetime_ceiling=ceiling,
+            clock=current_state().clock,
+            actor=actor(),
+        )
+
+    if form.validate_on_submit() and inputs.save(form, update) is not None:
+        flash("Delegation updated; the audit trail records what changed.", "success")
+        return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
     return page(
         "admin/delegation_form.html",
         status=400 if has_errors(form) else 200,
@@ -170,28 +162,25 @@ def token_new(delegation_id: str) -> Response:
     delegation = delegations.get(session, delegation_id)
     form = TokenForm()
     max_ttl = state.policy.tokens.max_lifetime
-    if form.validate_on_submit():
-        try:
-            subset = inputs.optional_scope_from(form.tns.data, form.ranges.data, form.spcs.data)
-            minted = tokens.mint(
-                session,
-                delegation=delegation,
-                fingerprint=form.fingerprint.data,
-                scope=subset if subset is not None else TNScope.from_der(delegation.scope_der),
-                ca=form.ca.data,
-                ttl=inputs.duration_from(form.ttl.data, field="ttl") or max_ttl,
-                max_ttl=max_ttl,
-                authority=state.home.token_authority(),
-                clock=state.clock,
-                actor=actor(),
-            )
-            session.commit()
-        except TNCAError as error:
-            session.rollback()
-            inputs.show_error(form, error)
-        else:
-            return page("admin/token_minted.html", delegation=delegation, minted=minted,
-                        directory_url=state.urls.directory())
+
+    def mint(session: Session) -> tokens.MintedToken:
+        subset = inputs.optional_scope_from(form.tns.data, form.ranges.data, form.spcs.data)
+        return tokens.mint(
+            session,
+            delegation=delegation,
+            fingerprint=form.fingerprint.data,
+            scope=subset if subset is not None else TNScope.from_der(delegation.scope_der),
+            ca=form.ca.data,
+            ttl=inputs.duration_from(form.ttl.data, field="ttl") or max_ttl,
+            max_ttl=max_ttl,
+            authority=state.home.token_authority(),
+            clock=state.clock,
+            actor=actor(),
+        )
+
+    if form.validate_on_submit() and (minted := inputs.save(form, mint)) is not None:
+        return page("admin/token_minted.html", delegation=delegation, minted=minted,
+                    directory_url=state.urls.directory())
     return page(
         "admin/token_form.html",
         status=400 if has_errors(form) else 200,

@@ -7,13 +7,19 @@ view can put the message next to the right input (``common.error_to_field``).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import TypeVar
 
-from acme_server.admin.common import add_error, error_to_field, lines
+from sqlalchemy.orm import Session
+
+from acme_server.admin.common import add_error, db, error_to_field, lines
 from ca.numbers.claims import ClaimConstraints
 from ca.errors import ClaimConstraintsError, PolicyError, TNCAError
 from ca.policy import format_duration, parse_duration
 from ca.records.queries import parse_time
 from ca.numbers.tnauthlist import TNScope
+
+T = TypeVar("T")
 
 # ``field`` of a ca error (or its prefix before "[" or ".") → the form field that shows it.
 # "@scope" and "@constraints" are the fieldsets: errors about the scope or the constraints as
@@ -125,3 +131,17 @@ def _names(text: str | None) -> list[str]:
 def show_error(form: object, error: TNCAError) -> None:
     """Put a ``ca`` error next to the form field (or fieldset) it names."""
     add_error(form, error_to_field(error, FORM_FIELDS), error.detail)  # type: ignore[arg-type]
+
+
+def save(form: object, change: Callable[[Session], T]) -> T | None:
+    """Run ``change`` in the request's session and commit it; on a ``ca`` error roll back, show
+    the error next to its field and answer None, so the page renders the form again."""
+    session = db()
+    try:
+        result = change(session)
+        session.commit()
+    except TNCAError as error:
+        session.rollback()
+        show_error(form, error)
+        return None
+    return result

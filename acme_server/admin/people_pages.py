@@ -40,17 +40,13 @@ def people() -> Response:
     form = AddPersonForm()
     if not form.validate_on_submit():
         return _people_page(form, status=400 if has_errors(form) else 200)
-    session = db()
     name = (form.name.data or "").strip()
     generated = not form.password.data
     password = users.generate_password() if generated else form.password.data
-    try:
-        users.create_user(session, name=name, role=form.role.data, password=password, actor=actor(),
-                          clock=current_state().clock)
-        session.commit()
-    except TNCAError as error:
-        session.rollback()
-        inputs.show_error(form, error)
+    added = inputs.save(form, lambda session: users.create_user(session, name=name, role=form.role.data,
+                                                                 password=password, actor=actor(),
+                                                                 clock=current_state().clock))
+    if added is None:
         return _people_page(form, status=400)
     flash(f"{name} was added as {form.role.data}.", "success")
     return _people_page(AddPersonForm(formdata=None), new_password=(name, password) if generated else None)

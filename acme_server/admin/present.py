@@ -13,6 +13,7 @@ from typing import Any
 from flask import Blueprint
 
 from acme_server.state import current_state
+from ca.encoding import rfc3339
 from ca.errors import ScopeError
 from ca.policy import format_duration
 from ca.numbers.tnauthlist import TNScope
@@ -40,7 +41,7 @@ def utc(value: Any, *, seconds: bool = True) -> str:
 def iso(value: Any) -> str:
     """RFC 3339 with ``Z`` (what the search fields and the audit API accept)."""
     moment = as_datetime(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment is not None else ""
+    return rfc3339(moment) if moment is not None else ""
 
 
 def relative(value: Any, now: dt.datetime | None = None) -> str:
@@ -74,10 +75,6 @@ def duration(seconds: Any) -> str:
 def short_hash(value: Any, length: int = 12) -> str:
     text = "" if value is None else str(value)
     return text if len(text) <= length else text[:length] + "…"
-
-
-def colon_hex(data: bytes) -> str:
-    return ":".join(f"{byte:02X}" for byte in data)
 
 
 def scope_description(scope_der: bytes | None) -> str:

@@ -1,6 +1,6 @@
 """The audit API: read-only JSON (and CSV) under ``/api/v1`` for auditors and regulators.
 
-Routes come from one table, :data:`acme_server.audit_api.endpoints.ENDPOINTS`, which also
+Routes come from one table, :data:`acme_server.audit_api.routes.ENDPOINTS`, which also
 generates the OpenAPI 3.1 document served at ``/api/v1/openapi.json``. Answers come from
 :mod:`ca.records.queries`, the same functions ``tnca audit query`` and the auditor pages use.
 
@@ -22,7 +22,8 @@ from typing import Any
 from flask import Blueprint, Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from acme_server.audit_api import endpoints, problems
+from acme_server.audit_api import endpoints, problems, routes
+from acme_server.auth import require_role
 from ca.errors import TNCAError
 
 BLUEPRINT_NAME = "audit_api"
@@ -35,15 +36,21 @@ def is_api_request() -> bool:
 
 def create_blueprint() -> Blueprint:
     blueprint = Blueprint(BLUEPRINT_NAME, __name__, url_prefix=URL_PREFIX)
-    for endpoint in endpoints.ENDPOINTS:
+    for endpoint in routes.ENDPOINTS:
         blueprint.add_url_rule(endpoint.flask_rule, endpoint=endpoint.operation_id,
-                               view_func=endpoints.view_for(endpoint), methods=["GET"])
+                               view_func=_view(endpoint), methods=["GET"])
     blueprint.register_error_handler(TNCAError, problems.for_ca_error)
     blueprint.register_error_handler(HTTPException, problems.for_http_exception)
     blueprint.register_error_handler(Exception, problems.internal)
     blueprint.after_request(_no_store)
     blueprint.record_once(lambda state: _own_url_space_errors(state.app))
     return blueprint
+
+
+def _view(endpoint: routes.Endpoint) -> Callable[..., Response]:
+    """The row's handler, behind its role check (none for the OpenAPI document)."""
+    handler: Callable[..., Response] = getattr(endpoints, endpoint.operation_id)
+    return require_role(endpoint.role)(handler) if endpoint.role is not None else handler
 
 
 def _no_store(response: Response) -> Response:

@@ -1,13 +1,11 @@
-"""The audit API's handlers and its routing table (one row per endpoint).
+"""The audit API's handlers, one per row of :data:`acme_server.audit_api.routes.ENDPOINTS`.
 
-Each row says everything the OpenAPI document needs (``openapi.py`` is generated from these
-rows) and everything the blueprint needs (path, role, handler), so the two cannot drift. A
-handler is short: read the parameters with the ``ca.records.queries`` parser, run one query, render.
+A handler is short: read the parameters with the ``ca.records.queries`` parser, run one query,
+render.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import functools
 import json
@@ -17,45 +15,12 @@ from urllib.parse import urlencode
 
 from flask import Response, current_app, request, stream_with_context, url_for
 
-from acme_server.auth import current_principal, require_role
+from acme_server.audit_api.openapi import document
+from acme_server.audit_api.routes import CSV, EXPORT_FORMATS, JSON, JSON_LINES, PAGINATION_PARAMETERS
+from acme_server.auth import current_principal
 from acme_server.state import current_state, db_session
 from ca.records import audit, queries
 from ca.errors import NotFoundError, QueryError
-
-JSON = "application/json"
-CSV = "text/csv"
-JSON_LINES = "application/x-ndjson"
-PAGINATION_PARAMETERS = ("limit", "cursor")
-EXPORT_FORMATS = ("json", "csv")
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoint:
-    """One GET endpoint under ``/api/v1``."""
-
-    path: str  # OpenAPI template, e.g. "/certificates/{serial}"
-    handler: Callable[..., Response]
-    summary: str
-    description: str
-    role: str | None  # None: no authentication (the OpenAPI document itself)
-    query: Mapping[str, str] = dataclasses.field(default_factory=dict)  # name -> description
-    path_parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # media type -> schema name in openapi.SCHEMAS (or an inline schema)
-    responses: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    not_found: bool = False  # may answer 404
-    paged: bool = False  # sends Link: rel="next"
-
-    @property
-    def operation_id(self) -> str:
-        return self.handler.__name__
-
-    @property
-    def flask_rule(self) -> str:
-        rule = self.path
-        for name in self.path_parameters:
-            rule = rule.replace("{" + name + "}", f"<{name}>")
-        return rule
-
 
 # ------------------------------------------------------------------------------------------
 # Helpers
@@ -140,10 +105,7 @@ def list_certificates() -> Response:
 
 
 def get_certificate(serial: str) -> Response:
-    params = query_parameters()
-    if params:
-        raise QueryError(f"unknown parameter {next(iter(params))[:40]!r}; this resource takes none",
-                         field=next(iter(params))[:64])
+    _no_parameters()
     serial_filter = queries.parse_certificate_filter({"serial": serial})
     item = queries.certificate_by_serial(db_session(), serial_filter.serial)
     if item is None:
@@ -219,8 +181,6 @@ def get_me() -> Response:
 
 def get_openapi() -> Response:
     _no_parameters()
-    from acme_server.audit_api.openapi import document
-
     return json_response(document(url_for("audit_api.get_openapi"), current_app.config["SESSION_COOKIE_NAME"]))
 
 
@@ -229,86 +189,3 @@ def _no_parameters() -> None:
     if params:
         name = next(iter(params))
         raise QueryError(f"unknown parameter {name[:40]!r}; this resource takes none", field=name[:64])
-
-
-# ------------------------------------------------------------------------------------------
-# The table
-# ------------------------------------------------------------------------------------------
-
-_EXPORT_FORMAT = {"format": "json (default): one JSON array; csv: RFC 4180 with a header line."}
-
-ENDPOINTS: tuple[Endpoint, ...] = (
-    Endpoint(
-        "/certificates", list_certificates,
-        "Certificates: which covered a number, range or SPC, when, under whose delegation",
-        "Newest first. With tn and at: every certificate whose TNAuthList covered that number at "
-        "that time (RFC 5280 §4.1.2.5, both ends inclusive), with its delegation, account, "
-        "authority tokens, revocation and the audit event that recorded its issuance.",
-        "auditor", queries.CERTIFICATE_PARAMETERS, responses={JSON: "CertificatePage"}, paged=True,
-    ),
-    Endpoint(
-        "/certificates/{serial}", get_certificate,
-        "One certificate by serial number", "Any stage (precertificate, issued, failed).",
-        "auditor", path_parameters={"serial": "Serial number, lower-case hex without leading zeros."},
-        responses={JSON: "Certificate"}, not_found=True,
-    ),
-    Endpoint(
-        "/revocations", list_revocations, "Revocations, newest first",
-        "Each with the revoked certificate and the audit event that recorded the revocation.",
-        "auditor", queries.REVOCATION_PARAMETERS, responses={JSON: "RevocationPage"}, paged=True,
-    ),
-    Endpoint(
-        "/delegations", list_delegations, "Delegations: who was granted which numbers, when, by whom",
-        "With tn and at: the delegations in force for that number at that time.",
-        "auditor", queries.DELEGATION_PARAMETERS, responses={JSON: "DelegationPage"}, paged=True,
-    ),
-    Endpoint(
-        "/audit/events", list_audit_events, "Audit events, newest first",
-        "Every state change with actor, time and before/after details, with its hash-chain links.",
-        "auditor", queries.EVENT_PARAMETERS, responses={JSON: "AuditEventPage"}, paged=True,
-    ),
-    Endpoint(
-        "/audit/checkpoints", list_audit_checkpoints, "Signed checkpoints of the audit chain head",
-        "Each signs (seq, head hash, time); keep copies outside this authority to detect truncation.",
-        "auditor", queries.CHECKPOINT_PARAMETERS, responses={JSON: "CheckpointPage"}, paged=True,
-    ),
-    Endpoint(
-        "/audit/head", get_audit_head, "The audit chain head and the last checkpoint", "",
-        "auditor", responses={JSON: "AuditHead"},
-    ),
-    Endpoint(
-        "/audit/export", export_audit_trail, "The audit trail for offline verification",
-        "JSON lines: a header, the checkpoints, every event, an end record. Verify with "
-        "'tnca audit verify --export FILE' or the commands in docs/auditor-guide.md.",
-        "auditor", responses={JSON_LINES: {"type": "string"}},
-    ),
-    Endpoint(
-        "/export/certificates", export_certificates, "Every matching certificate, as JSON or CSV",
-        "The filters of /certificates, without paging.",
-        "auditor", {**{k: v for k, v in queries.CERTIFICATE_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
-                    **_EXPORT_FORMAT},
-        responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Certificate"}},
-                   CSV: {"type": "string"}},
-    ),
-    Endpoint(
-        "/export/revocations", export_revocations, "Every matching revocation, as JSON or CSV",
-        "The filters of /revocations, without paging.",
-        "auditor", {**{k: v for k, v in queries.REVOCATION_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
-                    **_EXPORT_FORMAT},
-        responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Revocation"}},
-                   CSV: {"type": "string"}},
-    ),
-    Endpoint(
-        "/me", get_me, "Who is asking", "The person behind the session or API token, and the role in effect.",
-        "auditor", responses={JSON: "Me"},
-    ),
-    Endpoint(
-        "/openapi.json", get_openapi, "This document", "OpenAPI 3.1, generated from the routing table.",
-        None, responses={JSON: {"type": "object"}},
-    ),
-)
-
-
-def view_for(endpoint: Endpoint) -> Callable[..., Response]:
-    handler = endpoint.handler
-    return require_role(endpoint.role)(handler) if endpoint.role is not None else handler

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the audit API, generated from :data:`endpoints.ENDPOINTS`.
+"""The OpenAPI 3.1 document of the audit API, generated from :data:`routes.ENDPOINTS`.
 
 Parameter descriptions come from the ``ca.records.queries`` tables the parser uses; each parameter's
 schema below accepts exactly what the parser accepts (the schemathesis test in
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from acme_server.audit_api import endpoints
+from acme_server.audit_api import routes
 from acme_server.audit_api.problems import PROBLEM_CONTENT_TYPE
 from ca.records import queries, users
 
@@ -65,7 +65,7 @@ PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "subject_type": {"type": "string", "pattern": r"^[a-z_]{1,32}$"},
     "limit": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
     "cursor": _INT_CURSOR,
-    "format": {"type": "string", "enum": list(endpoints.EXPORT_FORMATS)},
+    "format": {"type": "string", "enum": list(routes.EXPORT_FORMATS)},
 }
 
 # Where one operation reads a parameter differently from the rest.
@@ -243,7 +243,7 @@ def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[st
     return response
 
 
-def _operation(endpoint: endpoints.Endpoint) -> dict[str, Any]:
+def _operation(endpoint: routes.Endpoint) -> dict[str, Any]:
     parameters = [
         {"name": name, "in": "path", "required": True, "description": description,
          "schema": parameter_schema(endpoint.operation_id, name)}
@@ -304,7 +304,7 @@ def document(self_url: str = "/api/v1/openapi.json", cookie_name: str = "tnca-se
             "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
         },
         "servers": [{"url": base}],
-        "paths": {endpoint.path: {"get": _operation(endpoint)} for endpoint in endpoints.ENDPOINTS},
+        "paths": {endpoint.path: {"get": _operation(endpoint)} for endpoint in routes.ENDPOINTS},
         "components": {
             "schemas": SCHEMAS,
             "securitySchemes": {

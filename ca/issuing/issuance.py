@@ -19,7 +19,7 @@ The pipeline, in the order :func:`issue` runs it (docs/architecture.md, "The iss
 6. **Transparency** (when the policy requires SCTs): the precertificate (RFC 6962 §3.1: the TBS
    plus the critical poison extension) is signed and recorded (``stage="precertificate"``) and
    ``precertificate_recorded`` is called — front ends pass their commit there — *before* any log
-   sees it, so a crash leaves a record of what was planned (Boulder's ISSUANCE-CYCLE rule). The
+   sees it, so a crash leaves a record of what was planned. The
    SCTs come back from the ``Transparency`` object and are embedded in the final TBS, identical
    otherwise.
 7. **Sign and store.** The issuing CA's signer signs the TBS; the certificate row, its

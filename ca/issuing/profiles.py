@@ -1,6 +1,6 @@
 """Certificate profiles: what each kind of certificate this authority signs must look like.
 
-Five profiles, one per role (DESIGN.md vocabulary):
+Five profiles, one per role:
 
 ============== ===== ======================== ========================= ==================
 profile        cA    keyUsage (critical)      TNAuthList (non-critical) claim constraints
@@ -13,9 +13,10 @@ token-authority FALSE digitalSignature        absent                    absent
 ============== ===== ======================== ========================= ==================
 
 Every certificate gets a critical basicConstraints and keyUsage (RFC 5280 §4.2.1.9, §4.2.1.3;
-ATIS-1000080 §6.4.1), a SubjectKeyIdentifier (RFC 5280 §4.2.1.2, method 1: SHA-1 of the public
-key) and an AuthorityKeyIdentifier whose keyIdentifier is the issuer's SKI (RFC 9060 §7: "the AKI
-of certificate n MUST equal the SKI of certificate n+1"). Below the root, the certificate
+the SHAKEN certificate profile marks these two, and only these, critical), a
+SubjectKeyIdentifier (RFC 5280 §4.2.1.2, method 1: SHA-1 of the public key) and an
+AuthorityKeyIdentifier whose keyIdentifier is the issuer's SKI (RFC 9060 §7: "the AKI of
+certificate n MUST equal the SKI of certificate n+1"). Below the root, the certificate
 policies and the CRL distribution point come from the policy (``[certificates]``).
 
 :func:`build` turns a :class:`CertificateContent` into a ``CertificateBuilder``; :func:`lint`
@@ -206,7 +207,7 @@ def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> li
 
     basic = extension(x509.BasicConstraints)
     if basic is None or not basic.critical:
-        findings.append("basicConstraints missing or not critical (RFC 5280 §4.2.1.9, ATIS-1000080 §6.4.1)")
+        findings.append("basicConstraints missing or not critical (RFC 5280 §4.2.1.9)")
     elif basic.value.ca != profile.ca:
         findings.append(f"basicConstraints cA is {basic.value.ca}, profile {profile.name} needs {profile.ca}")
     elif basic.value.path_length != (profile.path_length if profile.ca else None):
@@ -214,7 +215,7 @@ def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> li
 
     usage = extension(x509.KeyUsage)
     if usage is None or not usage.critical:
-        findings.append("keyUsage missing or not critical (RFC 5280 §4.2.1.3, ATIS-1000080 §6.4.1)")
+        findings.append("keyUsage missing or not critical (RFC 5280 §4.2.1.3)")
     elif usage.value != profile.key_usage:
         findings.append(f"keyUsage differs from the {profile.name} profile (RFC 5280 §4.2.1.3)")
 
@@ -280,7 +281,7 @@ def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> li
     if any(ext.critical for ext in claim_exts):
         findings.append("claim constraints extension is critical (RFC 8226 §8: non-critical)")
 
-    # Only basicConstraints and keyUsage are critical (ATIS-1000080 §6.4.1 v004).
+    # Only basicConstraints and keyUsage are critical (the SHAKEN profile; see the module docstring).
     critical_others = [ext.oid.dotted_string for ext in draft.extensions
                        if ext.critical and ext.oid not in (x509.BasicConstraints.oid, x509.KeyUsage.oid)]
     if critical_others:

@@ -1,8 +1,8 @@
 """The authority's certificate-transparency client (RFC 6962 §3.1-§3.3, §4.1-§4.2).
 
-STI-CT (draft-ietf-stir-certificate-transparency §3.1) requires every call-signing certificate
-to carry embedded SCTs from the precertificate route at issuance, because verifiers must not query
-logs during a call. So the authority fails closed: :func:`submit_precertificate` sends the
+Every call-signing certificate carries its SCTs embedded (RFC 6962 §3.3), obtained through the
+precertificate route at issuance, because a verifier checks them during a call and cannot query
+logs then. So the authority fails closed: :func:`submit_precertificate` sends the
 precertificate to every configured log at once, verifies each SCT it gets back, and raises
 :class:`ca.errors.TransparencyError` unless the policy's number of *valid* SCTs from *distinct*
 logs arrived within the deadline. Building the precertificate (final TBS + critical poison) is
@@ -56,8 +56,8 @@ HASH_ALGORITHM_SHA256 = 4  # RFC 5246 §7.4.1.4.1: HashAlgorithm sha256(4)
 SIGNATURE_ALGORITHM_RSA = 1  # RFC 5246 §7.4.1.4.1: SignatureAlgorithm rsa(1)
 SIGNATURE_ALGORITHM_ECDSA = 3  # RFC 5246 §7.4.1.4.1: SignatureAlgorithm ecdsa(3)
 LOG_ID_BYTES = 32  # RFC 6962 §3.2: struct { opaque key_id[32]; } LogID
-# draft-ietf-stir-certificate-transparency §3.4: verifiers check now >= SCT.timestamp, so an SCT
-# from a log whose clock runs ahead would make the certificate fail for a while. Allow this much.
+# RFC 6962 §5.2: clients reject an SCT whose timestamp is in the future, so an SCT from a log
+# whose clock runs ahead would make the certificate fail for a while. Allow this much.
 MAX_SCT_CLOCK_SKEW = dt.timedelta(seconds=60)
 # How much of a log's error body is quoted in a TransparencyError detail.
 MAX_QUOTED_ERROR = 200

@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("tnca.crl")
 
-PEM_LABEL = "X509 CRL"
 AUDIT_ACTION_ISSUE = "crl.issue"
 # Why a CRL was made (crls.trigger).
 TRIGGER_REVOCATION = "revocation"

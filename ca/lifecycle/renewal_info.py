@@ -53,10 +53,6 @@ class RenewalWindow:
     serial: str
     reason: str  # "normal" | "certificate revoked" | "delegation … revoked" | "delegation … ends …"
 
-    @property
-    def immediate(self) -> bool:
-        return self.reason != "normal"
-
 
 def window_for(
     certificate: Certificate,

@@ -8,7 +8,7 @@ caller's transaction; the caller commits. The unique constraint on
 processes racing on it; the check here only gives the common case a precise error before the
 insert.
 
-**Plans** (STYLE.md: admin commands are dry-run by default). Every front end — ``tnca revoke``,
+**Plans** (admin commands are dry-run by default). Every front end — ``tnca revoke``,
 ``tnca delegation revoke``, the operator pages, ACME ``revokeCert`` — first asks for a
 :class:`RevocationPlan`, which writes nothing, and then hands that plan to :func:`execute`. The
 plan lists what will change:

@@ -38,6 +38,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from ca.encoding import parse_rfc3339, rfc3339
 from ca.policy import Policy
 from ca.records.store import Order
 
@@ -101,10 +102,10 @@ class AutoRenewal:
         """Read what :meth:`to_json` stored (``Order.auto_renewal``)."""
         start = stored.get(START_DATE)
         return cls(
-            end_date=_parse_stored_time(stored[END_DATE]),
+            end_date=parse_rfc3339(stored[END_DATE], field=END_DATE),
             lifetime=dt.timedelta(seconds=int(stored[LIFETIME])),
             lifetime_adjust=dt.timedelta(seconds=int(stored.get(LIFETIME_ADJUST, 0))),
-            start_date=_parse_stored_time(start) if start is not None else None,
+            start_date=parse_rfc3339(start, field=START_DATE) if start is not None else None,
             allow_certificate_get=bool(stored.get(ALLOW_CERTIFICATE_GET, False)),
         )
 
@@ -186,16 +187,3 @@ def schedule_after(order: Order, issued_not_after: dt.datetime, *, now: dt.datet
         return None
     window = next_window(auto, issued_not_after, now=now, end=end, minimum=policy.lifetimes.minimum)
     return window.not_before if window is not None else None
-
-
-# --------------------------------------------------------------------------------------------
-# Times as stored in the auto-renewal object (RFC 3339, whole seconds, "Z")
-# --------------------------------------------------------------------------------------------
-
-
-def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _parse_stored_time(value: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(dt.timezone.utc)

@@ -44,6 +44,7 @@ from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, tag, univ
 
+from ca.encoding import b64url_encode
 from ca.errors import ScopeError
 
 # What pyasn1 may raise on hostile input. PyAsn1Error is its own family, but some inputs escape
@@ -561,7 +562,7 @@ class TNScope:
 
     def to_identifier_value(self, *, strict: bool = True) -> str:
         """base64url of the DER, without padding (RFC 9448 §3)."""
-        return base64.urlsafe_b64encode(self.to_der(strict=strict)).rstrip(b"=").decode("ascii")
+        return b64url_encode(self.to_der(strict=strict))
 
     @classmethod
     def from_certificate(cls, certificate: x509.Certificate, *, strict: bool = False) -> TNScope | None:
@@ -766,7 +767,7 @@ def decode_identifier_value(value: str) -> bytes:
             der = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         except (binascii.Error, ValueError):  # pragma: no cover - the pattern and length rule exclude this
             raise ScopeError("TNAuthList identifier value is not valid base64url", field=field) from None
-        canonical = base64.urlsafe_b64encode(der).rstrip(b"=").decode("ascii")
+        canonical = b64url_encode(der)
     if canonical != value:
         raise ScopeError(
             "TNAuthList identifier value is not canonical base64 (non-zero bits after the last byte, "

@@ -30,7 +30,8 @@ import datetime as dt
 
 from ca.errors import DelegationError, PolicyError, TokenError
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
-from ca.lifecycle.star_schedule import END_DATE, LIFETIME, START_DATE, AutoRenewal, auto_renewal_of, rfc3339
+from ca.encoding import rfc3339
+from ca.lifecycle.star_schedule import END_DATE, LIFETIME, START_DATE, AutoRenewal, auto_renewal_of
 from ca.policy import Policy, format_duration
 from ca.records.store import Delegation, Order
 

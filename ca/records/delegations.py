@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from ca.records import audit, store
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
+from ca.encoding import isoformat_or_none
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
 from ca.policy import format_duration
 from ca.numbers.tnauthlist import TNScope
@@ -268,11 +269,17 @@ def list_delegations(session: Session, *, status: str | None = None, delegate: s
     return list(session.scalars(query))
 
 
+def constraints_of(delegation: store.Delegation) -> ClaimConstraints | None:
+    """The claim constraints the delegation grants its certificates, or None when it has none."""
+    if delegation.constraints_der is None:
+        return None
+    return ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
+
+
 def describe(delegation: store.Delegation) -> dict[str, Any]:
     """A JSON-ready view of a delegation: for ``--json`` output and audit details."""
-    constraints = None
-    if delegation.constraints_der is not None:
-        constraints = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind).to_json()
+    granted = constraints_of(delegation)
+    constraints = granted.to_json() if granted is not None else None
     scope = TNScope.from_der(delegation.scope_der)
     return {
         "id": delegation.id,
@@ -282,13 +289,13 @@ def describe(delegation: store.Delegation) -> dict[str, Any]:
         "ca": delegation.ca_allowed,
         "max_lifetime_seconds": delegation.max_lifetime_seconds,
         "constraints": constraints,
-        "not_before": _iso(delegation.not_before),
-        "not_after": _iso(delegation.not_after),
+        "not_before": isoformat_or_none(delegation.not_before),
+        "not_after": isoformat_or_none(delegation.not_after),
         "status": delegation.status,
-        "revoked_at": _iso(delegation.revoked_at),
+        "revoked_at": isoformat_or_none(delegation.revoked_at),
         "revocation_reason": delegation.revocation_reason,
         "created_by": delegation.created_by,
-        "created_at": _iso(delegation.created_at),
+        "created_at": isoformat_or_none(delegation.created_at),
     }
 
 
@@ -365,8 +372,8 @@ def check_not_withdrawn(session: Session, scope: TNScope, *, clock: Clock) -> No
     if not covering or any(d.status == ACTIVE and (d.not_after is None or now < d.not_after) for d in covering):
         return
     withdrawn = "; ".join(
-        f"delegation {d.id} was revoked at {_iso(d.revoked_at)}" if d.status == REVOKED
-        else f"delegation {d.id} ended at {_iso(d.not_after)}"
+        f"delegation {d.id} was revoked at {isoformat_or_none(d.revoked_at)}" if d.status == REVOKED
+        else f"delegation {d.id} ended at {isoformat_or_none(d.not_after)}"
         for d in covering
     )
     raise DelegationError(
@@ -419,7 +426,7 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
         raise RevocationError(f"revocation reason is {len(reason)} characters; the limit is {MAX_REASON_CHARS}", field="reason")
     if delegation.status == REVOKED:
         raise RevocationError(
-            f"delegation {delegation.id} is already revoked (at {_iso(delegation.revoked_at)})", field="delegation"
+            f"delegation {delegation.id} is already revoked (at {isoformat_or_none(delegation.revoked_at)})", field="delegation"
         )
     now = clock.now()
     unexpired_tokens = len(
@@ -547,7 +554,3 @@ def _aware(value: dt.datetime, field: str) -> dt.datetime:
     if value.tzinfo is None:
         raise PolicyError(f"{field} must carry a time zone (UTC)", field=field)
     return value.astimezone(dt.timezone.utc)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

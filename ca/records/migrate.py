@@ -1,4 +1,5 @@
-"""Run the Alembic migrations programmatically (``tnca init``, tests, ``tnca db upgrade``)."""
+"""Run the Alembic migrations programmatically (``tnca init`` and the tests; there is no separate
+upgrade command)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the schema at ``engine`` to ``revision`` in one transaction on that engine."""
     cfg = alembic_config(engine)
     with engine.begin() as connection:
-        # Alembic cookbook, "Sharing a Connection": env.py uses this connection.
+        # migrations/env.py runs on this connection when it is given, so the upgrade is this one
+        # transaction rather than a second engine of its own.
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)

@@ -55,6 +55,7 @@ from sqlalchemy import BigInteger, and_, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
+from ca.encoding import b64url_encode, isoformat_or_none
 from ca.errors import QueryError, ScopeError
 from ca.lifecycle.revocation import CRLReason
 from ca.records.store import (
@@ -674,9 +675,9 @@ def certificate_json(
         "stage": row.stage,
         "subject": row.subject,
         "issuer": issuer,
-        "not_before": _iso(row.not_before),
-        "not_after": _iso(row.not_after),
-        "issued_at": _iso(row.created_at),
+        "not_before": isoformat_or_none(row.not_before),
+        "not_after": isoformat_or_none(row.not_after),
+        "issued_at": isoformat_or_none(row.created_at),
         "scope": scope_json(row.scope_der),
         "delegation": _delegation_ref(delegation),
         "account_id": row.account_id,
@@ -695,7 +696,7 @@ def scope_json(scope_der: bytes) -> dict[str, Any]:
         scope = TNScope.from_der(scope_der, strict=False)
     except ScopeError:
         # A stored scope always decoded when it was written; say so rather than fail the page.
-        return {"description": "unreadable TNAuthList", "tnauthlist": base64.urlsafe_b64encode(scope_der).rstrip(b"=").decode(), "entries": []}
+        return {"description": "unreadable TNAuthList", "tnauthlist": b64url_encode(scope_der), "entries": []}
     entries: list[dict[str, Any]] = []
     for entry in scope.entries:
         if isinstance(entry, TN):
@@ -706,7 +707,7 @@ def scope_json(scope_der: bytes) -> dict[str, Any]:
             entries.append({"type": "spc", "code": entry.code})
     return {
         "description": scope.describe(),
-        "tnauthlist": base64.urlsafe_b64encode(scope_der).rstrip(b"=").decode("ascii"),
+        "tnauthlist": b64url_encode(scope_der),
         "entries": entries,
     }
 
@@ -725,7 +726,7 @@ def _delegation_ref(delegation: Delegation | None) -> dict[str, Any] | None:
 def revocation_fields(revocation: Revocation) -> dict[str, Any]:
     reason = CRLReason(revocation.reason_code).name.lower().replace("_", "-") if revocation.reason_code is not None else "unspecified"
     return {
-        "revoked_at": _iso(revocation.revoked_at),
+        "revoked_at": isoformat_or_none(revocation.revoked_at),
         "reason_code": revocation.reason_code,
         "reason": reason,
         "source": revocation.source,
@@ -737,7 +738,7 @@ def revocation_fields(revocation: Revocation) -> dict[str, Any]:
 def event_ref(event: AuditEvent | None) -> dict[str, Any] | None:
     if event is None:
         return None
-    return {"seq": event.seq, "actor": event.actor, "occurred_at": _iso(event.occurred_at), "hash": event.hash}
+    return {"seq": event.seq, "actor": event.actor, "occurred_at": isoformat_or_none(event.occurred_at), "hash": event.hash}
 
 
 # ------------------------------------------------------------------------------------------
@@ -841,13 +842,13 @@ def delegation_json(delegation: Delegation, create_event: AuditEvent | None, rev
         "scope": scope_json(delegation.scope_der),
         "ca": delegation.ca_allowed,
         "max_lifetime_seconds": delegation.max_lifetime_seconds,
-        "not_before": _iso(delegation.not_before),
-        "not_after": _iso(delegation.not_after),
+        "not_before": isoformat_or_none(delegation.not_before),
+        "not_after": isoformat_or_none(delegation.not_after),
         "status": delegation.status,
-        "revoked_at": _iso(delegation.revoked_at),
+        "revoked_at": isoformat_or_none(delegation.revoked_at),
         "revocation_reason": delegation.revocation_reason,
         "created_by": delegation.created_by,
-        "created_at": _iso(delegation.created_at),
+        "created_at": isoformat_or_none(delegation.created_at),
         "create_event": event_ref(create_event),
         "revoke_event": event_ref(revoke_event),
     }
@@ -900,7 +901,7 @@ def events(session: Session, flt: EventFilter) -> Page:
 def event_json(event: AuditEvent) -> dict[str, Any]:
     return {
         "seq": event.seq,
-        "occurred_at": _iso(event.occurred_at),
+        "occurred_at": isoformat_or_none(event.occurred_at),
         "actor": event.actor,
         "action": event.action,
         "subject_type": event.subject_type,
@@ -942,7 +943,7 @@ def checkpoint_json(checkpoint: AuditCheckpoint) -> dict[str, Any]:
         "id": checkpoint.id,
         "seq": checkpoint.seq,
         "head_hash": checkpoint.head_hash,
-        "signed_at": _iso(checkpoint.signed_at),
+        "signed_at": isoformat_or_none(checkpoint.signed_at),
         "statement": checkpoint.statement,
         "signature": base64.b64encode(checkpoint.signature).decode("ascii"),
         "certificate": x509.load_der_x509_certificate(checkpoint.certificate_der)
@@ -1038,7 +1039,3 @@ def _csv_cell(value: Any) -> str:
         return ""
     text = str(value)
     return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

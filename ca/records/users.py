@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from ca.records import audit
 from ca.clock import Clock
+from ca.encoding import isoformat_or_none
 from ca.errors import AuthenticationError, LoginThrottledError, NotFoundError, UserError
 from ca.records.store import APIToken, LoginAttempt, User, UserSession
 
@@ -70,7 +71,7 @@ MAX_LABEL_CHARS = 128
 THROTTLE_WINDOW = dt.timedelta(minutes=15)
 MAX_FAILURES_PER_NAME = 5
 MAX_FAILURES_PER_ADDRESS = 30
-# Attempts older than this are only history; prune_login_attempts() deletes them.
+# Attempts older than this are only history; prune() deletes them.
 LOGIN_ATTEMPT_RETENTION = dt.timedelta(days=30)
 
 # A session ends SESSION_IDLE_TIMEOUT after its last request, and SESSION_LIFETIME after login
@@ -214,11 +215,11 @@ def describe(user: User) -> dict[str, Any]:
         "name": user.name,
         "role": user.role,
         "disabled": user.disabled_at is not None,
-        "disabled_at": _iso(user.disabled_at),
+        "disabled_at": isoformat_or_none(user.disabled_at),
         "created_by": user.created_by,
-        "created_at": _iso(user.created_at),
-        "password_changed_at": _iso(user.password_changed_at),
-        "last_login_at": _iso(user.last_login_at),
+        "created_at": isoformat_or_none(user.created_at),
+        "password_changed_at": isoformat_or_none(user.password_changed_at),
+        "last_login_at": isoformat_or_none(user.last_login_at),
     }
 
 
@@ -480,10 +481,10 @@ def describe_api_token(token: APIToken, user_name: str) -> dict[str, Any]:
         "label": token.label,
         "role": token.role,
         "created_by": token.created_by,
-        "created_at": _iso(token.created_at),
-        "expires_at": _iso(token.expires_at),
-        "last_used_at": _iso(token.last_used_at),
-        "revoked_at": _iso(token.revoked_at),
+        "created_at": isoformat_or_none(token.created_at),
+        "expires_at": isoformat_or_none(token.expires_at),
+        "last_used_at": isoformat_or_none(token.last_used_at),
+        "revoked_at": isoformat_or_none(token.revoked_at),
     }
 
 
@@ -533,7 +534,7 @@ def revoke_api_token(session: Session, token_id: str, *, actor: str, clock: Cloc
     if row is None:
         raise NotFoundError(f"no API token with id {token_id!r}", field="token")
     if row.revoked_at is not None:
-        raise UserError(f"API token {token_id} was revoked already at {_iso(row.revoked_at)}", field="token")
+        raise UserError(f"API token {token_id} was revoked already at {isoformat_or_none(row.revoked_at)}", field="token")
     user = session.get(User, row.user_id)
     before = describe_api_token(row, user.name)
     row.revoked_at = clock.now()
@@ -595,7 +596,3 @@ def _audit(session: Session, actor: str, action: str, subject_id: str, details: 
     subject_type = "api_token" if action.startswith("api_token.") else "user"
     audit.append(session, actor=actor, action=action, subject_type=subject_type, subject_id=subject_id,
                  details=details, clock=clock)
-
-
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

@@ -18,7 +18,7 @@ carries ``ca`` so that finalize enforces it.
 Single use: the caller records the ``jti`` with :func:`record_use` in the same transaction as the
 challenge result; a unique constraint on ``used_token_jtis`` (issuer, jti) makes a second use
 fail even across processes. RFC 9447 §3.3 would allow an account-bound token to be reused by the
-same account until it expires; this authority chooses single use (DESIGN.md, "authority token").
+same account until it expires; this authority chooses single use.
 
 Implementation choices recorded here (also in docs/rfc-support.md):
 
@@ -64,6 +64,7 @@ from sqlalchemy.orm import Session
 
 from ca.records import audit, store
 from ca.clock import Clock
+from ca.encoding import EncodingError, b64url_decode, b64url_encode
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError, UnavailableError
 from ca.policy import TokenPolicy, format_duration
 from ca.numbers.tnauthlist import TNScope, decode_identifier_value
@@ -90,7 +91,6 @@ MAX_JTI_CHARS = 255
 TKTYPE_TNAUTHLIST = "TNAuthList"
 FINGERPRINT_ALGORITHM = "SHA256"
 _ES256_COORDINATE_BYTES = 32  # RFC 7518 §3.4: P-256 coordinates are 32 octets
-_BASE64URL = re.compile(r"^[A-Za-z0-9_-]*$")
 _FINGERPRINT = re.compile(r"^SHA256 ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})$")
 
 
@@ -151,8 +151,8 @@ class TokenTrust:
         ):
             anchors = anchors + (self.local_authority,)
         if not anchors:
-            # sigstore's rule for AllOf([]): an empty trust list is a misconfiguration, not
-            # "trust nothing quietly".
+            # An empty trust list is a misconfiguration, not "trust nothing quietly": fail at
+            # startup rather than refuse every token later.
             raise ValueError("TokenTrust needs at least one trusted token authority certificate")
         unknown = set(self.algorithms) - set(SUPPORTED_ALGORITHMS)
         if unknown:
@@ -278,9 +278,10 @@ class _Ed25519PublicJWK:
 
     def __init__(self, obj: Mapping[str, Any]) -> None:
         x = obj.get("x")
-        if obj.get("crv") != "Ed25519" or not isinstance(x, str) or not _BASE64URL.match(x):
+        if obj.get("crv") != "Ed25519" or not isinstance(x, str):
             raise ValueError("not an Ed25519 OKP JWK")
-        self.key = ed25519.Ed25519PublicKey.from_public_bytes(base64.urlsafe_b64decode(x + "=" * (-len(x) % 4)))
+        # A malformed x raises EncodingError, a ValueError like the rest of this constructor's refusals.
+        self.key = ed25519.Ed25519PublicKey.from_public_bytes(b64url_decode(x, field="x"))
         self._members = {"crv": "Ed25519", "kty": "OKP", "x": x}
 
     def public_key(self) -> "_Ed25519PublicJWK":
@@ -415,9 +416,12 @@ def _parse_compact_jws(token: Any) -> tuple[dict[str, Any], dict[str, Any], byte
 
 def _b64url_decode(part: str, name: str) -> bytes:
     # RFC 7515 §2: base64url without padding; anything else is refused rather than guessed at.
-    if not part or not _BASE64URL.match(part) or len(part) % 4 == 1:
-        raise TokenError(f"token {name} is not unpadded base64url (RFC 7515 §2)", claim="token")
-    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    try:
+        if part:
+            return b64url_decode(part, field=name)
+    except EncodingError:
+        pass
+    raise TokenError(f"token {name} is not unpadded base64url (RFC 7515 §2)", claim="token")
 
 
 def _json_object(raw: bytes, name: str, *, claim: str) -> dict[str, Any]:
@@ -939,12 +943,12 @@ def _sign_es256(header: dict[str, Any], payload: dict[str, Any], signer: Any) ->
     hash_algorithm = getattr(signer, "hash_algorithm", None)
     if hash_algorithm is not None and not isinstance(hash_algorithm, hashes.SHA256):
         raise SignerError(f"the token authority signer hashes with {hash_algorithm.name}; ES256 needs sha256")
-    signing_input = _b64url(_canonical_json(header)) + "." + _b64url(_canonical_json(payload))
+    signing_input = b64url_encode(_canonical_json(header)) + "." + b64url_encode(_canonical_json(payload))
     der = signer.sign(signing_input.encode("ascii"))
     # The signer returns a DER ECDSA-Sig-Value (as X.509 wants); JWS wants R || S (RFC 7518 §3.4).
     r, s = decode_dss_signature(der)
     raw = r.to_bytes(_ES256_COORDINATE_BYTES, "big") + s.to_bytes(_ES256_COORDINATE_BYTES, "big")
-    return signing_input + "." + _b64url(raw)
+    return signing_input + "." + b64url_encode(raw)
 
 
 # ------------------------------------------------------------------------------------------
@@ -954,10 +958,6 @@ def _sign_es256(header: dict[str, Any], payload: dict[str, Any], signer: Any) ->
 
 def _canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=False).encode("utf-8")
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _origin(url: str) -> str:

@@ -12,7 +12,8 @@ deliberately narrow:
   ``allow_private_addresses`` is set. The connection then goes to the address that was checked,
   with TLS SNI and hostname verification for the name in the URL, so a second DNS answer
   ("DNS rebinding") cannot redirect it.
-- Redirects are refused, not followed (ATIS-1000074 repository rules: no redirects).
+- Redirects are refused, not followed: the URL must serve the chain itself, and a redirect would
+  lead past the address checks above.
 - The body is limited in size. One deadline (``timeout_seconds``) covers the whole fetch: name
   resolution, connect, TLS handshake, sending the request, the status line, the headers and the
   body. Every blocking socket call may wait only for what is left of it, so a host that sends
@@ -66,8 +67,8 @@ DEFAULT_MAX_BYTES = 64 * 1024
 # The whole fetch (DNS, connect, TLS, request, status line, headers, body) must finish within
 # this many seconds.
 DEFAULT_TIMEOUT_SECONDS = 5.0
-# ATIS-1000074 asks verifiers to cache x5u resources (at least 24 h without cache directives);
-# a token authority certificate changes rarely, so a day is the default upper bound.
+# x5u resources are cached (SHAKEN verifiers keep them a day when the server sends no cache
+# directives); a token authority certificate changes rarely, so a day is the default upper bound.
 DEFAULT_MAX_CACHE_AGE = dt.timedelta(hours=24)
 # Bounded so that a client cycling through URLs cannot grow the cache without limit.
 DEFAULT_CACHE_ENTRIES = 256
@@ -380,7 +381,7 @@ class X5UFetcher:
             with self._lock:
                 self.requests_made += 1
             if 300 <= response.status < 400:
-                # ATIS-1000074: no redirects. Following one would also bypass the address checks.
+                # No redirects: following one would bypass the address checks.
                 raise X5UError(f"x5u {host}: redirect (HTTP {response.status}) refused; the URL must serve the chain itself")
             if response.status != 200:
                 raise X5UError(f"x5u {host}: expected HTTP 200, got {response.status}")

@@ -77,7 +77,7 @@ def test_me_tells_who_is_asking_with_which_role(client, data):
 
 
 def test_openapi_document_needs_no_credentials_and_lists_every_route(client, authority):
-    from acme_server.audit_api.endpoints import ENDPOINTS
+    from acme_server.audit_api.routes import ENDPOINTS
 
     document = client.get("/api/v1/openapi.json").get_json()
     assert document["openapi"] == "3.1.0"

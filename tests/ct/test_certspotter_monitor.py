@@ -41,7 +41,7 @@ BRAND_NEW = "brand new log"
 
 
 def write_log_list(log: RunningLog, path: Path) -> None:
-    """A v3 log list (https://www.gstatic.com/ct/log_list/v3/log_list_schema.json) with one log."""
+    """A log list in the v3 format CT monitors read, with one log."""
     client = log.client()
     path.write_text(json.dumps({
         "version": "1",

@@ -56,7 +56,7 @@ def assert_bad_input(tnca, home, args: list[str], option: str, fragment: str) ->
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
-    assert lines[0].startswith(f"Error: Invalid value for '{option}': "), lines[0]
+    assert lines[0].startswith(f"Error: {option}: "), lines[0]
     assert fragment in lines[0], lines[0]
     assert result.stdout == ""
     assert counts(home) == before
@@ -144,7 +144,7 @@ class TestDelegationListShowRevoke:
         assert_bad_input(tnca, home, ["delegation", "show", "nope"], "ID", "no delegation with id 'nope'")
 
     def test_revoke_is_a_dry_run_by_default(self, tnca, home) -> None:
-        """STYLE.md: admin commands print the plan and change nothing without --execute."""
+        """Admin commands print the plan and change nothing without --execute."""
         delegation_id = create(tnca, "--tn", "12025550301")
         before = counts(home)
         result = tnca("delegation", "revoke", delegation_id, "--reason", "contract ended")
@@ -269,7 +269,7 @@ def test_console_script_round_trip(dev_home) -> None:  # type: ignore[no-untyped
     bad = dev_home.run_subprocess("token", "mint", "--delegation", delegation_id, "--fingerprint", "nope")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == [
-        "Error: Invalid value for '--fingerprint': fingerprint must be 'SHA256 ' followed by 32 colon-separated "
+        "Error: --fingerprint: fingerprint must be 'SHA256 ' followed by 32 colon-separated "
         "hex bytes (RFC 9448 §5.4), got 'nope'"
     ]
     assert dev_home.row_counts() == before

@@ -1,4 +1,4 @@
-"""STYLE.md "admin commands are dry-run by default": ``tnca revoke`` and ``tnca delegation revoke``
+"""Admin commands are dry-run by default: ``tnca revoke`` and ``tnca delegation revoke``
 print the plan and change nothing without ``--execute`` — no row anywhere, and the audit chain's
 head is where it was. Bad input exits 2 with one line naming the option; a refused operation
 exits 1; neither writes anything.

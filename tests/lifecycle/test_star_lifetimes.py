@@ -2,8 +2,8 @@
 
 An end-entity certificate lives the policy's 24 h by default, never longer than its delegation's
 maximum lifetime, never past the delegation's end or the authority token's ``exp`` (RFC 9447 §7),
-and never less than 5 minutes, a floor no policy file can lower (draft-ietf-stir-certificates-
-shortlived: freshness through short lifetimes; RFC 8739 §6: servers SHOULD enforce a minimum).
+and never less than 5 minutes, a floor no policy file can lower (short lifetimes give freshness;
+RFC 8739 §6: servers SHOULD enforce a minimum).
 """
 
 from __future__ import annotations

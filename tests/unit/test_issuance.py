@@ -178,7 +178,7 @@ def test_nothing_remains_when_the_caller_rolls_back(session, issuer, policy, clo
 
 
 def test_serial_numbers_are_positive_random_and_at_most_20_octets(session, issuer, policy, clock):
-    """RFC 5280 §4.1.2.2; ATIS-1000080 v005: at least 64 bits from a CSPRNG."""
+    """RFC 5280 §4.1.2.2, and at least 64 bits from a CSPRNG (ca/x509util.py SERIAL_RANDOM_BITS)."""
     serials = set()
     for _ in range(8):
         _, csr = make_csr()

@@ -218,7 +218,8 @@ def draft(pki, builder: x509.CertificateBuilder) -> x509.Certificate:
 )
 def test_each_profile_has_critical_basic_constraints_and_key_usage(pki, name, ca, path_length, key_cert_sign,
                                                                    digital_signature):
-    """RFC 5280 §4.2.1.3, §4.2.1.9; ATIS-1000080 §6.4.1: both present and critical."""
+    """RFC 5280 §4.2.1.3, §4.2.1.9 and the SHAKEN profile (ca/issuing/profiles.py): both present
+    and critical."""
     profile = Profile.for_name(name, pki["policy"])
     scope = TNScope.parse(ranges=["12025550100:100"]) if profile.tn_auth_list == "required" else None
     issuer = context(pki, certificate=None, scope=None) if name == ROOT else context(pki)

@@ -956,7 +956,7 @@ class TestSingleUse:
         )
 
     def test_replayed_jti_is_refused_and_nothing_is_written(self, session, authority, account, clock) -> None:
-        """DESIGN.md: authority tokens are single use; the unique constraint decides."""
+        """Authority tokens are single use (ca/tokens/authority_tokens.py); the unique constraint decides."""
         account_id, first, second = challenge_rows(session)
         verified = verify(authority.token(claims(account)), authority, account, clock)
         tokens.record_use(session, verified, account_id, first)

@@ -330,7 +330,7 @@ class TestFetch:
         assert X5UFetcher(DEV).fetch(server.url("/ta.der")) == (TA,)
 
     def test_ats_redirect_is_refused_and_not_followed(self, server: Server) -> None:
-        """ATIS-1000074: no redirects; following one would also skip the address checks."""
+        """No redirects: the URL must serve the chain, and following one would skip the address checks."""
         server.route("/moved", b"", status=302, headers={"Location": server.url("/ta.pem")})
         server.route("/ta.pem", pem(TA))
         refused("redirect (HTTP 302) refused", lambda: X5UFetcher(DEV).fetch(server.url("/moved")))

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -27,8 +26,9 @@ from sqlalchemy.orm import Session
 from ca.records import audit, audit_keys, queries
 from ca.config import ROOT_CERT_FILE, Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
-from ca.policy import parse_duration
-from tnca.context import BadInput, pass_home
+from tnca.context import BadInput, pass_home, require_home, transaction
+from tnca.options import duration_option
+from tnca.output import echo_json
 
 
 _METAVARS = {
@@ -45,10 +45,9 @@ def option_name(parameter: str) -> str:
 
 @contextlib.contextmanager
 def read_session(home: Home) -> Iterator[Session]:
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    """The command's one transaction (tnca/context.py); a bad query parameter names its option."""
     try:
-        with home.sessionmaker() as session, session.begin():
+        with transaction(home) as session:
             yield session
     except QueryError as error:
         raise BadInput(option_name(error.field or "query"), error.detail) from error
@@ -56,10 +55,6 @@ def read_session(home: Home) -> Iterator[Session]:
         raise  # `tnca audit verify` reports these itself
     except TNCAError as error:
         raise click.ClickException(error.detail) from error
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, ensure_ascii=False))
 
 
 @click.group("audit")
@@ -252,12 +247,9 @@ def verify(home: Home, export_file: str | None, root: str | None, as_json: bool)
 @pass_home
 def checkpoint(home: Home, if_due: bool, interval: str, max_events: int) -> None:
     """Sign the chain head with the audit key (created, certified by the root, on first use)."""
-    try:
-        interval_delta = parse_duration(interval)
-    except ValueError as error:
-        raise BadInput("--interval", str(error)) from error
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    interval_delta = duration_option(interval, "--interval")
+    assert interval_delta is not None  # the option has a default
+    require_home(home)
     try:
         signer, created = audit_keys.ensure_checkpoint_signer(home, clock=home.clock)
     except TNCAError as error:

@@ -32,12 +32,12 @@ from ca.errors import (
     TransparencyError,
 )
 from ca.issuing.issuance import DELEGATE_CA, END_ENTITY, IssuanceRequest, issue
-from ca.policy import format_duration, parse_duration
+from ca.policy import format_duration
 from ca.issuing.profiles import CLAIM_CONSTRAINT_OIDS
 from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, fingerprint_sha256, key_type_name, with_names_decoded
-from tnca.commands.init import cli_actor, parse_scope, scope_option_name
-from tnca.context import BadInput, pass_home
+from tnca.context import BadInput, cli_actor, pass_home, require_home
+from tnca.options import duration_option, parse_scope, scope_option
 
 # Which option an error's field refers to, by the field's first component.
 _FIELD_OPTIONS = {
@@ -59,7 +59,7 @@ def _option_for(error: TNCAError) -> str:
     if head in _FIELD_OPTIONS:
         return _FIELD_OPTIONS[head]
     if isinstance(error, (ScopeError, DelegationError)):
-        return scope_option_name(field)
+        return scope_option(field)
     return field or "request"
 
 
@@ -125,15 +125,9 @@ def issue_command(home: Home, csr_path, tns, ranges, spcs, lifetime, constraints
         raise BadInput("--tn/--range/--spc", "give the TN scope to certify (at least one --tn, --range or --spc)")
     scope = parse_scope(tns, ranges, spcs)
     csr = load_csr(csr_path)
-    requested_lifetime = None
-    if lifetime is not None:
-        try:
-            requested_lifetime = parse_duration(lifetime)
-        except ValueError as exc:
-            raise BadInput("--lifetime", str(exc)) from None
+    requested_lifetime = duration_option(lifetime, "--lifetime")
     constraints = load_constraints(constraints_path) if constraints_path else None
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home (no tnca.toml); run 'tnca --home DIR init'")
+    require_home(home)
     request = IssuanceRequest(
         csr=csr,
         scope=scope,

@@ -18,13 +18,11 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.lifecycle import crl
 from ca.config import ISSUING_ISSUER, Home
-from tnca.commands.init import cli_actor
-from tnca.context import BadInput, pass_home
+from tnca.context import BadInput, cli_actor, pass_home, require_home
 
 
 def _issuers(home: Home, wanted: tuple[str, ...]) -> list[str]:
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    require_home(home)
     with home.sessionmaker() as session:
         known = crl.issuer_names(session)
     unknown = [name for name in wanted if name not in known]

@@ -1,141 +1,28 @@
 """``tnca delegation``: create, list, show and revoke delegations.
 
 Exit codes (tnca/cli.py): 0 success, 1 a failed operation, 2 bad input. Bad input prints one
-line naming the option (``Error: Invalid value for '--range': …``) and writes nothing: every
+line naming the option (``Error: --range: …``, tnca/context.py) and writes nothing: every
 command runs in one transaction that is rolled back on any error.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import getpass
 import json
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
-from sqlalchemy.orm import Session
 
 from ca.lifecycle import revocation
 from ca.records import delegations
 from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
-from ca.errors import (
-    ClaimConstraintsError,
-    NotFoundError,
-    PolicyError,
-    RevocationError,
-    ScopeError,
-    TNCAError,
-)
-from ca.policy import format_duration, parse_duration
-from ca.numbers.tnauthlist import TNScope
-from tnca.commands.revoke import report as revoke_report
-from tnca.context import pass_home
-
-# Which command-line option each ``field`` of a ca error refers to.
-_SCOPE_OPTIONS = {"tns": "--tn", "ranges": "--range", "spcs": "--spc"}
-_FIELD_OPTIONS = {
-    "delegate": "--delegate",
-    "max_lifetime": "--max-lifetime",
-    "not_after": "--not-after",
-    "constraints": "--constraints",
-    "ca": "--ca",
-    "reason": "--reason",
-    "ttl": "--ttl",
-    "fingerprint": "--fingerprint",
-    "delegation": "--delegation",
-}
-
-
-class BadInput(click.ClickException):
-    """Bad input: one line naming the option, exit code 2 (as click.BadParameter, without usage)."""
-
-    exit_code = 2
-
-    def __init__(self, option: str, detail: str) -> None:
-        super().__init__(f"Invalid value for '{option}': {detail}")
-        self.option = option
-
-
-def fail_on(error: TNCAError, *, default_option: str) -> NoReturn:
-    """Turn a ca error into the CLI's answer: bad input (exit 2) naming the option, else exit 1."""
-    if isinstance(error, ScopeError | ClaimConstraintsError | PolicyError) or (
-        isinstance(error, NotFoundError) and error.field == "delegation"
-    ):
-        raise BadInput(option_for(error.field, default_option), error.detail) from error
-    raise click.ClickException(error.detail) from error
-
-
-def option_for(field: str | None, default_option: str) -> str:
-    if field is None:
-        return default_option
-    base = field.split("[", 1)[0].split(".", 1)[0]
-    if base in _SCOPE_OPTIONS:
-        return _SCOPE_OPTIONS[base]
-    return _FIELD_OPTIONS.get(base, default_option)
-
-
-def scope_from_options(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope:
-    try:
-        return TNScope.parse(tns=tns, ranges=ranges, spcs=spcs)
-    except ScopeError as error:
-        fail_on(error, default_option=scope_options(tns, ranges, spcs))
-
-
-def scope_options(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> str:
-    """The scope options the user gave, for an error about the scope as a whole."""
-    given = [option for option, values in (("--tn", tns), ("--range", ranges), ("--spc", spcs)) if values]
-    return "/".join(given) or "--tn/--range/--spc"
-
-
-def duration_option(value: str | None, option: str) -> dt.timedelta | None:
-    if value is None:
-        return None
-    try:
-        return parse_duration(value)
-    except ValueError as error:
-        raise BadInput(option, str(error)) from error
-
-
-def date_option(value: str | None, option: str) -> dt.datetime | None:
-    """``2026-12-31`` (midnight UTC at the start of that day) or an ISO 8601 time; naive means UTC."""
-    if value is None:
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)
-    except ValueError as error:
-        raise BadInput(option, f"expected a date such as 2026-12-31 or 2026-12-31T18:00:00Z, got {value!r}") from error
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
-
-
-def cli_actor() -> str:
-    """Who the audit log names for a command-line change."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):
-        return "cli"
-
-
-@contextlib.contextmanager
-def transaction(home: Home) -> Iterator[Session]:
-    """One transaction for the whole command; ca errors roll it back before they are reported."""
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
-    with home.sessionmaker() as session, session.begin():
-        yield session
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
-
-
-# ------------------------------------------------------------------------------------------
-
+from ca.errors import ClaimConstraintsError, NotFoundError, RevocationError, TNCAError
+from ca.policy import format_duration
+from tnca.context import BadInput, cli_actor, pass_home, require_home, transaction
+from tnca.options import date_option, duration_option, fail_on, given_scope_options, parse_scope
+from tnca.output import echo_json, report_revocation
 
 @click.group("delegation")
 def command() -> None:
@@ -155,7 +42,7 @@ def command() -> None:
     metavar="FILE",
     help='Claim constraints JSON: {"mustInclude": [...], "permittedValues": {...}, "mustExclude": [...]}.',
 )
-@click.option("--not-after", metavar="DATE", help="When the delegation ends (2026-12-31 or an ISO 8601 time; UTC).")
+@click.option("--not-after", metavar="DATE", help="When the delegation ends: 2026-12-31 (midnight UTC) or an RFC 3339 time.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @pass_home
 def create_command(
@@ -171,7 +58,7 @@ def create_command(
     as_json: bool,
 ) -> None:
     """Delegate a TN scope (inside the issuing CA's) to DELEGATE."""
-    scope = scope_from_options(tns, ranges, spcs)
+    scope = parse_scope(tns, ranges, spcs)
     lifetime = duration_option(max_lifetime, "--max-lifetime")
     ends = date_option(not_after, "--not-after")
     claim_constraints = _load_constraints(constraints)
@@ -196,7 +83,7 @@ def create_command(
                 actor=cli_actor(),
             )
         except TNCAError as error:
-            fail_on(error, default_option=scope_options(tns, ranges, spcs))
+            fail_on(error, default_option=given_scope_options(tns, ranges, spcs))
         view = delegations.describe(delegation)
     if as_json:
         echo_json({"id": view["id"]})
@@ -269,8 +156,7 @@ def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, a
     """
     if not reason.strip():
         raise BadInput("--reason", "a revocation reason is required")
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    require_home(home)
     with home.sessionmaker() as session:
         try:
             plan = revocation.plan_revoke_delegation(session, delegation_id, reason=revocation.WITHDRAWN,
@@ -282,7 +168,7 @@ def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, a
             if error.field in ("reason", "comment"):
                 raise BadInput("--reason", error.detail) from error
             raise click.ClickException(error.detail) from error
-    revoke_report(plan, result, as_json=as_json)
+    report_revocation(plan, result, as_json=as_json)
 
 
 def _summary(view: dict[str, Any]) -> str:

@@ -13,7 +13,6 @@ and the database transaction is rolled back.
 
 from __future__ import annotations
 
-import getpass
 import json
 import shutil
 from pathlib import Path
@@ -32,14 +31,15 @@ from ca.config import (
     TOKEN_AUTHORITY_CERT_FILE,
     Home,
 )
-from ca.errors import ScopeError, TNCAError
+from ca.errors import TNCAError
 from ca.issuing.issuance import certify_authority_key
 from ca.policy import DEFAULT_POLICY_PATH, Policy
 from ca.issuing.profiles import ISSUING_CA, ROOT, TOKEN_AUTHORITY
 from ca.issuing.signers.file import generate_file_key
 from ca.numbers.tnauthlist import TNScope
 from ca.x509util import to_pem
-from tnca.context import BadInput, pass_home
+from tnca.context import BadInput, cli_actor, pass_home
+from tnca.options import parse_scope
 
 # The development operator's scope when none is given: the 555 test block of +1 202 and SPC 1234
 # (the SPC of RFC 9118 §5's example certificate).
@@ -47,30 +47,6 @@ DEFAULT_RANGES = ("12025550000:10000",)
 DEFAULT_SPCS = ("1234",)
 
 KEY_FILES = {ROOT_ISSUER: "keys/root.key", ISSUING_ISSUER: "keys/issuing.key", "token-authority": "keys/token-authority.key"}
-
-
-def scope_option_name(field: str | None) -> str:
-    """The CLI option a ScopeError field refers to (``ranges[0]`` → ``--range``)."""
-    field = field or ""
-    for prefix, option in (("tns", "--tn"), ("ranges", "--range"), ("range", "--range"), ("spcs", "--spc"), ("SPC", "--spc")):
-        if field.startswith(prefix):
-            return option
-    return "--tn/--range/--spc"
-
-
-def parse_scope(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope:
-    try:
-        return TNScope.parse(tns=tns, ranges=ranges, spcs=spcs)
-    except ScopeError as error:
-        raise BadInput(scope_option_name(error.field), error.detail) from None
-
-
-def cli_actor() -> str:
-    """Who an audit event from the command line is attributed to."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "cli"
 
 
 def _toml_string(value: str) -> str:

@@ -1,6 +1,6 @@
 """``tnca revoke``: revoke a certificate, a delegation with everything under it, or numbers.
 
-Dry run by default (STYLE.md): the plan (``ca.lifecycle.revocation``) is printed and nothing changes;
+Dry run by default: the plan (``ca.lifecycle.revocation``) is printed and nothing changes;
 ``--execute`` applies exactly that plan and signs the affected CRLs. Targets, one kind at a time:
 
 - ``--serial S``: one certificate (hex, with or without colons);
@@ -19,18 +19,15 @@ one line naming the option, nothing written.
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
 from ca.lifecycle import revocation
 from ca.config import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
-from ca.lifecycle.revocation import CRLReason, RevocationPlan
-from ca.numbers.tnauthlist import TNScope
-from tnca.commands.init import cli_actor
-from tnca.context import BadInput, pass_home
+from ca.lifecycle.revocation import CRLReason
+from tnca.context import BadInput, cli_actor, pass_home, require_home
+from tnca.options import parse_scope
+from tnca.output import report_revocation
 
 _REASON_HELP = ", ".join(r.asn1_name for r in revocation.OPERATOR_REASONS)
 
@@ -64,10 +61,9 @@ def command(
     if len(given) != 1:
         raise click.UsageError("give exactly one of --serial, --delegation or --covering/--range/--spc"
                                + (f" (got {' and '.join(given)})" if given else ""))
-    scope = _scope(tns, ranges, spcs) if (tns or ranges or spcs) else None
+    scope = parse_scope(tns, ranges, spcs, tn_option="--covering") if (tns or ranges or spcs) else None
     crl_reason = _reason(reason, default=None if serial else revocation.WITHDRAWN)
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    require_home(home)
 
     with home.sessionmaker() as session:
         try:
@@ -85,17 +81,7 @@ def command(
         except TNCAError as error:
             session.rollback()
             _fail(error)
-    report(plan, result, as_json=as_json)
-
-
-def _scope(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope:
-    try:
-        return TNScope.parse(tns=tns, ranges=ranges, spcs=spcs)
-    except ScopeError as error:
-        field = error.field or ""
-        option = next((o for prefix, o in (("tns", "--covering"), ("ranges", "--range"), ("spcs", "--spc"))
-                       if field.startswith(prefix)), "--covering/--range/--spc")
-        raise BadInput(option, error.detail) from None
+    report_revocation(plan, result, as_json=as_json)
 
 
 def _reason(text: str | None, *, default: CRLReason | None) -> CRLReason | None:
@@ -117,28 +103,3 @@ def _fail(error: TNCAError) -> None:
     if isinstance(error, ScopeError) or (isinstance(error, RevocationError) and error.field in _OPTIONS):
         raise BadInput(_OPTIONS.get(error.field or "", "--covering/--range/--spc"), error.detail) from None
     raise click.ClickException(error.detail) from None
-
-
-def report(plan: RevocationPlan, result: revocation.RevocationResult | None, *, as_json: bool) -> None:
-    """Print the plan, and the result when there is one; exit 1 when a CRL could not be signed."""
-    if as_json:
-        answer: dict[str, Any] = {"plan": plan.to_json(), "executed": result is not None}
-        if result is not None:
-            answer["result"] = result.to_json()
-        click.echo(json.dumps(answer, indent=2, sort_keys=True))
-    else:
-        if not plan.changes_anything:
-            click.echo(f"nothing to revoke: {plan.request.describe()}")
-        else:
-            click.echo(f"{'would revoke' if result is None else 'revoked'} {plan.request.describe()}")
-        click.echo(plan.describe())
-        if result is None and plan.changes_anything:
-            click.echo("dry run: nothing changed; run again with --execute to apply")
-        elif result is not None and plan.changes_anything:
-            click.echo(result.describe())
-    if result is not None and not result.crls_signed:
-        failed = ", ".join(o.issuer for o in result.crls if o.error is not None)
-        raise click.ClickException(
-            f"the revocation is recorded, but the CRL of {failed} could not be signed; "
-            "'tnca crl generate' (or the worker) signs it once the signer is back"
-        )

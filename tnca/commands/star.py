@@ -11,7 +11,6 @@ Exit codes (tnca/cli.py): 0 success, 1 a failed operation (the order is not a va
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
@@ -21,11 +20,12 @@ from sqlalchemy.orm import Session, selectinload
 from ca.lifecycle import renewal
 from ca.lifecycle.star_schedule import auto_renewal_of
 from ca.config import Home
+from ca.encoding import isoformat_or_none
 from ca.errors import AutoRenewalError
 from ca.records.store import Certificate, Order
 from ca.numbers.tnauthlist import TNScope
-from tnca.commands.delegation import BadInput, cli_actor, transaction
-from tnca.context import pass_home
+from tnca.context import BadInput, cli_actor, pass_home, transaction
+from tnca.output import echo_json
 
 STATUSES = ("valid", "canceled", "all")
 
@@ -52,8 +52,8 @@ def describe(session: Session, order: Order) -> dict[str, Any]:
             )
         ),
         "current_serial": current.serial if current is not None else None,
-        "current_not_after": current.not_after.isoformat() if current is not None else None,
-        "next_renewal_at": order.next_renewal_at.isoformat() if order.next_renewal_at else None,
+        "current_not_after": isoformat_or_none(current.not_after if current is not None else None),
+        "next_renewal_at": isoformat_or_none(order.next_renewal_at),
         "error": order.error,
     }
 
@@ -75,7 +75,7 @@ def list_command(home: Home, status: str, as_json: bool) -> None:
             query = query.where(Order.status == status)
         views = [describe(session, order) for order in session.scalars(query)]
     if as_json:
-        click.echo(json.dumps(views, indent=2, sort_keys=True))
+        echo_json(views)
         return
     if not views:
         click.echo("no STAR orders")
@@ -115,7 +115,7 @@ def cancel_command(home: Home, order_id: str, reason: str, execute: bool, as_jso
             except AutoRenewalError as error:
                 raise click.ClickException(error.detail) from error
     if as_json:
-        click.echo(json.dumps({"order": before, "executed": execute}, indent=2, sort_keys=True))
+        echo_json({"order": before, "executed": execute})
         return
     verb = "canceled" if execute else "would cancel"
     click.echo(f"{verb} STAR order {before['id']} ({before['scope']}, account {before['account_id']}): "

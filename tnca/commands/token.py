@@ -13,19 +13,12 @@ import click
 from ca.records import delegations
 from ca.tokens import authority_tokens as tokens
 from ca.config import Home
+from ca.encoding import rfc3339
 from ca.errors import DelegationError, NotFoundError, TNCAError, TokenError
 from ca.numbers.tnauthlist import TNScope
-from tnca.commands.delegation import (
-    BadInput,
-    cli_actor,
-    duration_option,
-    echo_json,
-    fail_on,
-    scope_from_options,
-    scope_options,
-    transaction,
-)
-from tnca.context import pass_home
+from tnca.context import BadInput, cli_actor, pass_home, transaction
+from tnca.options import duration_option, fail_on, given_scope_options, parse_scope
+from tnca.output import echo_json
 
 
 @click.group("token")
@@ -91,8 +84,8 @@ def mint_command(
         except TokenError as error:
             raise BadInput("--fingerprint", error.detail) from error
         except TNCAError as error:
-            fail_on(error, default_option=scope_options(tns, ranges, spcs))
-    expires = minted.expires.isoformat().replace("+00:00", "Z")
+            fail_on(error, default_option=given_scope_options(tns, ranges, spcs))
+    expires = rfc3339(minted.expires)
     if as_json:
         echo_json({"token": minted.token, "jti": minted.jti, "expires": expires})
         return
@@ -103,4 +96,4 @@ def mint_command(
 def _subset(tns: tuple[str, ...], ranges: tuple[str, ...], spcs: tuple[str, ...]) -> TNScope | None:
     if not (tns or ranges or spcs):
         return None
-    return scope_from_options(tns, ranges, spcs)
+    return parse_scope(tns, ranges, spcs)

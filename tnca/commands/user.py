@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import getpass
-import json
 import sys
 from collections.abc import Iterator
 from typing import Any, NoReturn
@@ -25,19 +23,13 @@ from sqlalchemy.orm import Session
 from ca.records import users
 from ca.config import Home
 from ca.errors import NotFoundError, TNCAError, UserError
-from ca.policy import parse_duration
-from tnca.context import BadInput, pass_home
+from tnca import context
+from tnca.context import BadInput, cli_actor, pass_home
+from tnca.options import duration_option
+from tnca.output import echo_json
 
 _FIELD_OPTIONS = {"name": "NAME", "role": "--role", "password": "--password-stdin", "label": "--label",
                   "expires": "--expires", "token": "TOKEN_ID"}
-
-
-def cli_actor() -> str:
-    """Who the audit log names for a command-line change."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (KeyError, OSError):  # no passwd entry (containers)
-        return "cli"
 
 
 def fail_on(error: TNCAError) -> NoReturn:
@@ -48,11 +40,9 @@ def fail_on(error: TNCAError) -> NoReturn:
 
 @contextlib.contextmanager
 def transaction(home: Home) -> Iterator[Session]:
-    """One transaction for the command; any error rolls it back, so nothing is half-written."""
-    if not home.exists():
-        raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
+    """The command's one transaction (tnca/context.py), its ca errors reported by :func:`fail_on`."""
     try:
-        with home.sessionmaker() as session, session.begin():
+        with context.transaction(home) as session:
             yield session
     except TNCAError as error:
         fail_on(error)
@@ -77,10 +67,6 @@ def read_new_password(name: str, password_stdin: bool, generate: bool) -> tuple[
     except UserError as error:
         raise BadInput("--password-stdin" if password_stdin else "password", error.detail) from error
     return password, False
-
-
-def echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, sort_keys=True))
 
 
 _password_options = [
@@ -191,12 +177,8 @@ def enable(home: Home, name: str) -> None:
 @pass_home
 def token_create(home: Home, name: str, label: str, role: str | None, expires: str | None) -> None:
     """Make an audit-API token for NAME; it is printed once and stored only as a hash."""
-    expires_at = None
-    if expires is not None:
-        try:
-            expires_at = home.clock.now() + parse_duration(expires)
-        except ValueError as error:
-            raise BadInput("--expires", str(error)) from error
+    lifetime = duration_option(expires, "--expires")
+    expires_at = home.clock.now() + lifetime if lifetime is not None else None
     with transaction(home) as session:
         row, token = users.create_api_token(session, name, label=label, role=role, expires_at=expires_at,
                                             actor=cli_actor(), clock=home.clock)

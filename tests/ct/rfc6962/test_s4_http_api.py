@@ -40,7 +40,7 @@ def test_serve_writes_the_public_key_whose_hash_is_the_log_id(log):
 
 
 def test_s4_3_get_sth_is_signed_and_served_under_both_prefixes(log):
-    """RFC 6962 §4.3 get-sth; draft-ietf-stir-certificate-transparency: the same API under /stict/v1/."""
+    """RFC 6962 §4.3 get-sth; the same API under /stict/v1/ for STIR CT clients (ctlog/app.py)."""
     sth = log.get("get-sth").json()
     assert set(sth) == {"tree_size", "timestamp", "sha256_root_hash", "tree_head_signature"}
     assert sth["tree_size"] == 0 and base64.b64decode(sth["sha256_root_hash"]) == hashlib.sha256(b"").digest()

@@ -72,8 +72,9 @@ def test_s6_2_jws_shape_errors_are_malformed(raw, unchanged, mutate, fragment):
 
 
 def test_s6_2_unprotected_nonce_and_url_are_never_read(raw, unchanged):
-    """The josepy pitfall (STYLE.md §4): a valid signature over a protected header without nonce
-    and url must not be completed by an unprotected header that carries them."""
+    """The josepy pitfall (RFC 8555 §6.2 forbids the unprotected header): a valid signature over a
+    protected header without nonce and url must not be completed by an unprotected header that
+    carries them."""
     jws = raw.jws(NEW_ACCOUNT, {}, use_jwk=True, protected={"nonce": None, "url": None})
     jws["header"] = {"nonce": raw.nonce(), "url": raw.url(NEW_ACCOUNT)}
     assert_problem(raw.post(NEW_ACCOUNT, body=jws), "malformed", 400, "unprotected 'header'")

@@ -56,7 +56,7 @@ def test_s6_6_unavailable_says_when_to_retry():
     ids=lambda e: type(e).__name__,
 )
 def test_s6_7_internal_ca_errors_are_server_internal_without_their_message(error):
-    """Boulder's rule: internal messages may carry sensitive data (an HSM path, a log URL)."""
+    """Internal messages may carry sensitive data (an HSM path, a log URL): the client gets none of it."""
     problem = problem_for_ca_error(error, Phase.FINALIZE)
     assert (problem.code, problem.status, problem.detail) == ("serverInternal", 500, INTERNAL_DETAIL)
 

@@ -1,5 +1,5 @@
 """Property: whatever JSON a client signs, every ACME resource answers with a result or a problem
-document, never a server error (RFC 8555 §6.7; DESIGN.md "Bad input never produces a 500")."""
+document, never a server error (RFC 8555 §6.7: bad input never produces a 500)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from acme_server.acme.encoding import b64url_decode
+from ca.encoding import b64url_decode
 from protocol.support import TN_SCOPE, b64url, csr_b64, raw_ready_order
 from tests.helpers import mutated_der
 

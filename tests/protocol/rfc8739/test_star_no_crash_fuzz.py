@@ -1,6 +1,6 @@
 """Property: whatever ``auto-renewal`` object, cancellation payload or star-certificate request a
-client sends, the answer is a result or a problem document, never a server error (RFC 8555 §6.7;
-DESIGN.md "Bad input never produces a 500")."""
+client sends, the answer is a result or a problem document, never a server error (RFC 8555 §6.7:
+bad input never produces a 500)."""
 
 from __future__ import annotations
 

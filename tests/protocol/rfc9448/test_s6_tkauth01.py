@@ -247,7 +247,7 @@ def test_s6_step7_expired_token_is_refused(registered, home, authority, session_
 
 
 def test_s6_replayed_jti_is_refused(registered, authority, session_factory):
-    """Tokens are single use (DESIGN.md): the second presentation of a jti fails."""
+    """Tokens are single use (ca/tokens/authority_tokens.py): the second presentation of a jti fails."""
     delegation_id = authority.delegate()
     token = authority.token(delegation_id, registered.jwk, TN_SCOPE)
     first = raw_new_order(registered, TN_SCOPE.to_identifier_value())

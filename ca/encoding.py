@@ -1,4 +1,10 @@
-"""Wire encodings shared by the ACME handlers: strict base64url and RFC 3339 timestamps."""
+"""Text encodings used across the authority: strict base64url and RFC 3339 timestamps.
+
+At the bottom of ``ca/`` with config, policy, clock and errors: every part of the authority, the
+ACME front end and the command line use these, and this module uses nothing of theirs. A caller
+with its own error type (a token, a TN scope) catches :class:`EncodingError` and words the
+problem for its field.
+"""
 
 from __future__ import annotations
 
@@ -33,6 +39,7 @@ def b64url_decode(value: object, *, field: str) -> bytes:
 
 
 def b64url_encode(data: bytes) -> str:
+    """Unpadded base64url (RFC 7515 §2), as every JOSE and ACME field carries it."""
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
@@ -54,3 +61,8 @@ def parse_rfc3339(value: object, *, field: str) -> dt.datetime:
         return dt.datetime.fromisoformat(value.upper().replace("Z", "+00:00")).astimezone(dt.timezone.utc)
     except (ValueError, OverflowError) as exc:
         raise EncodingError(f"'{field}' is not a valid date-time: {value[:40]!r} ({exc})") from exc
+
+
+def isoformat_or_none(value: dt.datetime | None) -> str | None:
+    """A stored time for JSON views (ISO 8601 with its offset, as Python writes it), None as None."""
+    return value.isoformat() if value is not None else None
