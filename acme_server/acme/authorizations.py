@@ -14,7 +14,7 @@ the challenge stays ``pending``.
 What a valid token says is remembered on the authorization for finalize: its ``jti``, its ``ca``
 flag (RFC 9448 §6 step 9 needs the CSR), its ``exp`` (RFC 9447 §7: the certificate must not
 outlive it) and the delegation that covers the scope. The ``jti`` is recorded by
-``ca.tokens.authority_tokens.record_use`` in the same transaction as the challenge result, and last, so only an
+``ca.tokens.verification.record_use`` in the same transaction as the challenge result, and last, so only an
 accepted token is spent.
 """
 
@@ -33,9 +33,10 @@ from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.records import audit, delegations
-from ca.tokens import authority_tokens as tokens
+from ca.tokens import verification
 from ca.errors import TNCAError
-from ca.records.store import Account, Authorization, Challenge, Delegation, ExternalAccountKey, Order
+from ca.records.models_acme import Account, Authorization, Challenge, ExternalAccountKey, Order
+from ca.records.models_authority import Delegation
 from ca.numbers.tnauthlist import TNScope
 
 # RFC 9448 §4 names the field "tkauth"; SHAKEN deployments (ATIS-1000080 clients) send "atc".
@@ -167,11 +168,11 @@ def response_token(payload: dict[str, Any]) -> str:
     return token
 
 
-def _validate(token: str, chall: Challenge, authz: Authorization, account: Account) -> tuple[tokens.VerifiedToken, Delegation]:
-    """RFC 9448 §6 steps 1–8 (ca.tokens.authority_tokens), then what this authority adds: the delegation."""
+def _validate(token: str, chall: Challenge, authz: Authorization, account: Account) -> tuple[verification.VerifiedToken, Delegation]:
+    """RFC 9448 §6 steps 1–8 (ca.tokens.verification), then what this authority adds: the delegation."""
     state, session = current_state(), db_session()
     scope = TNScope.from_der(authz.scope_der)
-    verified = tokens.verify(
+    verified = verification.verify(
         token,
         identifier_scope=scope,
         account_jwk=account.jwk,
@@ -182,7 +183,7 @@ def _validate(token: str, chall: Challenge, authz: Authorization, account: Accou
     # A token of this authority's own token authority must have been minted here, under a
     # delegation that is still active; it names that delegation. (Held in a variable so that
     # record_use below finds the rows in the session instead of selecting them again.)
-    minted = tokens.check_minted_here(session, verified)
+    minted = verification.check_minted_here(session, verified)
     delegation = delegations.find_covering(
         session, scope, clock=state.clock, delegation_id=minted.delegation_id if minted is not None else None
     )
@@ -200,7 +201,7 @@ def _validate(token: str, chall: Challenge, authz: Authorization, account: Accou
         policy=state.policy,
         now=state.clock.now(),
     )
-    tokens.record_use(session, verified, account.id, chall.id)
+    verification.record_use(session, verified, account.id, chall.id)
     return verified, delegation
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import datetime as dt
 
 from acme_server.acme.problems import AcmeProblem, malformed
-from ca.records.store import Authorization, Order
+from ca.records.models_acme import Authorization, Order
 
 # Authorization states after which an order can never become ready (RFC 8555 §7.1.6).
 _FINAL_UNUSABLE = frozenset({"invalid", "deactivated", "expired", "revoked"})

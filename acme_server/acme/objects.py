@@ -10,7 +10,7 @@ from typing import Any
 
 from acme_server.acme.encoding import rfc3339
 from acme_server.acme.urls import Urls
-from ca.records.store import Account, Authorization, Challenge, Order
+from ca.records.models_acme import Account, Authorization, Challenge, Order
 
 # RFC 9447 §6 / RFC 9448 §4.
 TKAUTH_CHALLENGE = "tkauth-01"

@@ -38,15 +38,8 @@ from ca.records import delegations
 from ca.errors import IssuanceError, NotFoundError, ScopeError, TNCAError
 from ca.policy import Policy, format_duration
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
-from ca.records.store import (
-    ORDER_STATUSES_CLAIMING_REPLACEMENT,
-    Account,
-    Authorization,
-    Certificate,
-    Challenge,
-    Delegation,
-    Order,
-)
+from ca.records.models_acme import Account, Authorization, Challenge, ORDER_STATUSES_CLAIMING_REPLACEMENT, Order
+from ca.records.models_authority import Certificate, Delegation
 from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 

@@ -31,7 +31,7 @@ from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
 from ca.errors import AutoRenewalError, PolicyError
 from ca.policy import Policy
-from ca.records.store import Order
+from ca.records.models_acme import Order
 
 # The newOrder member (RFC 8739 §3.1.1) and the directory meta member (§3.2).
 AUTO_RENEWAL = "auto-renewal"

@@ -11,8 +11,8 @@ from acme_server.admin.common import actor, db, has_errors, now, page, search_pa
 from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
 from acme_server.admin.inspect import scope_entry_views
 from acme_server.state import current_state
-from ca.records import delegations, overview, queries
-from ca.tokens import authority_tokens as tokens
+from ca.records import delegations, overview, queries, query_filters
+from ca.tokens import fingerprints, minting
 from ca.numbers.claims import ClaimConstraints
 from ca.errors import QueryError, TNCAError
 from ca.numbers.tnauthlist import TNScope
@@ -34,7 +34,7 @@ def delegation_list() -> Response:
     error: QueryError | None = None
     result = None
     try:
-        result = queries.delegations(session, queries.parse_delegation_filter(params))
+        result = queries.delegations(session, query_filters.parse_delegation_filter(params))
     except QueryError as failure:
         error = failure
     counts = overview.valid_certificate_counts(session, [item["id"] for item in result.items] if result else [], now=now())
@@ -95,12 +95,12 @@ def delegation_detail(delegation_id: str) -> Response:
     delegation = delegations.get(session, delegation_id)
     view = delegations.describe(delegation)
     certificates = queries.certificates(
-        session, queries.CertificateFilter(delegation_id=delegation.id, stage=None, limit=CERTIFICATES_SHOWN), now=now()
+        session, query_filters.CertificateFilter(delegation_id=delegation.id, stage=None, limit=CERTIFICATES_SHOWN), now=now()
     )
-    history = queries.events(session, queries.EventFilter(subject_type="delegation", subject_id=delegation.id, limit=100))
+    history = queries.events(session, query_filters.EventFilter(subject_type="delegation", subject_id=delegation.id, limit=100))
     authority = current_state().home.token_authority()
     minted = overview.authority_tokens(session, delegation.id,
-                                       token_authority=tokens.certificate_issuer_id(authority.certificate))
+                                       token_authority=fingerprints.certificate_issuer_id(authority.certificate))
     constraints = (ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
                    if delegation.constraints_der is not None else None)
     return page(
@@ -173,7 +173,7 @@ def token_new(delegation_id: str) -> Response:
     if form.validate_on_submit():
         try:
             subset = inputs.optional_scope_from(form.tns.data, form.ranges.data, form.spcs.data)
-            minted = tokens.mint(
+            minted = minting.mint(
                 session,
                 delegation=delegation,
                 fingerprint=form.fingerprint.data,

@@ -19,7 +19,7 @@ from flask import Response, current_app, request, stream_with_context, url_for
 
 from acme_server.auth import current_principal, require_role
 from acme_server.state import current_state, db_session
-from ca.records import audit, queries
+from ca.records import audit, audit_export, exports, queries, query_filters
 from ca.errors import NotFoundError, QueryError
 
 JSON = "application/json"
@@ -114,7 +114,7 @@ def _export_response(items: Callable[[Any], Iterator[dict[str, Any]]], columns: 
         with sessionmaker() as session:
             rows = items(session)
             if export_format == "csv":
-                yield from queries.csv_lines(rows, columns)
+                yield from exports.csv_lines(rows, columns)
                 return
             yield "["
             for index, item in enumerate(rows):
@@ -135,7 +135,7 @@ def _export_response(items: Callable[[Any], Iterator[dict[str, Any]]], columns: 
 
 
 def list_certificates() -> Response:
-    flt = queries.parse_certificate_filter(query_parameters())
+    flt = query_filters.parse_certificate_filter(query_parameters())
     return page_response(queries.certificates(db_session(), flt, now=_now()))
 
 
@@ -144,7 +144,7 @@ def get_certificate(serial: str) -> Response:
     if params:
         raise QueryError(f"unknown parameter {next(iter(params))[:40]!r}; this resource takes none",
                          field=next(iter(params))[:64])
-    serial_filter = queries.parse_certificate_filter({"serial": serial})
+    serial_filter = query_filters.parse_certificate_filter({"serial": serial})
     item = queries.certificate_by_serial(db_session(), serial_filter.serial)
     if item is None:
         raise NotFoundError(f"no certificate with serial {serial}", field="serial")
@@ -152,43 +152,43 @@ def get_certificate(serial: str) -> Response:
 
 
 def list_revocations() -> Response:
-    return page_response(queries.revocations(db_session(), queries.parse_revocation_filter(query_parameters())))
+    return page_response(queries.revocations(db_session(), query_filters.parse_revocation_filter(query_parameters())))
 
 
 def list_delegations() -> Response:
-    return page_response(queries.delegations(db_session(), queries.parse_delegation_filter(query_parameters())))
+    return page_response(queries.delegations(db_session(), query_filters.parse_delegation_filter(query_parameters())))
 
 
 def list_audit_events() -> Response:
-    return page_response(queries.events(db_session(), queries.parse_event_filter(query_parameters())))
+    return page_response(queries.events(db_session(), query_filters.parse_event_filter(query_parameters())))
 
 
 def list_audit_checkpoints() -> Response:
-    return page_response(queries.checkpoints(db_session(), queries.parse_checkpoint_filter(query_parameters())))
+    return page_response(queries.checkpoints(db_session(), query_filters.parse_checkpoint_filter(query_parameters())))
 
 
 def get_audit_head() -> Response:
     _no_parameters()
     session = db_session()
     seq, head_hash = audit.head(session)
-    latest = queries.checkpoints(session, queries.CheckpointFilter(limit=1)).items
+    latest = queries.checkpoints(session, query_filters.CheckpointFilter(limit=1)).items
     return json_response({"seq": seq, "hash": head_hash, "last_checkpoint": latest[0] if latest else None})
 
 
 def export_certificates() -> Response:
-    flt, export_format = _export_filter(queries.parse_certificate_filter)
+    flt, export_format = _export_filter(query_filters.parse_certificate_filter)
     now = _now()
     return _export_response(
-        lambda session: queries.iter_all(functools.partial(queries.certificates, session, now=now), flt),
-        queries.CERTIFICATE_CSV_COLUMNS, export_format, "certificates",
+        lambda session: exports.iter_all(functools.partial(queries.certificates, session, now=now), flt),
+        exports.CERTIFICATE_CSV_COLUMNS, export_format, "certificates",
     )
 
 
 def export_revocations() -> Response:
-    flt, export_format = _export_filter(queries.parse_revocation_filter)
+    flt, export_format = _export_filter(query_filters.parse_revocation_filter)
     return _export_response(
-        lambda session: queries.iter_all(functools.partial(queries.revocations, session), flt),
-        queries.REVOCATION_CSV_COLUMNS, export_format, "revocations",
+        lambda session: exports.iter_all(functools.partial(queries.revocations, session), flt),
+        exports.REVOCATION_CSV_COLUMNS, export_format, "revocations",
     )
 
 
@@ -201,7 +201,7 @@ def export_audit_trail() -> Response:
 
     def generate() -> Iterator[str]:
         with sessionmaker() as session:
-            for line in audit.export_lines(session, clock=clock):
+            for line in audit_export.export_lines(session, clock=clock):
                 yield line + "\n"
 
     response = Response(stream_with_context(generate()), mimetype=JSON_LINES)
@@ -244,7 +244,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Newest first. With tn and at: every certificate whose TNAuthList covered that number at "
         "that time (RFC 5280 §4.1.2.5, both ends inclusive), with its delegation, account, "
         "authority tokens, revocation and the audit event that recorded its issuance.",
-        "auditor", queries.CERTIFICATE_PARAMETERS, responses={JSON: "CertificatePage"}, paged=True,
+        "auditor", query_filters.CERTIFICATE_PARAMETERS, responses={JSON: "CertificatePage"}, paged=True,
     ),
     Endpoint(
         "/certificates/{serial}", get_certificate,
@@ -255,22 +255,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "/revocations", list_revocations, "Revocations, newest first",
         "Each with the revoked certificate and the audit event that recorded the revocation.",
-        "auditor", queries.REVOCATION_PARAMETERS, responses={JSON: "RevocationPage"}, paged=True,
+        "auditor", query_filters.REVOCATION_PARAMETERS, responses={JSON: "RevocationPage"}, paged=True,
     ),
     Endpoint(
         "/delegations", list_delegations, "Delegations: who was granted which numbers, when, by whom",
         "With tn and at: the delegations in force for that number at that time.",
-        "auditor", queries.DELEGATION_PARAMETERS, responses={JSON: "DelegationPage"}, paged=True,
+        "auditor", query_filters.DELEGATION_PARAMETERS, responses={JSON: "DelegationPage"}, paged=True,
     ),
     Endpoint(
         "/audit/events", list_audit_events, "Audit events, newest first",
         "Every state change with actor, time and before/after details, with its hash-chain links.",
-        "auditor", queries.EVENT_PARAMETERS, responses={JSON: "AuditEventPage"}, paged=True,
+        "auditor", query_filters.EVENT_PARAMETERS, responses={JSON: "AuditEventPage"}, paged=True,
     ),
     Endpoint(
         "/audit/checkpoints", list_audit_checkpoints, "Signed checkpoints of the audit chain head",
         "Each signs (seq, head hash, time); keep copies outside this authority to detect truncation.",
-        "auditor", queries.CHECKPOINT_PARAMETERS, responses={JSON: "CheckpointPage"}, paged=True,
+        "auditor", query_filters.CHECKPOINT_PARAMETERS, responses={JSON: "CheckpointPage"}, paged=True,
     ),
     Endpoint(
         "/audit/head", get_audit_head, "The audit chain head and the last checkpoint", "",
@@ -285,7 +285,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "/export/certificates", export_certificates, "Every matching certificate, as JSON or CSV",
         "The filters of /certificates, without paging.",
-        "auditor", {**{k: v for k, v in queries.CERTIFICATE_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
+        "auditor", {**{k: v for k, v in query_filters.CERTIFICATE_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
                     **_EXPORT_FORMAT},
         responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Certificate"}},
                    CSV: {"type": "string"}},
@@ -293,7 +293,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "/export/revocations", export_revocations, "Every matching revocation, as JSON or CSV",
         "The filters of /revocations, without paging.",
-        "auditor", {**{k: v for k, v in queries.REVOCATION_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
+        "auditor", {**{k: v for k, v in query_filters.REVOCATION_PARAMETERS.items() if k not in PAGINATION_PARAMETERS},
                     **_EXPORT_FORMAT},
         responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Revocation"}},
                    CSV: {"type": "string"}},

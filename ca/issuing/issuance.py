@@ -52,8 +52,9 @@ from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, Sco
 from ca.policy import Policy, format_duration
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
 from ca.issuing.signers import Signer
-from ca.records.store import Certificate, CertificateScopeEntry, Delegation
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import (
     EMBEDDED_SCT_LIST_OID,
     MALFORMED_X509_ERRORS,

@@ -35,7 +35,7 @@ the client cancels it (§3.1.2), when an operator cancels it, when its account i
 when issuance refuses for good (the delegation revoked or ended, the CSR no longer acceptable):
 those make it ``canceled``; :func:`cancel` is the one function that does it, and an order stopped
 by the authority carries an ``autoRenewalCanceled`` problem in its ``error`` saying why (the
-column holds an RFC 7807 problem document, ``ca/records/store.py``). Transient failures (a log down, an
+column holds an RFC 7807 problem document, ``ca/records/models_acme.py``). Transient failures (a log down, an
 HSM busy) are retried after :data:`RETRY_DELAY`.
 
 **Workers** (:func:`renew_due`; ``tnca worker``). Any number may run against one database:
@@ -89,7 +89,8 @@ from ca.errors import (
 )
 from ca.policy import Policy, format_duration
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
-from ca.records.store import Account, Authorization, Certificate, Delegation, Order
+from ca.records.models_acme import Account, Authorization, Order
+from ca.records.models_authority import Certificate, Delegation
 from ca.numbers.tnauthlist import TNScope
 
 if TYPE_CHECKING:

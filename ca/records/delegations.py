@@ -23,7 +23,9 @@ from sqlalchemy import and_, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from ca.records import audit, store
+from ca.records import audit, models_base
+from ca.records.models_acme import AuthorityToken, Authorization, Order
+from ca.records.models_authority import Certificate, Delegation, DelegationScopeEntry
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
@@ -82,7 +84,7 @@ def create(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     max_lifetime_ceiling: dt.timedelta | None = None,
-) -> store.Delegation:
+) -> Delegation:
     """Record a new active delegation of ``scope`` to ``delegate``; returns the row (flushed).
 
     Refuses, writing nothing: a scope outside the issuing CA's scope (ScopeError, RFC 9060 §4:
@@ -119,8 +121,8 @@ def create(
         )
 
     normalized = scope.normalized()
-    delegation = store.Delegation(
-        id=store.random_id(),
+    delegation = Delegation(
+        id=models_base.random_id(),
         delegate=delegate,
         scope_der=normalized.to_der(),
         ca_allowed=bool(ca),
@@ -134,7 +136,7 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    delegation.scope_entries = [store.DelegationScopeEntry(**row) for row in normalized.index_rows()]
+    delegation.scope_entries = [DelegationScopeEntry(**row) for row in normalized.index_rows()]
     session.add(delegation)
     session.flush()
     _audit(
@@ -172,7 +174,7 @@ def update(
     not_after: dt.datetime | None | _Unchanged = UNCHANGED,
     constraints: ClaimConstraints | None | _Unchanged = UNCHANGED,
     max_lifetime_ceiling: dt.timedelta | None = None,
-) -> store.Delegation:
+) -> Delegation:
     """Change the delegate name, the max certificate lifetime, the end (None: no end) or the claim
     constraints (None: none) of a delegation in force; returns the row (flushed).
 
@@ -251,24 +253,24 @@ def update(
     return delegation
 
 
-def get(session: Session, delegation_id: str) -> store.Delegation:
-    delegation = session.get(store.Delegation, delegation_id) if isinstance(delegation_id, str) else None
+def get(session: Session, delegation_id: str) -> Delegation:
+    delegation = session.get(Delegation, delegation_id) if isinstance(delegation_id, str) else None
     if delegation is None:
         raise NotFoundError(f"no delegation with id {delegation_id!r}", field="delegation")
     return delegation
 
 
-def list_delegations(session: Session, *, status: str | None = None, delegate: str | None = None) -> list[store.Delegation]:
+def list_delegations(session: Session, *, status: str | None = None, delegate: str | None = None) -> list[Delegation]:
     """Delegations, oldest first; optionally only one status or one delegate."""
-    query = select(store.Delegation).order_by(store.Delegation.created_at, store.Delegation.id)
+    query = select(Delegation).order_by(Delegation.created_at, Delegation.id)
     if status is not None:
-        query = query.where(store.Delegation.status == status)
+        query = query.where(Delegation.status == status)
     if delegate is not None:
-        query = query.where(store.Delegation.delegate == delegate)
+        query = query.where(Delegation.delegate == delegate)
     return list(session.scalars(query))
 
 
-def describe(delegation: store.Delegation) -> dict[str, Any]:
+def describe(delegation: Delegation) -> dict[str, Any]:
     """A JSON-ready view of a delegation: for ``--json`` output and audit details."""
     constraints = None
     if delegation.constraints_der is not None:
@@ -292,7 +294,7 @@ def describe(delegation: store.Delegation) -> dict[str, Any]:
     }
 
 
-def is_active(delegation: store.Delegation, now: dt.datetime) -> bool:
+def is_active(delegation: Delegation, now: dt.datetime) -> bool:
     """Active status and ``now`` inside [not_before, not_after)."""
     return (
         delegation.status == ACTIVE
@@ -303,7 +305,7 @@ def is_active(delegation: store.Delegation, now: dt.datetime) -> bool:
 
 def find_covering(
     session: Session, scope: TNScope, *, clock: Clock, delegation_id: str | None = None
-) -> store.Delegation:
+) -> Delegation:
     """The active delegation whose scope contains ``scope`` (RFC 9060 §4 "encompassing").
 
     Candidates come from ``delegation_scope_entries``: a delegation can only contain the
@@ -322,12 +324,12 @@ def find_covering(
     rows = requested.index_rows()
     if not rows:
         raise DelegationError("an empty TN scope is covered by no delegation", field="scope")
-    candidates: Sequence[store.Delegation] = []
+    candidates: Sequence[Delegation] = []
     if delegation_id is not None:
         # The one candidate is named: no index search, and session.get finds a row the caller
         # already loaded (the ACME challenge has, through the minted token) without a query.
         # contains() below decides exactly as for candidates found through the index.
-        named = session.get(store.Delegation, delegation_id)
+        named = session.get(Delegation, delegation_id)
         candidates = [named] if named is not None else []
     else:
         candidate_ids: set[str] | None = None
@@ -338,11 +340,11 @@ def find_covering(
                 break
         if candidate_ids:
             candidates = session.scalars(
-                select(store.Delegation)
-                .where(store.Delegation.id.in_(candidate_ids))
-                .order_by(store.Delegation.created_at, store.Delegation.id)
+                select(Delegation)
+                .where(Delegation.id.in_(candidate_ids))
+                .order_by(Delegation.created_at, Delegation.id)
             ).all()
-    inactive: list[store.Delegation] = []
+    inactive: list[Delegation] = []
     for delegation in candidates:
         if not TNScope.from_der(delegation.scope_der).contains(requested):
             continue
@@ -371,9 +373,9 @@ def check_not_withdrawn(session: Session, scope: TNScope, *, clock: Clock) -> No
     if not rows:
         return
     candidates = session.scalars(
-        select(store.Delegation)
-        .where(*[store.Delegation.id.in_(_overlapping_entries(row)) for row in rows])
-        .order_by(store.Delegation.created_at, store.Delegation.id)
+        select(Delegation)
+        .where(*[Delegation.id.in_(_overlapping_entries(row)) for row in rows])
+        .order_by(Delegation.created_at, Delegation.id)
     )
     covering = [d for d in candidates if TNScope.from_der(d.scope_der, strict=False).contains(requested)]
     if not covering or any(d.status == ACTIVE and (d.not_after is None or now < d.not_after) for d in covering):
@@ -389,7 +391,7 @@ def check_not_withdrawn(session: Session, scope: TNScope, *, clock: Clock) -> No
 
 
 def _overlapping_entries(row: dict[str, Any]) -> Any:
-    entry = store.DelegationScopeEntry
+    entry = DelegationScopeEntry
     if row["spc"] is not None:
         condition = entry.spc == row["spc"]
     elif row["literal"] is not None:
@@ -399,7 +401,7 @@ def _overlapping_entries(row: dict[str, Any]) -> Any:
     return select(entry.delegation_id).where(condition).distinct()
 
 
-def _inactive_reason(delegation: store.Delegation, now: dt.datetime) -> str:
+def _inactive_reason(delegation: Delegation, now: dt.datetime) -> str:
     if delegation.status != ACTIVE:
         return f"is {delegation.status}"
     if delegation.not_before > now:
@@ -421,25 +423,25 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
     now = clock.now()
     unexpired_tokens = len(
         session.scalars(
-            select(store.AuthorityToken.jti).where(
-                store.AuthorityToken.delegation_id == delegation.id, store.AuthorityToken.expires_at > now
+            select(AuthorityToken.jti).where(
+                AuthorityToken.delegation_id == delegation.id, AuthorityToken.expires_at > now
             )
         ).all()
     )
     unexpired_certificates = len(
         session.scalars(
-            select(store.Certificate.id).where(
-                store.Certificate.delegation_id == delegation.id,
-                store.Certificate.not_after > now,
-                store.Certificate.stage == "issued",
-                ~store.Certificate.revocation.has(),
+            select(Certificate.id).where(
+                Certificate.delegation_id == delegation.id,
+                Certificate.not_after > now,
+                Certificate.stage == "issued",
+                ~Certificate.revocation.has(),
             )
         ).all()
     )
     valid_authorizations = session.scalar(
-        select(func.count()).select_from(store.Authorization).where(_withdrawn_authorizations(delegation.id))
+        select(func.count()).select_from(Authorization).where(_withdrawn_authorizations(delegation.id))
     )
-    open_orders = session.scalar(select(func.count()).select_from(store.Order).where(_withdrawn_orders(delegation.id)))
+    open_orders = session.scalar(select(func.count()).select_from(Order).where(_withdrawn_orders(delegation.id)))
     return RevocationPlan(
         delegation_id=delegation.id,
         delegate=delegation.delegate,
@@ -454,7 +456,7 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
     )
 
 
-def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, actor: str) -> store.Delegation:
+def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, actor: str) -> Delegation:
     """Apply ``plan``: the delegation becomes revoked; tokens minted under it stop validating; the
     ACME authorizations validated under it are revoked and the orders waiting on them invalid.
 
@@ -494,24 +496,24 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
 
 def _withdrawn_authorizations(delegation_id: str) -> Any:
     return and_(
-        store.Authorization.delegation_id == delegation_id,
-        store.Authorization.status.in_(("pending", "valid")),
+        Authorization.delegation_id == delegation_id,
+        Authorization.status.in_(("pending", "valid")),
     )
 
 
 def _withdrawn_orders(delegation_id: str) -> Any:
     # STAR orders that are already valid are canceled by the cascade (ca/lifecycle/revocation.py), not here.
     return and_(
-        store.Order.id.in_(select(store.Authorization.order_id).where(store.Authorization.delegation_id == delegation_id)),
-        store.Order.status.in_(("pending", "ready")),
+        Order.id.in_(select(Authorization.order_id).where(Authorization.delegation_id == delegation_id)),
+        Order.status.in_(("pending", "ready")),
     )
 
 
-def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> tuple[int, int]:
+def _withdraw_authorizations(session: Session, delegation: Delegation) -> tuple[int, int]:
     """Revoke the authorizations validated under ``delegation`` and invalidate the orders waiting
     on them (RFC 8555 §7.1.6), in two statements whatever their number; returns both counts."""
     orders = session.execute(
-        sql_update(store.Order)
+        sql_update(Order)
         .where(_withdrawn_orders(delegation.id))
         .values(status="invalid", error={
             "type": ACME_UNAUTHORIZED,
@@ -520,7 +522,7 @@ def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> 
         .execution_options(synchronize_session="fetch")
     )
     authorizations = session.execute(
-        sql_update(store.Authorization)
+        sql_update(Authorization)
         .where(_withdrawn_authorizations(delegation.id))
         .values(status="revoked")
         .execution_options(synchronize_session="fetch")
@@ -528,7 +530,7 @@ def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> 
     return authorizations.rowcount, orders.rowcount
 
 
-def _audit(session: Session, *, actor: str, action: str, delegation: store.Delegation, details: dict[str, Any], clock: Clock) -> None:
+def _audit(session: Session, *, actor: str, action: str, delegation: Delegation, details: dict[str, Any], clock: Clock) -> None:
     audit.append(
         session,
         actor=actor,

@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.orm import Session
 
-from ca.lifecycle import revocation
+from ca.lifecycle import reasons, revocation
 from ca.records import delegations
 from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
@@ -273,7 +273,7 @@ def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, a
         raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
     with home.sessionmaker() as session:
         try:
-            plan = revocation.plan_revoke_delegation(session, delegation_id, reason=revocation.WITHDRAWN,
+            plan = revocation.plan_revoke_delegation(session, delegation_id, reason=reasons.WITHDRAWN,
                                                      comment=reason, clock=home.clock)
             result = revocation.execute(session, plan, actor=cli_actor(), clock=home.clock, home=home) if execute else None
         except NotFoundError as error:

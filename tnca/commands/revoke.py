@@ -24,15 +24,16 @@ from typing import Any
 
 import click
 
-from ca.lifecycle import revocation
+from ca.lifecycle import reasons, revocation
 from ca.config import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
-from ca.lifecycle.revocation import CRLReason, RevocationPlan
+from ca.lifecycle.reasons import CRLReason
+from ca.lifecycle.revocation import RevocationPlan
 from ca.numbers.tnauthlist import TNScope
 from tnca.commands.init import cli_actor
 from tnca.context import BadInput, pass_home
 
-_REASON_HELP = ", ".join(r.asn1_name for r in revocation.OPERATOR_REASONS)
+_REASON_HELP = ", ".join(r.asn1_name for r in reasons.OPERATOR_REASONS)
 
 
 @click.command("revoke")
@@ -65,7 +66,7 @@ def command(
         raise click.UsageError("give exactly one of --serial, --delegation or --covering/--range/--spc"
                                + (f" (got {' and '.join(given)})" if given else ""))
     scope = _scope(tns, ranges, spcs) if (tns or ranges or spcs) else None
-    crl_reason = _reason(reason, default=None if serial else revocation.WITHDRAWN)
+    crl_reason = _reason(reason, default=None if serial else reasons.WITHDRAWN)
     if not home.exists():
         raise click.ClickException(f"{home.path} is not a tnca home; run 'tnca --home {home.path} init' first")
 
@@ -102,7 +103,7 @@ def _reason(text: str | None, *, default: CRLReason | None) -> CRLReason | None:
     if text is None:
         return default
     try:
-        return revocation.parse_reason(text)
+        return reasons.parse_reason(text)
     except RevocationError as error:
         raise BadInput("--reason", error.detail) from None
 

@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session, selectinload
 from ca.lifecycle import renewal
 from ca.config import Home
 from ca.errors import AutoRenewalError
-from ca.records.store import Certificate, Order
+from ca.records.models_acme import Order
+from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from tnca.commands.delegation import BadInput, cli_actor, transaction
 from tnca.context import pass_home

@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy import select
 
 from acme_server import create_app
-from ca.records.store import AuditEvent, Authorization, UsedTokenJTI
+from ca.records.models_acme import Authorization, UsedTokenJTI
+from ca.records.models_audit import AuditEvent
 from protocol.support import (
     DELEGATED_SCOPE,
     RANGE_SCOPE,
