@@ -93,7 +93,7 @@ def delegation_new() -> Response:
 def delegation_detail(delegation_id: str) -> Response:
     session = db()
     delegation = delegations.get(session, delegation_id)
-    view = delegations.describe(delegation)
+    view = queries.delegation_items(session, [delegation])[0]
     certificates = queries.certificates(
         session, query_filters.CertificateFilter(delegation_id=delegation.id, stage=None, limit=CERTIFICATES_SHOWN), now=now()
     )

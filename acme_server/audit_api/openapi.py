@@ -186,6 +186,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "scope": _ref("Scope"),
         "ca": {"type": "boolean"},
         "max_lifetime_seconds": {"type": "integer"},
+        "constraints": {"type": ["object", "null"],
+                        "description": "The claim constraints certificates under it carry: JWTClaimConstraints "
+                                       "(RFC 8226 §8) or EnhancedJWTClaimConstraints (RFC 9118) as JSON; null: none."},
         "not_before": _TIMESTAMP,
         "not_after": _NULLABLE_TIMESTAMP,
         "status": {"type": "string"},

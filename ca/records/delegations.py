@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from ca.records import audit, models_base
 from ca.records.models_acme import AuthorityToken, Authorization, Order
 from ca.records.models_authority import Certificate, Delegation, DelegationScopeEntry
+from ca.records.record_json import delegation_fields
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
@@ -144,7 +145,7 @@ def create(
         actor=actor,
         action="delegation.create",
         delegation=delegation,
-        details={"after": describe(delegation)},
+        details={"after": delegation_fields(delegation)},
         clock=clock,
     )
     return delegation
@@ -234,7 +235,7 @@ def update(
     if not changes:
         raise PolicyError(f"nothing to change: delegation {delegation.id} already has these values", field="delegation")
 
-    before = describe(delegation)
+    before = delegation_fields(delegation)
     for name, value in changes.items():
         if name == "constraints":
             delegation.constraints_der, delegation.constraints_kind = value
@@ -247,7 +248,7 @@ def update(
         actor=actor,
         action="delegation.update",
         delegation=delegation,
-        details={"before": before, "after": describe(delegation), "changed": sorted(changes)},
+        details={"before": before, "after": delegation_fields(delegation), "changed": sorted(changes)},
         clock=clock,
     )
     return delegation
@@ -268,30 +269,6 @@ def list_delegations(session: Session, *, status: str | None = None, delegate: s
     if delegate is not None:
         query = query.where(Delegation.delegate == delegate)
     return list(session.scalars(query))
-
-
-def describe(delegation: Delegation) -> dict[str, Any]:
-    """A JSON-ready view of a delegation: for ``--json`` output and audit details."""
-    constraints = None
-    if delegation.constraints_der is not None:
-        constraints = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind).to_json()
-    scope = TNScope.from_der(delegation.scope_der)
-    return {
-        "id": delegation.id,
-        "delegate": delegation.delegate,
-        "scope": scope.describe(),
-        "tnauthlist": scope.to_identifier_value(),
-        "ca": delegation.ca_allowed,
-        "max_lifetime_seconds": delegation.max_lifetime_seconds,
-        "constraints": constraints,
-        "not_before": _iso(delegation.not_before),
-        "not_after": _iso(delegation.not_after),
-        "status": delegation.status,
-        "revoked_at": _iso(delegation.revoked_at),
-        "revocation_reason": delegation.revocation_reason,
-        "created_by": delegation.created_by,
-        "created_at": _iso(delegation.created_at),
-    }
 
 
 def is_active(delegation: Delegation, now: dt.datetime) -> bool:
@@ -475,7 +452,7 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
             field="delegation",
         )
     now = clock.now()
-    before = describe(delegation)
+    before = delegation_fields(delegation)
     delegation.status = REVOKED
     delegation.revoked_at = now
     delegation.revocation_reason = plan.reason
@@ -487,7 +464,7 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
         actor=actor,
         action="delegation.revoke",
         delegation=delegation,
-        details={"before": before, "after": describe(delegation), "plan": plan.to_json(),
+        details={"before": before, "after": delegation_fields(delegation), "plan": plan.to_json(),
                  "authorizations_revoked": authorizations_revoked, "orders_invalidated": orders_invalidated},
         clock=clock,
     )

@@ -358,12 +358,19 @@ def delegations(session: Session, flt: DelegationFilter) -> Page:
     rows = list(session.scalars(query.order_by(Delegation.created_at.desc(), Delegation.id.desc()).limit(flt.limit + 1)))
     more = len(rows) > flt.limit
     rows = rows[: flt.limit]
-    events = _first_events(session, "delegation", [d.id for d in rows], ("delegation.create", "delegation.revoke"))
-    items = [delegation_json(d, events.get((d.id, "delegation.create")), events.get((d.id, "delegation.revoke"))) for d in rows]
+    items = delegation_items(session, rows)
     if not more:
         return Page(items, None, flt.limit)
     key = (rows[-1].created_at, rows[-1].id)
     return Page(items, format_delegation_cursor(*key), flt.limit, key)
+
+
+def delegation_items(session: Session, rows: Sequence[Delegation]) -> list[dict[str, Any]]:
+    """Items for these delegations (:func:`ca.records.record_json.delegation_json`), each with the
+    audit events that created and revoked it: what the API, the CLI and the pages show."""
+    events = _first_events(session, "delegation", [d.id for d in rows], ("delegation.create", "delegation.revoke"))
+    return [delegation_json(d, events.get((d.id, "delegation.create")), events.get((d.id, "delegation.revoke")))
+            for d in rows]
 
 
 def _first_events(session: Session, subject_type: str, ids: Sequence[str], actions: Sequence[str]) -> dict[tuple[str, str], AuditEvent]:

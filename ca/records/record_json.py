@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.errors import ScopeError
 from ca.lifecycle.reasons import CRLReason
+from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tn_entries import TN, TNRange
 from ca.numbers.tnauthlist import TNScope
 from ca.records.models_audit import AuditCheckpoint, AuditEvent
@@ -110,13 +111,22 @@ def event_ref(event: AuditEvent | None) -> dict[str, Any] | None:
     return {"seq": event.seq, "actor": event.actor, "occurred_at": _iso(event.occurred_at), "hash": event.hash}
 
 
-def delegation_json(delegation: Delegation, create_event: AuditEvent | None, revoke_event: AuditEvent | None) -> dict[str, Any]:
+def delegation_fields(delegation: Delegation) -> dict[str, Any]:
+    """What a delegation grants and its state, in the one shape every front end shows.
+
+    The audit API, ``tnca delegation … --json`` and the operator pages show it inside
+    :func:`delegation_json`; ``delegation.*`` audit events record it as ``before``/``after``.
+    """
+    constraints = None
+    if delegation.constraints_der is not None:
+        constraints = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind).to_json()
     return {
         "id": delegation.id,
         "delegate": delegation.delegate,
         "scope": scope_json(delegation.scope_der),
         "ca": delegation.ca_allowed,
         "max_lifetime_seconds": delegation.max_lifetime_seconds,
+        "constraints": constraints,
         "not_before": _iso(delegation.not_before),
         "not_after": _iso(delegation.not_after),
         "status": delegation.status,
@@ -124,6 +134,13 @@ def delegation_json(delegation: Delegation, create_event: AuditEvent | None, rev
         "revocation_reason": delegation.revocation_reason,
         "created_by": delegation.created_by,
         "created_at": _iso(delegation.created_at),
+    }
+
+
+def delegation_json(delegation: Delegation, create_event: AuditEvent | None, revoke_event: AuditEvent | None) -> dict[str, Any]:
+    """A delegation's fields with the audit events that created and revoked it (who said so)."""
+    return {
+        **delegation_fields(delegation),
         "create_event": event_ref(create_event),
         "revoke_event": event_ref(revoke_event),
     }

@@ -112,7 +112,7 @@ def test_editing_a_delegation_records_before_and_after(operator, home, session_f
     assert event.details["changed"] == ["constraints", "delegate", "max_lifetime_seconds"]
     assert event.details["before"]["delegate"] == "Example Enterprise"
     assert event.details["after"]["delegate"] == "Example Enterprise Ltd"
-    assert event.details["after"]["scope"] == "range 12025550100+100"
+    assert event.details["after"]["scope"]["description"] == "range 12025550100+100"
     page = text_of(operator.get(f"/admin/delegations/{delegation_id}"))
     assert "delegation.update" in page and "Example Enterprise Ltd" in page
 

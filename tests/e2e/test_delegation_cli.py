@@ -72,7 +72,7 @@ class TestDelegationCreate:
         assert after["audit_events"] == before["audit_events"] + 1
         shown = json.loads(tnca("delegation", "show", delegation_id, "--json").stdout)
         assert shown["id"] == delegation_id
-        assert shown["scope"] == "range 12025550100+100, TN 12025559999"
+        assert shown["scope"]["description"] == "range 12025550100+100, TN 12025559999"
         assert shown["max_lifetime_seconds"] == 12 * 3600
         assert shown["ca"] is False
         assert shown["status"] == "active"

@@ -79,7 +79,7 @@ def test_update_records_before_and_after_of_every_changed_field(session, clock, 
     assert before["not_after"] == (NOW + dt.timedelta(days=90)).isoformat()
     assert after["not_after"] == (NOW + dt.timedelta(days=30)).isoformat()
     # The scope is reported, unchanged, on both sides.
-    assert before["tnauthlist"] == after["tnauthlist"]
+    assert before["scope"]["tnauthlist"] == after["scope"]["tnauthlist"]
 
 
 def test_update_can_remove_the_end_and_the_constraints(session, clock):

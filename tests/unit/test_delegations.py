@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from ca.records import audit, delegations, models_acme, models_audit, models_authority
+from ca.records import audit, delegations, models_acme, models_audit, models_authority, record_json
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
@@ -79,7 +79,7 @@ class TestCreate:
         assert [e.spc for e in entries if e.spc is not None] == ["709J"]
         event = session.scalars(select(models_audit.AuditEvent).where(models_audit.AuditEvent.action == "delegation.create")).one()
         assert (event.subject_type, event.subject_id, event.actor) == ("delegation", row.id, "operator")
-        assert event.details["after"]["scope"] == "SPC 709J, range 12025550100+100"
+        assert event.details["after"]["scope"]["description"] == "SPC 709J, range 12025550100+100"
         audit.verify(session)
 
     def test_claim_constraints_are_stored_as_der_of_their_kind(self, session, clock) -> None:
@@ -87,7 +87,7 @@ class TestCreate:
         delegation = create(session, clock, scope(tns=["12025550100"]), constraints=constraints)
         assert delegation.constraints_kind == "enhanced"
         assert ClaimConstraints.from_der(delegation.constraints_der, "enhanced") == constraints
-        assert delegations.describe(delegation)["constraints"] == constraints.to_json()
+        assert record_json.delegation_fields(delegation)["constraints"] == constraints.to_json()
 
     def test_rfc9060_s4_scope_outside_the_issuing_ca_is_refused(self, session, clock) -> None:
         """RFC 9060 §4: a delegate's TNAuthList must be "equal to or a subset of" its parent's."""

@@ -19,7 +19,7 @@ import click
 from sqlalchemy.orm import Session
 
 from ca.lifecycle import reasons, revocation
-from ca.records import delegations
+from ca.records import delegations, queries
 from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
 from ca.errors import (
@@ -197,7 +197,7 @@ def create_command(
             )
         except TNCAError as error:
             fail_on(error, default_option=scope_options(tns, ranges, spcs))
-        view = delegations.describe(delegation)
+        view = queries.delegation_items(session, [delegation])[0]
     if as_json:
         echo_json({"id": view["id"]})
     else:
@@ -224,7 +224,7 @@ def _load_constraints(path: Path | None) -> ClaimConstraints | None:
 def list_command(home: Home, status: str | None, as_json: bool) -> None:
     """List delegations, oldest first."""
     with transaction(home) as session:
-        views = [delegations.describe(d) for d in delegations.list_delegations(session, status=status)]
+        views = queries.delegation_items(session, delegations.list_delegations(session, status=status))
     if as_json:
         echo_json(views)
         return
@@ -242,15 +242,13 @@ def show_command(home: Home, delegation_id: str, as_json: bool) -> None:
     """Show one delegation."""
     with transaction(home) as session:
         try:
-            view = delegations.describe(delegations.get(session, delegation_id))
+            view = queries.delegation_items(session, [delegations.get(session, delegation_id)])[0]
         except NotFoundError as error:
             raise BadInput("ID", error.detail) from error
     if as_json:
         echo_json(view)
         return
-    for key, value in view.items():
-        if key == "constraints" and value is not None:
-            value = json.dumps(value, sort_keys=True)
+    for key, value in _text_fields(view):
         click.echo(f"{key + ':':<22}{'' if value is None else value}")
 
 
@@ -285,9 +283,23 @@ def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, a
     revoke_report(plan, result, as_json=as_json)
 
 
+def _text_fields(view: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The JSON view (ca.records.record_json.delegation_json) as lines for people."""
+    for key, value in view.items():
+        if key == "scope":
+            yield "scope", value["description"]
+            yield "tnauthlist", value["tnauthlist"]
+            continue
+        if key == "constraints" and value is not None:
+            value = json.dumps(value, sort_keys=True)
+        elif key in ("create_event", "revoke_event") and value is not None:
+            value = f"#{value['seq']} by {value['actor']} at {value['occurred_at']}"
+        yield key, value
+
+
 def _summary(view: dict[str, Any]) -> str:
     parts = [
-        f"{view['delegate']}: {view['scope']}",
+        f"{view['delegate']}: {view['scope']['description']}",
         f"max lifetime {format_duration(dt.timedelta(seconds=view['max_lifetime_seconds']))}",
         "may sub-delegate" if view["ca"] else "end-entity only",
         f"until {view['not_after']}" if view["not_after"] else "no end date",
