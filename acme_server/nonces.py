@@ -25,7 +25,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.engine import Engine
 
 from ca.clock import Clock
-from ca.records.store import Nonce
+from ca.records.models_acme import Nonce
 
 # RFC 8555 §6.5: nonces must be unpredictable; 128 bits is what RFC 8555's examples carry.
 NONCE_BYTES = 16

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from acme_server.nonces import NonceStore
 from acme_server.urls import Urls
-from ca.tokens import authority_tokens as tokens
+from ca.tokens import trust_config
 from ca.config import Home
 from ca.orders.authority import Authority
 from ca.tokens.x5u import FetchPolicy, X5UFetcher
@@ -52,12 +52,12 @@ class ServerState:
         )
 
     @functools.cached_property
-    def token_trust(self) -> tokens.TokenTrust:
-        return tokens.trust_from_policy(
+    def token_trust(self) -> trust_config.TokenTrust:
+        return trust_config.trust_from_policy(
             self.policy.tokens,
             local_authority=self.home.token_authority().certificate,
-            # tnca.toml [compat]: documented switches, all off by default (ca.tokens.authority_tokens.TokenCompat).
-            compat=tokens.TokenCompat.from_config(self.home.config.get("compat", {})),
+            # tnca.toml [compat]: documented switches, all off by default (ca.tokens.trust_config.TokenCompat).
+            compat=trust_config.TokenCompat.from_config(self.home.config.get("compat", {})),
         )
 
     @functools.cached_property

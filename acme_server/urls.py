@@ -16,7 +16,7 @@ CERT_REPO_PATH = "/cert-repo"
 # CRLs, one per issuer (the default [certificates] crl_distribution_point is {base_url}/crl/{issuer}.crl).
 CRL_PATH = "/crl"
 
-# Path segments that identify resources (store.random_id(): base64url; serials: hex).
+# Path segments that identify resources (models_base.random_id(): base32; serials: hex).
 _RESOURCE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 

@@ -35,7 +35,7 @@ from typing import Any
 
 from sqlalchemy import event, text
 
-from ca.records import queries
+from ca.records import queries, query_filters
 from ca.records.store import make_engine, make_sessionmaker
 
 YEAR_START = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
@@ -80,7 +80,7 @@ def _measure(sessionmaker: Any, params: list[dict[str, str]], warmup: int) -> di
         for index, p in enumerate(params):
             session.expire_all()  # no answers from the identity map
             started = time.perf_counter()
-            page = queries.certificates(session, queries.parse_certificate_filter(p))
+            page = queries.certificates(session, query_filters.parse_certificate_filter(p))
             elapsed = (time.perf_counter() - started) * 1000
             session.rollback()
             if index >= warmup:
@@ -113,7 +113,7 @@ def _plans(engine: Any, sessionmaker: Any, params: dict[str, str]) -> list[str]:
     event.listen(engine, "before_cursor_execute", capture)
     try:
         with sessionmaker() as session:
-            queries.certificates(session, queries.parse_certificate_filter(params))
+            queries.certificates(session, query_filters.parse_certificate_filter(params))
     finally:
         event.remove(engine, "before_cursor_execute", capture)
     plans = []

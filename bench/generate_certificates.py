@@ -22,7 +22,7 @@ What a year looks like here (the mix matters: it decides how many index entries 
 
 Rows are what ``ca.issuing.issuance.issue`` writes, except that ``der`` is one fixed 650-byte blob (the
 size of a typical delegate certificate; the audit queries never parse it) and keys, serials and
-fingerprints are random. The TNAuthList DER is real (checked against ``ca.numbers.tnauthlist.encode``).
+fingerprints are random. The TNAuthList DER is real (checked against ``ca.numbers.tnauthlist_der.encode``).
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ from sqlalchemy import text
 
 from ca.records import audit
 from ca.records.migrate import upgrade
-from ca.records.store import make_engine, span_digits
-from ca.numbers.tnauthlist import SPC, TN, TNRange, encode
+from ca.records.models_authority import span_digits
+from ca.records.store import make_engine
+from ca.numbers.tn_entries import SPC, TN, TNRange
+from ca.numbers.tnauthlist_der import encode
 
 DEFAULT_COUNT = 1_000_000
 YEAR_START = dt.datetime(2025, 1, 1)  # naive UTC, as stored

@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.records import delegations
-from ca.tokens import authority_tokens as tokens
+from ca.tokens import fingerprints, minting
 from ca.config import POLICY_FILE, Home
 from ca.numbers.tnauthlist import TNScope
 from tnca.acme_client import STIRClient
@@ -153,9 +153,9 @@ def prepare(stack: Stack, count: int) -> list[tuple[ec.EllipticCurvePrivateKey, 
         for index in range(count):
             key = ec.generate_private_key(ec.SECP256R1())
             scope = TNScope.parse(tns=[str(FIRST_NUMBER + index)])
-            minted = tokens.mint(
+            minted = minting.mint(
                 session, delegation=delegation,
-                fingerprint=tokens.account_fingerprint(jose.JWKEC(key=key.public_key())), scope=scope,
+                fingerprint=fingerprints.account_fingerprint(jose.JWKEC(key=key.public_key())), scope=scope,
                 ca=False, ttl=dt.timedelta(hours=1), authority=home.token_authority(), clock=home.clock,
                 actor="bench")
             jobs.append((key, scope.to_identifier_value(), minted.token))

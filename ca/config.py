@@ -30,7 +30,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
-from ca.records import store
+from ca.records import models_authority, store
 from ca.clock import Clock, SystemClock
 from ca.errors import NotFoundError
 from ca.policy import Policy
@@ -170,7 +170,7 @@ class Home:
         from ca.numbers.tnauthlist import TNScope
 
         with self.sessionmaker() as session:
-            row = session.scalars(select(store.Issuer).where(store.Issuer.name == name)).one_or_none()
+            row = session.scalars(select(models_authority.Issuer).where(models_authority.Issuer.name == name)).one_or_none()
             if row is None:
                 raise NotFoundError(
                     f"the home {self.path} has no issuer {name!r}; run 'tnca --home {self.path} init' first",
@@ -179,7 +179,7 @@ class Home:
             certificate = x509.load_der_x509_certificate(row.certificate_der)
             scope = TNScope.from_der(row.scope_der) if row.scope_der else None
             issuer_id, signer_uri, parent_id = row.id, row.signer_uri, row.parent_id
-            parent_name = session.get(store.Issuer, parent_id).name if parent_id is not None else None
+            parent_name = session.get(models_authority.Issuer, parent_id).name if parent_id is not None else None
         return IssuerHandle(
             certificate=certificate,
             signer=self.signer(signer_uri),

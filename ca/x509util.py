@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import secrets
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, TypeVar
 
 from cryptography import x509
@@ -296,27 +296,3 @@ def subject_key_identifier(certificate: x509.Certificate) -> bytes | None:
         return certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value.digest
     except x509.ExtensionNotFound:
         return None
-
-
-# --------------------------------------------------------------------------------------------
-# Certificate transparency: the embedded SCT list extension value (RFC 6962 §3.3)
-# --------------------------------------------------------------------------------------------
-
-# RFC 6962 §3.3: X.509v3 extension carrying the SignedCertificateTimestampList.
-EMBEDDED_SCT_LIST_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
-# RFC 6962 §3.1: the critical poison extension that makes a precertificate unusable.
-PRECERTIFICATE_POISON_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.3")
-
-
-def encode_sct_list_extension(serialized_scts: Sequence[bytes]) -> bytes:
-    """The extnValue content of the embedded-SCT extension for TLS-serialized SCTs.
-
-    RFC 6962 §3.3: ``SignedCertificateTimestampList ::= OCTET STRING`` holding
-    ``opaque SerializedSCT<1..2^16-1>; struct { SerializedSCT sct_list<1..2^16-1>; }``; the
-    X.509 extnValue OCTET STRING wraps that OCTET STRING (two layers).
-    """
-    if not serialized_scts:
-        raise ValueError("an SCT list holds at least one SCT")
-    body = b"".join(len(s).to_bytes(2, "big") + s for s in serialized_scts)  # uint16 length, SCT
-    tls_list = len(body).to_bytes(2, "big") + body  # uint16 total length of sct_list
-    return der_tlv(DER_OCTET_STRING, tls_list)

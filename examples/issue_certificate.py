@@ -24,7 +24,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from ca.tokens.authority_tokens import account_fingerprint
+from ca.tokens.fingerprints import account_fingerprint
 from tnca.acme_client import STIRClient
 
 

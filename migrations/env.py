@@ -1,19 +1,19 @@
-"""Alembic environment: one metadata (ca.records.store.Base) for the whole project."""
+"""Alembic environment: one metadata (ca.records.models_base.Base) for the whole project."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import pool
 
-from ca.records import store
+from ca.records import models_base, store
 
 config = context.config
-target_metadata = store.Base.metadata
+target_metadata = store.METADATA
 
 
 def _render_item(type_, obj, autogen_context):
     """Render project column types as plain SQLAlchemy types so migrations import nothing of ours."""
-    if type_ == "type" and isinstance(obj, store.UTCDateTime):
+    if type_ == "type" and isinstance(obj, models_base.UTCDateTime):
         return "sa.DateTime()"
     return False
 

@@ -51,7 +51,7 @@ def _empty_all_tables(engine: Engine) -> None:
     DELETE rather than TRUNCATE: on tables this small TRUNCATE costs ~140 ms on PostgreSQL (new
     files for 22 tables) against ~6 ms, and it runs twice per test.
     """
-    tables = list(reversed(store.Base.metadata.sorted_tables))
+    tables = list(reversed(store.METADATA.sorted_tables))
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             for table in tables:

@@ -63,7 +63,7 @@ def free_port() -> int:
 def row_counts(session: Session) -> dict[str, int]:
     """Row count of every table: negative tests assert it is unchanged."""
     counts = {}
-    for table in store.Base.metadata.sorted_tables:
+    for table in store.METADATA.sorted_tables:
         counts[table.name] = session.execute(text(f"SELECT COUNT(*) FROM {table.name}")).scalar_one()
     return counts
 

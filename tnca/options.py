@@ -14,7 +14,7 @@ import click
 from ca.errors import ClaimConstraintsError, NotFoundError, PolicyError, QueryError, ScopeError, TNCAError
 from ca.numbers.tnauthlist import TNScope
 from ca.policy import parse_duration
-from ca.records.queries import parse_time
+from ca.records.query_filters import parse_time
 from tnca.context import BadInput
 
 # Which scope option a ScopeError field refers to, by the field's first component: ``tns[0]``

@@ -22,7 +22,7 @@ from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
 from ca.orders.status import AuthorizationStatus, OrderStatus, invalidate_order, problem
 from ca.records import audit
-from ca.records.store import Account, ExternalAccountKey, Order
+from ca.records.models_acme import Account, ExternalAccountKey, Order
 
 # A delegate needs an address or two; more is a client bug or abuse.
 MAX_CONTACTS = 8

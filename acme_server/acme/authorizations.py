@@ -34,7 +34,7 @@ from acme_server.state import current_state, db_session
 from ca.errors import TNCAError, UnavailableError
 from ca.orders import answer
 from ca.orders.status import AuthorizationStatus, ChallengeStatus, deactivate_authorization
-from ca.records.store import Authorization, Challenge, Order
+from ca.records.models_acme import Authorization, Challenge, Order
 
 # RFC 9448 §4 names the field "tkauth"; SHAKEN clients send "atc" (docs/rfc-support.md, Divergences).
 RESPONSE_TOKEN_FIELDS = ("tkauth", "atc")

@@ -18,8 +18,10 @@ from acme_server.acme.owned import actor
 from acme_server.state import current_state, db_session
 from ca.lifecycle import revocation
 from ca.errors import RevocationError
-from ca.lifecycle.revocation import CRLReason, authorizations_cover
-from ca.records.store import Account, Certificate, Order
+from ca.lifecycle.certificate_revocation import authorizations_cover
+from ca.lifecycle.reasons import CRLReason
+from ca.records.models_acme import Account, Order
+from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
@@ -118,7 +120,7 @@ def _authorize_by_certificate_key(record: Certificate, presented: x509.Certifica
 
 def _authorize_by_account(record: Certificate, account: Account) -> None:
     """RFC 8555 §7.6: the account that obtained it, or one holding authorizations for all of it
-    that the authority still honours (``ca.lifecycle.revocation.authorizations_cover``)."""
+    that the authority still honours (``ca.lifecycle.certificate_revocation.authorizations_cover``)."""
     if record.account_id == account.id:
         return
     scope = TNScope.from_der(record.scope_der, strict=False)

@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy.orm import Session
 
 from ca.issuing.issuance import IssuerHandle
-from ca.records.store import Certificate, Issuer
+from ca.records.models_authority import Certificate, Issuer
 
 PEM_CHAIN_CONTENT_TYPE = "application/pem-certificate-chain"
 

@@ -34,7 +34,7 @@ from acme_server.acme import problems
 from ca.encoding import EncodingError, b64url_decode
 from acme_server.acme.keys import SUPPORTED_ALGORITHMS, AccountKey, JWKError, load_stored_jwk, parse_jwk
 from acme_server.state import current_state, db_session
-from ca.records.store import Account
+from ca.records.models_acme import Account
 
 JOSE_CONTENT_TYPE = "application/jose+json"
 # A JWS carrying a CSR or an authority token is a few KiB; 64 KiB leaves room for RSA keys and

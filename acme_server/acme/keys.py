@@ -22,7 +22,6 @@ EdDSA      OKP Ed25519 (RFC 8037)        64 bytes
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ca.encoding import EncodingError, b64url_decode, b64url_encode
+from ca.tokens.fingerprints import jwk_thumbprint
 
 # RFC 8555 §6.2 leaves key sizes to the server; 2048 bits is the floor every Web PKI CA uses.
 MIN_RSA_BITS = 2048
@@ -47,11 +47,6 @@ _EC_CURVES: dict[str, tuple[ec.EllipticCurve, int, str]] = {
     "P-256": (ec.SECP256R1(), 32, "ES256"),
     "P-384": (ec.SECP384R1(), 48, "ES384"),
 }
-
-# RFC 7638 §3.2: the members of each key type that go into the thumbprint, in the order they
-# are serialized (lexicographic).
-_THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty", "n"), "OKP": ("crv", "kty", "x")}
-
 
 class JWKError(ValueError):
     """A JWK is malformed or of an unsupported type. ``unsupported`` is True for the latter."""
@@ -177,7 +172,7 @@ def _parse_ec(obj: Mapping[str, Any]) -> AccountKey:
     except ValueError as exc:
         raise JWKError(f"'jwk' is not a point on {crv}") from exc
     jwk = {"crv": crv, "kty": "EC", "x": b64url_encode(x), "y": b64url_encode(y)}
-    return AccountKey(jwk=jwk, public_key=public_key, thumbprint=thumbprint(jwk))
+    return AccountKey(jwk=jwk, public_key=public_key, thumbprint=b64url_encode(jwk_thumbprint(jwk)))
 
 
 def _parse_rsa(obj: Mapping[str, Any]) -> AccountKey:
@@ -194,7 +189,7 @@ def _parse_rsa(obj: Mapping[str, Any]) -> AccountKey:
     except ValueError as exc:
         raise JWKError(f"'jwk' is not a usable RSA public key ({exc})") from exc
     jwk = {"e": b64url_encode(e), "kty": "RSA", "n": b64url_encode(n)}
-    return AccountKey(jwk=jwk, public_key=public_key, thumbprint=thumbprint(jwk))
+    return AccountKey(jwk=jwk, public_key=public_key, thumbprint=b64url_encode(jwk_thumbprint(jwk)))
 
 
 def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
@@ -206,10 +201,4 @@ def _parse_okp(obj: Mapping[str, Any]) -> AccountKey:
         raise JWKError("'jwk' Ed25519 public key 'x' must be 32 bytes (RFC 8037 §2)")
     public_key = ed25519.Ed25519PublicKey.from_public_bytes(x)
     jwk = {"crv": crv, "kty": "OKP", "x": b64url_encode(x)}
-    return AccountKey(jwk=jwk, public_key=public_key, thumbprint=thumbprint(jwk))
-
-
-def thumbprint(jwk: Mapping[str, str]) -> str:
-    """RFC 7638 SHA-256 thumbprint of a public JWK, base64url without padding."""
-    members = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
-    return b64url_encode(hashlib.sha256(canonical_json(members).encode("ascii")).digest())
+    return AccountKey(jwk=jwk, public_key=public_key, thumbprint=b64url_encode(jwk_thumbprint(jwk)))

@@ -11,7 +11,7 @@ from typing import Any
 from ca.encoding import rfc3339
 from acme_server.urls import Urls
 from ca.orders.status import OrderStatus
-from ca.records.store import Account, Authorization, Challenge, Order
+from ca.records.models_acme import Account, Authorization, Challenge, Order
 
 # RFC 9448 §4: the token type of a tkauth-01 challenge.
 TKAUTH_TYPE_ATC = "atc"

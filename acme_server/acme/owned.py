@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from acme_server.acme import problems
 from ca.orders.status import expire_order
-from ca.records.store import Account, Authorization, Order
+from ca.records.models_acme import Account, Authorization, Order
 
 
 def actor(account: Account) -> str:

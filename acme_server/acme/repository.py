@@ -26,7 +26,7 @@ from acme_server.urls import CERT_REPO_PATH, CRL_PATH
 from acme_server.state import current_state, db_session
 from ca.lifecycle import crl as crls
 from ca.config import TOKEN_AUTHORITY_X5U_PATH
-from ca.records.store import Certificate, Revocation
+from ca.records.models_authority import Certificate, Revocation
 
 # RFC 2585 §4.2: the media type of a DER CRL.
 CRL_CONTENT_TYPE = "application/pkix-crl"

@@ -43,7 +43,7 @@ from ca.lifecycle.star_schedule import (
 )
 from ca.orders.status import OrderStatus
 from ca.policy import Policy
-from ca.records.store import Order
+from ca.records.models_acme import Order
 
 # The newOrder member (RFC 8739 §3.1.1) and the directory meta member (§3.2).
 AUTO_RENEWAL = "auto-renewal"

@@ -16,7 +16,7 @@ from flask import Response, url_for
 
 from acme_server.admin.certificate_pages import certificate_status
 from acme_server.admin.common import db, now, page, search_parameters
-from ca.records import overview, queries
+from ca.records import overview, queries, query_filters
 from ca.errors import QueryError
 
 PAGING = ("limit", "cursor")
@@ -51,7 +51,7 @@ def _links(endpoint: str, export_endpoint: str | None, params: dict[str, str], r
 def certificate_search() -> Response:
     params = search_parameters()
     session, moment = db(), now()
-    result, error = _search(queries.parse_certificate_filter, lambda f: queries.certificates(session, f, now=moment), params)
+    result, error = _search(query_filters.parse_certificate_filter, lambda f: queries.certificates(session, f, now=moment), params)
     return page(
         "admin/certificates.html",
         status=400 if error else 200,
@@ -68,7 +68,7 @@ def certificate_search() -> Response:
 def revocation_search() -> Response:
     params = search_parameters()
     session = db()
-    result, error = _search(queries.parse_revocation_filter, lambda f: queries.revocations(session, f), params)
+    result, error = _search(query_filters.parse_revocation_filter, lambda f: queries.revocations(session, f), params)
     return page(
         "admin/revocations.html",
         status=400 if error else 200,
@@ -78,14 +78,14 @@ def revocation_search() -> Response:
         links=_links(".revocation_search", "audit_api.export_revocations", params, result),
         api_url=url_for("audit_api.list_revocations", **params),
         delegate_names=overview.delegate_names(session),
-        reasons=queries.REASON_NAMES,
+        reasons=query_filters.REASON_NAMES,
     )
 
 
 def event_search() -> Response:
     params = search_parameters()
     session = db()
-    result, error = _search(queries.parse_event_filter, lambda f: queries.events(session, f), params)
+    result, error = _search(query_filters.parse_event_filter, lambda f: queries.events(session, f), params)
     return page(
         "admin/events.html",
         status=400 if error else 200,

@@ -14,9 +14,9 @@ from acme_server.admin.common import db, now, page
 from acme_server.admin.inspect import inspect, issuer_rows
 from acme_server.admin.present import as_datetime
 from acme_server.state import current_state
-from ca.records import queries
+from ca.records import queries, query_filters
 from ca.errors import NotFoundError, QueryError, TransparencyError
-from ca.records.store import Certificate
+from ca.records.models_authority import Certificate
 from ca.issuing.transparency import LogClient
 
 _LOGS_KEY = "tnca.admin.ct_logs"
@@ -58,7 +58,7 @@ def certificate_status(item: dict[str, Any], moment: dt.datetime) -> str:
 def certificate_detail(serial: str) -> Response:
     session = db()
     try:
-        serial = queries.parse_certificate_filter({"serial": serial}).serial or ""
+        serial = query_filters.parse_certificate_filter({"serial": serial}).serial or ""
     except QueryError as error:
         raise NotFoundError(error.detail, field="serial") from None
     item = queries.certificate_by_serial(session, serial)
@@ -67,7 +67,7 @@ def certificate_detail(serial: str) -> Response:
     record = session.scalars(select(Certificate).where(Certificate.serial == serial)).one()
     logs, logs_problem = configured_logs()
     inspection = inspect(record, issuer_rows(session, record.issuer_id), logs)
-    history = queries.events(session, queries.EventFilter(subject_type="certificate", subject_id=serial, limit=100))
+    history = queries.events(session, query_filters.EventFilter(subject_type="certificate", subject_id=serial, limit=100))
     moment = now()
     return page(
         "admin/certificate.html",

@@ -12,9 +12,9 @@ from acme_server.admin.common import actor, db, has_errors, now, page, search_pa
 from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
 from acme_server.admin.inspect import scope_entry_views
 from acme_server.state import current_state
-from ca.records import delegations, overview, queries
-from ca.records.store import Delegation
-from ca.tokens import authority_tokens as tokens
+from ca.records import delegations, overview, queries, query_filters
+from ca.records.models_authority import Delegation
+from ca.tokens import fingerprints, minting
 from ca.errors import QueryError
 from ca.numbers.tnauthlist import TNScope
 
@@ -35,7 +35,7 @@ def delegation_list() -> Response:
     error: QueryError | None = None
     result = None
     try:
-        result = queries.delegations(session, queries.parse_delegation_filter(params))
+        result = queries.delegations(session, query_filters.parse_delegation_filter(params))
     except QueryError as failure:
         error = failure
     counts = overview.valid_certificate_counts(session, [item["id"] for item in result.items] if result else [], now=now())
@@ -90,14 +90,14 @@ def delegation_new() -> Response:
 def delegation_detail(delegation_id: str) -> Response:
     session = db()
     delegation = delegations.get(session, delegation_id)
-    view = delegations.describe(delegation)
+    view = queries.delegation_items(session, [delegation])[0]
     certificates = queries.certificates(
-        session, queries.CertificateFilter(delegation_id=delegation.id, stage=None, limit=CERTIFICATES_SHOWN), now=now()
+        session, query_filters.CertificateFilter(delegation_id=delegation.id, stage=None, limit=CERTIFICATES_SHOWN), now=now()
     )
-    history = queries.events(session, queries.EventFilter(subject_type="delegation", subject_id=delegation.id, limit=100))
+    history = queries.events(session, query_filters.EventFilter(subject_type="delegation", subject_id=delegation.id, limit=100))
     authority = current_state().home.token_authority()
     minted = overview.authority_tokens(session, delegation.id,
-                                       token_authority=tokens.certificate_issuer_id(authority.certificate))
+                                       token_authority=fingerprints.certificate_issuer_id(authority.certificate))
     constraints = delegations.constraints_of(delegation)
     return page(
         "admin/delegation.html",
@@ -163,9 +163,9 @@ def token_new(delegation_id: str) -> Response:
     form = TokenForm()
     max_ttl = state.policy.tokens.max_lifetime
 
-    def mint(session: Session) -> tokens.MintedToken:
+    def mint(session: Session) -> minting.MintedToken:
         subset = inputs.optional_scope_from(form.tns.data, form.ranges.data, form.spcs.data)
-        return tokens.mint(
+        return minting.mint(
             session,
             delegation=delegation,
             fingerprint=form.fingerprint.data,

@@ -15,9 +15,9 @@ from wtforms.validators import DataRequired, Length, Optional
 from ca.records import users
 from ca.records.delegations import MAX_DELEGATE_CHARS
 from ca.lifecycle.revocation import MAX_COMMENT_CHARS
-from ca.lifecycle.revocation import OPERATOR_REASONS, WITHDRAWN, CRLReason, parse_reason
+from ca.lifecycle.reasons import CRLReason, OPERATOR_REASONS, WITHDRAWN, parse_reason
 
-# RFC 5280 §5.3.1 reasons an operator may give (ca.lifecycle.revocation.OPERATOR_REASONS: no suspension),
+# RFC 5280 §5.3.1 reasons an operator may give (ca.lifecycle.reasons.OPERATOR_REASONS: no suspension),
 # by their ASN.1 names, which is also what the CRL and the audit trail say.
 _REASON_LABELS = {
     CRLReason.UNSPECIFIED: "unspecified: no reason code in the CRL",

@@ -16,7 +16,7 @@ from acme_server.admin.common import add_error, db, error_to_field, lines
 from ca.numbers.claims import ClaimConstraints
 from ca.errors import ClaimConstraintsError, PolicyError, TNCAError
 from ca.policy import format_duration, parse_duration
-from ca.records.queries import parse_time
+from ca.records.query_filters import parse_time
 from ca.numbers.tnauthlist import TNScope
 
 T = TypeVar("T")

@@ -28,8 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from ca.numbers.claims import ClaimConstraints
 from ca.errors import ClaimConstraintsError, ScopeError, TransparencyError
-from ca.records.store import Certificate, Issuer
-from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope
+from ca.records.models_authority import Certificate, Issuer
+from ca.numbers.tn_entries import SPC, TN, TNRange
+from ca.numbers.tnauthlist import TNScope
 from ca.issuing.transparency import SCT_LIST_OID, LogClient, issuer_key_hash, parse_sct_list
 
 # Extensions a STIR certificate carries, named for people (RFC 8226, RFC 9118, RFC 5280, RFC 6962).

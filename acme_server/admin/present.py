@@ -1,8 +1,8 @@
 """How values read on the pages: times in UTC with a relative hint, durations, status words.
 
 Registered as Jinja filters by :func:`register`. Every time is shown in UTC (stored as UTC,
-ca/records/store.py); auditors compare them with other systems' records, so a page never converts to
-the browser's zone.
+ca/records/models_base.py); auditors compare them with other systems' records, so a page never
+converts to the browser's zone.
 """
 
 from __future__ import annotations

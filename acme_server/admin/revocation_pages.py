@@ -26,7 +26,7 @@ from acme_server.admin.common import actor, db, page
 from acme_server.admin.forms import RevokeCertificateForm, RevokeDelegationForm, RevokeNumberForm, crl_reason
 from acme_server.state import current_state
 from ca.lifecycle import revocation
-from ca.records import delegations, queries
+from ca.records import delegations, queries, query_filters
 from ca.errors import NotFoundError, QueryError, RevocationError, TNCAError
 from ca.lifecycle.revocation import RevocationPlan, RevocationResult
 
@@ -48,7 +48,7 @@ def revoke_delegation(delegation_id: str) -> Response:
 
 def revoke_certificate(serial: str) -> Response:
     try:
-        serial = queries.parse_certificate_filter({"serial": serial}).serial or ""
+        serial = query_filters.parse_certificate_filter({"serial": serial}).serial or ""
     except QueryError as error:
         raise NotFoundError(error.detail, field="serial") from None
     item = queries.certificate_by_serial(db(), serial)

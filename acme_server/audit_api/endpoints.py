@@ -19,7 +19,7 @@ from acme_server.audit_api.openapi import document
 from acme_server.audit_api.routes import CSV, EXPORT_FORMATS, JSON, JSON_LINES, PAGINATION_PARAMETERS
 from acme_server.auth import current_principal
 from acme_server.state import current_state, db_session
-from ca.records import audit, queries
+from ca.records import audit, audit_export, exports, queries, query_filters
 from ca.errors import NotFoundError, QueryError
 
 # ------------------------------------------------------------------------------------------
@@ -79,7 +79,7 @@ def _export_response(items: Callable[[Any], Iterator[dict[str, Any]]], columns: 
         with sessionmaker() as session:
             rows = items(session)
             if export_format == "csv":
-                yield from queries.csv_lines(rows, columns)
+                yield from exports.csv_lines(rows, columns)
                 return
             yield "["
             for index, item in enumerate(rows):
@@ -100,13 +100,13 @@ def _export_response(items: Callable[[Any], Iterator[dict[str, Any]]], columns: 
 
 
 def list_certificates() -> Response:
-    flt = queries.parse_certificate_filter(query_parameters())
+    flt = query_filters.parse_certificate_filter(query_parameters())
     return page_response(queries.certificates(db_session(), flt, now=_now()))
 
 
 def get_certificate(serial: str) -> Response:
     _no_parameters()
-    serial_filter = queries.parse_certificate_filter({"serial": serial})
+    serial_filter = query_filters.parse_certificate_filter({"serial": serial})
     item = queries.certificate_by_serial(db_session(), serial_filter.serial)
     if item is None:
         raise NotFoundError(f"no certificate with serial {serial}", field="serial")
@@ -114,43 +114,43 @@ def get_certificate(serial: str) -> Response:
 
 
 def list_revocations() -> Response:
-    return page_response(queries.revocations(db_session(), queries.parse_revocation_filter(query_parameters())))
+    return page_response(queries.revocations(db_session(), query_filters.parse_revocation_filter(query_parameters())))
 
 
 def list_delegations() -> Response:
-    return page_response(queries.delegations(db_session(), queries.parse_delegation_filter(query_parameters())))
+    return page_response(queries.delegations(db_session(), query_filters.parse_delegation_filter(query_parameters())))
 
 
 def list_audit_events() -> Response:
-    return page_response(queries.events(db_session(), queries.parse_event_filter(query_parameters())))
+    return page_response(queries.events(db_session(), query_filters.parse_event_filter(query_parameters())))
 
 
 def list_audit_checkpoints() -> Response:
-    return page_response(queries.checkpoints(db_session(), queries.parse_checkpoint_filter(query_parameters())))
+    return page_response(queries.checkpoints(db_session(), query_filters.parse_checkpoint_filter(query_parameters())))
 
 
 def get_audit_head() -> Response:
     _no_parameters()
     session = db_session()
     seq, head_hash = audit.head(session)
-    latest = queries.checkpoints(session, queries.CheckpointFilter(limit=1)).items
+    latest = queries.checkpoints(session, query_filters.CheckpointFilter(limit=1)).items
     return json_response({"seq": seq, "hash": head_hash, "last_checkpoint": latest[0] if latest else None})
 
 
 def export_certificates() -> Response:
-    flt, export_format = _export_filter(queries.parse_certificate_filter)
+    flt, export_format = _export_filter(query_filters.parse_certificate_filter)
     now = _now()
     return _export_response(
-        lambda session: queries.iter_all(functools.partial(queries.certificates, session, now=now), flt),
-        queries.CERTIFICATE_CSV_COLUMNS, export_format, "certificates",
+        lambda session: exports.iter_all(functools.partial(queries.certificates, session, now=now), flt),
+        exports.CERTIFICATE_CSV_COLUMNS, export_format, "certificates",
     )
 
 
 def export_revocations() -> Response:
-    flt, export_format = _export_filter(queries.parse_revocation_filter)
+    flt, export_format = _export_filter(query_filters.parse_revocation_filter)
     return _export_response(
-        lambda session: queries.iter_all(functools.partial(queries.revocations, session), flt),
-        queries.REVOCATION_CSV_COLUMNS, export_format, "revocations",
+        lambda session: exports.iter_all(functools.partial(queries.revocations, session), flt),
+        exports.REVOCATION_CSV_COLUMNS, export_format, "revocations",
     )
 
 
@@ -163,7 +163,7 @@ def export_audit_trail() -> Response:
 
     def generate() -> Iterator[str]:
         with sessionmaker() as session:
-            for line in audit.export_lines(session, clock=clock):
+            for line in audit_export.export_lines(session, clock=clock):
                 yield line + "\n"
 
     response = Response(stream_with_context(generate()), mimetype=JSON_LINES)

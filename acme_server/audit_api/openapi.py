@@ -12,17 +12,17 @@ from typing import Any
 
 from acme_server.audit_api import routes
 from acme_server.audit_api.problems import PROBLEM_CONTENT_TYPE
-from ca.records import queries, users
+from ca.records import query_filters, users
 
 API_VERSION = "1.0.0"
 OPENAPI_VERSION = "3.1.0"
 
 # Text parameters: no C0/C1 control characters (ca.records.queries refuses them), 1..255 characters.
-_TEXT = {"type": "string", "minLength": 1, "maxLength": queries.MAX_TEXT_PARAM, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
+_TEXT = {"type": "string", "minLength": 1, "maxLength": query_filters.MAX_TEXT_PARAM, "pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"}
 _ID = {"type": "string", "pattern": r"^[A-Za-z0-9_-]{1,64}$"}
 # RFC 3339 §5.6 date-time ("t"/"z" may be lower case, any fraction, leap second 60), or a
 # full-date meaning midnight UTC. The patterns spell out the ranges of each field so that every
-# string they allow is a time ca.records.queries.parse_time accepts (day 31 of a short month aside,
+# string they allow is a time ca.records.query_filters.parse_time accepts (day 31 of a short month aside,
 # which "format" excludes).
 _YEAR = r"([1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
 _FULL_DATE = _YEAR + r"-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
@@ -56,14 +56,14 @@ PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "actor": _TEXT,
     "subject_id": _TEXT,
     "serial": _SERIAL,
-    "stage": {"type": "string", "enum": [*queries.STAGES, "any"]},
-    "revocation": {"type": "string", "enum": list(queries.REVOCATION_STATES)},
-    "reason": {"type": "string", "enum": list(queries.REASON_NAMES)},
+    "stage": {"type": "string", "enum": [*query_filters.STAGES, "any"]},
+    "revocation": {"type": "string", "enum": list(query_filters.REVOCATION_STATES)},
+    "reason": {"type": "string", "enum": list(query_filters.REASON_NAMES)},
     "source": {"type": "string", "enum": ["acme", "operator", "delegation", "number"]},
-    "status": {"type": "string", "enum": list(queries.DELEGATION_STATES)},
+    "status": {"type": "string", "enum": list(query_filters.DELEGATION_STATES)},
     "action": {"type": "string", "pattern": r"^[a-z_]{1,32}(\.[a-z_]{1,32})?\.?$"},
     "subject_type": {"type": "string", "pattern": r"^[a-z_]{1,32}$"},
-    "limit": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
+    "limit": {"type": "integer", "minimum": 1, "maximum": query_filters.MAX_LIMIT},
     "cursor": _INT_CURSOR,
     "format": {"type": "string", "enum": list(routes.EXPORT_FORMATS)},
 }
@@ -104,14 +104,14 @@ def _page(item: str) -> dict[str, Any]:
     return _object({
         "items": {"type": "array", "items": _ref(item)},
         "next_cursor": {"type": ["string", "null"], "description": "Pass as cursor for the next page; null on the last."},
-        "limit": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
+        "limit": {"type": "integer", "minimum": 1, "maximum": query_filters.MAX_LIMIT},
     })
 
 
 _REVOCATION_FIELDS: dict[str, Any] = {
     "revoked_at": _TIMESTAMP,
     "reason_code": {"type": ["integer", "null"], "description": "RFC 5280 §5.3.1 CRLReason; null: none."},
-    "reason": {"type": "string", "enum": list(queries.REASON_NAMES)},
+    "reason": {"type": "string", "enum": list(query_filters.REASON_NAMES)},
     "source": {"type": "string"},
     "actor": {"type": "string"},
     "comment": {"type": ["string", "null"]},
@@ -158,7 +158,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Certificate": _object({
         "serial": {"type": "string"},
         "kind": {"type": "string", "enum": ["end-entity", "delegate-ca"]},
-        "stage": {"type": "string", "enum": list(queries.STAGES)},
+        "stage": {"type": "string", "enum": list(query_filters.STAGES)},
         "subject": {"type": "string"},
         "issuer": {"type": ["string", "null"]},
         "not_before": _TIMESTAMP,
@@ -186,6 +186,9 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "scope": _ref("Scope"),
         "ca": {"type": "boolean"},
         "max_lifetime_seconds": {"type": "integer"},
+        "constraints": {"type": ["object", "null"],
+                        "description": "The claim constraints certificates under it carry: JWTClaimConstraints "
+                                       "(RFC 8226 §8) or EnhancedJWTClaimConstraints (RFC 9118) as JSON; null: none."},
         "not_before": _TIMESTAMP,
         "not_after": _NULLABLE_TIMESTAMP,
         "status": {"type": "string"},

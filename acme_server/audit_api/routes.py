@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from ca.records import queries
+from ca.records import query_filters
 
 JSON = "application/json"
 CSV = "text/csv"
@@ -59,7 +59,7 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Newest first. With tn and at: every certificate whose TNAuthList covered that number at "
         "that time (RFC 5280 §4.1.2.5, both ends inclusive), with its delegation, account, "
         "authority tokens, revocation and the audit event that recorded its issuance.",
-        "auditor", queries.CERTIFICATE_PARAMETERS, responses={JSON: "CertificatePage"}, paged=True,
+        "auditor", query_filters.CERTIFICATE_PARAMETERS, responses={JSON: "CertificatePage"}, paged=True,
     ),
     Endpoint(
         "/certificates/{serial}", "get_certificate",
@@ -70,22 +70,22 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "/revocations", "list_revocations", "Revocations, newest first",
         "Each with the revoked certificate and the audit event that recorded the revocation.",
-        "auditor", queries.REVOCATION_PARAMETERS, responses={JSON: "RevocationPage"}, paged=True,
+        "auditor", query_filters.REVOCATION_PARAMETERS, responses={JSON: "RevocationPage"}, paged=True,
     ),
     Endpoint(
         "/delegations", "list_delegations", "Delegations: who was granted which numbers, when, by whom",
         "With tn and at: the delegations in force for that number at that time.",
-        "auditor", queries.DELEGATION_PARAMETERS, responses={JSON: "DelegationPage"}, paged=True,
+        "auditor", query_filters.DELEGATION_PARAMETERS, responses={JSON: "DelegationPage"}, paged=True,
     ),
     Endpoint(
         "/audit/events", "list_audit_events", "Audit events, newest first",
         "Every state change with actor, time and before/after details, with its hash-chain links.",
-        "auditor", queries.EVENT_PARAMETERS, responses={JSON: "AuditEventPage"}, paged=True,
+        "auditor", query_filters.EVENT_PARAMETERS, responses={JSON: "AuditEventPage"}, paged=True,
     ),
     Endpoint(
         "/audit/checkpoints", "list_audit_checkpoints", "Signed checkpoints of the audit chain head",
         "Each signs (seq, head hash, time); keep copies outside this authority to detect truncation.",
-        "auditor", queries.CHECKPOINT_PARAMETERS, responses={JSON: "CheckpointPage"}, paged=True,
+        "auditor", query_filters.CHECKPOINT_PARAMETERS, responses={JSON: "CheckpointPage"}, paged=True,
     ),
     Endpoint(
         "/audit/head", "get_audit_head", "The audit chain head and the last checkpoint", "",
@@ -100,14 +100,14 @@ ENDPOINTS: tuple[Endpoint, ...] = (
     Endpoint(
         "/export/certificates", "export_certificates", "Every matching certificate, as JSON or CSV",
         "The filters of /certificates, without paging.",
-        "auditor", _export_query(queries.CERTIFICATE_PARAMETERS),
+        "auditor", _export_query(query_filters.CERTIFICATE_PARAMETERS),
         responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Certificate"}},
                    CSV: {"type": "string"}},
     ),
     Endpoint(
         "/export/revocations", "export_revocations", "Every matching revocation, as JSON or CSV",
         "The filters of /revocations, without paging.",
-        "auditor", _export_query(queries.REVOCATION_PARAMETERS),
+        "auditor", _export_query(query_filters.REVOCATION_PARAMETERS),
         responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Revocation"}},
                    CSV: {"type": "string"}},
     ),

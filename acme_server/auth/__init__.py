@@ -19,7 +19,7 @@ What other blueprints use (the operator pages, the auditor pages, the audit API)
   request (:mod:`ca.records.users`), so a demotion or a disabled person takes effect at once.
 - **Sessions**: Flask's signed cookie holds only a random session token (and flask-wtf's CSRF
   secret); the ``user_sessions`` row behind it ends at logout, after
-  :data:`ca.records.users.SESSION_IDLE_TIMEOUT` without requests, and :data:`ca.records.users.SESSION_LIFETIME`
+  :data:`ca.records.web_sessions.SESSION_IDLE_TIMEOUT` without requests, and :data:`ca.records.web_sessions.SESSION_LIFETIME`
   after login. The cookie is ``HttpOnly``, ``SameSite=Lax`` and, when the authority's base URL
   is https, ``Secure`` with the ``__Host-`` prefix (RFC 6265bis §4.1.3.2: no Domain, Path=/).
 - **CSRF** (flask-wtf ``CSRFProtect``): every POST/PUT/PATCH/DELETE needs the form's
@@ -61,7 +61,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
 from acme_server.state import current_state, db_session
-from ca.records import users
+from ca.records import api_tokens, users, web_sessions
 from ca.errors import AuthenticationError, LoginThrottledError
 from ca.records.users import Principal
 
@@ -136,7 +136,7 @@ def current_principal() -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             raise InvalidBearerToken("the Authorization header must be 'Bearer tnca_…' (RFC 6750 §2.1)")
         try:
-            principal = users.authenticate_api_token(db, token.strip(), clock=clock)
+            principal = api_tokens.authenticate_api_token(db, token.strip(), clock=clock)
         except AuthenticationError:
             db.rollback()
             raise InvalidBearerToken() from None
@@ -144,7 +144,7 @@ def current_principal() -> Principal | None:
         token = session.get(SESSION_TOKEN_KEY)
         if token is not None:
             try:
-                principal = users.resolve_session(db, token, clock=clock)
+                principal = web_sessions.resolve_session(db, token, clock=clock)
             except AuthenticationError:
                 session.pop(SESSION_TOKEN_KEY, None)
     # resolve_session/authenticate_api_token may have touched last_seen_at / last_used_at.
@@ -241,7 +241,7 @@ def login() -> Any:
         return render_template("auth/login.html", form=form, next=next_target, error="Unknown name or wrong password."), 401
     # Session fixation: whatever the browser held before login is dropped, CSRF secret included.
     session.clear()
-    session[SESSION_TOKEN_KEY] = users.start_session(db, result.user, remote_addr=request.remote_addr, clock=clock)
+    session[SESSION_TOKEN_KEY] = web_sessions.start_session(db, result.user, remote_addr=request.remote_addr, clock=clock)
     db.commit()
     return redirect(next_target or url_for(current_app.config.get("AUTH_LANDING_ENDPOINT", f"{BLUEPRINT_NAME}.whoami")))
 
@@ -251,7 +251,7 @@ def logout() -> Any:
     if form.validate_on_submit():
         token = session.get(SESSION_TOKEN_KEY)
         db = db_session()
-        users.end_session(db, token, clock=current_state().clock)
+        web_sessions.end_session(db, token, clock=current_state().clock)
         db.commit()
     session.clear()
     return redirect(url_for(f"{BLUEPRINT_NAME}.login"))

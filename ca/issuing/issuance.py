@@ -52,13 +52,13 @@ from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, Sco
 from ca.policy import Policy, format_duration
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
 from ca.issuing.signers import Signer
-from ca.records.store import Certificate, CertificateScopeEntry, Delegation
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.issuing.transparency import sct_list_extension
+from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import (
-    EMBEDDED_SCT_LIST_OID,
     MALFORMED_X509_ERRORS,
     draft_certificate,
-    encode_sct_list_extension,
     fingerprint_sha256,
     key_type_name,
     pem_chain,
@@ -262,10 +262,7 @@ def issue(
     scts: tuple[EmbeddableSCT, ...] = ()
     if transparency is not None and policy.ct.required_scts > 0:
         scts = _precertify(session, record, builder, issuer, policy, transparency, precertificate_recorded)
-        builder = builder.add_extension(
-            x509.UnrecognizedExtension(EMBEDDED_SCT_LIST_OID, encode_sct_list_extension([s.serialize() for s in scts])),
-            critical=False,
-        )
+        builder = builder.add_extension(sct_list_extension(scts), critical=False)
 
     # 7. Sign and store. Without SCTs the linted draft's TBS is exactly what gets signed.
     if scts:

@@ -35,7 +35,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 
 from ca.errors import IssuanceError, ScopeError
 from ca.policy import Policy, format_duration
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import key_type_name, subject_key_identifier
 
 if TYPE_CHECKING:

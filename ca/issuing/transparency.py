@@ -420,15 +420,24 @@ def _load_precertificate(precert_der: bytes) -> x509.Certificate:
 
 # -- embedding (RFC 6962 §3.3) ---------------------------------------------------------------------
 
-def sct_list_bytes(scts: Sequence[SCT]) -> bytes:
-    """The TLS ``SignedCertificateTimestampList`` (RFC 6962 §3.3)."""
+class SerializableSCT(Protocol):
+    """What the list needs of an SCT: :class:`SCT`, or ``ca.issuing.issuance.EmbeddableSCT``."""
+
+    def serialize(self) -> bytes: ...
+
+
+def sct_list_bytes(scts: Sequence[SerializableSCT]) -> bytes:
+    """The TLS ``SignedCertificateTimestampList`` (RFC 6962 §3.3).
+
+    The one encoder of the list: issuance embeds it, the tests check it against RFC 6962 §3.3
+    and against cryptography's parser (tests/ct/rfc6962/test_s3_2_sct.py)."""
     if not scts:
         raise TransparencyError("an SCT list holds at least one SCT (RFC 6962 §3.3: sct_list<1..2^16-1>)", field="sct")
     serialized = b"".join(struct.pack(">H", len(tls)) + tls for tls in (sct.serialize() for sct in scts))  # SerializedSCT<1..2^16-1>
     return struct.pack(">H", len(serialized)) + serialized  # sct_list<1..2^16-1>
 
 
-def sct_list_extension(scts: Sequence[SCT]) -> x509.UnrecognizedExtension:
+def sct_list_extension(scts: Sequence[SerializableSCT]) -> x509.UnrecognizedExtension:
     """The embedded-SCT extension's value, for ``CertificateBuilder.add_extension(..., critical=False)``.
 
     RFC 6962 §3.3: "SignedCertificateTimestampList ... encoded as an ASN.1 OCTET STRING and

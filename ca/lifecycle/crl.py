@@ -50,7 +50,7 @@ from ca.clock import Clock
 from ca.config import ISSUING_ISSUER
 from ca.errors import NotFoundError, TNCAError
 from ca.policy import Policy
-from ca.records.store import CRL, Certificate, Issuer, Revocation
+from ca.records.models_authority import CRL, Certificate, Issuer, Revocation
 from ca.x509util import assemble_crl, subject_key_identifier, throwaway_key_like
 
 if TYPE_CHECKING:

@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from ca.errors import AutoRenewalError
 from ca.orders.status import ACME_ERROR_NAMESPACE, OrderStatus
 from ca.records import audit
-from ca.records.store import Authorization, Certificate, Delegation, Order
+from ca.records.models_acme import Authorization, Order
+from ca.records.models_authority import Certificate, Delegation
 
 if TYPE_CHECKING:
     from ca.clock import Clock

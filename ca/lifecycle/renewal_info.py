@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from ca.clock import Clock
 from ca.errors import NotFoundError
-from ca.records.store import Certificate, Delegation, Revocation
+from ca.records.models_authority import Certificate, Delegation, Revocation
 from ca.x509util import serial_hex
 
 # Renew immediately: the window [now - IMMEDIATE_SPAN, now] is in the past (RFC 9773 §4.2).

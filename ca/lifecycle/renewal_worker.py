@@ -55,7 +55,8 @@ from ca.orders.authority import Authority
 from ca.orders.finalize import IssuanceFailure, classify_failure, issue_for_order
 from ca.orders.status import OrderStatus
 from ca.policy import format_duration
-from ca.records.store import Account, Certificate, Order
+from ca.records.models_acme import Account, Order
+from ca.records.models_authority import Certificate
 
 if TYPE_CHECKING:
     from ca.clock import Clock

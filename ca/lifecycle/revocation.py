@@ -1,14 +1,6 @@
-"""Revocation: of one certificate, of a delegation (with everything under it), of numbers.
+"""Revocation plans: of one certificate, of a delegation (with everything under it), of numbers.
 
-Two layers.
-
-**One row.** :func:`revoke_certificate` writes the ``revocations`` row and its audit event in the
-caller's transaction; the caller commits. The unique constraint on
-``revocations.certificate_id`` is what makes a certificate revocable once, also between
-processes racing on it; the check here only gives the common case a precise error before the
-insert.
-
-**Plans** (admin commands are dry-run by default). Every front end — ``tnca revoke``,
+STYLE.md: admin commands are dry-run by default. Every front end — ``tnca revoke``,
 ``tnca delegation revoke``, the operator pages, ACME ``revokeCert`` — first asks for a
 :class:`RevocationPlan`, which writes nothing, and then hands that plan to :func:`execute`. The
 plan lists what will change:
@@ -20,7 +12,7 @@ plan lists what will change:
   revoked delegation, or whose certificate is revoked — they would otherwise issue the next
   certificate for the same key and numbers;
 - the **authority tokens** minted under a revoked delegation and not yet used: they stop
-  validating (``ca.tokens.authority_tokens.check_minted_here`` refuses tokens of a revoked delegation);
+  validating (``ca.tokens.verification.check_minted_here`` refuses tokens of a revoked delegation);
 - for revocation by number, the active **delegations that still grant** those numbers, which a
   revocation of certificates leaves in place.
 
@@ -28,205 +20,43 @@ A plan carries a SHA-256 ``digest`` of its content. :func:`execute` recomputes t
 moment it was made and refuses (``RevocationError(field="plan")``) when the digest differs:
 something was issued, revoked or used since, and the operator must look again. Then, in one
 transaction, it appends a ``revocation.execute`` audit event naming the operator and the plan,
-revokes the delegations (``delegation.revoke`` events), the certificates (``certificate.revoke``)
-and cancels the STAR orders (``order.cancel``), and commits. Last, it signs a new CRL for every
-issuer whose certificates it revoked (``ca.lifecycle.crl``); a CRL that cannot be signed does not undo the
+revokes the delegations (``delegation.revoke`` events), the certificates (``certificate.revoke``,
+one row each by :func:`ca.lifecycle.certificate_revocation.revoke_certificate`) and cancels the
+STAR orders (``order.cancel``), and commits. Last, it signs a new CRL for every issuer whose
+certificates it revoked (``ca.lifecycle.crl``); a CRL that cannot be signed does not undo the
 revocation, it is reported and signed again by ``ca.lifecycle.crl.refresh_due``.
 
-Reason codes (RFC 5280 §5.3.1): ``None`` or unspecified(0) is stored as no reasonCode.
-certificateHold and removeFromCRL (suspension) are not offered: revocation here is final.
-aACompromise concerns attribute certificates, which this authority does not issue.
+Reason codes are :mod:`ca.lifecycle.reasons`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import enum
 import hashlib
 import json
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import exists, or_, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca.lifecycle import crl, renewal
-from ca.records import audit, delegations, store
 from ca.clock import Clock, FixedClock
 from ca.errors import AutoRenewalError, NotFoundError, RevocationError
-from ca.records.store import (
-    AuditEvent,
-    AuthorityToken,
-    Authorization,
-    Certificate,
-    CertificateScopeEntry,
-    Delegation,
-    DelegationScopeEntry,
-    Issuer,
-    Order,
-    Revocation,
-    UsedTokenJTI,
-)
+from ca.lifecycle import crl, renewal
+from ca.lifecycle.certificate_revocation import normalize_serial, revoke_certificate
+from ca.lifecycle.reasons import OPERATOR_REASONS, CRLReason, reason_choices
 from ca.numbers.tnauthlist import TNScope
+from ca.records import audit, delegations, models_authority
+from ca.records.models_acme import AuthorityToken, Order, UsedTokenJTI
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation, DelegationScopeEntry, Issuer, Revocation
 
 if TYPE_CHECKING:
     from ca.config import Home
 
-
-class CRLReason(enum.IntEnum):
-    """RFC 5280 §5.3.1 CRLReason (value 7 is not used)."""
-
-    UNSPECIFIED = 0
-    KEY_COMPROMISE = 1
-    CA_COMPROMISE = 2
-    AFFILIATION_CHANGED = 3
-    SUPERSEDED = 4
-    CESSATION_OF_OPERATION = 5
-    CERTIFICATE_HOLD = 6
-    REMOVE_FROM_CRL = 8
-    PRIVILEGE_WITHDRAWN = 9
-    AA_COMPROMISE = 10
-
-    @property
-    def asn1_name(self) -> str:
-        """The name in RFC 5280's ASN.1 module: ``keyCompromise``, ``cACompromise``, …"""
-        return _ASN1_NAMES[self]
-
-
-_ASN1_NAMES = {
-    CRLReason.UNSPECIFIED: "unspecified",
-    CRLReason.KEY_COMPROMISE: "keyCompromise",
-    CRLReason.CA_COMPROMISE: "cACompromise",
-    CRLReason.AFFILIATION_CHANGED: "affiliationChanged",
-    CRLReason.SUPERSEDED: "superseded",
-    CRLReason.CESSATION_OF_OPERATION: "cessationOfOperation",
-    CRLReason.CERTIFICATE_HOLD: "certificateHold",
-    CRLReason.REMOVE_FROM_CRL: "removeFromCRL",
-    CRLReason.PRIVILEGE_WITHDRAWN: "privilegeWithdrawn",
-    CRLReason.AA_COMPROMISE: "aACompromise",
-}
-
-# What an operator may give. Suspension (certificateHold, removeFromCRL) is not supported and
-# aACompromise is for attribute certificates (RFC 5280 §5.3.1).
-OPERATOR_REASONS = (
-    CRLReason.UNSPECIFIED,
-    CRLReason.KEY_COMPROMISE,
-    CRLReason.CA_COMPROMISE,
-    CRLReason.AFFILIATION_CHANGED,
-    CRLReason.SUPERSEDED,
-    CRLReason.CESSATION_OF_OPERATION,
-    CRLReason.PRIVILEGE_WITHDRAWN,
-)
-# What revoking a delegation or numbers records unless told otherwise: the delegate's right to
-# the numbers was withdrawn.
-WITHDRAWN = CRLReason.PRIVILEGE_WITHDRAWN
-
-AUDIT_ACTION_REVOKE = "certificate.revoke"
 AUDIT_ACTION_EXECUTE = "revocation.execute"
 MAX_COMMENT_CHARS = 1000
-# RFC 5280 §4.1.2.2: a serial number is at most 20 octets.
-_SERIAL = re.compile(r"[0-9a-f]{1,40}")
-
-
-def parse_reason(text: str) -> CRLReason:
-    """An RFC 5280 reason by ASN.1 name (``keyCompromise``, any case) or number (``1``)."""
-    value = text.strip()
-    if value.isdigit():
-        try:
-            reason = CRLReason(int(value))
-        except ValueError:
-            reason = None
-    else:
-        reason = next((r for r, name in _ASN1_NAMES.items() if name.lower() == value.lower()), None)
-    if reason is None:
-        raise RevocationError(f"{text!r} is not an RFC 5280 §5.3.1 reason code; use one of {_reason_choices()}",
-                              field="reason")
-    return reason
-
-
-def _reason_choices() -> str:
-    return ", ".join(f"{r.asn1_name} ({int(r)})" for r in OPERATOR_REASONS)
-
-
-def normalize_serial(text: str) -> str:
-    """A serial as stored (lowercase hex, no leading zeros) from ``0A:1B…``, ``0a1b…`` or ``A1B``."""
-    value = text.strip().lower().replace(":", "")
-    if value.startswith("0x"):
-        value = value[2:]
-    if not _SERIAL.fullmatch(value) or int(value, 16) == 0:
-        raise RevocationError(
-            f"serial {text[:64]!r} is not a positive hexadecimal serial number of at most 20 octets", field="serial"
-        )
-    return format(int(value, 16), "x")
-
-
-# --------------------------------------------------------------------------------------------
-# One row
-# --------------------------------------------------------------------------------------------
-
-
-def revoke_certificate(
-    session: Session,
-    certificate: Certificate,
-    reason: CRLReason | None,
-    *,
-    actor: str,
-    source: str,
-    clock: Clock,
-    comment: str | None = None,
-) -> Revocation:
-    """Record the revocation of ``certificate``; returns the flushed ``revocations`` row.
-
-    ``reason`` None or UNSPECIFIED is stored as None (no reasonCode in the CRL, RFC 5280
-    §5.3.1). ``source`` says how it happened ("acme", "operator", "delegation", "number").
-    Raises RevocationError when the certificate is not an issued one or is already revoked;
-    nothing is written then.
-    """
-    if certificate.stage != "issued":
-        raise RevocationError(
-            f"certificate {certificate.serial} is a {certificate.stage}, not an issued certificate", field="certificate"
-        )
-    already = session.scalars(select(Revocation).where(Revocation.certificate_id == certificate.id)).one_or_none()
-    if already is not None:
-        raise RevocationError(
-            f"certificate {certificate.serial} was already revoked at {already.revoked_at.isoformat()}",
-            field="certificate",
-        )
-    now = clock.now()
-    reason_code = None if reason in (None, CRLReason.UNSPECIFIED) else int(reason)
-    revocation = Revocation(
-        certificate_id=certificate.id,
-        reason_code=reason_code,
-        revoked_at=now,
-        actor=actor,
-        source=source,
-        comment=comment,
-    )
-    try:
-        with session.begin_nested():
-            session.add(revocation)
-            session.flush()
-    except IntegrityError as exc:
-        raise RevocationError(f"certificate {certificate.serial} was already revoked", field="certificate") from exc
-    audit.append(
-        session,
-        actor=actor,
-        action=AUDIT_ACTION_REVOKE,
-        subject_type="certificate",
-        subject_id=certificate.serial,
-        details={
-            "reason_code": reason_code,
-            "reason": CRLReason(reason_code).name.lower() if reason_code is not None else None,
-            "source": source,
-            "comment": comment,
-            "revoked_at": now.isoformat(),
-        },
-        clock=clock,
-    )
-    return revocation
 
 
 # --------------------------------------------------------------------------------------------
@@ -428,7 +258,7 @@ def plan_revoke_covering(
     ``scope`` — for one TN, exactly the certificates covering it. Writes nothing.
 
     Candidates come from the indexed ``certificate_scope_entries`` (span classes,
-    :func:`ca.records.store.scope_entry_overlaps`); :meth:`TNScope.overlaps` decides. As everywhere, an
+    :func:`ca.records.models_authority.scope_entry_overlaps`); :meth:`TNScope.overlaps` decides. As everywhere, an
     SPC is not known to cover any number (RFC 9060 §4.1), so a TN matches TN and range entries
     only and an SPC matches that SPC only.
     """
@@ -439,36 +269,12 @@ def plan_revoke_covering(
     return _plan(session, request, now=clock.now())
 
 
-def authorizations_cover(session: Session, account_id: str, scope: TNScope, *, now: dt.datetime) -> bool:
-    """Whether ``account_id`` holds a valid authorization for all of ``scope`` that the authority
-    still honours: unexpired, and validated under a delegation that is active now (RFC 8555 §7.6,
-    revocation by an account other than the certificate's).
-
-    An authorization outlives neither its delegation's revocation (which revokes it,
-    :func:`ca.records.delegations.execute_revoke`) nor its delegation's end: the numbers may belong to
-    another delegate by then, whose certificates the former one must not revoke.
-    """
-    authorized = session.scalars(
-        select(Authorization.scope_der)
-        .join(Delegation, Delegation.id == Authorization.delegation_id)
-        .where(
-            Authorization.account_id == account_id,
-            Authorization.status == "valid",
-            Authorization.expires > now,
-            Delegation.status == delegations.ACTIVE,
-            Delegation.not_before <= now,
-            or_(Delegation.not_after.is_(None), Delegation.not_after > now),
-        )
-    )
-    return any(TNScope.from_der(der, strict=False).contains(scope) for der in authorized)
-
-
 def _checked_reason(reason: CRLReason | None) -> CRLReason | None:
     if reason is None:
         return None
     if not isinstance(reason, CRLReason) or reason not in OPERATOR_REASONS:
         name = reason.asn1_name if isinstance(reason, CRLReason) else repr(reason)
-        raise RevocationError(f"reason {name} is not accepted; use one of {_reason_choices()}", field="reason")
+        raise RevocationError(f"reason {name} is not accepted; use one of {reason_choices()}", field="reason")
     return reason
 
 
@@ -590,7 +396,7 @@ def _overlapping(entry: Any, scope: TNScope) -> Any:
         elif row["literal"] is not None:
             conditions.append(entry.literal == row["literal"])
         else:
-            conditions.append(store.scope_entry_overlaps(entry, row["width"], row["lo"], row["hi"]))
+            conditions.append(models_authority.scope_entry_overlaps(entry, row["width"], row["lo"], row["hi"]))
     owner = entry.certificate_id if entry is CertificateScopeEntry else entry.delegation_id
     return select(owner).where(or_(*conditions))
 

@@ -40,7 +40,7 @@ from typing import Any
 
 from ca.encoding import parse_rfc3339, rfc3339
 from ca.policy import Policy
-from ca.records.store import Order
+from ca.records.models_acme import Order
 
 # RFC 8739 §3.1.1: the members of the "auto-renewal" object (also its stored form, Order.auto_renewal).
 START_DATE = "start-date"

@@ -1,21 +1,12 @@
-"""TN scopes: the TNAuthList codec (RFC 8226 §9) and scope algebra (RFC 9060 §4).
+"""TN scopes: the scope algebra (RFC 9060 §4) over TNAuthList values (RFC 8226 §9).
 
 A TN scope is a TNAuthorizationList: telephone numbers (``one``), number ranges (``range``:
-start + count) and service provider codes (``spc``). This module turns the DER form (certificate
-extension, ACME identifier value, authority-token ``tkvalue``) into immutable values and back,
-and answers the questions issuance asks: is this requested scope inside that delegation
-(``contains``), do two scopes share a number (``overlaps``), is a number in scope
-(``covers_number``).
-
-Invariants:
-
-* An ``SPC``, ``TNRange`` or ``TN`` value can only be constructed if it satisfies RFC 8226 §9
-  (TelephoneNumber 1..15 of ``0-9*#``; range count >= 2; range start without ``*``/``#``; the last
-  number of a range fits in the start's width). Every ``ScopeError`` names the field at fault.
-* Decoding is strict DER: trailing bytes, BER forms (non-minimal lengths, constructed strings,
-  indefinite lengths), IMPLICIT ``80``/``81``/``82`` tags and empty lists are refused.
-* Numbers are fixed-width decimal strings: "0123" and "123" are different numbers (their widths
-  differ), so every interval carries its width.
+start + count) and service provider codes (``spc``). :class:`TNScope` is its immutable value,
+read from and written to DER (certificate extension, ACME identifier value, authority-token
+``tkvalue``) through :mod:`ca.numbers.tnauthlist_der`, and answers the questions issuance asks:
+is this requested scope inside that delegation (``contains``), do two scopes share a number
+(``overlaps``), is a number in scope (``covers_number``). Its entries are
+:mod:`ca.numbers.tn_entries`.
 
 The ``strict`` knob (RFC 8226 §9 range width). The prose says a range must not make the number
 longer than the start; the formula says ``start + count < 10^D``, which is one stricter (start
@@ -31,380 +22,16 @@ token (RFC 9060 §4.1, §8), so an SPC never contains a TN or a range in ``conta
 from __future__ import annotations
 
 import base64
-import binascii
 import bisect
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from cryptography import x509
-from pyasn1.codec.der import decoder as der_decoder
-from pyasn1.codec.der import encoder as der_encoder
-from pyasn1.error import PyAsn1Error
-from pyasn1.type import char, namedtype, tag, univ
 
-from ca.encoding import b64url_encode
 from ca.errors import ScopeError
-
-# What pyasn1 may raise on hostile input. PyAsn1Error is its own family, but some inputs escape
-# it: a length field larger than sys.maxsize raises OverflowError from the stream reader (found
-# by fuzzing; regression test in tests/unit/test_tnauthlist.py). Each is a malformed value to us.
-_PARSER_ERRORS = (PyAsn1Error, OverflowError, ValueError, IndexError, TypeError, RecursionError)
-
-# RFC 8226 §9: id-pe-TNAuthList, the certificate extension carrying a TNAuthorizationList.
-OID_TN_AUTH_LIST = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.26")
-
-# RFC 8226 §9: TelephoneNumber ::= IA5String (SIZE (1..15)) (FROM ("0123456789#*")).
-MAX_TN_LENGTH = 15
-TN_ALPHABET = frozenset("0123456789#*")
-# RFC 8226 §9: TelephoneNumberRange.count INTEGER (2..MAX); a single number is a `one`.
-MIN_RANGE_COUNT = 2
-# ServiceProviderCode is an unconstrained IA5String. We accept 1..64 visible ASCII characters:
-# real SPCs (OCNs, SPIDs) are a handful of letters and digits, 64 is the width of the indexed
-# `spc` column in ca/records/store.py, and spaces or control characters could only mislead a person
-# reading the scope in the admin UI or an audit record.
-MAX_SPC_LENGTH = 64
-_SPC_PATTERN = re.compile(r"[\x21-\x7e]+")
-_DIGITS = frozenset("0123456789")
-
-# RFC 9448 §3: the ACME identifier value is base64url without padding. Padded standard base64
-# is also seen in the field and accepted; the two alphabets may not be mixed.
-_BASE64URL_UNPADDED = re.compile(r"[A-Za-z0-9_-]+")
-_BASE64_PADDED = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
-
-# Field name used in ScopeError for problems with the structure as a whole.
-LIST_FIELD = "TNAuthList"
-
-
-# --------------------------------------------------------------------------------------------
-# The three kinds of entry (RFC 8226 §9 TNEntry)
-# --------------------------------------------------------------------------------------------
-
-
-def _check_telephone_number(value: object, *, field: str, what: str) -> str:
-    """Return ``value`` if it is an RFC 8226 §9 TelephoneNumber, else raise ScopeError."""
-    if not isinstance(value, str):
-        raise ScopeError(f"{what} must be a string of digits, * or # (got {type(value).__name__})", field=field)
-    if value == "":
-        raise ScopeError(f"{what} is empty; a TelephoneNumber has 1 to {MAX_TN_LENGTH} characters", field=field)
-    if value.startswith("+"):
-        raise ScopeError(
-            f"{what} {_quote(value)} must be digits, * or # without '+' "
-            f"(write the E.164 number as country code and national number, e.g. '12025550100')",
-            field=field,
-        )
-    bad = sorted(set(value) - TN_ALPHABET)
-    if bad:
-        shown = ", ".join(repr(c) for c in bad[:5])
-        raise ScopeError(
-            f"{what} {_quote(value)} must contain only digits, * or # (found {shown}; RFC 8226 §9)",
-            field=field,
-        )
-    if len(value) > MAX_TN_LENGTH:
-        raise ScopeError(
-            f"{what} {_quote(value)} has {len(value)} characters; "
-            f"a TelephoneNumber has at most {MAX_TN_LENGTH} (RFC 8226 §9)",
-            field=field,
-        )
-    return value
-
-
-def _quote(value: str, limit: int = 24) -> str:
-    """Quote user input for an error detail, shortened so a huge value cannot flood a log."""
-    return repr(value if len(value) <= limit else value[: limit - 1] + "…")
-
-
-@dataclass(frozen=True, order=True)
-class SPC:
-    """``spc [0] ServiceProviderCode``: every number a service provider holds (RFC 8226 §9)."""
-
-    code: str
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.code, str):
-            raise ScopeError(f"SPC must be a string (got {type(self.code).__name__})", field="spc")
-        if not self.code:
-            raise ScopeError("SPC is empty; a service provider code has at least one character", field="spc")
-        if len(self.code) > MAX_SPC_LENGTH:
-            raise ScopeError(
-                f"SPC {_quote(self.code)} has {len(self.code)} characters; at most {MAX_SPC_LENGTH} are accepted",
-                field="spc",
-            )
-        if not _SPC_PATTERN.fullmatch(self.code):
-            raise ScopeError(
-                f"SPC {_quote(self.code)} must be visible ASCII characters without spaces "
-                f"(ServiceProviderCode is an IA5String, RFC 8226 §9)",
-                field="spc",
-            )
-
-    def describe(self) -> str:
-        return f"SPC {self.code}"
-
-
-@dataclass(frozen=True, order=True)
-class TNRange:
-    """``range [1] TelephoneNumberRange``: ``count`` consecutive numbers from ``start``.
-
-    The numbers are ``start, start+1, …, start+count-1`` as decimal strings of the same width as
-    ``start`` (RFC 8226 §9). Construction enforces the prose reading of the width rule (the last
-    number has no more digits than ``start``); ``fits_strict_width`` tells whether the stricter
-    formula ``start + count < 10^D`` also holds, which issuance requires.
-    """
-
-    start: str
-    count: int
-
-    def __post_init__(self) -> None:
-        _check_telephone_number(self.start, field="range.start", what="range start")
-        if not set(self.start) <= _DIGITS:
-            raise ScopeError(
-                f"range start {_quote(self.start)} contains '*' or '#'; "
-                f"a range applies only to a start of digits (RFC 8226 §9)",
-                field="range.start",
-            )
-        if isinstance(self.count, bool) or not isinstance(self.count, int):
-            raise ScopeError(f"range count must be an integer (got {type(self.count).__name__})", field="range.count")
-        if self.count < MIN_RANGE_COUNT:
-            raise ScopeError(
-                f"range count must be at least {MIN_RANGE_COUNT} (got {self.count}); "
-                f"use a single TN for one number (RFC 8226 §9)",
-                field="range.count",
-            )
-        limit = 10 ** self.width
-        if int(self.start) + self.count - 1 >= limit:
-            raise ScopeError(
-                f"range {self.start}+{self.count} runs past {self.width} digits: its last number would be "
-                f"{int(self.start) + self.count - 1}, longer than the start (RFC 8226 §9)",
-                field="range.count",
-            )
-
-    @property
-    def width(self) -> int:
-        return len(self.start)
-
-    @property
-    def lo(self) -> int:
-        return int(self.start)
-
-    @property
-    def hi(self) -> int:
-        """The last number of the range, as an integer (inclusive)."""
-        return int(self.start) + self.count - 1
-
-    @property
-    def fits_strict_width(self) -> bool:
-        """RFC 8226 §9 formula: ``start + count`` MUST be less than ``10^D``."""
-        return int(self.start) + self.count < 10 ** self.width
-
-    def describe(self) -> str:
-        return f"range {self.start}+{self.count}"
-
-
-@dataclass(frozen=True, order=True)
-class TN:
-    """``one [2] TelephoneNumber``: a single number, digits (and possibly ``*``/``#``)."""
-
-    number: str
-
-    def __post_init__(self) -> None:
-        _check_telephone_number(self.number, field="one", what="TN")
-
-    @property
-    def is_literal(self) -> bool:
-        """A number with ``*`` or ``#`` is not an integer; it only ever matches itself."""
-        return not set(self.number) <= _DIGITS
-
-    def describe(self) -> str:
-        return f"TN {self.number}"
-
-
-TNEntry = Union[SPC, TNRange, TN]
-
-def _check_strict_width(entry: TNEntry, *, field: str) -> None:
-    if isinstance(entry, TNRange) and not entry.fits_strict_width:
-        raise ScopeError(
-            f"range {entry.start}+{entry.count}: start + count must be less than 10^{entry.width} "
-            f"(RFC 8226 §9); end the range one number earlier and add the last number as a single TN",
-            field=field,
-        )
-
-
-def _entry_field(index: int, sub: str | None) -> str:
-    return f"{LIST_FIELD}[{index}]" + (f".{sub}" if sub else "")
-
-
-# --------------------------------------------------------------------------------------------
-# ASN.1 (RFC 8226 Appendix A, DEFINITIONS EXPLICIT TAGS)
-# --------------------------------------------------------------------------------------------
-# This mirrors pyasn1_alt_modules.rfc8226 tag for tag, without the value constraints: pyasn1
-# reports a constraint failure as an unreadable repr, so the constraints are checked by the entry
-# dataclasses above, which name the field and say what to change. The tests cross-check our DER
-# against pyasn1_alt_modules.rfc8226 and `openssl asn1parse`.
-
-
-class _TelephoneNumber(char.IA5String):
-    pass
-
-
-class _TelephoneNumberRange(univ.Sequence):
-    # The ASN.1 type is extensible (`...`), but no extension has been defined; an unknown
-    # extra component is refused rather than silently dropped from a scope.
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("start", _TelephoneNumber()),
-        namedtype.NamedType("count", univ.Integer()),
-    )
-
-
-def _explicit(number: int, fmt: int) -> tag.Tag:
-    return tag.Tag(tag.tagClassContext, fmt, number)
-
-
-class _TNEntry(univ.Choice):
-    # EXPLICIT tags: pyasn1 sets the constructed bit when it encodes an explicit tag, so all
-    # three alternatives appear on the wire as A0 / A1 / A2 (RFC 8226 Appendix A).
-    componentType = namedtype.NamedTypes(
-        namedtype.NamedType("spc", char.IA5String().subtype(explicitTag=_explicit(0, tag.tagFormatSimple))),
-        namedtype.NamedType(
-            "range", _TelephoneNumberRange().subtype(explicitTag=_explicit(1, tag.tagFormatConstructed))
-        ),
-        namedtype.NamedType("one", _TelephoneNumber().subtype(explicitTag=_explicit(2, tag.tagFormatSimple))),
-    )
-
-
-class _TNAuthorizationList(univ.SequenceOf):
-    componentType = _TNEntry()
-
-
-# The outer SEQUENCE OF is first split into raw TLVs so that each entry can be decoded, checked
-# and reported on by its index (an IMPLICIT 80 tag in entry 3 says so, rather than failing the
-# whole list with a schema dump).
-_RAW_LIST_SPEC = univ.SequenceOf(componentType=univ.Any())
-
-_EXPLICIT_TAG_BYTES = {0xA0: "spc", 0xA1: "range", 0xA2: "one"}
-_IMPLICIT_TAG_BYTES = {0x80: (0xA0, "spc"), 0x81: (0xA1, "range"), 0x82: (0xA2, "one")}
-
-
-def _to_asn1_entry(entry: TNEntry) -> _TNEntry:
-    asn1 = _TNEntry()
-    if isinstance(entry, SPC):
-        asn1["spc"] = entry.code
-    elif isinstance(entry, TNRange):
-        component = asn1.componentType.getTypeByPosition(1).clone()
-        component["start"] = entry.start
-        component["count"] = entry.count
-        asn1["range"] = component
-    elif isinstance(entry, TN):
-        asn1["one"] = entry.number
-    else:
-        raise ScopeError(f"not a TN scope entry: {type(entry).__name__}", field=LIST_FIELD)
-    return asn1
-
-
-def encode(entries: Sequence[TNEntry], *, strict: bool = True) -> bytes:
-    """DER TNAuthorizationList (RFC 8226 §9) of ``entries``, in the order given.
-
-    Raises ScopeError for an empty list and, with ``strict`` (issuance), for a range that breaks
-    the ``start + count < 10^D`` formula.
-    """
-    entries = tuple(entries)
-    if not entries:
-        raise ScopeError("TNAuthList must contain at least one entry (RFC 8226 §9: SIZE (1..MAX))", field=LIST_FIELD)
-    asn1 = _TNAuthorizationList()
-    for index, entry in enumerate(entries):
-        if strict:
-            _check_strict_width(entry, field=_entry_field(index, "range.count"))
-        asn1.append(_to_asn1_entry(entry))
-    return der_encoder.encode(asn1)
-
-
-def decode(der: bytes, *, strict: bool = True) -> tuple[TNEntry, ...]:
-    """Entries of a DER TNAuthorizationList, in wire order. Raises ScopeError.
-
-    Strict DER (X.690 §10): the input must be exactly one TNAuthorizationList with minimal
-    lengths, primitive strings and EXPLICIT ``A0``/``A1``/``A2`` entry tags. See the module
-    docstring for ``strict``.
-    """
-    if not isinstance(der, (bytes, bytearray, memoryview)):
-        raise ScopeError(f"TNAuthList must be DER bytes (got {type(der).__name__})", field=LIST_FIELD)
-    der = bytes(der)
-    if not der:
-        raise ScopeError("TNAuthList is empty (no DER bytes)", field=LIST_FIELD)
-    try:
-        raw_entries, rest = der_decoder.decode(der, asn1Spec=_RAW_LIST_SPEC)
-    except _PARSER_ERRORS:
-        raise ScopeError(
-            "TNAuthList is not a DER SEQUENCE OF TNEntry (RFC 8226 §9); check that the value is the "
-            "DER of the extension's content, not PEM, a whole certificate or an OCTET STRING wrapper",
-            field=LIST_FIELD,
-        ) from None
-    if rest:
-        raise ScopeError(
-            f"TNAuthList is followed by {len(rest)} trailing byte(s); the value must be exactly one DER "
-            f"TNAuthorizationList",
-            field=LIST_FIELD,
-        )
-    if der_encoder.encode(raw_entries) != der:
-        raise ScopeError(
-            "TNAuthList is BER, not DER: the outer SEQUENCE length is not in its minimal form (X.690 §10.1)",
-            field=LIST_FIELD,
-        )
-    if len(raw_entries) == 0:
-        raise ScopeError("TNAuthList must contain at least one entry (RFC 8226 §9: SIZE (1..MAX))", field=LIST_FIELD)
-    entries = tuple(_decode_entry(bytes(raw), index) for index, raw in enumerate(raw_entries))
-    if strict:
-        for index, entry in enumerate(entries):
-            _check_strict_width(entry, field=_entry_field(index, "range.count"))
-    return entries
-
-
-def _decode_entry(raw: bytes, index: int) -> TNEntry:
-    first = raw[0]
-    if first in _IMPLICIT_TAG_BYTES:
-        expected, kind = _IMPLICIT_TAG_BYTES[first]
-        raise ScopeError(
-            f"TNAuthList entry {index} ({kind}) uses the IMPLICIT tag 0x{first:02X}; RFC 8226 Appendix A "
-            f"uses EXPLICIT tags, so {kind} must be encoded as 0x{expected:02X} wrapping the universal type",
-            field=_entry_field(index, kind),
-        )
-    kind = _EXPLICIT_TAG_BYTES.get(first)
-    if kind is None:
-        raise ScopeError(
-            f"TNAuthList entry {index} has tag 0x{first:02X}; expected [0] spc (0xA0), [1] range (0xA1) "
-            f"or [2] one (0xA2) (RFC 8226 §9)",
-            field=_entry_field(index, None),
-        )
-    shape = {
-        "spc": "[0] IA5String",
-        "range": "[1] SEQUENCE { start IA5String, count INTEGER }",
-        "one": "[2] IA5String",
-    }[kind]
-    try:
-        asn1, rest = der_decoder.decode(raw, asn1Spec=_TNEntry())
-        reencoded = der_encoder.encode(asn1)
-    except _PARSER_ERRORS:
-        raise ScopeError(
-            f"TNAuthList entry {index} ({kind}) is malformed: expected {shape} of ASCII text (RFC 8226 §9)",
-            field=_entry_field(index, kind),
-        ) from None
-    if rest or reencoded != raw:
-        raise ScopeError(
-            f"TNAuthList entry {index} ({kind}) is BER, not DER (non-minimal length or integer, "
-            f"constructed string, or extra components); expected {shape}",
-            field=_entry_field(index, kind),
-        )
-    name = asn1.getName()
-    try:
-        if name == "spc":
-            return SPC(str(asn1["spc"]))
-        if name == "range":
-            component = asn1["range"]
-            return TNRange(str(component["start"]), int(component["count"]))
-        return TN(str(asn1["one"]))
-    except ScopeError as error:
-        raise ScopeError(
-            f"TNAuthList entry {index}: {error.detail}", field=_entry_field(index, error.field)
-        ) from None
+from ca.numbers.tn_entries import LIST_FIELD, SPC, TN, TNEntry, TNRange, check_strict_width, check_telephone_number, quote
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST, decode, decode_identifier_value, encode
 
 
 # --------------------------------------------------------------------------------------------
@@ -562,7 +189,7 @@ class TNScope:
 
     def to_identifier_value(self, *, strict: bool = True) -> str:
         """base64url of the DER, without padding (RFC 9448 §3)."""
-        return b64url_encode(self.to_der(strict=strict))
+        return base64.urlsafe_b64encode(self.to_der(strict=strict)).rstrip(b"=").decode("ascii")
 
     @classmethod
     def from_certificate(cls, certificate: x509.Certificate, *, strict: bool = False) -> TNScope | None:
@@ -598,7 +225,7 @@ class TNScope:
             entries.append(_parse_one(lambda: TN(_strip_check(text, "TN")), f"tns[{index}]"))
         for index, text in enumerate(ranges):
             entry = _parse_one(lambda: _parse_range(text), f"ranges[{index}]")
-            _check_strict_width(entry, field=f"ranges[{index}]")
+            check_strict_width(entry, field=f"ranges[{index}]")
             entries.append(entry)
         for index, text in enumerate(spcs):
             entries.append(_parse_one(lambda: SPC(_strip_check(text, "SPC")), f"spcs[{index}]"))
@@ -665,7 +292,7 @@ class TNScope:
 
     def covers_number(self, tn: str) -> bool:
         """Is the single TelephoneNumber ``tn`` in this scope? Raises ScopeError if ``tn`` is not one."""
-        return self.contains(TNScope((TN(_check_telephone_number(tn, field="tn", what="TN")),)))
+        return self.contains(TNScope((TN(check_telephone_number(tn, field="tn", what="TN")),)))
 
     # ---- presentation -----------------------------------------------------------------------------
 
@@ -712,7 +339,7 @@ def _parse_one(build: Any, field: str) -> TNEntry:
 
 def _strip_check(text: object, what: str) -> str:
     if isinstance(text, str) and text != text.strip():
-        raise ScopeError(f"{what} {_quote(text)} has leading or trailing spaces", field=what)
+        raise ScopeError(f"{what} {quote(text)} has leading or trailing spaces", field=what)
     return text  # type: ignore[return-value]
 
 
@@ -724,69 +351,8 @@ def _parse_range(text: object) -> TNRange:
     start, sep, count = text.partition(":")
     if not sep or not start or not count:
         raise ScopeError(
-            f"range {_quote(text)} must be START:COUNT, e.g. '12025550000:100' for 100 numbers", field="range"
+            f"range {quote(text)} must be START:COUNT, e.g. '12025550000:100' for 100 numbers", field="range"
         )
     if not count.isascii() or not count.isdigit():
-        raise ScopeError(f"range {_quote(text)}: COUNT {_quote(count)} must be a decimal integer", field="range")
+        raise ScopeError(f"range {quote(text)}: COUNT {quote(count)} must be a decimal integer", field="range")
     return TNRange(start, int(count))
-
-
-def decode_identifier_value(value: str) -> bytes:
-    """DER bytes of an ACME ``TNAuthList`` identifier value (or token ``tkvalue``).
-
-    Accepts base64url without padding (RFC 9448 §3, RFC 7515 §2) and padded standard base64.
-    Refuses whitespace, mixed alphabets and non-canonical encodings (non-zero pad bits,
-    RFC 4648 §3.5), so one DER value has exactly one accepted text in each alphabet.
-    """
-    field = "identifier"
-    if not isinstance(value, str):
-        raise ScopeError(f"TNAuthList identifier value must be a string (got {type(value).__name__})", field=field)
-    if not value:
-        raise ScopeError("TNAuthList identifier value is empty", field=field)
-    if "=" in value:
-        if not _BASE64_PADDED.fullmatch(value):
-            raise ScopeError(
-                "TNAuthList identifier value has '=' padding but is not standard base64; send base64url "
-                "of the DER without padding (RFC 9448 §3)",
-                field=field,
-            )
-        der = base64.b64decode(value, validate=True)
-        canonical = base64.b64encode(der).decode("ascii")
-    else:
-        if not _BASE64URL_UNPADDED.fullmatch(value):
-            raise ScopeError(
-                "TNAuthList identifier value must be base64url of the DER without padding (RFC 9448 §3): "
-                "only A-Z, a-z, 0-9, '-' and '_'",
-                field=field,
-            )
-        if len(value) % 4 == 1:
-            raise ScopeError(
-                f"TNAuthList identifier value has an impossible base64url length ({len(value)})", field=field
-            )
-        try:
-            der = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
-        except (binascii.Error, ValueError):  # pragma: no cover - the pattern and length rule exclude this
-            raise ScopeError("TNAuthList identifier value is not valid base64url", field=field) from None
-        canonical = b64url_encode(der)
-    if canonical != value:
-        raise ScopeError(
-            "TNAuthList identifier value is not canonical base64 (non-zero bits after the last byte, "
-            "RFC 4648 §3.5)",
-            field=field,
-        )
-    return der
-
-
-__all__ = [
-    "LIST_FIELD",
-    "MAX_TN_LENGTH",
-    "OID_TN_AUTH_LIST",
-    "SPC",
-    "TN",
-    "TNEntry",
-    "TNRange",
-    "TNScope",
-    "decode",
-    "decode_identifier_value",
-    "encode",
-]

@@ -30,8 +30,9 @@ from ca.orders.authority import Authority
 from ca.orders.status import AuthorizationStatus, ChallengeStatus, update_order_from_authorizations
 from ca.orders.validity import Requested, check_within_authority
 from ca.records import audit, delegations
-from ca.records.store import Account, Challenge, Delegation, ExternalAccountKey
-from ca.tokens import authority_tokens as tokens
+from ca.records.models_acme import Account, Challenge, ExternalAccountKey
+from ca.records.models_authority import Delegation
+from ca.tokens import verification
 
 AUDIT_ACTION_VALIDATE = "authorization.validate"
 
@@ -45,7 +46,7 @@ def answer_challenge(session: Session, authority: Authority, chall: Challenge, a
     authz = chall.authorization
     scope = TNScope.from_der(authz.scope_der)
     clock = authority.clock
-    verified = tokens.verify(
+    verified = verification.verify(
         token,
         identifier_scope=scope,
         account_jwk=account.jwk,
@@ -56,7 +57,7 @@ def answer_challenge(session: Session, authority: Authority, chall: Challenge, a
     # A token of this authority's own token authority must have been minted here, under a
     # delegation that is still active; it names that delegation. (Held in a variable so that
     # record_use below finds the rows in the session instead of selecting them again.)
-    minted = tokens.check_minted_here(session, verified)
+    minted = verification.check_minted_here(session, verified)
     delegation = delegations.find_covering(
         session, scope, clock=clock, delegation_id=minted.delegation_id if minted is not None else None
     )
@@ -75,7 +76,7 @@ def answer_challenge(session: Session, authority: Authority, chall: Challenge, a
         delegation=delegation,
         policy=authority.policy,
     )
-    tokens.record_use(session, verified, account.id, chall.id)
+    verification.record_use(session, verified, account.id, chall.id)
 
     chall.status = ChallengeStatus.VALID
     chall.validated = now

@@ -19,7 +19,8 @@ from ca.policy import Policy
 if TYPE_CHECKING:
     from ca.config import Home
     from ca.issuing.issuance import IssuerHandle, Transparency
-    from ca.tokens.authority_tokens import Fetcher, TokenTrust
+    from ca.tokens.trust_config import TokenTrust
+    from ca.tokens.verification import Fetcher
 
 
 def _no_token_trust() -> "TokenTrust":

@@ -45,7 +45,7 @@ from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_a
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
 from ca.orders.status import OrderStatus, invalidate_order
-from ca.records.store import Order
+from ca.records.models_acme import Order
 from ca.x509util import MALFORMED_X509_ERRORS
 
 

@@ -26,7 +26,8 @@ from ca.orders.authority import Authority
 from ca.orders.status import AuthorizationStatus, ChallengeStatus, OrderStatus, expire_order
 from ca.orders.validity import Requested, check_order_request
 from ca.records import delegations
-from ca.records.store import ORDER_STATUSES_CLAIMING_REPLACEMENT, Account, Authorization, Certificate, Challenge, Order
+from ca.records.models_acme import Account, Authorization, Challenge, ORDER_STATUSES_CLAIMING_REPLACEMENT, Order
+from ca.records.models_authority import Certificate
 
 # RFC 9448 §3: the identifier type, and RFC 9447 §3 the challenge type, of every order here.
 TNAUTHLIST_IDENTIFIER = "TNAuthList"

@@ -24,7 +24,7 @@ import datetime as dt
 import enum
 from typing import Any
 
-from ca.records.store import Authorization, Order
+from ca.records.models_acme import Authorization, Order
 
 # RFC 8555 §6.7: "urn:ietf:params:acme:error:" followed by the error type.
 ACME_ERROR_NAMESPACE = "urn:ietf:params:acme:error:"

@@ -33,7 +33,8 @@ from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
 from ca.encoding import rfc3339
 from ca.lifecycle.star_schedule import END_DATE, LIFETIME, START_DATE, AutoRenewal, auto_renewal_of
 from ca.policy import Policy, format_duration
-from ca.records.store import Delegation, Order
+from ca.records.models_acme import Order
+from ca.records.models_authority import Delegation
 
 
 @dataclasses.dataclass(frozen=True)

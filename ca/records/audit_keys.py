@@ -25,7 +25,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from ca.records.audit import CheckpointSigner
+from ca.records.audit_checkpoints import CheckpointSigner
 from ca.clock import Clock
 from ca.config import ROOT_ISSUER, Home
 from ca.errors import NotFoundError, SignerError

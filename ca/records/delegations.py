@@ -23,7 +23,10 @@ from sqlalchemy import and_, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
-from ca.records import audit, store
+from ca.records import audit, models_base
+from ca.records.models_acme import AuthorityToken, Authorization, Order
+from ca.records.models_authority import Certificate, Delegation, DelegationScopeEntry
+from ca.records.record_json import delegation_fields
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.encoding import isoformat_or_none
@@ -83,7 +86,7 @@ def create(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     max_lifetime_ceiling: dt.timedelta | None = None,
-) -> store.Delegation:
+) -> Delegation:
     """Record a new active delegation of ``scope`` to ``delegate``; returns the row (flushed).
 
     Refuses, writing nothing: a scope outside the issuing CA's scope (ScopeError, RFC 9060 §4:
@@ -120,8 +123,8 @@ def create(
         )
 
     normalized = scope.normalized()
-    delegation = store.Delegation(
-        id=store.random_id(),
+    delegation = Delegation(
+        id=models_base.random_id(),
         delegate=delegate,
         scope_der=normalized.to_der(),
         ca_allowed=bool(ca),
@@ -135,7 +138,7 @@ def create(
         created_at=now,
         updated_at=now,
     )
-    delegation.scope_entries = [store.DelegationScopeEntry(**row) for row in normalized.index_rows()]
+    delegation.scope_entries = [DelegationScopeEntry(**row) for row in normalized.index_rows()]
     session.add(delegation)
     session.flush()
     _audit(
@@ -143,7 +146,7 @@ def create(
         actor=actor,
         action="delegation.create",
         delegation=delegation,
-        details={"after": describe(delegation)},
+        details={"after": delegation_fields(delegation)},
         clock=clock,
     )
     return delegation
@@ -173,7 +176,7 @@ def update(
     not_after: dt.datetime | None | _Unchanged = UNCHANGED,
     constraints: ClaimConstraints | None | _Unchanged = UNCHANGED,
     max_lifetime_ceiling: dt.timedelta | None = None,
-) -> store.Delegation:
+) -> Delegation:
     """Change the delegate name, the max certificate lifetime, the end (None: no end) or the claim
     constraints (None: none) of a delegation in force; returns the row (flushed).
 
@@ -233,7 +236,7 @@ def update(
     if not changes:
         raise PolicyError(f"nothing to change: delegation {delegation.id} already has these values", field="delegation")
 
-    before = describe(delegation)
+    before = delegation_fields(delegation)
     for name, value in changes.items():
         if name == "constraints":
             delegation.constraints_der, delegation.constraints_kind = value
@@ -246,60 +249,37 @@ def update(
         actor=actor,
         action="delegation.update",
         delegation=delegation,
-        details={"before": before, "after": describe(delegation), "changed": sorted(changes)},
+        details={"before": before, "after": delegation_fields(delegation), "changed": sorted(changes)},
         clock=clock,
     )
     return delegation
 
 
-def get(session: Session, delegation_id: str) -> store.Delegation:
-    delegation = session.get(store.Delegation, delegation_id) if isinstance(delegation_id, str) else None
+def get(session: Session, delegation_id: str) -> Delegation:
+    delegation = session.get(Delegation, delegation_id) if isinstance(delegation_id, str) else None
     if delegation is None:
         raise NotFoundError(f"no delegation with id {delegation_id!r}", field="delegation")
     return delegation
 
 
-def list_delegations(session: Session, *, status: str | None = None, delegate: str | None = None) -> list[store.Delegation]:
+def list_delegations(session: Session, *, status: str | None = None, delegate: str | None = None) -> list[Delegation]:
     """Delegations, oldest first; optionally only one status or one delegate."""
-    query = select(store.Delegation).order_by(store.Delegation.created_at, store.Delegation.id)
+    query = select(Delegation).order_by(Delegation.created_at, Delegation.id)
     if status is not None:
-        query = query.where(store.Delegation.status == status)
+        query = query.where(Delegation.status == status)
     if delegate is not None:
-        query = query.where(store.Delegation.delegate == delegate)
+        query = query.where(Delegation.delegate == delegate)
     return list(session.scalars(query))
 
 
-def constraints_of(delegation: store.Delegation) -> ClaimConstraints | None:
+def constraints_of(delegation: Delegation) -> ClaimConstraints | None:
     """The claim constraints the delegation grants its certificates, or None when it has none."""
     if delegation.constraints_der is None:
         return None
     return ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
 
 
-def describe(delegation: store.Delegation) -> dict[str, Any]:
-    """A JSON-ready view of a delegation: for ``--json`` output and audit details."""
-    granted = constraints_of(delegation)
-    constraints = granted.to_json() if granted is not None else None
-    scope = TNScope.from_der(delegation.scope_der)
-    return {
-        "id": delegation.id,
-        "delegate": delegation.delegate,
-        "scope": scope.describe(),
-        "tnauthlist": scope.to_identifier_value(),
-        "ca": delegation.ca_allowed,
-        "max_lifetime_seconds": delegation.max_lifetime_seconds,
-        "constraints": constraints,
-        "not_before": isoformat_or_none(delegation.not_before),
-        "not_after": isoformat_or_none(delegation.not_after),
-        "status": delegation.status,
-        "revoked_at": isoformat_or_none(delegation.revoked_at),
-        "revocation_reason": delegation.revocation_reason,
-        "created_by": delegation.created_by,
-        "created_at": isoformat_or_none(delegation.created_at),
-    }
-
-
-def is_active(delegation: store.Delegation, now: dt.datetime) -> bool:
+def is_active(delegation: Delegation, now: dt.datetime) -> bool:
     """Active status and ``now`` inside [not_before, not_after)."""
     return (
         delegation.status == ACTIVE
@@ -310,7 +290,7 @@ def is_active(delegation: store.Delegation, now: dt.datetime) -> bool:
 
 def find_covering(
     session: Session, scope: TNScope, *, clock: Clock, delegation_id: str | None = None
-) -> store.Delegation:
+) -> Delegation:
     """The active delegation whose scope contains ``scope`` (RFC 9060 §4 "encompassing").
 
     Candidates come from ``delegation_scope_entries``: a delegation can only contain the
@@ -331,16 +311,16 @@ def find_covering(
     rows = requested.index_rows()
     if not rows:
         raise DelegationError("an empty TN scope is covered by no delegation", field="scope")
-    candidates: Sequence[store.Delegation] = []
+    candidates: Sequence[Delegation] = []
     if delegation_id is not None:
         # The one candidate is named: no index search, and session.get finds a row the caller
         # already loaded (the ACME challenge has, through the minted token) without a query.
         # contains() below decides exactly as for candidates found through the index.
-        named = session.get(store.Delegation, delegation_id)
+        named = session.get(Delegation, delegation_id)
         candidates = [named] if named is not None else []
     else:
         candidates = _candidates(session, rows)
-    inactive: list[store.Delegation] = []
+    inactive: list[Delegation] = []
     for delegation in candidates:
         if not TNScope.from_der(delegation.scope_der).contains(requested):
             continue
@@ -381,7 +361,7 @@ def check_not_withdrawn(session: Session, scope: TNScope, *, clock: Clock) -> No
     )
 
 
-def _candidates(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[store.Delegation]:
+def _candidates(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[Delegation]:
     """Delegations that may contain the scope whose normalized index rows are ``rows``, oldest
     first, in one statement of the same size whatever the number of entries.
 
@@ -392,14 +372,14 @@ def _candidates(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[st
     """
     probes = [rows[i] for i in sorted({0, len(rows) // 2, len(rows) - 1})]
     return session.scalars(
-        select(store.Delegation)
-        .where(*[store.Delegation.id.in_(_overlapping_entries(row)) for row in probes])
-        .order_by(store.Delegation.created_at, store.Delegation.id)
+        select(Delegation)
+        .where(*[Delegation.id.in_(_overlapping_entries(row)) for row in probes])
+        .order_by(Delegation.created_at, Delegation.id)
     ).all()
 
 
 def _overlapping_entries(row: dict[str, Any]) -> Any:
-    entry = store.DelegationScopeEntry
+    entry = DelegationScopeEntry
     if row["spc"] is not None:
         condition = entry.spc == row["spc"]
     elif row["literal"] is not None:
@@ -409,7 +389,7 @@ def _overlapping_entries(row: dict[str, Any]) -> Any:
     return select(entry.delegation_id).where(condition).distinct()
 
 
-def _inactive_reason(delegation: store.Delegation, now: dt.datetime) -> str:
+def _inactive_reason(delegation: Delegation, now: dt.datetime) -> str:
     if delegation.status != ACTIVE:
         return f"is {delegation.status}"
     if delegation.not_before > now:
@@ -431,25 +411,25 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
     now = clock.now()
     unexpired_tokens = len(
         session.scalars(
-            select(store.AuthorityToken.jti).where(
-                store.AuthorityToken.delegation_id == delegation.id, store.AuthorityToken.expires_at > now
+            select(AuthorityToken.jti).where(
+                AuthorityToken.delegation_id == delegation.id, AuthorityToken.expires_at > now
             )
         ).all()
     )
     unexpired_certificates = len(
         session.scalars(
-            select(store.Certificate.id).where(
-                store.Certificate.delegation_id == delegation.id,
-                store.Certificate.not_after > now,
-                store.Certificate.stage == "issued",
-                ~store.Certificate.revocation.has(),
+            select(Certificate.id).where(
+                Certificate.delegation_id == delegation.id,
+                Certificate.not_after > now,
+                Certificate.stage == "issued",
+                ~Certificate.revocation.has(),
             )
         ).all()
     )
     valid_authorizations = session.scalar(
-        select(func.count()).select_from(store.Authorization).where(_withdrawn_authorizations(delegation.id))
+        select(func.count()).select_from(Authorization).where(_withdrawn_authorizations(delegation.id))
     )
-    open_orders = session.scalar(select(func.count()).select_from(store.Order).where(_withdrawn_orders(delegation.id)))
+    open_orders = session.scalar(select(func.count()).select_from(Order).where(_withdrawn_orders(delegation.id)))
     return RevocationPlan(
         delegation_id=delegation.id,
         delegate=delegation.delegate,
@@ -464,7 +444,7 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
     )
 
 
-def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, actor: str) -> store.Delegation:
+def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, actor: str) -> Delegation:
     """Apply ``plan``: the delegation becomes revoked; tokens minted under it stop validating; the
     ACME authorizations validated under it are revoked and the orders waiting on them invalid.
 
@@ -483,7 +463,7 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
             field="delegation",
         )
     now = clock.now()
-    before = describe(delegation)
+    before = delegation_fields(delegation)
     delegation.status = REVOKED
     delegation.revoked_at = now
     delegation.revocation_reason = plan.reason
@@ -495,7 +475,7 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
         actor=actor,
         action="delegation.revoke",
         delegation=delegation,
-        details={"before": before, "after": describe(delegation), "plan": plan.to_json(),
+        details={"before": before, "after": delegation_fields(delegation), "plan": plan.to_json(),
                  "authorizations_revoked": authorizations_revoked, "orders_invalidated": orders_invalidated},
         clock=clock,
     )
@@ -504,24 +484,24 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
 
 def _withdrawn_authorizations(delegation_id: str) -> Any:
     return and_(
-        store.Authorization.delegation_id == delegation_id,
-        store.Authorization.status.in_(("pending", "valid")),
+        Authorization.delegation_id == delegation_id,
+        Authorization.status.in_(("pending", "valid")),
     )
 
 
 def _withdrawn_orders(delegation_id: str) -> Any:
     # STAR orders that are already valid are canceled by the cascade (ca/lifecycle/revocation.py), not here.
     return and_(
-        store.Order.id.in_(select(store.Authorization.order_id).where(store.Authorization.delegation_id == delegation_id)),
-        store.Order.status.in_(("pending", "ready")),
+        Order.id.in_(select(Authorization.order_id).where(Authorization.delegation_id == delegation_id)),
+        Order.status.in_(("pending", "ready")),
     )
 
 
-def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> tuple[int, int]:
+def _withdraw_authorizations(session: Session, delegation: Delegation) -> tuple[int, int]:
     """Revoke the authorizations validated under ``delegation`` and invalidate the orders waiting
     on them (RFC 8555 §7.1.6), in two statements whatever their number; returns both counts."""
     orders = session.execute(
-        sql_update(store.Order)
+        sql_update(Order)
         .where(_withdrawn_orders(delegation.id))
         .values(status="invalid", error={
             "type": ACME_UNAUTHORIZED,
@@ -530,7 +510,7 @@ def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> 
         .execution_options(synchronize_session="fetch")
     )
     authorizations = session.execute(
-        sql_update(store.Authorization)
+        sql_update(Authorization)
         .where(_withdrawn_authorizations(delegation.id))
         .values(status="revoked")
         .execution_options(synchronize_session="fetch")
@@ -538,7 +518,7 @@ def _withdraw_authorizations(session: Session, delegation: store.Delegation) -> 
     return authorizations.rowcount, orders.rowcount
 
 
-def _audit(session: Session, *, actor: str, action: str, delegation: store.Delegation, details: dict[str, Any], clock: Clock) -> None:
+def _audit(session: Session, *, actor: str, action: str, delegation: Delegation, details: dict[str, Any], clock: Clock) -> None:
     audit.append(
         session,
         actor=actor,

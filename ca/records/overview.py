@@ -18,7 +18,8 @@ from collections.abc import Sequence
 from sqlalchemy import and_, func, select
 from sqlalchemy.orm import Session
 
-from ca.records.store import Account, AuthorityToken, Certificate, Delegation, Revocation, UsedTokenJTI
+from ca.records.models_acme import Account, AuthorityToken, UsedTokenJTI
+from ca.records.models_authority import Certificate, Delegation, Revocation
 
 ISSUED = "issued"
 ACTIVE = "active"
@@ -49,7 +50,7 @@ class DayCount:
 
 
 def counts(session: Session, *, now: dt.datetime, token_authority: str) -> Counts:
-    """``token_authority``: this authority's token-authority issuer id (``ca.tokens.authority_tokens.certificate_issuer_id``)."""
+    """``token_authority``: this authority's token-authority issuer id (``ca.tokens.fingerprints.certificate_issuer_id``)."""
     def count(*conditions: object, of: object) -> int:
         return session.scalar(select(func.count()).select_from(of).where(*conditions)) or 0  # type: ignore[arg-type]
 
@@ -98,7 +99,7 @@ def activity_by_day(session: Session, *, now: dt.datetime, days: int = DEFAULT_D
 
 def _per_day(session: Session, column: object, start: dt.datetime, *conditions: object) -> dict[dt.date, int]:
     # date() exists in SQLite (text 'YYYY-MM-DD') and PostgreSQL (a date); times are stored as
-    # UTC (ca/records/store.py), so its day is the UTC day.
+    # UTC (ca/records/models_base.py), so its day is the UTC day.
     day = func.date(column)
     rows = session.execute(select(day, func.count()).where(column >= start, *conditions).group_by(day))  # type: ignore[operator]
     result: dict[dt.date, int] = {}
@@ -145,7 +146,7 @@ def authority_tokens(session: Session, delegation_id: str, *, token_authority: s
                      limit: int = 50) -> list[MintedTokenRow]:
     """Authority tokens minted under a delegation, newest first, with when each was used (the
     token text itself is never kept). ``token_authority`` is this authority's token-authority
-    issuer id (``ca.tokens.authority_tokens.certificate_issuer_id``): a ``jti`` is unique per token authority."""
+    issuer id (``ca.tokens.fingerprints.certificate_issuer_id``): a ``jti`` is unique per token authority."""
     rows = session.execute(
         select(AuthorityToken, UsedTokenJTI.used_at)
         .outerjoin(UsedTokenJTI, and_(UsedTokenJTI.jti == AuthorityToken.jti, UsedTokenJTI.issuer == token_authority))

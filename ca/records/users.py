@@ -12,6 +12,9 @@ The web layer asks :meth:`Principal.allows` (``acme_server.auth.require_role``);
 knows about Flask. Every function takes the caller's ``Session``; the caller commits, and every
 change appends an audit event (``user.*``, ``api_token.*``) in that same transaction.
 
+Sessions of the pages are :mod:`ca.records.web_sessions`, API tokens :mod:`ca.records.api_tokens`;
+this module is the people themselves, their passwords and logging in.
+
 Secrets:
 
 - Passwords are hashed with argon2id (RFC 9106) through argon2-cffi's default parameters, the
@@ -35,7 +38,6 @@ import dataclasses
 import datetime as dt
 import functools
 import hashlib
-import hmac
 import re
 import secrets
 import string
@@ -48,9 +50,8 @@ from sqlalchemy.orm import Session
 
 from ca.records import audit
 from ca.clock import Clock
-from ca.encoding import isoformat_or_none
 from ca.errors import AuthenticationError, LoginThrottledError, NotFoundError, UserError
-from ca.records.store import APIToken, LoginAttempt, User, UserSession
+from ca.records.models_people import LoginAttempt, User, UserSession
 
 AUDITOR = "auditor"
 OPERATOR = "operator"
@@ -74,17 +75,6 @@ MAX_FAILURES_PER_ADDRESS = 30
 # Attempts older than this are only history; prune() deletes them.
 LOGIN_ATTEMPT_RETENTION = dt.timedelta(days=30)
 
-# A session ends SESSION_IDLE_TIMEOUT after its last request, and SESSION_LIFETIME after login
-# whatever happens. last_seen_at is written at most once per SESSION_TOUCH_INTERVAL.
-SESSION_LIFETIME = dt.timedelta(hours=12)
-SESSION_IDLE_TIMEOUT = dt.timedelta(minutes=30)
-SESSION_TOUCH_INTERVAL = dt.timedelta(minutes=1)
-SESSION_TOKEN_BYTES = 32
-
-API_TOKEN_PREFIX = "tnca_"
-API_TOKEN_ID_BYTES = 8  # 16 hex characters: the public, indexed part of the token
-API_TOKEN_SECRET_BYTES = 32
-MAX_API_TOKEN_CHARS = 128
 
 DEV_ADMIN_NAME = "admin"
 
@@ -200,7 +190,8 @@ def _password_matches(password_hash: str, password: str) -> bool:
         return False
 
 
-def _sha256(value: str) -> str:
+def sha256_hex(value: str) -> str:
+    """How session tokens and API-token secrets are stored: unguessable values need no slow hash."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
 
 
@@ -215,11 +206,11 @@ def describe(user: User) -> dict[str, Any]:
         "name": user.name,
         "role": user.role,
         "disabled": user.disabled_at is not None,
-        "disabled_at": isoformat_or_none(user.disabled_at),
+        "disabled_at": iso(user.disabled_at),
         "created_by": user.created_by,
-        "created_at": isoformat_or_none(user.created_at),
-        "password_changed_at": isoformat_or_none(user.password_changed_at),
-        "last_login_at": isoformat_or_none(user.last_login_at),
+        "created_at": iso(user.created_at),
+        "password_changed_at": iso(user.password_changed_at),
+        "last_login_at": iso(user.last_login_at),
     }
 
 
@@ -343,7 +334,7 @@ def _end_all_sessions(session: Session, user: User) -> int:
 
 
 # ------------------------------------------------------------------------------------------
-# Logging in, sessions
+# Logging in
 # ------------------------------------------------------------------------------------------
 
 
@@ -419,160 +410,6 @@ def authenticate(session: Session, *, name: str, password: str, remote_addr: str
     return LoginResult(user)
 
 
-def start_session(session: Session, user: User, *, remote_addr: str | None, clock: Clock,
-                  lifetime: dt.timedelta = SESSION_LIFETIME) -> str:
-    """A new session for ``user`` (after :func:`authenticate`); returns the token for the cookie."""
-    token = secrets.token_urlsafe(SESSION_TOKEN_BYTES)
-    now = clock.now()
-    session.add(UserSession(token_sha256=_sha256(token), user_id=user.id, created_at=now, last_seen_at=now,
-                            expires_at=now + lifetime, remote_addr=(remote_addr or None) and remote_addr[:64]))
-    session.flush()
-    return token
-
-
-def resolve_session(session: Session, token: object, *, clock: Clock,
-                    idle_timeout: dt.timedelta = SESSION_IDLE_TIMEOUT) -> Principal:
-    """The person a session token belongs to; AuthenticationError when it is unknown, expired,
-    idle too long, or its person is disabled. May update ``last_seen_at`` (the caller commits)."""
-    if not isinstance(token, str) or not token or len(token) > 256:
-        raise AuthenticationError("not signed in", field="session")
-    row = session.scalars(select(UserSession).where(UserSession.token_sha256 == _sha256(token))).one_or_none()
-    now = clock.now()
-    if row is None:
-        raise AuthenticationError("not signed in", field="session")
-    if row.expires_at <= now or row.last_seen_at + idle_timeout <= now:
-        session.delete(row)
-        session.flush()
-        raise AuthenticationError("the session has expired; sign in again", field="session")
-    user = session.get(User, row.user_id)
-    if user is None or user.disabled_at is not None:
-        raise AuthenticationError("not signed in", field="session")
-    if now - row.last_seen_at >= SESSION_TOUCH_INTERVAL:
-        row.last_seen_at = now
-        session.flush()
-    return Principal(user_id=user.id, name=user.name, role=user.role, via="session")
-
-
-def end_session(session: Session, token: object, *, clock: Clock) -> str | None:
-    """Log out: delete the session; appends ``user.logout``. Returns the person's name, or None
-    when the token named no session (nothing is written then)."""
-    if not isinstance(token, str) or not token:
-        return None
-    row = session.scalars(select(UserSession).where(UserSession.token_sha256 == _sha256(token))).one_or_none()
-    if row is None:
-        return None
-    user = session.get(User, row.user_id)
-    session.delete(row)
-    session.flush()
-    name = user.name if user is not None else str(row.user_id)
-    _audit(session, f"user:{name}", "user.logout", name, {}, clock)
-    return name
-
-
-# ------------------------------------------------------------------------------------------
-# API tokens
-# ------------------------------------------------------------------------------------------
-
-
-def describe_api_token(token: APIToken, user_name: str) -> dict[str, Any]:
-    return {
-        "id": token.id,
-        "user": user_name,
-        "label": token.label,
-        "role": token.role,
-        "created_by": token.created_by,
-        "created_at": isoformat_or_none(token.created_at),
-        "expires_at": isoformat_or_none(token.expires_at),
-        "last_used_at": isoformat_or_none(token.last_used_at),
-        "revoked_at": isoformat_or_none(token.revoked_at),
-    }
-
-
-def create_api_token(session: Session, name: str, *, label: str, actor: str, clock: Clock,
-                     role: str | None = None, expires_at: dt.datetime | None = None) -> tuple[APIToken, str]:
-    """A new API token for person ``name``; returns the row and the token text, shown once.
-
-    ``role`` caps what the token may do (default: the person's role; it may not exceed it).
-    Appends ``api_token.create`` (without the secret).
-    """
-    user = get_user(session, name)
-    if user.disabled_at is not None:
-        raise UserError(f"{name} is disabled", field="name")
-    if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL_CHARS:
-        raise UserError(f"a token label of 1-{MAX_LABEL_CHARS} characters is required", field="label")
-    token_role = validate_role(role) if role is not None else user.role
-    if not role_allows(user.role, token_role):
-        raise UserError(f"{name} is {user.role}; a token cannot have the higher role {token_role}", field="role")
-    now = clock.now()
-    if expires_at is not None:
-        if expires_at.tzinfo is None:
-            raise UserError("expiry must carry a time zone (UTC)", field="expires")
-        if expires_at <= now:
-            raise UserError(f"expiry {expires_at.isoformat()} is not in the future", field="expires")
-    token_id = secrets.token_hex(API_TOKEN_ID_BYTES)
-    secret = secrets.token_urlsafe(API_TOKEN_SECRET_BYTES)
-    row = APIToken(id=token_id, user_id=user.id, label=label.strip(), role=token_role, secret_sha256=_sha256(secret),
-                   created_by=actor, created_at=now, expires_at=expires_at)
-    session.add(row)
-    session.flush()
-    _audit(session, actor, "api_token.create", token_id, {"after": describe_api_token(row, user.name)}, clock)
-    return row, f"{API_TOKEN_PREFIX}{token_id}_{secret}"
-
-
-def list_api_tokens(session: Session, name: str | None = None) -> list[tuple[APIToken, str]]:
-    """(token, person name) pairs, newest first; only ``name``'s when given."""
-    query = select(APIToken, User.name).join(User, User.id == APIToken.user_id).order_by(
-        APIToken.created_at.desc(), APIToken.id)
-    if name is not None:
-        query = query.where(User.name == get_user(session, name).name)
-    return [(token, user_name) for token, user_name in session.execute(query)]
-
-
-def revoke_api_token(session: Session, token_id: str, *, actor: str, clock: Clock) -> APIToken:
-    """Stop a token from working. Appends ``api_token.revoke``."""
-    row = session.get(APIToken, token_id) if isinstance(token_id, str) else None
-    if row is None:
-        raise NotFoundError(f"no API token with id {token_id!r}", field="token")
-    if row.revoked_at is not None:
-        raise UserError(f"API token {token_id} was revoked already at {isoformat_or_none(row.revoked_at)}", field="token")
-    user = session.get(User, row.user_id)
-    before = describe_api_token(row, user.name)
-    row.revoked_at = clock.now()
-    session.flush()
-    _audit(session, actor, "api_token.revoke", row.id, {"before": before, "after": describe_api_token(row, user.name)},
-           clock)
-    return row
-
-
-def authenticate_api_token(session: Session, token: object, *, clock: Clock) -> Principal:
-    """The person behind a bearer token (``tnca_<id>_<secret>``), with the lower of the token's
-    and the person's role. AuthenticationError when malformed, unknown, revoked, expired or
-    when the person is disabled. Updates ``last_used_at`` at most once a minute."""
-    failure = AuthenticationError("invalid API token", field="token")
-    if not isinstance(token, str) or len(token) > MAX_API_TOKEN_CHARS or not token.startswith(API_TOKEN_PREFIX):
-        raise failure
-    body = token[len(API_TOKEN_PREFIX):]
-    id_chars = 2 * API_TOKEN_ID_BYTES
-    token_id, separator, secret = body[:id_chars], body[id_chars:id_chars + 1], body[id_chars + 1:]
-    if separator != "_" or not secret or not all(c in string.hexdigits for c in token_id):
-        raise failure
-    row = session.get(APIToken, token_id)
-    # Compared in constant time so the stored hash cannot be found byte by byte.
-    if row is None or not hmac.compare_digest(row.secret_sha256, _sha256(secret)):
-        raise failure
-    now = clock.now()
-    if row.revoked_at is not None or (row.expires_at is not None and row.expires_at <= now):
-        raise failure
-    user = session.get(User, row.user_id)
-    if user is None or user.disabled_at is not None:
-        raise failure
-    if row.last_used_at is None or now - row.last_used_at >= SESSION_TOUCH_INTERVAL:
-        row.last_used_at = now
-        session.flush()
-    role = row.role if role_allows(user.role, row.role) else user.role
-    return Principal(user_id=user.id, name=user.name, role=role, via="api-token", token_id=row.id)
-
-
 # ------------------------------------------------------------------------------------------
 # Housekeeping
 # ------------------------------------------------------------------------------------------
@@ -593,6 +430,10 @@ def prune(session: Session, *, clock: Clock) -> dict[str, int]:
 
 
 def _audit(session: Session, actor: str, action: str, subject_id: str, details: dict[str, Any], clock: Clock) -> None:
-    subject_type = "api_token" if action.startswith("api_token.") else "user"
-    audit.append(session, actor=actor, action=action, subject_type=subject_type, subject_id=subject_id,
+    audit.append(session, actor=actor, action=action, subject_type="user", subject_id=subject_id,
                  details=details, clock=clock)
+
+
+def iso(value: dt.datetime | None) -> str | None:
+    """A stored time as ISO 8601 text for JSON views; None stays None."""
+    return value.isoformat() if value is not None else None

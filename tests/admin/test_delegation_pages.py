@@ -16,8 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from ca.records import store
-from ca.tokens import authority_tokens as tokens
+from ca.records import models_audit, models_authority
+from ca.tokens import fingerprints, trust_config, verification
 from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import counts, element, field_error, make_delegation, text_of
@@ -26,10 +26,10 @@ from tests.protocol.support import new_key
 FINGERPRINT_KEY = new_key()
 
 
-def audit_events(session_factory, action: str) -> list[store.AuditEvent]:  # type: ignore[no-untyped-def]
+def audit_events(session_factory, action: str) -> list[models_audit.AuditEvent]:  # type: ignore[no-untyped-def]
     with session_factory() as session:
-        return list(session.scalars(select(store.AuditEvent).where(store.AuditEvent.action == action)
-                                    .order_by(store.AuditEvent.seq)))
+        return list(session.scalars(select(models_audit.AuditEvent).where(models_audit.AuditEvent.action == action)
+                                    .order_by(models_audit.AuditEvent.seq)))
 
 
 def test_creating_a_delegation_records_the_operator(operator, session_factory):
@@ -41,7 +41,7 @@ def test_creating_a_delegation_records_the_operator(operator, session_factory):
     assert response.status_code == 302
     delegation_id = response.headers["Location"].rsplit("/", 1)[1]
     with session_factory() as session:
-        delegation = session.get(store.Delegation, delegation_id)
+        delegation = session.get(models_authority.Delegation, delegation_id)
         # Normalized: the two adjacent numbers became one range (TNScope.normalized).
         assert TNScope.from_der(delegation.scope_der).describe() == "range 12025550100+2, range 12025550200+100"
         assert delegation.max_lifetime_seconds == 12 * 3600
@@ -114,7 +114,7 @@ def test_editing_a_delegation_records_before_and_after(operator, home, session_f
     assert event.details["changed"] == ["constraints", "delegate", "max_lifetime_seconds"]
     assert event.details["before"]["delegate"] == "Example Enterprise"
     assert event.details["after"]["delegate"] == "Example Enterprise Ltd"
-    assert event.details["after"]["scope"] == "range 12025550100+100"
+    assert event.details["after"]["scope"]["description"] == "range 12025550100+100"
     page = text_of(operator.get(f"/admin/delegations/{delegation_id}"))
     assert "delegation.update" in page and "Example Enterprise Ltd" in page
 
@@ -131,16 +131,16 @@ def test_an_edit_that_changes_nothing_says_so(operator, home, session_factory):
 
 def test_minting_a_token_shows_it_once_bound_to_the_account_key(operator, home, session_factory):
     delegation_id = make_delegation(home, TNScope.parse(ranges=["12025550100:100"]))
-    fingerprint = tokens.account_fingerprint(public_jwk_of(FINGERPRINT_KEY))
+    fingerprint = fingerprints.account_fingerprint(public_jwk_of(FINGERPRINT_KEY))
     response = operator.post(f"/admin/delegations/{delegation_id}/tokens/new",
                              {"fingerprint": fingerprint, "tns": "12025550123", "ttl": "10m"})
     assert response.status_code == 200
     assert response.headers["Cache-Control"] == "no-store"
     token = re.search(r'<textarea id="authority-token"[^>]*>([^<]+)</textarea>', text_of(response)).group(1)
     # The token validates as an ACME server validates it (RFC 9448 §6), for that key and number.
-    verified = tokens.verify(token, identifier_scope=TNScope.parse(tns=["12025550123"]),
+    verified = verification.verify(token, identifier_scope=TNScope.parse(tns=["12025550123"]),
                              account_jwk=public_jwk_of(FINGERPRINT_KEY),
-                             trust=tokens.trust_from_policy(home.policy.tokens,
+                             trust=trust_config.trust_from_policy(home.policy.tokens,
                                                             local_authority=home.token_authority().certificate),
                              clock=home.clock, fetcher=LocalFetcher(home))
     assert verified.local and verified.scope == TNScope.parse(tns=["12025550123"])
@@ -168,7 +168,7 @@ def test_a_refused_token_shows_the_reason_next_to_the_field_and_writes_nothing(
         operator, home, session_factory, form, field_id, fragment):
     delegation_id = make_delegation(home, TNScope.parse(ranges=["12025550100:100"]))
     before = counts(session_factory)
-    data = {"fingerprint": tokens.account_fingerprint(public_jwk_of(FINGERPRINT_KEY)), **form}
+    data = {"fingerprint": fingerprints.account_fingerprint(public_jwk_of(FINGERPRINT_KEY)), **form}
     response = operator.post(f"/admin/delegations/{delegation_id}/tokens/new", data)
     assert response.status_code == 400
     message = field_error(text_of(response), field_id)

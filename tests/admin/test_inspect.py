@@ -19,7 +19,7 @@ from cryptography.x509.oid import NameOID
 
 from acme_server.admin.inspect import inspect
 from ca.numbers.claims import ClaimConstraints
-from ca.records.store import Certificate, Issuer
+from ca.records.models_authority import Certificate, Issuer
 from ca.numbers.tnauthlist import TNScope
 from ca.issuing.transparency import (
     HASH_ALGORITHM_SHA256,

@@ -11,12 +11,12 @@ import datetime as dt
 import pytest
 
 from acme_server.admin.chart import activity_chart, tick_step
-from ca.lifecycle import revocation
+from ca.lifecycle import certificate_revocation
 from ca.records import delegations, overview
-from ca.tokens import authority_tokens as tokens
+from ca.tokens import fingerprints, minting
 from ca.clock import FixedClock
 from ca.records.overview import DayCount
-from ca.records.store import Certificate
+from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import issue_certificate, make_delegation
 
@@ -31,7 +31,7 @@ def clock(home) -> FixedClock:  # type: ignore[no-untyped-def]
 
 
 def authority_id(home) -> str:  # type: ignore[no-untyped-def]
-    return tokens.certificate_issuer_id(home.token_authority().certificate)
+    return fingerprints.certificate_issuer_id(home.token_authority().certificate)
 
 
 def test_counts_leave_out_what_is_revoked_expired_or_ended(home, clock, session_factory):
@@ -42,10 +42,10 @@ def test_counts_leave_out_what_is_revoked_expired_or_ended(home, clock, session_
     revoked = issue_certificate(home, kept, TNScope.parse(tns=["12025550102"]))
     with session_factory() as session:
         row = session.query(Certificate).filter_by(serial=revoked).one()
-        revocation.revoke_certificate(session, row, None, actor="test", source="operator", clock=clock)
+        certificate_revocation.revoke_certificate(session, row, None, actor="test", source="operator", clock=clock)
         plan = delegations.plan_revoke(session, withdrawn, reason="test", clock=clock)
         delegations.execute_revoke(session, plan, clock=clock, actor="test")
-        tokens.mint(session, delegation=delegations.get(session, kept), fingerprint="SHA256 " + ":".join(["AB"] * 32),
+        minting.mint(session, delegation=delegations.get(session, kept), fingerprint="SHA256 " + ":".join(["AB"] * 32),
                     scope=TNScope.parse(tns=["12025550150"]), ca=False, ttl=dt.timedelta(hours=5),
                     authority=home.token_authority(), clock=clock, actor="test")
         session.commit()
@@ -75,7 +75,7 @@ def test_activity_is_counted_per_utc_day_with_empty_days_included(home, clock, s
     clock.advance(dt.timedelta(minutes=2))  # 2026-03-03 00:01 UTC
     with session_factory() as session:
         row = session.query(Certificate).filter_by(serial=second).one()
-        revocation.revoke_certificate(session, row, None, actor="test", source="operator", clock=clock)
+        certificate_revocation.revoke_certificate(session, row, None, actor="test", source="operator", clock=clock)
         session.commit()
         days = overview.activity_by_day(session, now=clock.now() + DAY, days=4)
     assert days == [

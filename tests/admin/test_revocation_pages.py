@@ -13,8 +13,8 @@ import re
 
 from sqlalchemy import select
 
-from ca.records import store
-from ca.lifecycle.revocation import CRLReason
+from ca.records import models_audit, models_authority
+from ca.lifecycle.reasons import CRLReason
 from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import counts, element, field_error, issue_certificate, make_delegation, text_of
 
@@ -26,10 +26,10 @@ def digest_of(html: str) -> str:
     return re.search(r'<input type="hidden" name="plan_digest" value="([0-9a-f]{64})">', html).group(1)
 
 
-def revocations(session_factory) -> dict[str, store.Revocation]:  # type: ignore[no-untyped-def]
+def revocations(session_factory) -> dict[str, models_authority.Revocation]:  # type: ignore[no-untyped-def]
     with session_factory() as session:
-        rows = session.execute(select(store.Certificate.serial, store.Revocation)
-                               .join(store.Revocation, store.Revocation.certificate_id == store.Certificate.id)).all()
+        rows = session.execute(select(models_authority.Certificate.serial, models_authority.Revocation)
+                               .join(models_authority.Revocation, models_authority.Revocation.certificate_id == models_authority.Certificate.id)).all()
         return {serial: revocation for serial, revocation in rows}
 
 
@@ -54,8 +54,8 @@ def test_revoking_a_delegation_previews_every_certificate_then_revokes_them(oper
     assert {(r.reason_code, r.source, r.actor, r.comment) for r in revoked.values()} == {
         (int(CRLReason.PRIVILEGE_WITHDRAWN), "delegation", "user:olivia", "Contract ended")}
     with session_factory() as session:
-        assert session.get(store.Delegation, delegation_id).status == "revoked"
-        execute = session.scalars(select(store.AuditEvent).where(store.AuditEvent.action == "revocation.execute")).one()
+        assert session.get(models_authority.Delegation, delegation_id).status == "revoked"
+        execute = session.scalars(select(models_audit.AuditEvent).where(models_audit.AuditEvent.action == "revocation.execute")).one()
         assert (execute.actor, execute.details["plan"]["digest"]) == ("user:olivia", digest_of(text_of(preview)))
     page = text_of(operator.get(f"/admin/delegations/{delegation_id}"))
     assert "Revoked 2 certificates, 1 delegation" in page
@@ -158,7 +158,7 @@ def test_revoking_by_number_lists_the_delegations_that_still_grant_it(operator, 
     assert (done.status_code, done.headers["Location"]) == (302, "/admin/revocations")
     assert set(revocations(session_factory)) == {covering}
     with session_factory() as session:
-        assert session.get(store.Delegation, delegation_id).status == "active"
+        assert session.get(models_authority.Delegation, delegation_id).status == "active"
 
 
 def test_revoking_by_number_needs_numbers(operator, session_factory):

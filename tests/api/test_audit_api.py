@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from acme_server import create_app
-from ca.records import audit, queries
+from ca.records import audit, audit_export, exports
 from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
@@ -150,7 +150,7 @@ def test_audit_export_endpoint_verifies_offline(authority, client, data):
     response = _get(client, "/api/v1/audit/export", data["token"])
     assert response.status_code == 200 and response.mimetype == "application/x-ndjson"
     assert response.headers["Content-Disposition"].startswith('attachment; filename="audit-')
-    result = audit.verify_export(response.get_data(as_text=True).splitlines(),
+    result = audit_export.verify_export(response.get_data(as_text=True).splitlines(),
                                  trust_anchor=authority.home.root_certificate())
     assert result.checkpoints == 1 and result.anchored
 
@@ -166,7 +166,7 @@ def test_csv_export_has_a_header_every_match_and_defuses_formulas(authority, cli
     assert response.headers["Content-Type"] == "text/csv; charset=utf-8; header=present"
     rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
     assert len(rows) == 4
-    assert [name for name, _ in queries.CERTIFICATE_CSV_COLUMNS] == list(rows[0])
+    assert [name for name, _ in exports.CERTIFICATE_CSV_COLUMNS] == list(rows[0])
     (evil,) = [row for row in rows if row["tnauthlist"] == TNScope.parse(tns=["12025550900"]).to_identifier_value()]
     assert evil["delegate"] == "'" + '=HYPERLINK("http://evil.example")'
     assert {row["serial"]: row["revocation_reason"] for row in rows}[data["tn0"]] == "key-compromise"

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from acme_server import create_app
 from acme_server.auth import register_page_handlers, require_role
 from ca.records import users
-from ca.records.store import AuditEvent, LoginAttempt, UserSession
+from ca.records.models_audit import AuditEvent
+from ca.records.models_people import LoginAttempt, UserSession
 from tests.audit.support import PASSWORD, Authority
 from tests.helpers import row_counts
 

@@ -23,13 +23,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import Session
 from werkzeug.serving import make_server
 
-from ca.lifecycle import revocation
-from ca.records import delegations, users
+from ca.lifecycle import certificate_revocation
+from ca.records import api_tokens, delegations, users
 from ca.clock import FixedClock
 from ca.config import Home
 from ca.issuing.issuance import IssuanceRequest, issue
-from ca.lifecycle.revocation import CRLReason
-from ca.records.store import Certificate
+from ca.lifecycle.reasons import CRLReason
+from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from tnca.cli import cli
 from tests.helpers import free_port
@@ -111,7 +111,7 @@ class Authority:
     def revoke(self, serial: str, reason: CRLReason | None = CRLReason.KEY_COMPROMISE) -> None:
         with self.session() as session:
             certificate = session.query(Certificate).filter_by(serial=serial).one()
-            revocation.revoke_certificate(session, certificate, reason, actor="user:olivia", source="operator",
+            certificate_revocation.revoke_certificate(session, certificate, reason, actor="user:olivia", source="operator",
                                           clock=self.clock)
             session.commit()
 
@@ -122,7 +122,7 @@ class Authority:
 
     def api_token(self, name: str, role: str | None = None) -> str:
         with self.session() as session:
-            _, token = users.create_api_token(session, name, label="test", role=role, actor="test", clock=self.clock)
+            _, token = api_tokens.create_api_token(session, name, label="test", role=role, actor="test", clock=self.clock)
             session.commit()
             return token
 

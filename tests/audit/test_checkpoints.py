@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import delete, select, update
 
-from ca.records import audit, audit_keys
+from ca.records import audit, audit_checkpoints, audit_export, audit_keys
 from ca.errors import AuditChainError, AuditExportError, SignerError
-from ca.records.store import AuditCheckpoint, AuditEvent, AuditHead
+from ca.records.models_audit import AuditCheckpoint, AuditEvent, AuditHead
 from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
@@ -47,7 +47,7 @@ def trail(authority: Authority) -> Authority:
 def _checkpoint(authority: Authority) -> AuditCheckpoint:
     signer, _ = audit_keys.ensure_checkpoint_signer(authority.home, clock=authority.clock)
     with authority.session() as session:
-        row = audit.checkpoint(session, signer=signer, clock=authority.clock)
+        row = audit_checkpoints.checkpoint(session, signer=signer, clock=authority.clock)
         session.commit()
         return row
 
@@ -56,9 +56,9 @@ def _root(authority: Authority) -> x509.Certificate:
     return authority.home.root_certificate()
 
 
-def _verify(authority: Authority) -> audit.Verification:
+def _verify(authority: Authority) -> audit_checkpoints.Verification:
     with authority.session() as session:
-        return audit.verify_all(session, trust_anchor=_root(authority))
+        return audit_checkpoints.verify_all(session, trust_anchor=_root(authority))
 
 
 def _last_seq(authority: Authority) -> int:
@@ -193,7 +193,7 @@ def test_forged_or_edited_checkpoints_are_refused(trail):
     forged_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(forged_key.public_key())
                    .serial_number(1).not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=1))
                    .sign(forged_key, hashes.SHA256()))
-    statement = audit.checkpoint_statement(seq=row.seq, head_hash=row.head_hash, signed_at=now,
+    statement = audit_checkpoints.checkpoint_statement(seq=row.seq, head_hash=row.head_hash, signed_at=now,
                                            certificate=forged_cert, algorithm="ecdsa-sha256")
     with trail.session() as session:
         session.execute(update(AuditCheckpoint).values(
@@ -206,7 +206,7 @@ def test_forged_or_edited_checkpoints_are_refused(trail):
 
 def test_checkpoint_if_due_waits_for_new_events_and_the_interval(trail):
     signer, _ = audit_keys.ensure_checkpoint_signer(trail.home, clock=trail.clock)
-    due = lambda: audit.checkpoint_if_due(session, signer=signer, clock=trail.clock,  # noqa: E731
+    due = lambda: audit_checkpoints.checkpoint_if_due(session, signer=signer, clock=trail.clock,  # noqa: E731
                                           interval=dt.timedelta(hours=1), max_events=3)
     with trail.session() as session:
         assert due() is not None  # the first one
@@ -239,14 +239,14 @@ def test_audit_key_that_does_not_match_its_certificate_is_refused(trail):
 
 def _export(authority: Authority) -> list[str]:
     with authority.session() as session:
-        return list(audit.export_lines(session, clock=authority.clock))
+        return list(audit_export.export_lines(session, clock=authority.clock))
 
 
 def test_export_verifies_offline_with_its_checkpoints(trail):
     _checkpoint(trail)
     lines = _export(trail)
     assert json.loads(lines[0])["type"] == "header" and json.loads(lines[-1])["type"] == "end"
-    result = audit.verify_export(lines, trust_anchor=_root(trail))
+    result = audit_export.verify_export(lines, trust_anchor=_root(trail))
     assert (result.events, result.checkpoints, result.anchored) == (_last_seq(trail), 1, True)
 
 
@@ -262,7 +262,7 @@ def test_export_with_an_edited_event_names_it(trail):
     record["body"]["details"]["note"] = "added later"
     lines[index] = json.dumps(record)
     with pytest.raises(AuditChainError, match="audit event 3 was altered"):
-        audit.verify_export(lines)
+        audit_export.verify_export(lines)
 
 
 def test_export_with_a_deleted_event_names_it(trail):
@@ -270,7 +270,7 @@ def test_export_with_a_deleted_event_names_it(trail):
     lines = _export(trail)
     del lines[_events_of(lines)[1]]
     with pytest.raises(AuditChainError, match=r"audit event 2 is missing \(the next stored event is 3\)"):
-        audit.verify_export(lines)
+        audit_export.verify_export(lines)
 
 
 def test_export_with_a_truncated_tail_is_caught_by_its_checkpoint(trail):
@@ -284,7 +284,7 @@ def test_export_with_a_truncated_tail_is_caught_by_its_checkpoint(trail):
     cut = [json.dumps(header)] + lines[1:events[0]] + [lines[i] for i in kept] + [
         json.dumps({"type": "end", "events": row.seq - 2, "checkpoints": 1})]
     with pytest.raises(AuditChainError, match=r"truncated tail"):
-        audit.verify_export(cut)
+        audit_export.verify_export(cut)
 
 
 @pytest.mark.parametrize(("mangle", "error", "detail"), [
@@ -296,7 +296,7 @@ def test_export_with_a_truncated_tail_is_caught_by_its_checkpoint(trail):
 def test_a_file_that_is_not_a_whole_export_is_refused_naming_the_line(trail, mangle, error, detail):
     _checkpoint(trail)
     with pytest.raises(error, match=detail):
-        audit.verify_export(mangle(_export(trail)))
+        audit_export.verify_export(mangle(_export(trail)))
 
 
 def test_export_against_another_trust_anchor_is_refused(trail, tmp_path):
@@ -310,7 +310,7 @@ def test_export_against_another_trust_anchor_is_refused(trail, tmp_path):
                   .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
                   .sign(other_key, hashes.SHA256()))
     with pytest.raises(AuditChainError, match="not issued by the trust anchor"):
-        audit.verify_export(_export(trail), trust_anchor=other_root)
+        audit_export.verify_export(_export(trail), trust_anchor=other_root)
 
 
 # ---- the command line --------------------------------------------------------------------------

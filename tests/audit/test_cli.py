@@ -11,8 +11,9 @@ import json
 import pytest
 from sqlalchemy import select
 
-from ca.records import users
-from ca.records.store import AuditEvent, User
+from ca.records import api_tokens, users
+from ca.records.models_audit import AuditEvent
+from ca.records.models_people import User
 from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import PASSWORD, Authority
 from tests.helpers import row_counts
@@ -79,7 +80,7 @@ def test_token_create_prints_a_working_token_once_and_token_list_never_shows_it(
     assert result.exit_code == 0, result.output
     token = result.stdout.splitlines()[-1]
     with authority.session() as session:
-        assert users.authenticate_api_token(session, token, clock=authority.clock).name == "dana"
+        assert api_tokens.authenticate_api_token(session, token, clock=authority.clock).name == "dana"
     listed = authority.run("user", "token-list", "--json")
     (entry,) = json.loads(listed.stdout)
     assert entry["label"] == "Q3 audit" and entry["role"] == "auditor" and token[22:] not in listed.stdout

@@ -16,10 +16,10 @@ import re
 import pytest
 from sqlalchemy import insert, select
 
-from ca.records import queries
+from ca.records import exports, queries, query_filters
 from ca.errors import QueryError
-from ca.lifecycle.revocation import CRLReason
-from ca.records.store import Certificate, CertificateScopeEntry, Issuer, span_digits
+from ca.lifecycle.reasons import CRLReason
+from ca.records.models_authority import Certificate, CertificateScopeEntry, Issuer, span_digits
 from ca.numbers.tnauthlist import TNScope
 from tests.audit.support import Authority
 
@@ -29,7 +29,7 @@ DAY = dt.timedelta(days=1)
 
 def _q(authority: Authority, **params: str) -> list[dict]:
     with authority.session() as session:
-        return queries.certificates(session, queries.parse_certificate_filter(params), now=authority.clock.now()).items
+        return queries.certificates(session, query_filters.parse_certificate_filter(params), now=authority.clock.now()).items
 
 
 def _serials(authority: Authority, **params: str) -> list[str]:
@@ -111,7 +111,7 @@ def test_item_says_who_said_so_delegation_issuance_event_and_revocation(authorit
     assert item["revocation"]["actor"] == "user:olivia"
     assert item["issuer"] == "issuing" and item["stage"] == "issued" and item["kind"] == "end-entity"
     with authority.session() as session:
-        events = queries.events(session, queries.parse_event_filter({"subject_id": scenario.tn_cert})).items
+        events = queries.events(session, query_filters.parse_event_filter({"subject_id": scenario.tn_cert})).items
     assert {e["action"] for e in events} == {"certificate.issue", "certificate.revoke"}
     assert item["issue_event"]["seq"] in {e["seq"] for e in events}
 
@@ -152,7 +152,7 @@ def test_filters_by_delegate_delegation_serial_and_issue_window(authority, scena
 def test_revocations_by_number_reason_and_window(authority, scenario):
     with authority.session() as session:
         def run(**params):
-            return queries.revocations(session, queries.parse_revocation_filter(params)).items
+            return queries.revocations(session, query_filters.parse_revocation_filter(params)).items
         (item,) = run(tn="12025550100")
         assert item["serial"] == scenario.tn_cert
         assert item["certificate"]["serial"] == scenario.tn_cert
@@ -168,11 +168,11 @@ def test_delegations_in_force_for_a_number_at_a_time(authority, scenario):
     authority.revoke_delegation(scenario.delegation)  # now = t0 + 2d + 1h
     with authority.session() as session:
         def ids(**params):
-            return [d["id"] for d in queries.delegations(session, queries.parse_delegation_filter(params)).items]
+            return [d["id"] for d in queries.delegations(session, query_filters.parse_delegation_filter(params)).items]
         assert ids(tn="12025550100", at=_iso(scenario.t0 + HOUR)) == [scenario.delegation]
         assert ids(tn="12025550100", at=_iso(scenario.t0 + 3 * DAY)) == []
         assert ids(tn="12025550205") != [] and ids(status="revoked") == [scenario.delegation]
-        (item,) = queries.delegations(session, queries.parse_delegation_filter({"status": "revoked"})).items
+        (item,) = queries.delegations(session, query_filters.parse_delegation_filter({"status": "revoked"})).items
         assert item["create_event"]["actor"] == "user:olivia" and item["revoke_event"]["actor"] == "user:olivia"
 
 
@@ -184,20 +184,20 @@ def test_keyset_pages_are_disjoint_complete_and_stable_while_rows_are_added(auth
     serials = [authority.issue(TNScope.parse(tns=[f"120255500{i:02d}"]), delegation_id=delegation) for i in range(7)]
     seen: list[str] = []
     with authority.session() as session:
-        flt = queries.parse_certificate_filter({"range": "12025550000:100", "limit": "3"})
+        flt = query_filters.parse_certificate_filter({"range": "12025550000:100", "limit": "3"})
         page = queries.certificates(session, flt)
         seen += [i["serial"] for i in page.items]
         # A certificate issued between two page reads lands before page one, not on a later page.
         authority.issue(TNScope.parse(tns=["12025550050"]), delegation_id=delegation)
         while page.next_cursor is not None:
-            flt = queries.parse_certificate_filter({"range": "12025550000:100", "limit": "3",
+            flt = query_filters.parse_certificate_filter({"range": "12025550000:100", "limit": "3",
                                                     "cursor": page.next_cursor})
             page = queries.certificates(session, flt)
             seen += [i["serial"] for i in page.items]
     assert seen == list(reversed(serials))
     with authority.session() as session:
-        everything = list(queries.iter_all(functools.partial(queries.certificates, session),
-                                           queries.parse_certificate_filter({"range": "12025550000:100"}), batch=2))
+        everything = list(exports.iter_all(functools.partial(queries.certificates, session),
+                                           query_filters.parse_certificate_filter({"range": "12025550000:100"}), batch=2))
     assert len(everything) == 8
 
 
@@ -206,19 +206,19 @@ def test_the_cursor_is_the_key_of_the_last_item_seen(authority):
     for i in range(3):
         authority.issue(TNScope.parse(tns=[f"1202555001{i}"]), delegation_id=delegation)
     with authority.session() as session:
-        everything = queries.certificates(session, queries.parse_certificate_filter({})).items
-        page = queries.certificates(session, queries.parse_certificate_filter({"limit": "1"}))
-        rest = queries.certificates(session, queries.parse_certificate_filter({"cursor": page.next_cursor})).items
-        delegation_page = queries.delegations(session, queries.parse_delegation_filter({}))
-        assert queries.certificates(session, queries.parse_certificate_filter({"cursor": "0"})).items == []
+        everything = queries.certificates(session, query_filters.parse_certificate_filter({})).items
+        page = queries.certificates(session, query_filters.parse_certificate_filter({"limit": "1"}))
+        rest = queries.certificates(session, query_filters.parse_certificate_filter({"cursor": page.next_cursor})).items
+        delegation_page = queries.delegations(session, query_filters.parse_delegation_filter({}))
+        assert queries.certificates(session, query_filters.parse_certificate_filter({"cursor": "0"})).items == []
         # Regression (found by schemathesis on PostgreSQL): a cursor beyond a 32-bit id column
         # was bound as INTEGER and failed; it means "everything below".
-        huge = queries.parse_certificate_filter({"cursor": "9" * 18})
+        huge = query_filters.parse_certificate_filter({"cursor": "9" * 18})
         assert queries.certificates(session, huge).items == everything
     assert page.items + rest == everything
     assert page.next_cursor.isdigit() and delegation_page.next_cursor is None
     with pytest.raises(QueryError, match="is not a next_cursor of delegations") as caught:
-        queries.parse_delegation_filter({"cursor": page.next_cursor})
+        query_filters.parse_delegation_filter({"cursor": page.next_cursor})
     assert caught.value.field == "cursor"
 
 
@@ -258,7 +258,7 @@ def test_tn_range_and_spc_combine_with_and(authority, scenario):
 ])
 def test_malformed_parameters_are_refused_naming_the_parameter(params, field, detail):
     with pytest.raises(QueryError, match=re.escape(detail)) as caught:
-        queries.parse_certificate_filter(params)
+        query_filters.parse_certificate_filter(params)
     assert caught.value.field == field
 
 
@@ -277,14 +277,14 @@ def test_malformed_parameters_are_refused_naming_the_parameter(params, field, de
     ("9999-12-31T23:59:59-23:59", dt.datetime.max.replace(tzinfo=dt.timezone.utc)),
 ])
 def test_times_are_rfc3339_or_a_date_and_become_utc(text, expected):
-    assert queries.parse_time(text, field="at") == expected
+    assert query_filters.parse_time(text, field="at") == expected
 
 
 def test_events_by_action_prefix_actor_and_subject(authority, scenario):
     authority.add_user("alice", "auditor")
     with authority.session() as session:
         def actions(**params):
-            return [e["action"] for e in queries.events(session, queries.parse_event_filter(params)).items]
+            return [e["action"] for e in queries.events(session, query_filters.parse_event_filter(params)).items]
         assert actions(action="user.") == ["user.create"]
         assert set(actions(action="certificate.")) == {"certificate.issue", "certificate.revoke"}
         assert actions(action="certificate.revoke", actor="user:olivia") == ["certificate.revoke"]
@@ -341,8 +341,8 @@ def test_span_class_query_equals_brute_force_containment_and_overlap(authority):
                 params = {"tn": str(lo).zfill(width)}
             else:
                 params = {"range": f"{str(lo).zfill(width)}:{hi - lo + 1}"}
-            flt = dataclasses.replace(queries.parse_certificate_filter(params), limit=queries.MAX_LIMIT)
-            found = {item["serial"] for item in queries.iter_all(functools.partial(queries.certificates, session), flt)}
+            flt = dataclasses.replace(query_filters.parse_certificate_filter(params), limit=query_filters.MAX_LIMIT)
+            found = {item["serial"] for item in exports.iter_all(functools.partial(queries.certificates, session), flt)}
             expected = {f"{cid:x}" for cid, (w, a, b) in stored.items() if w == width and a <= hi and b >= lo}
             assert found == expected, (params, len(found), len(expected))
 
@@ -377,9 +377,9 @@ def test_candidates_are_read_in_growing_chunks_until_enough_match(authority):
     assert queries.FIRST_CANDIDATE_CHUNK < count - 3
     assert _serials(authority, tn="12025550100", at=at) == [f"{i:x}" for i in reversed(ids[:3])]
     with authority.session() as session:
-        first = queries.certificates(session, queries.parse_certificate_filter(
+        first = queries.certificates(session, query_filters.parse_certificate_filter(
             {"tn": "12025550100", "at": at, "limit": "2"}))
-        rest = queries.certificates(session, queries.parse_certificate_filter(
+        rest = queries.certificates(session, query_filters.parse_certificate_filter(
             {"tn": "12025550100", "at": at, "limit": "2", "cursor": first.next_cursor}))
     assert [i["serial"] for i in first.items + rest.items] == [f"{i:x}" for i in reversed(ids[:3])]
     assert rest.next_cursor is None

@@ -15,10 +15,11 @@ from argon2 import PasswordHasher
 from argon2.low_level import Type
 from sqlalchemy import func, select
 
-from ca.records import audit, users
+from ca.records import api_tokens, audit, users, web_sessions
 from ca.clock import FixedClock
 from ca.errors import AuthenticationError, LoginThrottledError, NotFoundError, UserError
-from ca.records.store import APIToken, AuditEvent, LoginAttempt, User, UserSession
+from ca.records.models_audit import AuditEvent
+from ca.records.models_people import APIToken, LoginAttempt, User, UserSession
 from tests.helpers import row_counts
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
@@ -259,13 +260,13 @@ def test_throttle_is_shared_by_every_process_through_the_database(session_factor
 def test_prune_deletes_only_old_attempts_and_expired_sessions(session, clock):
     user = _add(session, clock)
     _fail(session, clock)
-    token = users.start_session(session, user, remote_addr="192.0.2.7", clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr="192.0.2.7", clock=clock)
     session.commit()
     clock.advance(users.LOGIN_ATTEMPT_RETENTION + dt.timedelta(seconds=1))
     assert users.prune(session, clock=clock) == {"sessions": 1, "login_attempts": 1}
     session.commit()
     with pytest.raises(AuthenticationError):
-        users.resolve_session(session, token, clock=clock)
+        web_sessions.resolve_session(session, token, clock=clock)
 
 
 # ---- sessions ----------------------------------------------------------------------------------
@@ -273,42 +274,42 @@ def test_prune_deletes_only_old_attempts_and_expired_sessions(session, clock):
 
 def test_session_token_is_stored_only_as_sha256(session, clock):
     user = _add(session, clock)
-    token = users.start_session(session, user, remote_addr="192.0.2.7", clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr="192.0.2.7", clock=clock)
     session.commit()
     row = session.scalars(select(UserSession)).one()
     assert row.token_sha256 == hashlib.sha256(token.encode()).hexdigest()
     assert token not in (row.token_sha256,)
-    principal = users.resolve_session(session, token, clock=clock)
+    principal = web_sessions.resolve_session(session, token, clock=clock)
     assert (principal.name, principal.role, principal.via, principal.actor) == ("alice", "operator", "session",
                                                                                "user:alice")
 
 
 def test_session_ends_after_idle_timeout_and_after_absolute_lifetime(session, clock):
     user = _add(session, clock)
-    token = users.start_session(session, user, remote_addr=None, clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr=None, clock=clock)
     session.commit()
-    clock.advance(users.SESSION_IDLE_TIMEOUT)
+    clock.advance(web_sessions.SESSION_IDLE_TIMEOUT)
     with pytest.raises(AuthenticationError, match="the session has expired"):
-        users.resolve_session(session, token, clock=clock)
+        web_sessions.resolve_session(session, token, clock=clock)
     session.commit()
     # Busy but old: requests every 20 minutes keep it alive only up to the lifetime.
-    token = users.start_session(session, user, remote_addr=None, clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr=None, clock=clock)
     session.commit()
     started = clock.now()
-    while clock.now() - started < users.SESSION_LIFETIME - dt.timedelta(minutes=20):
+    while clock.now() - started < web_sessions.SESSION_LIFETIME - dt.timedelta(minutes=20):
         clock.advance(dt.timedelta(minutes=20))
-        users.resolve_session(session, token, clock=clock)
+        web_sessions.resolve_session(session, token, clock=clock)
         session.commit()
     clock.advance(dt.timedelta(minutes=20))
     with pytest.raises(AuthenticationError, match="expired"):
-        users.resolve_session(session, token, clock=clock)
+        web_sessions.resolve_session(session, token, clock=clock)
 
 
 @pytest.mark.parametrize("change", ["password", "disable"])
 def test_password_change_and_disabling_end_open_sessions_at_once(session, clock, change):
     _add(session, clock, name="root", role="admin")
     user = _add(session, clock)
-    token = users.start_session(session, user, remote_addr=None, clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr=None, clock=clock)
     session.commit()
     if change == "password":
         users.set_password(session, "alice", "another long passphrase", actor="user:root", clock=clock)
@@ -316,28 +317,28 @@ def test_password_change_and_disabling_end_open_sessions_at_once(session, clock,
         users.disable_user(session, "alice", actor="user:root", clock=clock)
     session.commit()
     with pytest.raises(AuthenticationError):
-        users.resolve_session(session, token, clock=clock)
+        web_sessions.resolve_session(session, token, clock=clock)
 
 
 def test_role_is_read_from_the_database_on_every_request(session, clock):
     _add(session, clock, name="root", role="admin")
     user = _add(session, clock)
-    token = users.start_session(session, user, remote_addr=None, clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr=None, clock=clock)
     session.commit()
     users.set_role(session, "alice", "auditor", actor="user:root", clock=clock)
     session.commit()
-    assert users.resolve_session(session, token, clock=clock).role == "auditor"
+    assert web_sessions.resolve_session(session, token, clock=clock).role == "auditor"
 
 
 def test_logout_deletes_the_session_and_appends_user_logout(session, clock):
     user = _add(session, clock)
-    token = users.start_session(session, user, remote_addr=None, clock=clock)
+    token = web_sessions.start_session(session, user, remote_addr=None, clock=clock)
     session.commit()
-    assert users.end_session(session, token, clock=clock) == "alice"
+    assert web_sessions.end_session(session, token, clock=clock) == "alice"
     session.commit()
     assert session.scalar(select(func.count()).select_from(UserSession)) == 0
     assert [e.actor for e in _events(session, "user.logout")] == ["user:alice"]
-    assert users.end_session(session, token, clock=clock) is None  # nothing to end, nothing written
+    assert web_sessions.end_session(session, token, clock=clock) is None  # nothing to end, nothing written
 
 
 # ---- API tokens ----------------------------------------------------------------------------------
@@ -345,12 +346,12 @@ def test_logout_deletes_the_session_and_appends_user_logout(session, clock):
 
 def test_api_token_secret_is_stored_only_as_sha256_and_authenticates_its_person(session, clock):
     _add(session, clock)
-    row, token = users.create_api_token(session, "alice", label="audit script", actor="user:alice", clock=clock)
+    row, token = api_tokens.create_api_token(session, "alice", label="audit script", actor="user:alice", clock=clock)
     session.commit()
     assert token.startswith(f"tnca_{row.id}_")
     secret = token.split("_", 2)[2]
     assert row.secret_sha256 == hashlib.sha256(secret.encode()).hexdigest()
-    principal = users.authenticate_api_token(session, token, clock=clock)
+    principal = api_tokens.authenticate_api_token(session, token, clock=clock)
     assert (principal.name, principal.role, principal.via, principal.token_id) == ("alice", "operator", "api-token",
                                                                                   row.id)
     (event,) = _events(session, "api_token.create")
@@ -360,19 +361,19 @@ def test_api_token_secret_is_stored_only_as_sha256_and_authenticates_its_person(
 def test_api_token_role_is_the_lower_of_token_and_person(session, clock):
     _add(session, clock, name="root", role="admin")
     _add(session, clock)
-    _, auditor_token = users.create_api_token(session, "alice", label="read only", role="auditor",
+    _, auditor_token = api_tokens.create_api_token(session, "alice", label="read only", role="auditor",
                                               actor="user:alice", clock=clock)
     session.commit()
-    assert users.authenticate_api_token(session, auditor_token, clock=clock).role == "auditor"
+    assert api_tokens.authenticate_api_token(session, auditor_token, clock=clock).role == "auditor"
     with pytest.raises(UserError, match="cannot have the higher role admin") as caught:
-        users.create_api_token(session, "alice", label="x", role="admin", actor="user:alice", clock=clock)
+        api_tokens.create_api_token(session, "alice", label="x", role="admin", actor="user:alice", clock=clock)
     assert caught.value.field == "role"
     session.rollback()
     # Demoting the person demotes the token too.
-    _, operator_token = users.create_api_token(session, "alice", label="ops", actor="user:alice", clock=clock)
+    _, operator_token = api_tokens.create_api_token(session, "alice", label="ops", actor="user:alice", clock=clock)
     users.set_role(session, "alice", "auditor", actor="user:root", clock=clock)
     session.commit()
-    assert users.authenticate_api_token(session, operator_token, clock=clock).role == "auditor"
+    assert api_tokens.authenticate_api_token(session, operator_token, clock=clock).role == "auditor"
 
 
 @pytest.mark.parametrize("mangle", [
@@ -385,40 +386,40 @@ def test_api_token_role_is_the_lower_of_token_and_person(session, clock):
 ])
 def test_malformed_or_wrong_api_tokens_are_refused_with_one_generic_error(session, clock, mangle):
     _add(session, clock)
-    _, token = users.create_api_token(session, "alice", label="x", actor="user:alice", clock=clock)
+    _, token = api_tokens.create_api_token(session, "alice", label="x", actor="user:alice", clock=clock)
     session.commit()
     with pytest.raises(AuthenticationError, match="^invalid API token$"):
-        users.authenticate_api_token(session, mangle(token), clock=clock)
+        api_tokens.authenticate_api_token(session, mangle(token), clock=clock)
 
 
 def test_revoked_expired_and_disabled_person_tokens_stop_working(session, clock):
     _add(session, clock, name="root", role="admin")
     _add(session, clock)
-    revoked, revoked_token = users.create_api_token(session, "alice", label="a", actor="user:alice", clock=clock)
-    _, expiring_token = users.create_api_token(session, "alice", label="b", actor="user:alice", clock=clock,
+    revoked, revoked_token = api_tokens.create_api_token(session, "alice", label="a", actor="user:alice", clock=clock)
+    _, expiring_token = api_tokens.create_api_token(session, "alice", label="b", actor="user:alice", clock=clock,
                                                expires_at=T0 + dt.timedelta(days=1))
     session.commit()
-    users.revoke_api_token(session, revoked.id, actor="user:root", clock=clock)
+    api_tokens.revoke_api_token(session, revoked.id, actor="user:root", clock=clock)
     session.commit()
     with pytest.raises(AuthenticationError):
-        users.authenticate_api_token(session, revoked_token, clock=clock)
+        api_tokens.authenticate_api_token(session, revoked_token, clock=clock)
     assert _events(session, "api_token.revoke")[0].subject_id == revoked.id
     clock.advance(dt.timedelta(days=1))
     with pytest.raises(AuthenticationError):
-        users.authenticate_api_token(session, expiring_token, clock=clock)
-    _, fresh = users.create_api_token(session, "alice", label="c", actor="user:alice", clock=clock)
+        api_tokens.authenticate_api_token(session, expiring_token, clock=clock)
+    _, fresh = api_tokens.create_api_token(session, "alice", label="c", actor="user:alice", clock=clock)
     users.disable_user(session, "alice", actor="user:root", clock=clock)
     session.commit()
     with pytest.raises(AuthenticationError):
-        users.authenticate_api_token(session, fresh, clock=clock)
+        api_tokens.authenticate_api_token(session, fresh, clock=clock)
 
 
 def test_people_changes_keep_the_audit_chain_verifiable(session, clock):
     _add(session, clock, name="root", role="admin")
     _add(session, clock)
     users.set_role(session, "alice", "auditor", actor="user:root", clock=clock)
-    row, _ = users.create_api_token(session, "alice", label="x", actor="user:root", clock=clock)
-    users.revoke_api_token(session, row.id, actor="user:root", clock=clock)
+    row, _ = api_tokens.create_api_token(session, "alice", label="x", actor="user:root", clock=clock)
+    api_tokens.revoke_api_token(session, row.id, actor="user:root", clock=clock)
     users.authenticate(session, name="alice", password="nope nope nope", remote_addr="192.0.2.1", clock=clock)
     session.commit()
     assert audit.verify(session) == 6

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from ca.lifecycle import revocation
-from ca.lifecycle.revocation import CRLReason
+from ca.lifecycle.reasons import CRLReason
 from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import issue_certificate, make_delegation
 from tests.browser.support import PEOPLE

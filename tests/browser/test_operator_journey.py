@@ -16,8 +16,8 @@ from cryptography import x509
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from ca.tokens import authority_tokens as tokens
-from ca.records.store import Delegation, Revocation
+from ca.tokens import fingerprints
+from ca.records.models_authority import Delegation, Revocation
 from ca.numbers.tnauthlist import TNScope
 from tests.browser.support import PEOPLE
 from tests.protocol.support import Subscriber, make_csr
@@ -66,7 +66,7 @@ def test_operator_delegates_mints_finds_and_revokes(live_with_ct, ct_log, people
     # 2. The enterprise's ACME account, and a token bound to its key's fingerprint (RFC 9448 §5.4).
     subscriber = Subscriber(live_with_ct)
     subscriber.register()
-    fingerprint = tokens.account_fingerprint(subscriber.public_jwk)
+    fingerprint = fingerprints.account_fingerprint(subscriber.public_jwk)
     page.get_by_role("link", name="Mint authority token").click()
     page.get_by_label("Account key fingerprint").fill(fingerprint)
     page.get_by_label("Telephone numbers").fill(NUMBER)

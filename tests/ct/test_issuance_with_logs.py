@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from ca.records import store
+from ca.records import models_authority
 from ca.config import Home
 from ca.errors import TransparencyError
 from ca.issuing.issuance import IssuanceRequest, issue
@@ -61,7 +61,7 @@ def test_s3_3_issued_delegate_certificate_embeds_verified_scts_from_both_logs(ho
     with home.sessionmaker() as session:
         issued = issue(session, request(), issuer=issuer, policy=home.policy, clock=home.clock, transparency=transparency)
         session.commit()
-        record = session.scalars(select(store.Certificate).where(store.Certificate.id == issued.record_id)).one()
+        record = session.scalars(select(models_authority.Certificate).where(models_authority.Certificate.id == issued.record_id)).one()
         precertificate_der = record.precertificate_der
         recorded_scts = record.scts
     assert len(verify_embedded_scts(issued.certificate, issuer.certificate, transparency.logs, required=2)) == 2

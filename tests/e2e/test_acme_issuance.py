@@ -20,8 +20,9 @@ from acme import messages
 from cryptography import x509
 from sqlalchemy import select
 
-from ca.records.store import Certificate, Revocation
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records.models_authority import Certificate, Revocation
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from protocol.support import (  # noqa: F401  (fixtures)
     RANGE_SCOPE,
     SPC_SCOPE,

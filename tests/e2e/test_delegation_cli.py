@@ -17,8 +17,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
-from ca.records import store
-from ca.tokens import authority_tokens as tokens
+from ca.records import models_audit
+from ca.tokens import fingerprints, trust_config, verification
 from ca.clock import SystemClock
 from ca.numbers.tnauthlist import TNScope
 from ca.tokens.x5u import X5UFetcher
@@ -47,7 +47,7 @@ def create(tnca, *args: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def fingerprint() -> str:
-    return tokens.account_fingerprint(jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1())))
+    return fingerprints.account_fingerprint(jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1())))
 
 
 def assert_bad_input(tnca, home, args: list[str], option: str, fragment: str) -> None:  # type: ignore[no-untyped-def]
@@ -72,7 +72,7 @@ class TestDelegationCreate:
         assert after["audit_events"] == before["audit_events"] + 1
         shown = json.loads(tnca("delegation", "show", delegation_id, "--json").stdout)
         assert shown["id"] == delegation_id
-        assert shown["scope"] == "range 12025550100+100, TN 12025559999"
+        assert shown["scope"]["description"] == "range 12025550100+100, TN 12025559999"
         assert shown["max_lifetime_seconds"] == 12 * 3600
         assert shown["ca"] is False
         assert shown["status"] == "active"
@@ -165,8 +165,8 @@ class TestDelegationListShowRevoke:
         shown = json.loads(tnca("delegation", "show", delegation_id, "--json").stdout)
         assert (shown["status"], shown["revocation_reason"]) == ("revoked", "contract ended")
         with home.sessionmaker() as session:
-            event = session.scalars(select(store.AuditEvent).where(
-                store.AuditEvent.action == "delegation.revoke", store.AuditEvent.subject_id == delegation_id)).one()
+            event = session.scalars(select(models_audit.AuditEvent).where(
+                models_audit.AuditEvent.action == "delegation.revoke", models_audit.AuditEvent.subject_id == delegation_id)).one()
             assert event.details["before"]["status"] == "active"
 
     def test_revoking_twice_is_a_failed_operation(self, tnca, home) -> None:
@@ -192,7 +192,7 @@ class TestTokenMint:
         delegation_id = create(tnca, "--range", "12025550400:100")
         account = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1())).public_key()
         result = tnca("token", "mint", "--delegation", delegation_id, "--fingerprint",
-                      tokens.account_fingerprint(account), "--tn", "12025550442", "--ttl", "10m", "--json")
+                      fingerprints.account_fingerprint(account), "--tn", "12025550442", "--ttl", "10m", "--json")
         assert result.exit_code == 0, result.output
         answer = json.loads(result.stdout)
         assert set(answer) == {"token", "jti", "expires"}
@@ -200,17 +200,17 @@ class TestTokenMint:
         assert dt.timedelta(minutes=9) < expires - dt.datetime.now(dt.timezone.utc) <= dt.timedelta(minutes=10)
         # The ACME server's view: the home's own token authority, its x5u answered from memory.
         authority = home.home.token_authority()
-        verified = tokens.verify(
+        verified = verification.verify(
             answer["token"],
             identifier_scope=TNScope.parse(tns=["12025550442"]),
             account_jwk=account,
-            trust=tokens.trust_from_policy(home.home.policy.tokens, local_authority=authority.certificate),
+            trust=trust_config.trust_from_policy(home.home.policy.tokens, local_authority=authority.certificate),
             clock=SystemClock(),
             fetcher=X5UFetcher(overrides={authority.x5u: [authority.certificate]}),
         )
         assert verified.jti == answer["jti"] and verified.local is True
         with home.sessionmaker() as session:
-            assert tokens.check_minted_here(session, verified).delegation_id == delegation_id
+            assert verification.check_minted_here(session, verified).delegation_id == delegation_id
 
     def test_mint_without_json_prints_only_the_token_on_stdout(self, tnca) -> None:
         delegation_id = create(tnca, "--range", "12025550500:100")

@@ -26,8 +26,9 @@ from pyasn1.codec.der import decoder
 from pyasn1_alt_modules import rfc8226
 from sqlalchemy import select
 
-from ca.records import audit, store
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records import audit, models_audit, models_authority
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
 from tests.helpers import free_port
 
@@ -57,11 +58,11 @@ def test_init_creates_the_dev_pki_private_keys_issuers_and_an_audit_event(dev_ho
     assert usage.digital_signature and not usage.key_cert_sign
     assert token_authority.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is False
     with dev_home.sessionmaker() as session:
-        issuers = {row.name: row for row in session.scalars(select(store.Issuer))}
+        issuers = {row.name: row for row in session.scalars(select(models_authority.Issuer))}
         assert set(issuers) == {"root", "issuing"}
         assert issuers["issuing"].parent_id == issuers["root"].id
         assert issuers["issuing"].scope_der == TNScope.from_certificate(issuing).to_der()
-        (event,) = session.scalars(select(store.AuditEvent)).all()
+        (event,) = session.scalars(select(models_audit.AuditEvent)).all()
         assert event.action == "authority.init"
         assert audit.verify(session) == 1
     config = (dev_home.path / "tnca.toml").read_text()

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from cryptography import x509
 from sqlalchemy import select
 
-from ca.records import store
+from ca.records import models_authority
 from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
 from tnca.cli import cli
 
@@ -31,7 +31,7 @@ def test_hsm_backed_home_issues_a_certificate_openssl_accepts(hsm_home: DevHome)
     """No CA key file exists; the issuing CA signs through PKCS#11 and the chain verifies."""
     assert not (hsm_home.path / "keys").exists() or not any((hsm_home.path / "keys").iterdir())
     with hsm_home.sessionmaker() as session:
-        uris = {row.name: row.signer_uri for row in session.scalars(select(store.Issuer))}
+        uris = {row.name: row.signer_uri for row in session.scalars(select(models_authority.Issuer))}
     assert all(uri.startswith("pkcs11:") for uri in uris.values()), uris
 
     _files, chain = hsm_home.issue("--tn", "12025550123")

@@ -23,9 +23,10 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select
 
 from ca.records import audit
-from ca.lifecycle import revocation
+from ca.lifecycle import reasons, revocation
 from ca.errors import RevocationError
-from ca.records.store import Delegation, Order, Revocation
+from ca.records.models_acme import Order
+from ca.records.models_authority import Delegation, Revocation
 from ca.numbers.tnauthlist import TNScope
 from protocol.rfc8739.star_support import auto_renewal, star_valid_order
 from protocol.support import (  # noqa: F401  (fixtures)
@@ -190,7 +191,7 @@ def test_plan_is_refused_when_a_certificate_was_issued_under_the_delegation_afte
     delegation_id = authority.delegate(DELEGATED_SCOPE)
     issue(subscriber, authority, delegation_id, TN_SCOPE)
     with session_factory() as session:
-        plan = revocation.plan_revoke_delegation(session, delegation_id, reason=revocation.WITHDRAWN, clock=home.clock)
+        plan = revocation.plan_revoke_delegation(session, delegation_id, reason=reasons.WITHDRAWN, clock=home.clock)
     issue(subscriber, authority, delegation_id, RANGE_SCOPE)
     before = table_counts(session_factory)
     with session_factory() as session, pytest.raises(RevocationError) as refused:

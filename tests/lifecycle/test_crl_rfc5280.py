@@ -19,13 +19,13 @@ from pyasn1_alt_modules import rfc5280
 from sqlalchemy import select
 
 from acme_server import create_app
-from ca.lifecycle import crl, revocation
+from ca.lifecycle import certificate_revocation, crl
 from ca.clock import FixedClock
 from ca.config import Home
 from ca.errors import PolicyError
 from ca.policy import Policy
-from ca.lifecycle.revocation import CRLReason
-from ca.records.store import CRL, Certificate, Issuer
+from ca.lifecycle.reasons import CRLReason
+from ca.records.models_authority import CRL, Certificate, Issuer
 from tests.e2e.devhome import DevHome, require_tool
 from tests.lifecycle.lifecycle_support import crl_url, issue, openssl
 from protocol.support import Subscriber, TN_SCOPE, app, authority, client, home, port, server  # noqa: F401
@@ -40,7 +40,7 @@ def serial_of(chain: Path) -> str:
 def revoke(dev_home: DevHome, serial: str, reason: CRLReason | None, clock) -> None:  # type: ignore[no-untyped-def]
     with dev_home.sessionmaker() as session:
         row = session.scalars(select(Certificate).where(Certificate.serial == serial)).one()
-        revocation.revoke_certificate(session, row, reason, actor="test", source="operator", clock=clock)
+        certificate_revocation.revoke_certificate(session, row, reason, actor="test", source="operator", clock=clock)
         session.commit()
 
 

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 from acme_server.acme.renewal_info import cert_id, parse_cert_id
 from acme_server.acme.problems import AcmeProblem
 from ca.records import delegations
-from ca.lifecycle.revocation import CRLReason
+from ca.lifecycle.reasons import CRLReason
 from protocol.support import TN_SCOPE, Subscriber, app, authority, client, home, make_csr, port, server  # noqa: F401
 from tests.lifecycle.lifecycle_support import issue
 

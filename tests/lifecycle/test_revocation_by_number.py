@@ -22,9 +22,10 @@ from sqlalchemy import select
 
 from ca.lifecycle import revocation
 from ca.clock import FixedClock
-from ca.lifecycle.revocation import CRLReason
-from ca.records.store import Certificate, CertificateScopeEntry, Issuer, Revocation
-from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope
+from ca.lifecycle.reasons import CRLReason
+from ca.records.models_authority import Certificate, CertificateScopeEntry, Issuer, Revocation
+from ca.numbers.tn_entries import SPC, TN, TNRange
+from ca.numbers.tnauthlist import TNScope
 from tnca.cli import cli
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, tzinfo=dt.timezone.utc)

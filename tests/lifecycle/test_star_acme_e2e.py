@@ -24,7 +24,9 @@ from acme_server import create_app
 from ca.lifecycle import renewal, renewal_worker
 from ca.clock import FixedClock
 from ca.config import Home
-from ca.records.store import AuditEvent, Certificate, Order
+from ca.records.models_acme import Order
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Certificate
 from ca.issuing.transparency import verify_embedded_scts
 from protocol.rfc8739.star_support import (
     HOUR,

@@ -13,7 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from ca.records.store import AuditEvent
+from ca.records.models_audit import AuditEvent
 from protocol.rfc8739.star_support import auto_renewal, order_row, star_valid_order
 from protocol.support import app, authority, client, free_port, free_port_pair, home, port, registered, table_counts  # noqa: F401
 from tnca.cli import cli

@@ -18,7 +18,8 @@ from sqlalchemy import func, select
 from ca.lifecycle import renewal_worker
 from ca.records import audit
 from ca.clock import FixedClock
-from ca.records.store import Certificate, Order
+from ca.records.models_acme import Order
+from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from protocol.rfc8739.star_support import auto_renewal, star_valid_order
 from protocol.support import DELEGATED_SCOPE, app, authority, client, home, port, registered  # noqa: F401  (fixtures)

@@ -13,7 +13,9 @@ from ca.lifecycle import renewal, renewal_worker
 from ca.orders.authority import Authority
 from ca.records import delegations
 from ca.clock import FixedClock
-from ca.records.store import AuditEvent, Certificate, Order
+from ca.records.models_acme import Order
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Certificate
 from protocol.rfc8739.star_support import (
     HOUR,
     Worker,

@@ -40,7 +40,7 @@ from werkzeug.serving import make_server
 from acme_server import create_app
 from tests.helpers import free_port, row_counts
 from ca.records import delegations
-from ca.tokens import authority_tokens as tokens
+from ca.tokens import fingerprints, minting
 from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
 from ca.numbers.tnauthlist import TNScope
@@ -224,10 +224,10 @@ class Authority:
     ) -> str:
         with self.session_factory() as session:
             delegation = delegations.get(session, delegation_id)
-            minted = tokens.mint(
+            minted = minting.mint(
                 session,
                 delegation=delegation,
-                fingerprint=tokens.account_fingerprint(account_key),
+                fingerprint=fingerprints.account_fingerprint(account_key),
                 scope=scope,
                 ca=ca,
                 ttl=ttl,
@@ -514,7 +514,7 @@ def atc_claims(account_key: jose.JWK, scope: TNScope, *, ca: bool = False, exp: 
         "exp": int(exp.timestamp()),
         "jti": jti or secrets.token_urlsafe(12),
         "atc": {"tktype": "TNAuthList", "tkvalue": scope.to_identifier_value(), "ca": ca,
-                "fingerprint": tokens.account_fingerprint(account_key)},
+                "fingerprint": fingerprints.account_fingerprint(account_key)},
     }
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import delete, select, update
 from ca.records import audit
 from ca.clock import FixedClock
 from ca.errors import AuditChainError
-from ca.records.store import AuditEvent, AuditHead
+from ca.records.models_audit import AuditEvent, AuditHead
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=dt.timezone.utc)
 

@@ -15,7 +15,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import select
 
-from ca.records import delegations, store
+from ca.records import delegations, models_audit, models_authority
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import NotFoundError, PolicyError
@@ -33,7 +33,7 @@ def clock() -> FixedClock:
 
 
 @pytest.fixture
-def delegation(session, clock) -> store.Delegation:
+def delegation(session, clock) -> models_authority.Delegation:
     created = delegations.create(
         session,
         delegate="Example Enterprise",
@@ -48,11 +48,11 @@ def delegation(session, clock) -> store.Delegation:
     return created
 
 
-def update_events(session, delegation_id: str) -> list[store.AuditEvent]:
+def update_events(session, delegation_id: str) -> list[models_audit.AuditEvent]:
     return list(session.scalars(
-        select(store.AuditEvent)
-        .where(store.AuditEvent.action == "delegation.update", store.AuditEvent.subject_id == delegation_id)
-        .order_by(store.AuditEvent.seq)
+        select(models_audit.AuditEvent)
+        .where(models_audit.AuditEvent.action == "delegation.update", models_audit.AuditEvent.subject_id == delegation_id)
+        .order_by(models_audit.AuditEvent.seq)
     ))
 
 
@@ -65,7 +65,7 @@ def test_update_records_before_and_after_of_every_changed_field(session, clock, 
     )
     session.commit()
 
-    row = session.get(store.Delegation, delegation.id)
+    row = session.get(models_authority.Delegation, delegation.id)
     assert (row.delegate, row.max_lifetime_seconds, row.not_after) == (
         "Example Enterprise Ltd", 12 * 3600, NOW + dt.timedelta(days=30))
     assert ClaimConstraints.from_der(row.constraints_der, row.constraints_kind) == constraints
@@ -79,7 +79,7 @@ def test_update_records_before_and_after_of_every_changed_field(session, clock, 
     assert before["not_after"] == (NOW + dt.timedelta(days=90)).isoformat()
     assert after["not_after"] == (NOW + dt.timedelta(days=30)).isoformat()
     # The scope is reported, unchanged, on both sides.
-    assert before["tnauthlist"] == after["tnauthlist"]
+    assert before["scope"]["tnauthlist"] == after["scope"]["tnauthlist"]
 
 
 def test_update_can_remove_the_end_and_the_constraints(session, clock):
@@ -90,7 +90,7 @@ def test_update_can_remove_the_end_and_the_constraints(session, clock):
     )
     delegations.update(session, created.id, clock=clock, actor="test", not_after=None, constraints=None)
     session.commit()
-    row = session.get(store.Delegation, created.id)
+    row = session.get(models_authority.Delegation, created.id)
     assert (row.not_after, row.constraints_der, row.constraints_kind) == (None, None, None)
     (event,) = update_events(session, created.id)
     assert event.details["changed"] == ["constraints", "not_after"]
@@ -134,7 +134,7 @@ def test_update_refuses_bad_values_and_writes_nothing(session, clock, delegation
     assert raised.value.field == field
     assert fragment in raised.value.detail
     assert row_counts(session) == before
-    assert session.get(store.Delegation, delegation.id).delegate == "Example Enterprise"
+    assert session.get(models_authority.Delegation, delegation.id).delegate == "Example Enterprise"
 
 
 def test_a_revoked_delegation_cannot_change(session, clock, delegation):

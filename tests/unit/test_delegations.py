@@ -10,7 +10,7 @@ import datetime as dt
 import pytest
 from sqlalchemy import event, func, select
 
-from ca.records import audit, delegations, store
+from ca.records import audit, delegations, models_acme, models_audit, models_authority, record_json
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
@@ -29,7 +29,7 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
-def create(session, clock, scope: TNScope, **kwargs) -> store.Delegation:  # type: ignore[no-untyped-def]
+def create(session, clock, scope: TNScope, **kwargs) -> models_authority.Delegation:  # type: ignore[no-untyped-def]
     options = {
         "delegate": "Example Enterprise",
         "scope": scope,
@@ -75,7 +75,7 @@ class TestCreate:
     def test_creates_active_delegation_with_index_rows_and_audit_event(self, session, clock) -> None:
         requested = scope(ranges=["12025550100:50", "12025550150:50"], spcs=["709J"])
         delegation = create(session, clock, requested, ca=True, not_after=NOW + dt.timedelta(days=30))
-        row = session.get(store.Delegation, delegation.id)
+        row = session.get(models_authority.Delegation, delegation.id)
         assert row.status == "active"
         assert row.delegate == "Example Enterprise"
         assert row.ca_allowed is True
@@ -85,13 +85,13 @@ class TestCreate:
         # Stored normalized: the two adjacent ranges become one.
         assert TNScope.from_der(row.scope_der) == requested.normalized()
         entries = session.scalars(
-            select(store.DelegationScopeEntry).where(store.DelegationScopeEntry.delegation_id == row.id)
+            select(models_authority.DelegationScopeEntry).where(models_authority.DelegationScopeEntry.delegation_id == row.id)
         ).all()
         assert sorted((e.width, e.lo, e.hi, e.spc) for e in entries if e.spc is None) == [(11, 12025550100, 12025550199, None)]
         assert [e.spc for e in entries if e.spc is not None] == ["709J"]
-        event = session.scalars(select(store.AuditEvent).where(store.AuditEvent.action == "delegation.create")).one()
+        event = session.scalars(select(models_audit.AuditEvent).where(models_audit.AuditEvent.action == "delegation.create")).one()
         assert (event.subject_type, event.subject_id, event.actor) == ("delegation", row.id, "operator")
-        assert event.details["after"]["scope"] == "SPC 709J, range 12025550100+100"
+        assert event.details["after"]["scope"]["description"] == "SPC 709J, range 12025550100+100"
         audit.verify(session)
 
     def test_claim_constraints_are_stored_as_der_of_their_kind(self, session, clock) -> None:
@@ -99,7 +99,7 @@ class TestCreate:
         delegation = create(session, clock, scope(tns=["12025550100"]), constraints=constraints)
         assert delegation.constraints_kind == "enhanced"
         assert ClaimConstraints.from_der(delegation.constraints_der, "enhanced") == constraints
-        assert delegations.describe(delegation)["constraints"] == constraints.to_json()
+        assert record_json.delegation_fields(delegation)["constraints"] == constraints.to_json()
 
     def test_rfc9060_s4_scope_outside_the_issuing_ca_is_refused(self, session, clock) -> None:
         """RFC 9060 §4: a delegate's TNAuthList must be "equal to or a subset of" its parent's."""
@@ -306,7 +306,7 @@ class TestRevoke:
         plan = delegations.plan_revoke(session, delegation.id, reason=" contract ended ", clock=clock)
         session.commit()
         assert row_counts(session) == before
-        assert session.get(store.Delegation, delegation.id).status == "active"
+        assert session.get(models_authority.Delegation, delegation.id).status == "active"
         assert plan == delegations.RevocationPlan(
             delegation_id=delegation.id, delegate="Example Enterprise", scope="range 12025550000+100",
             status_before="active", status_after="revoked", reason="contract ended",
@@ -319,9 +319,9 @@ class TestRevoke:
         clock.advance(dt.timedelta(minutes=1))
         delegations.execute_revoke(session, plan, clock=clock, actor="alice")
         session.commit()
-        row = session.get(store.Delegation, delegation.id)
+        row = session.get(models_authority.Delegation, delegation.id)
         assert (row.status, row.revoked_at, row.revocation_reason) == ("revoked", clock.now(), "contract ended")
-        event = session.scalars(select(store.AuditEvent).where(store.AuditEvent.action == "delegation.revoke")).one()
+        event = session.scalars(select(models_audit.AuditEvent).where(models_audit.AuditEvent.action == "delegation.revoke")).one()
         assert event.actor == "alice"
         assert event.details["before"]["status"] == "active"
         assert event.details["after"]["status"] == "revoked"
@@ -358,7 +358,7 @@ class TestRevoke:
     def test_plan_counts_unexpired_tokens(self, session, clock) -> None:
         delegation = create(session, clock, scope(tns=["12025550100"]))
         for jti, expires in (("live", NOW + dt.timedelta(minutes=5)), ("dead", NOW - dt.timedelta(minutes=5))):
-            session.add(store.AuthorityToken(jti=jti, delegation_id=delegation.id, fingerprint="SHA256 00",
+            session.add(models_acme.AuthorityToken(jti=jti, delegation_id=delegation.id, fingerprint="SHA256 00",
                                              scope_der=delegation.scope_der, expires_at=expires))
         session.commit()
         assert delegations.plan_revoke(session, delegation.id, reason="x", clock=clock).unexpired_tokens == 1
@@ -366,12 +366,12 @@ class TestRevoke:
     def test_plan_counts_unexpired_unrevoked_certificates_it_leaves_alone(self, session, clock) -> None:
         """The cascade to certificates is a later step; the plan says how many it leaves valid."""
         delegation = create(session, clock, scope(tns=["12025550100"]))
-        issuer = store.Issuer(name="issuing", certificate_der=b"\x30\x00", signer_uri="file:keys/issuing.key")
+        issuer = models_authority.Issuer(name="issuing", certificate_der=b"\x30\x00", signer_uri="file:keys/issuing.key")
         session.add(issuer)
         session.flush()
 
-        def certificate(serial: str, not_after: dt.datetime, stage: str = "issued") -> store.Certificate:
-            row = store.Certificate(serial=serial, issuer_id=issuer.id, delegation_id=delegation.id, kind="end-entity",
+        def certificate(serial: str, not_after: dt.datetime, stage: str = "issued") -> models_authority.Certificate:
+            row = models_authority.Certificate(serial=serial, issuer_id=issuer.id, delegation_id=delegation.id, kind="end-entity",
                                     stage=stage, scope_der=delegation.scope_der, subject="CN=x", spki_sha256="00" * 32,
                                     not_before=NOW - DAY, not_after=not_after)
             session.add(row)
@@ -382,10 +382,10 @@ class TestRevoke:
         certificate("02", NOW - dt.timedelta(seconds=1))  # expired
         certificate("03", NOW + DAY, stage="precertificate")  # never issued
         revoked = certificate("04", NOW + DAY)
-        session.add(store.Revocation(certificate_id=revoked.id, actor="operator", source="operator", revoked_at=NOW))
+        session.add(models_authority.Revocation(certificate_id=revoked.id, actor="operator", source="operator", revoked_at=NOW))
         session.commit()
         plan = delegations.plan_revoke(session, delegation.id, reason="x", clock=clock)
         assert plan.unexpired_certificates == 1
         delegations.execute_revoke(session, plan, clock=clock, actor="operator")
         session.commit()
-        assert session.get(store.Certificate, live.id).revocation is None  # left for the cascade
+        assert session.get(models_authority.Certificate, live.id).revocation is None  # left for the cascade

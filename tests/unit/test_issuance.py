@@ -25,8 +25,10 @@ from ca.issuing.issuance import IssuanceRequest, IssuerHandle, certify_authority
 from ca.policy import Policy
 from ca.issuing.profiles import ISSUING_CA, ROOT
 from ca.issuing.signers.file import FileSigner
-from ca.records.store import AuditEvent, Certificate, CertificateScopeEntry, Delegation, Issuer
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation, Issuer
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import spki_der
 from tests.helpers import row_counts
 

@@ -26,7 +26,8 @@ from ca.errors import (
 )
 from ca.lifecycle.renewal import RENEWAL_ACTOR
 from ca.orders.finalize import IssuanceFailure, classify_failure, issuance_request
-from ca.records.store import AuditEvent, Order
+from ca.records.models_acme import Order
+from ca.records.models_audit import AuditEvent
 from protocol.rfc8739.star_support import Worker, auto_renewal, issued_certificates, star_valid_order
 from protocol.support import app, authority, client, home, port, registered  # noqa: F401  (fixtures)
 

@@ -11,7 +11,7 @@ from ca.errors import DelegationError, PolicyError, TokenError
 from ca.lifecycle.star_schedule import AutoRenewal
 from ca.orders.validity import Requested, check_order_request, check_within_authority
 from ca.policy import Policy
-from ca.records.store import Delegation
+from ca.records.models_authority import Delegation
 
 NOW = dt.datetime(2026, 6, 1, 9, 30, tzinfo=dt.timezone.utc)
 HOUR = dt.timedelta(hours=1)

@@ -35,7 +35,8 @@ from ca.issuing.profiles import (
     lint,
 )
 from ca.issuing.signers.file import FileSigner
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 OPERATOR = TNScope.parse(ranges=["12025550000:10000"], spcs=["1234"])

@@ -29,7 +29,6 @@ from ca.x509util import (
     der_length,
     der_read_tlv,
     draft_certificate,
-    encode_sct_list_extension,
     key_type_name,
     random_serial,
     tbs_certificate_signature_algorithm,
@@ -248,11 +247,3 @@ def test_random_serials_are_positive_and_fit_20_octets():
     assert len(serials) == 256
     assert all(0 < s < 2**128 for s in serials)
     assert max(s.bit_length() for s in serials) > 120
-
-
-def test_sct_list_extension_value_has_two_length_layers():
-    """RFC 6962 §3.3: OCTET STRING { uint16 list length, (uint16 SCT length, SCT)* }."""
-    value = encode_sct_list_extension([b"\xaa" * 3, b"\xbb" * 2])
-    assert value.hex() == "040b" + "0009" + "0003aaaaaa" + "0002bbbb"
-    with pytest.raises(ValueError):
-        encode_sct_list_extension([])

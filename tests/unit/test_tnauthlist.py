@@ -21,9 +21,11 @@ from pyasn1.codec.der import decoder as reference_decoder
 from pyasn1_alt_modules import rfc8226
 from sqlalchemy import func, select
 
-from ca.records import store
+from ca.records import models_authority
 from ca.errors import ScopeError
-from ca.numbers.tnauthlist import SPC, TN, TNRange, TNScope, decode, decode_identifier_value, encode
+from ca.numbers.tn_entries import SPC, TN, TNRange
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import decode, decode_identifier_value, encode
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 A1 = json.loads((VECTORS / "tnauthlist-appendix-a1.json").read_text())
@@ -392,11 +394,11 @@ def test_index_rows_store_and_find_delegations_by_number(session):
     """The rows fit certificate_scope_entries / delegation_scope_entries (15-digit numbers in
     BigInteger, on SQLite and PostgreSQL) and an interval query finds the covering delegation."""
     delegated = TNScope.parse(ranges=["999999999998000:1999"], tns=["12025550100"], spcs=["709J"])
-    entry = store.DelegationScopeEntry
+    entry = models_authority.DelegationScopeEntry
     assert session.scalar(select(func.count()).select_from(entry)) == 0
-    delegation = store.Delegation(
+    delegation = models_authority.Delegation(
         delegate="Example Enterprise", scope_der=delegated.to_der(), max_lifetime_seconds=86400,
-        scope_entries=[store.DelegationScopeEntry(**row) for row in delegated.index_rows()],
+        scope_entries=[models_authority.DelegationScopeEntry(**row) for row in delegated.index_rows()],
     )
     session.add(delegation)
     session.commit()
@@ -412,7 +414,7 @@ def test_index_rows_store_and_find_delegations_by_number(session):
     assert covering("12025550100") == [delegation.id]
     assert covering("012025550100") == []  # another width: another number
     assert list(session.scalars(select(entry.delegation_id).where(entry.spc == "709J"))) == [delegation.id]
-    assert TNScope.from_der(session.get(store.Delegation, delegation.id).scope_der) == delegated
+    assert TNScope.from_der(session.get(models_authority.Delegation, delegation.id).scope_der) == delegated
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
 from sqlalchemy import func, select
 
-from ca.records import delegations, store
-from ca.tokens import authority_tokens as tokens
+from ca.records import delegations, models_acme, models_audit, models_authority, models_base
+from ca.tokens import fingerprints, minting, trust_config, verification
 from ca.clock import FixedClock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError, UnavailableError
 from ca.numbers.tnauthlist import TNScope
@@ -184,7 +184,7 @@ def claims(account: jose.JWK, *, scope: TNScope = SCOPE, **overrides: object) ->
         "tktype": "TNAuthList",
         "tkvalue": scope.to_identifier_value(),
         "ca": False,
-        "fingerprint": tokens.account_fingerprint(account),
+        "fingerprint": fingerprints.account_fingerprint(account),
     }
     atc.update(overrides.pop("atc", {}))  # type: ignore[arg-type]
     payload = {"iss": "https://ta.example.net", "exp": int((NOW + dt.timedelta(minutes=10)).timestamp()), "jti": "j-1", "atc": atc}
@@ -207,15 +207,15 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
-def trust_for(authority: Authority, **kwargs: object) -> tokens.TokenTrust:
-    return tokens.TokenTrust(anchors=(authority.certificate,), **kwargs)  # type: ignore[arg-type]
+def trust_for(authority: Authority, **kwargs: object) -> trust_config.TokenTrust:
+    return trust_config.TokenTrust(anchors=(authority.certificate,), **kwargs)  # type: ignore[arg-type]
 
 
 def fetcher_for(*authorities: Authority, url: str = TA_URL) -> X5UFetcher:
     return X5UFetcher(overrides={url: [a.certificate for a in authorities]})
 
 
-def verify(token: str, authority: Authority, account: jose.JWK, clock: FixedClock, **kwargs: object) -> tokens.VerifiedToken:
+def verify(token: str, authority: Authority, account: jose.JWK, clock: FixedClock, **kwargs: object) -> verification.VerifiedToken:
     options: dict = {
         "identifier_scope": SCOPE,
         "account_jwk": account,
@@ -224,7 +224,7 @@ def verify(token: str, authority: Authority, account: jose.JWK, clock: FixedCloc
         "fetcher": fetcher_for(authority),
     }
     options.update(kwargs)
-    return tokens.verify(token, **options)
+    return verification.verify(token, **options)
 
 
 def refused(claim: str, fragment: str, call, *args, **kwargs) -> TokenError:  # type: ignore[no-untyped-def]
@@ -243,21 +243,21 @@ def refused(claim: str, fragment: str, call, *args, **kwargs) -> TokenError:  # 
 class TestFingerprint:
     def test_s5_4_fingerprint_is_rfc7638_thumbprint_rfc_vector(self) -> None:
         """RFC 9448 §5.4: "constructed as defined in RFC 8555 Section 8.1 ... the 'Thumbprint' step"."""
-        fingerprint = tokens.account_fingerprint(RFC7638_JWK)
+        fingerprint = fingerprints.account_fingerprint(RFC7638_JWK)
         assert fingerprint == RFC7638_FINGERPRINT
         digest = bytes.fromhex(fingerprint.removeprefix("SHA256 ").replace(":", ""))
         assert b64url(digest) == RFC7638_THUMBPRINT_B64URL
 
     def test_s5_4_fingerprint_appendix_a3_account_key(self) -> None:
-        assert tokens.account_fingerprint(A3_ACCOUNT_JWK) == A3_FINGERPRINT
-        assert tokens.account_fingerprint(json.loads(A3_ACCOUNT_JWK)) == A3_FINGERPRINT
-        assert tokens.account_fingerprint(jose.JWK.json_loads(A3_ACCOUNT_JWK)) == A3_FINGERPRINT
+        assert fingerprints.account_fingerprint(A3_ACCOUNT_JWK) == A3_FINGERPRINT
+        assert fingerprints.account_fingerprint(json.loads(A3_ACCOUNT_JWK)) == A3_FINGERPRINT
+        assert fingerprints.account_fingerprint(jose.JWK.json_loads(A3_ACCOUNT_JWK)) == A3_FINGERPRINT
         digest = bytes.fromhex(A3_FINGERPRINT.removeprefix("SHA256 ").replace(":", ""))
         assert b64url(digest) == A3_THUMBPRINT_B64URL
 
     def test_fingerprint_of_private_jwk_is_that_of_its_public_key(self) -> None:
         private = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1()))
-        assert tokens.account_fingerprint(private) == tokens.account_fingerprint(private.public_key())
+        assert fingerprints.account_fingerprint(private) == fingerprints.account_fingerprint(private.public_key())
 
     def test_erratum_7565_ec_coordinates_keep_leading_zeros(self) -> None:
         """RFC 8555 erratum 7565: fixed-length EC fields are not stripped of leading zero octets."""
@@ -277,10 +277,10 @@ class TestFingerprint:
             separators=(",", ":"),
         )
         expected = hashlib.sha256(canonical.encode()).digest()
-        assert tokens.account_fingerprint(jwk) == "SHA256 " + ":".join(f"{b:02X}" for b in expected)
+        assert fingerprints.account_fingerprint(jwk) == "SHA256 " + ":".join(f"{b:02X}" for b in expected)
 
     def test_parse_fingerprint_accepts_lowercase_hex(self) -> None:
-        assert tokens.parse_fingerprint(A3_FINGERPRINT.lower().replace("sha256", "SHA256")) == bytes.fromhex(
+        assert fingerprints.parse_fingerprint(A3_FINGERPRINT.lower().replace("sha256", "SHA256")) == bytes.fromhex(
             A3_FINGERPRINT[7:].replace(":", "")
         )
 
@@ -295,7 +295,7 @@ class TestFingerprint:
         ],
     )
     def test_s5_4_malformed_fingerprint_is_refused(self, value: str) -> None:
-        refused("atc.fingerprint", "32 colon-separated hex bytes", tokens.parse_fingerprint, value)
+        refused("atc.fingerprint", "32 colon-separated hex bytes", fingerprints.parse_fingerprint, value)
 
 
 # ------------------------------------------------------------------------------------------
@@ -309,12 +309,12 @@ class TestAppendixA3Vector:
         return x509.load_pem_x509_certificate(A3_TA_CERT_PEM)
 
     def run(self, ta: x509.Certificate, *, identifier: str = A3_IDENTIFIER, account: object = A3_ACCOUNT_JWK,
-            token: str = A3_TOKEN, anchors: tuple = ()) -> tokens.VerifiedToken:
-        return tokens.verify(
+            token: str = A3_TOKEN, anchors: tuple = ()) -> verification.VerifiedToken:
+        return verification.verify(
             token,
             identifier_scope=TNScope.from_identifier_value(identifier),
             account_jwk=account,
-            trust=tokens.TokenTrust(anchors=anchors or (ta,), max_lifetime=A3_MAX_LIFETIME),
+            trust=trust_config.TokenTrust(anchors=anchors or (ta,), max_lifetime=A3_MAX_LIFETIME),
             clock=FixedClock(NOW),
             fetcher=X5UFetcher(overrides={A3_X5U: [ta]}),
         )
@@ -336,7 +336,7 @@ class TestAppendixA3Vector:
     def test_s6_step8_appendix_a3_other_account_is_refused(self, ta: x509.Certificate) -> None:
         other = account_key()
         error = refused("atc.fingerprint", "is for another account key", self.run, ta, account=other)
-        assert tokens.account_fingerprint(other) in error.detail
+        assert fingerprints.account_fingerprint(other) in error.detail
         assert A3_FINGERPRINT in error.detail
 
     def test_s6_step2_appendix_a3_untrusted_authority_is_refused(self, ta: x509.Certificate) -> None:
@@ -409,7 +409,7 @@ class TestAlgorithm:
 
     def test_algorithm_outside_the_policy_allowlist_is_refused(self, authority, account, clock) -> None:
         token = authority.token(claims(account))
-        trust = tokens.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({"ES384"}))
+        trust = trust_config.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({"ES384"}))
         refused("alg", "must be one of ['ES384'], got 'ES256'", verify, token, authority, account, clock, trust=trust)
 
     def test_es256_with_a_p384_authority_key_is_refused(self, account, clock) -> None:
@@ -420,11 +420,11 @@ class TestAlgorithm:
         )
         token = signing_input + "." + b64url(b"\x01" * 64)
         with pytest.raises(TokenError) as info:
-            tokens.verify(
+            verification.verify(
                 token,
                 identifier_scope=SCOPE,
                 account_jwk=account,
-                trust=tokens.TokenTrust(anchors=(cert,)),
+                trust=trust_config.TokenTrust(anchors=(cert,)),
                 clock=clock,
                 fetcher=X5UFetcher(overrides={TA_URL: [cert]}),
             )
@@ -569,19 +569,19 @@ class TestTokenAuthority:
     def test_s6_step2_x5u_chain_to_a_trusted_root(self, account, clock) -> None:
         _, root, ta_key, ta = self._chain()
         token = sign_token({"typ": "JWT", "alg": "ES256", "x5u": TA_URL}, claims(account), ta_key)
-        verified = tokens.verify(
-            token, identifier_scope=SCOPE, account_jwk=account, trust=tokens.TokenTrust(anchors=(root,)),
+        verified = verification.verify(
+            token, identifier_scope=SCOPE, account_jwk=account, trust=trust_config.TokenTrust(anchors=(root,)),
             clock=clock, fetcher=X5UFetcher(overrides={TA_URL: [ta, root]}),
         )
         assert verified.certificate == ta
-        assert verified.issuer == tokens.certificate_issuer_id(ta)
+        assert verified.issuer == fingerprints.certificate_issuer_id(ta)
 
     def test_s6_step3_x5c_chain_to_a_trusted_root(self, account, clock) -> None:
         _, root, ta_key, ta = self._chain()
         x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in (ta, root)]
         token = sign_token({"typ": "JWT", "alg": "ES256", "x5c": x5c}, claims(account), ta_key)
-        verified = tokens.verify(
-            token, identifier_scope=SCOPE, account_jwk=account, trust=tokens.TokenTrust(anchors=(root,)),
+        verified = verification.verify(
+            token, identifier_scope=SCOPE, account_jwk=account, trust=trust_config.TokenTrust(anchors=(root,)),
             clock=clock, fetcher=X5UFetcher(),
         )
         assert verified.x5u is None
@@ -593,8 +593,8 @@ class TestTokenAuthority:
         token = sign_token({"alg": "ES256", "x5c": x5c}, claims(account), ta_key)
         other_root = build_cert("Other Root", ec.generate_private_key(ec.SECP256R1()), ca=True)
         with pytest.raises(TokenError) as info:
-            tokens.verify(token, identifier_scope=SCOPE, account_jwk=account,
-                          trust=tokens.TokenTrust(anchors=(other_root,)), clock=clock, fetcher=X5UFetcher())
+            verification.verify(token, identifier_scope=SCOPE, account_jwk=account,
+                          trust=trust_config.TokenTrust(anchors=(other_root,)), clock=clock, fetcher=X5UFetcher())
         assert info.value.claim == "x5c"
         assert "does not chain to a trusted token authority" in info.value.detail
 
@@ -624,11 +624,11 @@ class TestTokenAuthority:
 
     def test_empty_trust_is_a_configuration_error(self) -> None:
         with pytest.raises(ValueError, match="at least one trusted token authority"):
-            tokens.TokenTrust(anchors=())
+            trust_config.TokenTrust(anchors=())
 
     def test_trust_refuses_algorithms_it_cannot_verify(self, authority) -> None:
         with pytest.raises(ValueError, match="HS256"):
-            tokens.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({"HS256"}))
+            trust_config.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({"HS256"}))
 
 
 class TestIdentifierBinding:
@@ -668,27 +668,27 @@ class TestIdentifierBinding:
         token = authority.token(claims(account))
         other = account_key()
         error = refused("atc.fingerprint", "is for another account key", verify, token, authority, other, clock)
-        assert f"expected {tokens.account_fingerprint(other)}, got {tokens.account_fingerprint(account)}" in error.detail
+        assert f"expected {fingerprints.account_fingerprint(other)}, got {fingerprints.account_fingerprint(account)}" in error.detail
 
     def test_s6_step8_malformed_fingerprint_is_refused(self, authority, account, clock) -> None:
         token = authority.token(claims(account, atc={"fingerprint": A3_THUMBPRINT_B64URL}))
         refused("atc.fingerprint", "32 colon-separated hex bytes", verify, token, authority, account, clock)
 
     def test_s5_4_spki_fingerprint_is_refused_by_default_naming_the_switch(self, authority, account, clock) -> None:
-        token = authority.token(claims(account, atc={"fingerprint": tokens.spki_fingerprint(account)}))
+        token = authority.token(claims(account, atc={"fingerprint": fingerprints.spki_fingerprint(account)}))
         refused("atc.fingerprint", "fingerprint_spki_sha256", verify, token, authority, account, clock)
 
     def test_compat_fingerprint_spki_sha256_accepts_the_spki_form(self, authority, account, clock) -> None:
         spki = account.key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
         fingerprint = "SHA256 " + ":".join(f"{b:02X}" for b in hashlib.sha256(spki).digest())
-        assert tokens.spki_fingerprint(account) == fingerprint
+        assert fingerprints.spki_fingerprint(account) == fingerprint
         token = authority.token(claims(account, atc={"fingerprint": fingerprint}))
-        trust = trust_for(authority, compat=tokens.TokenCompat(fingerprint_spki_sha256=True))
+        trust = trust_for(authority, compat=trust_config.TokenCompat(fingerprint_spki_sha256=True))
         assert verify(token, authority, account, clock, trust=trust).jti == "j-1"
 
     def test_compat_switch_does_not_accept_another_keys_spki(self, authority, account, clock) -> None:
-        token = authority.token(claims(account, atc={"fingerprint": tokens.spki_fingerprint(account_key())}))
-        trust = trust_for(authority, compat=tokens.TokenCompat(fingerprint_spki_sha256=True))
+        token = authority.token(claims(account, atc={"fingerprint": fingerprints.spki_fingerprint(account_key())}))
+        trust = trust_for(authority, compat=trust_config.TokenCompat(fingerprint_spki_sha256=True))
         refused("atc.fingerprint", "is for another account key", verify, token, authority, account, clock, trust=trust)
 
 
@@ -699,12 +699,12 @@ class TestTimeClaims:
         refused("exp", "has passed", verify, token, authority, account, clock)
 
     def test_expiry_within_the_stated_leeway_is_accepted(self, authority, account, clock) -> None:
-        exp = NOW - tokens.CLOCK_SKEW_LEEWAY + dt.timedelta(seconds=1)
+        exp = NOW - verification.CLOCK_SKEW_LEEWAY + dt.timedelta(seconds=1)
         token = authority.token(claims(account, exp=int(exp.timestamp())))
         assert verify(token, authority, account, clock).expires == exp
 
     def test_expiry_just_past_the_leeway_is_refused(self, authority, account, clock) -> None:
-        exp = NOW - tokens.CLOCK_SKEW_LEEWAY
+        exp = NOW - verification.CLOCK_SKEW_LEEWAY
         refused("exp", "has passed", verify, authority.token(claims(account, exp=int(exp.timestamp()))), authority,
                 account, clock)
 
@@ -730,7 +730,7 @@ class TestTimeClaims:
         refused("exp", "exp'", verify, authority.token(claims(account, exp=value)), authority, account, clock)
 
     def test_the_leeway_is_one_minute(self) -> None:
-        assert tokens.CLOCK_SKEW_LEEWAY == dt.timedelta(seconds=60)
+        assert verification.CLOCK_SKEW_LEEWAY == dt.timedelta(seconds=60)
 
 
 # ------------------------------------------------------------------------------------------
@@ -741,7 +741,7 @@ class TestTimeClaims:
 ISSUER_SCOPE = TNScope.parse(ranges=["12025550000:1000"], spcs=["709J"])
 
 
-def make_delegation(session, clock, *, scope=SCOPE, ca=False, not_after=None) -> store.Delegation:  # type: ignore[no-untyped-def]
+def make_delegation(session, clock, *, scope=SCOPE, ca=False, not_after=None) -> models_authority.Delegation:  # type: ignore[no-untyped-def]
     delegation = delegations.create(
         session, delegate="Example Enterprise", scope=scope, issuer_scope=ISSUER_SCOPE,
         max_lifetime=dt.timedelta(hours=24), ca=ca, not_after=not_after, clock=clock, actor="test",
@@ -753,7 +753,7 @@ def make_delegation(session, clock, *, scope=SCOPE, ca=False, not_after=None) ->
 def mint(session, delegation, authority, account, clock, **overrides):  # type: ignore[no-untyped-def]
     options = {
         "delegation": delegation,
-        "fingerprint": tokens.account_fingerprint(account),
+        "fingerprint": fingerprints.account_fingerprint(account),
         "scope": SCOPE,
         "ca": False,
         "ttl": dt.timedelta(minutes=10),
@@ -763,7 +763,7 @@ def mint(session, delegation, authority, account, clock, **overrides):  # type: 
         "max_ttl": dt.timedelta(hours=1),
     }
     options.update(overrides)
-    return tokens.mint(session, **options)
+    return minting.mint(session, **options)
 
 
 def decode_part(part: str) -> dict:
@@ -772,18 +772,18 @@ def decode_part(part: str) -> dict:
 
 def challenge_rows(session) -> tuple[str, str, str]:  # type: ignore[no-untyped-def]
     """An account and a challenge row, as the ACME server would have them."""
-    acct = store.Account(jwk="{}", jwk_thumbprint=store.random_id())
+    acct = models_acme.Account(jwk="{}", jwk_thumbprint=models_base.random_id())
     session.add(acct)
     session.flush()
-    order = store.Order(account_id=acct.id, expires=NOW, identifiers=[], scope_der=SCOPE.to_der())
+    order = models_acme.Order(account_id=acct.id, expires=NOW, identifiers=[], scope_der=SCOPE.to_der())
     session.add(order)
     session.flush()
-    authz = store.Authorization(order_id=order.id, account_id=acct.id, identifier_type="TNAuthList",
+    authz = models_acme.Authorization(order_id=order.id, account_id=acct.id, identifier_type="TNAuthList",
                                 identifier_value=SCOPE.to_identifier_value(), scope_der=SCOPE.to_der(), expires=NOW)
     session.add(authz)
     session.flush()
-    first = store.Challenge(authorization_id=authz.id, type="tkauth-01")
-    second = store.Challenge(authorization_id=authz.id, type="tkauth-01")
+    first = models_acme.Challenge(authorization_id=authz.id, type="tkauth-01")
+    second = models_acme.Challenge(authorization_id=authz.id, type="tkauth-01")
     session.add_all([first, second])
     session.commit()
     return acct.id, first.id, second.id
@@ -805,7 +805,7 @@ class TestMint:
             "tktype": "TNAuthList",
             "tkvalue": SCOPE.to_identifier_value(),
             "ca": False,
-            "fingerprint": tokens.account_fingerprint(account),
+            "fingerprint": fingerprints.account_fingerprint(account),
         }
         assert len(base64.urlsafe_b64decode(signature + "==")) == 64  # RFC 7518 §3.4 R||S
 
@@ -824,15 +824,15 @@ class TestMint:
         after = row_counts(session)
         assert after["authority_tokens"] == before["authority_tokens"] + 1
         assert after["audit_events"] == before["audit_events"] + 1
-        row = session.get(store.AuthorityToken, minted.jti)
+        row = session.get(models_acme.AuthorityToken, minted.jti)
         assert (row.delegation_id, row.fingerprint, row.scope_der, row.ca, row.expires_at, row.created_by) == (
-            delegation.id, tokens.account_fingerprint(account), SCOPE.to_der(), False, minted.expires, "test",
+            delegation.id, fingerprints.account_fingerprint(account), SCOPE.to_der(), False, minted.expires, "test",
         )
-        event = session.scalars(select(store.AuditEvent).where(store.AuditEvent.action == "token.mint")).one()
+        event = session.scalars(select(models_audit.AuditEvent).where(models_audit.AuditEvent.action == "token.mint")).one()
         assert event.subject_id == minted.jti
         assert event.details["delegation_id"] == delegation.id
         assert minted.token not in json.dumps(event.details)
-        trust = tokens.TokenTrust(anchors=(), local_authority=authority.certificate)
+        trust = trust_config.TokenTrust(anchors=(), local_authority=authority.certificate)
         verified = verify(minted.token, authority, account, clock, trust=trust, session=session)
         assert verified.local is True
         assert verified.jti == minted.jti
@@ -859,7 +859,7 @@ class TestMint:
         delegation = make_delegation(session, clock, ca=True)
         minted = mint(session, delegation, authority, account, clock, ca=True)
         assert decode_part(minted.token.split(".")[1])["atc"]["ca"] is True
-        trust = tokens.TokenTrust(anchors=(authority.certificate,))
+        trust = trust_config.TokenTrust(anchors=(authority.certificate,))
         assert verify(minted.token, authority, account, clock, trust=trust).ca is True
 
     def test_subset_scope_is_minted(self, session, authority, account, clock) -> None:
@@ -870,7 +870,7 @@ class TestMint:
 
     def test_fingerprint_input_is_normalized_to_uppercase(self, session, authority, account, clock) -> None:
         delegation = make_delegation(session, clock)
-        fingerprint = tokens.account_fingerprint(account)
+        fingerprint = fingerprints.account_fingerprint(account)
         minted = mint(session, delegation, authority, account, clock, fingerprint="SHA256 " + fingerprint[7:].lower())
         assert minted.fingerprint == fingerprint
 
@@ -938,7 +938,7 @@ class TestMint:
         handle.signer = FileSigner(ec.generate_private_key(ec.SECP384R1()))
         before = row_counts(session)
         with pytest.raises(SignerError, match="P-256"):
-            tokens.mint(session, delegation=delegation, fingerprint=tokens.account_fingerprint(account), scope=SCOPE,
+            minting.mint(session, delegation=delegation, fingerprint=fingerprints.account_fingerprint(account), scope=SCOPE,
                         ca=False, ttl=dt.timedelta(minutes=10), authority=handle, clock=clock, actor="test")
         session.rollback()
         assert row_counts(session) == before
@@ -948,9 +948,9 @@ class TestSingleUse:
     def test_record_use_inserts_the_jti(self, session, authority, account, clock) -> None:
         account_id, challenge_id, _ = challenge_rows(session)
         verified = verify(authority.token(claims(account)), authority, account, clock)
-        assert tokens.record_use(session, verified, account_id, challenge_id) is None
+        assert verification.record_use(session, verified, account_id, challenge_id) is None
         session.commit()
-        row = session.scalars(select(store.UsedTokenJTI)).one()
+        row = session.scalars(select(models_acme.UsedTokenJTI)).one()
         assert (row.issuer, row.jti, row.account_id, row.challenge_id, row.expires_at) == (
             verified.issuer, "j-1", account_id, challenge_id, verified.expires,
         )
@@ -959,15 +959,15 @@ class TestSingleUse:
         """Authority tokens are single use (ca/tokens/authority_tokens.py); the unique constraint decides."""
         account_id, first, second = challenge_rows(session)
         verified = verify(authority.token(claims(account)), authority, account, clock)
-        tokens.record_use(session, verified, account_id, first)
+        verification.record_use(session, verified, account_id, first)
         session.commit()
         before = row_counts(session)
-        refused("jti", "token already used", tokens.record_use, session, verified, account_id, second)
+        refused("jti", "token already used", verification.record_use, session, verified, account_id, second)
         # The savepoint rolled back alone: the caller's transaction can still record the failure.
-        session.get(store.Challenge, second).status = "invalid"
+        session.get(models_acme.Challenge, second).status = "invalid"
         session.commit()
         assert row_counts(session) == before
-        assert session.get(store.Challenge, second).status == "invalid"
+        assert session.get(models_acme.Challenge, second).status == "invalid"
 
     def test_replay_from_a_second_session_is_refused(self, session_factory, authority, account, clock) -> None:
         """Two server processes racing on one token: the database constraint serializes them."""
@@ -975,9 +975,9 @@ class TestSingleUse:
             account_id, first, second = challenge_rows(setup)
         verified = verify(authority.token(claims(account)), authority, account, clock)
         with session_factory() as one, session_factory() as two:
-            tokens.record_use(one, verified, account_id, first)
+            verification.record_use(one, verified, account_id, first)
             one.commit()
-            refused("jti", "token already used", tokens.record_use, two, verified, account_id, second)
+            refused("jti", "token already used", verification.record_use, two, verified, account_id, second)
 
     def test_same_jti_from_two_token_authorities_are_distinct_tokens(self, session, account, clock) -> None:
         account_id, first, second = challenge_rows(session)
@@ -985,18 +985,18 @@ class TestSingleUse:
         v1 = verify(ta_one.token(claims(account)), ta_one, account, clock)
         v2 = verify(ta_two.token(claims(account)), ta_two, account, clock)
         assert v1.jti == v2.jti and v1.issuer != v2.issuer
-        tokens.record_use(session, v1, account_id, first)
-        tokens.record_use(session, v2, account_id, second)
+        verification.record_use(session, v1, account_id, first)
+        verification.record_use(session, v2, account_id, second)
         session.commit()
-        assert len(session.scalars(select(store.UsedTokenJTI)).all()) == 2
+        assert len(session.scalars(select(models_acme.UsedTokenJTI)).all()) == 2
 
     def test_record_use_returns_the_delegation_a_local_token_was_minted_under(self, session, authority, account, clock) -> None:
         delegation = make_delegation(session, clock)
         minted = mint(session, delegation, authority, account, clock)
         account_id, challenge_id, _ = challenge_rows(session)
-        trust = tokens.TokenTrust(anchors=(), local_authority=authority.certificate)
+        trust = trust_config.TokenTrust(anchors=(), local_authority=authority.certificate)
         verified = verify(minted.token, authority, account, clock, trust=trust)
-        assert tokens.record_use(session, verified, account_id, challenge_id) == delegation.id
+        assert verification.record_use(session, verified, account_id, challenge_id) == delegation.id
 
     def test_local_token_of_a_revoked_delegation_is_refused(self, session, authority, account, clock) -> None:
         delegation = make_delegation(session, clock)
@@ -1005,23 +1005,23 @@ class TestSingleUse:
         delegations.execute_revoke(session, delegations.plan_revoke(session, delegation.id, reason="fraud", clock=clock),
                                    clock=clock, actor="test")
         session.commit()
-        trust = tokens.TokenTrust(anchors=(), local_authority=authority.certificate)
+        trust = trust_config.TokenTrust(anchors=(), local_authority=authority.certificate)
         refused("jti", f"minted under delegation {delegation.id}, which has been revoked",
                 verify, minted.token, authority, account, clock, trust=trust, session=session)
         verified = verify(minted.token, authority, account, clock, trust=trust)
         before = row_counts(session)
-        refused("jti", "which has been revoked", tokens.record_use, session, verified, account_id, challenge_id)
+        refused("jti", "which has been revoked", verification.record_use, session, verified, account_id, challenge_id)
         session.rollback()
         assert row_counts(session) == before
 
     def test_local_token_never_minted_is_refused(self, session, authority, account, clock) -> None:
         """Our token authority's key signed something mint() never recorded: not ours to honour."""
         account_id, challenge_id, _ = challenge_rows(session)
-        trust = tokens.TokenTrust(anchors=(), local_authority=authority.certificate)
+        trust = trust_config.TokenTrust(anchors=(), local_authority=authority.certificate)
         verified = verify(authority.token(claims(account)), authority, account, clock, trust=trust)
         assert verified.local is True
         before = row_counts(session)
-        refused("jti", "was never minted by it", tokens.record_use, session, verified, account_id, challenge_id)
+        refused("jti", "was never minted by it", verification.record_use, session, verified, account_id, challenge_id)
         session.rollback()
         assert row_counts(session) == before
 
@@ -1037,16 +1037,16 @@ class TestTrustFromPolicy:
             trusted_authorities = (pem,)
             allowed_algorithms = ("ES256",)
 
-        trust = tokens.trust_from_policy(TokenPolicy(), local_authority=authority.certificate)
+        trust = trust_config.trust_from_policy(TokenPolicy(), local_authority=authority.certificate)
         assert set(trust.anchors) == {external.certificate, authority.certificate}
         assert trust.max_lifetime == dt.timedelta(hours=2)
         assert trust.algorithms == frozenset({"ES256"})
-        assert trust.compat == tokens.TokenCompat()
+        assert trust.compat == trust_config.TokenCompat()
 
     def test_compat_switches_default_to_false(self) -> None:
         import dataclasses
 
-        for switch in dataclasses.fields(tokens.TokenCompat):
+        for switch in dataclasses.fields(trust_config.TokenCompat):
             assert switch.default is False, switch.name
 
 
@@ -1054,20 +1054,20 @@ class TestCompatConfig:
     """tnca.toml [compat]: each switch a documented bool, off unless set, misspellings refused."""
 
     def test_empty_section_is_all_off(self) -> None:
-        assert tokens.TokenCompat.from_config({}) == tokens.TokenCompat()
+        assert trust_config.TokenCompat.from_config({}) == trust_config.TokenCompat()
 
     def test_switch_is_turned_on_by_name(self) -> None:
-        assert tokens.TokenCompat.from_config({"fingerprint_spki_sha256": True}).fingerprint_spki_sha256 is True
+        assert trust_config.TokenCompat.from_config({"fingerprint_spki_sha256": True}).fingerprint_spki_sha256 is True
 
     def test_unknown_switch_is_refused(self) -> None:
         with pytest.raises(PolicyError) as info:
-            tokens.TokenCompat.from_config({"fingerprint_spki": True})
+            trust_config.TokenCompat.from_config({"fingerprint_spki": True})
         assert info.value.field == "[compat] fingerprint_spki"
         assert "fingerprint_spki_sha256" in info.value.detail
 
     def test_non_boolean_value_is_refused(self) -> None:
         with pytest.raises(PolicyError) as info:
-            tokens.TokenCompat.from_config({"fingerprint_spki_sha256": "yes"})
+            trust_config.TokenCompat.from_config({"fingerprint_spki_sha256": "yes"})
         assert info.value.field == "[compat] fingerprint_spki_sha256"
 
 
@@ -1114,17 +1114,17 @@ class TestOtherAlgorithms:
         cert = self._cert(key)
         signing_input = b64url(json.dumps({"alg": alg, "x5u": TA_URL}).encode()) + "." + b64url(json.dumps(claims(account)).encode())
         signature = sign(signing_input.encode())
-        trust = tokens.TokenTrust(anchors=(cert,), algorithms=frozenset({alg}))
+        trust = trust_config.TokenTrust(anchors=(cert,), algorithms=frozenset({alg}))
         options = dict(identifier_scope=SCOPE, account_jwk=account, trust=trust, clock=clock,
                        fetcher=X5UFetcher(overrides={TA_URL: [cert]}))
-        assert tokens.verify(signing_input + "." + b64url(signature), **options).jti == "j-1"
+        assert verification.verify(signing_input + "." + b64url(signature), **options).jti == "j-1"
         tampered = bytes([signature[0] ^ 1]) + signature[1:]
-        refused("signature", "does not verify", tokens.verify, signing_input + "." + b64url(tampered), **options)
+        refused("signature", "does not verify", verification.verify, signing_input + "." + b64url(tampered), **options)
 
     @pytest.mark.parametrize("alg", ["RS256", "EdDSA", "ES384"])
     def test_algorithm_that_does_not_fit_the_key_is_refused(self, authority, account, clock, alg) -> None:
         token = authority.token(claims(account), header={"alg": alg, "x5u": TA_URL})
-        trust = tokens.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({alg}))
+        trust = trust_config.TokenTrust(anchors=(authority.certificate,), algorithms=frozenset({alg}))
         refused("alg", f"'alg' {alg} does not fit the token authority key (EC secp256r1)", verify, token, authority,
                 account, clock, trust=trust)
 
@@ -1156,6 +1156,6 @@ class TestJSONStrictness:
             allowed_algorithms = ("ES256",)
 
         with pytest.raises(PolicyError) as info:
-            tokens.trust_from_policy(TokenPolicy(), local_authority=None)  # type: ignore[arg-type]
+            trust_config.trust_from_policy(TokenPolicy(), local_authority=None)  # type: ignore[arg-type]
         assert info.value.field == "[tokens] trusted_authorities"
         assert "missing.pem" in info.value.detail

@@ -23,7 +23,7 @@ import click
 from cryptography import x509
 from sqlalchemy.orm import Session
 
-from ca.records import audit, audit_keys, queries
+from ca.records import audit_checkpoints, audit_export, audit_keys, exports, queries, query_filters
 from ca.config import ROOT_CERT_FILE, Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
 from tnca.context import BadInput, pass_home, require_home, transaction
@@ -92,11 +92,11 @@ def _query_command(
         with read_session(home) as session:
             fetch = functools.partial(run, session, home=home)
             if as_csv:
-                for text in queries.csv_lines(queries.iter_all(fetch, flt), csv_columns):
+                for text in exports.csv_lines(exports.iter_all(fetch, flt), csv_columns):
                     click.echo(text, nl=False)
                 return
             if all_pages:
-                items = list(queries.iter_all(fetch, flt))
+                items = list(exports.iter_all(fetch, flt))
                 if as_json:
                     echo_json(items)
                 else:
@@ -159,21 +159,21 @@ def _checkpoint_line(item: dict[str, Any]) -> str:
     return f"{item['id']:>6}  event {item['seq']}  head {item['head_hash']}  signed {item['signed_at']}"
 
 
-_query_command("certificates", queries.CERTIFICATE_PARAMETERS, queries.parse_certificate_filter,
+_query_command("certificates", query_filters.CERTIFICATE_PARAMETERS, query_filters.parse_certificate_filter,
                lambda session, flt, home: queries.certificates(session, flt, now=home.clock.now()),
-               _certificate_line, queries.CERTIFICATE_CSV_COLUMNS,
+               _certificate_line, exports.CERTIFICATE_CSV_COLUMNS,
                "Certificates: e.g. --tn 12025550100 --at 2026-03-01T12:00:00Z for every certificate that covered "
                "that number then.")
-_query_command("revocations", queries.REVOCATION_PARAMETERS, queries.parse_revocation_filter,
+_query_command("revocations", query_filters.REVOCATION_PARAMETERS, query_filters.parse_revocation_filter,
                lambda session, flt, home: queries.revocations(session, flt),
-               _revocation_line, queries.REVOCATION_CSV_COLUMNS, "Revocations, newest first.")
-_query_command("delegations", queries.DELEGATION_PARAMETERS, queries.parse_delegation_filter,
+               _revocation_line, exports.REVOCATION_CSV_COLUMNS, "Revocations, newest first.")
+_query_command("delegations", query_filters.DELEGATION_PARAMETERS, query_filters.parse_delegation_filter,
                lambda session, flt, home: queries.delegations(session, flt),
                _delegation_line, None, "Delegations: --tn N --at T for those in force for N at T.")
-_query_command("events", queries.EVENT_PARAMETERS, queries.parse_event_filter,
+_query_command("events", query_filters.EVENT_PARAMETERS, query_filters.parse_event_filter,
                lambda session, flt, home: queries.events(session, flt),
                _event_line, None, "Audit events, newest first.")
-_query_command("checkpoints", queries.CHECKPOINT_PARAMETERS, queries.parse_checkpoint_filter,
+_query_command("checkpoints", query_filters.CHECKPOINT_PARAMETERS, query_filters.parse_checkpoint_filter,
                lambda session, flt, home: queries.checkpoints(session, flt),
                _checkpoint_line, None, "Signed checkpoints of the chain head, newest first.")
 
@@ -192,7 +192,7 @@ def _load_root(path: str) -> x509.Certificate:
         raise BadInput("--root", f"{path} is not a PEM certificate") from error
 
 
-def _report(result: audit.Verification, as_json: bool, source: str) -> None:
+def _report(result: audit_checkpoints.Verification, as_json: bool, source: str) -> None:
     if as_json:
         echo_json({"ok": True, **result.to_json()})
         return
@@ -218,7 +218,7 @@ def verify(home: Home, export_file: str | None, root: str | None, as_json: bool)
             trust_anchor = _load_root(root) if root else None
             try:
                 with open(export_file, "rb") as fh:
-                    result = audit.verify_export(fh, trust_anchor=trust_anchor)
+                    result = audit_export.verify_export(fh, trust_anchor=trust_anchor)
             except OSError as error:
                 raise BadInput("--export", f"cannot read {export_file}: {error.strerror}") from error
             _report(result, as_json, export_file)
@@ -226,7 +226,7 @@ def verify(home: Home, export_file: str | None, root: str | None, as_json: bool)
         home_root = home.path / ROOT_CERT_FILE
         trust_anchor = _load_root(root) if root else (_load_root(str(home_root)) if home_root.is_file() else None)
         with read_session(home) as session:
-            result = audit.verify_all(session, trust_anchor=trust_anchor)
+            result = audit_checkpoints.verify_all(session, trust_anchor=trust_anchor)
         _report(result, as_json, "database")
     except AuditChainError as error:
         if as_json:
@@ -258,10 +258,10 @@ def checkpoint(home: Home, if_due: bool, interval: str, max_events: int) -> None
         click.echo(f"Created the audit key certificate {audit_keys.settings(home)[1]} (issued by the root).")
     with read_session(home) as session:
         if if_due:
-            row = audit.checkpoint_if_due(session, signer=signer, clock=home.clock, interval=interval_delta,
+            row = audit_checkpoints.checkpoint_if_due(session, signer=signer, clock=home.clock, interval=interval_delta,
                                           max_events=max_events)
         else:
-            row = audit.checkpoint(session, signer=signer, clock=home.clock)
+            row = audit_checkpoints.checkpoint(session, signer=signer, clock=home.clock)
         summary = None if row is None else (row.id, row.seq, row.head_hash)
     if summary is None:
         click.echo("No checkpoint due.")
@@ -285,5 +285,5 @@ def export(home: Home, out: str | None) -> None:
 
 
 def _write_export(session: Session, home: Home, fh: TextIO) -> None:
-    for line in audit.export_lines(session, clock=home.clock):
+    for line in audit_export.export_lines(session, clock=home.clock):
         fh.write(line + "\n")

@@ -195,7 +195,7 @@ def describe_certificate(certificate: x509.Certificate) -> dict[str, Any]:
 
 
 def _entry_json(entry: Any) -> dict[str, Any]:
-    from ca.numbers.tnauthlist import SPC, TN, TNRange
+    from ca.numbers.tn_entries import SPC, TN, TNRange
 
     if isinstance(entry, SPC):
         return {"spc": entry.code}

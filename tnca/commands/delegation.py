@@ -10,12 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
-from ca.lifecycle import revocation
-from ca.records import delegations
+from ca.lifecycle import reasons, revocation
+from ca.records import delegations, queries
 from ca.numbers.claims import ClaimConstraints
 from ca.config import Home
 from ca.errors import ClaimConstraintsError, NotFoundError, RevocationError, TNCAError
@@ -84,7 +85,7 @@ def create_command(
             )
         except TNCAError as error:
             fail_on(error, default_option=given_scope_options(tns, ranges, spcs))
-        view = delegations.describe(delegation)
+        view = queries.delegation_items(session, [delegation])[0]
     if as_json:
         echo_json({"id": view["id"]})
     else:
@@ -111,7 +112,7 @@ def _load_constraints(path: Path | None) -> ClaimConstraints | None:
 def list_command(home: Home, status: str | None, as_json: bool) -> None:
     """List delegations, oldest first."""
     with transaction(home) as session:
-        views = [delegations.describe(d) for d in delegations.list_delegations(session, status=status)]
+        views = queries.delegation_items(session, delegations.list_delegations(session, status=status))
     if as_json:
         echo_json(views)
         return
@@ -129,15 +130,13 @@ def show_command(home: Home, delegation_id: str, as_json: bool) -> None:
     """Show one delegation."""
     with transaction(home) as session:
         try:
-            view = delegations.describe(delegations.get(session, delegation_id))
+            view = queries.delegation_items(session, [delegations.get(session, delegation_id)])[0]
         except NotFoundError as error:
             raise BadInput("ID", error.detail) from error
     if as_json:
         echo_json(view)
         return
-    for key, value in view.items():
-        if key == "constraints" and value is not None:
-            value = json.dumps(value, sort_keys=True)
+    for key, value in _text_fields(view):
         click.echo(f"{key + ':':<22}{'' if value is None else value}")
 
 
@@ -159,7 +158,7 @@ def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, a
     require_home(home)
     with home.sessionmaker() as session:
         try:
-            plan = revocation.plan_revoke_delegation(session, delegation_id, reason=revocation.WITHDRAWN,
+            plan = revocation.plan_revoke_delegation(session, delegation_id, reason=reasons.WITHDRAWN,
                                                      comment=reason, clock=home.clock)
             result = revocation.execute(session, plan, actor=cli_actor(), clock=home.clock, home=home) if execute else None
         except NotFoundError as error:
@@ -171,9 +170,23 @@ def revoke_command(home: Home, delegation_id: str, reason: str, execute: bool, a
     report_revocation(plan, result, as_json=as_json)
 
 
+def _text_fields(view: dict[str, Any]) -> Iterator[tuple[str, Any]]:
+    """The JSON view (ca.records.record_json.delegation_json) as lines for people."""
+    for key, value in view.items():
+        if key == "scope":
+            yield "scope", value["description"]
+            yield "tnauthlist", value["tnauthlist"]
+            continue
+        if key == "constraints" and value is not None:
+            value = json.dumps(value, sort_keys=True)
+        elif key in ("create_event", "revoke_event") and value is not None:
+            value = f"#{value['seq']} by {value['actor']} at {value['occurred_at']}"
+        yield key, value
+
+
 def _summary(view: dict[str, Any]) -> str:
     parts = [
-        f"{view['delegate']}: {view['scope']}",
+        f"{view['delegate']}: {view['scope']['description']}",
         f"max lifetime {format_duration(dt.timedelta(seconds=view['max_lifetime_seconds']))}",
         "may sub-delegate" if view["ca"] else "end-entity only",
         f"until {view['not_after']}" if view["not_after"] else "no end date",

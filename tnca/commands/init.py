@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 from sqlalchemy import func, select
 
-from ca.records import audit, migrate, store
+from ca.records import audit, migrate, models_authority
 from ca.config import (
     CONFIG_FILE,
     ISSUING_CERT_FILE,
@@ -162,7 +162,7 @@ def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | N
         home = Home(home.path)  # re-read the files just written
         migrate.upgrade(home.engine)
         with home.sessionmaker() as session:
-            existing = session.scalar(select(func.count()).select_from(store.Issuer))
+            existing = session.scalar(select(func.count()).select_from(models_authority.Issuer))
             if existing:
                 raise click.ClickException(
                     f"the database {home.engine.url.render_as_string(hide_password=True)} already has "
@@ -221,11 +221,11 @@ def _create_pki(home: Home, session, scope: TNScope, policy: Policy, base_url: s
 
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    root_row = store.Issuer(name=ROOT_ISSUER, certificate_der=root.public_bytes(Encoding.DER),
+    root_row = models_authority.Issuer(name=ROOT_ISSUER, certificate_der=root.public_bytes(Encoding.DER),
                             signer_uri=signer_uris[ROOT_ISSUER], scope_der=None, parent_id=None)
     session.add(root_row)
     session.flush()
-    issuing_row = store.Issuer(name=ISSUING_ISSUER, certificate_der=issuing.public_bytes(Encoding.DER),
+    issuing_row = models_authority.Issuer(name=ISSUING_ISSUER, certificate_der=issuing.public_bytes(Encoding.DER),
                                signer_uri=signer_uris[ISSUING_ISSUER], scope_der=scope.to_der(),
                                parent_id=root_row.id)
     session.add(issuing_row)

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import click
 
-from ca.lifecycle import revocation
+from ca.lifecycle import reasons, revocation
 from ca.config import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
-from ca.lifecycle.revocation import CRLReason
+from ca.lifecycle.reasons import CRLReason
 from tnca.context import BadInput, cli_actor, pass_home, require_home
 from tnca.options import parse_scope
 from tnca.output import report_revocation
 
-_REASON_HELP = ", ".join(r.asn1_name for r in revocation.OPERATOR_REASONS)
+_REASON_HELP = ", ".join(r.asn1_name for r in reasons.OPERATOR_REASONS)
 
 
 @click.command("revoke")
@@ -62,7 +62,7 @@ def command(
         raise click.UsageError("give exactly one of --serial, --delegation or --covering/--range/--spc"
                                + (f" (got {' and '.join(given)})" if given else ""))
     scope = parse_scope(tns, ranges, spcs, tn_option="--covering") if (tns or ranges or spcs) else None
-    crl_reason = _reason(reason, default=None if serial else revocation.WITHDRAWN)
+    crl_reason = _reason(reason, default=None if serial else reasons.WITHDRAWN)
     require_home(home)
 
     with home.sessionmaker() as session:
@@ -88,7 +88,7 @@ def _reason(text: str | None, *, default: CRLReason | None) -> CRLReason | None:
     if text is None:
         return default
     try:
-        return revocation.parse_reason(text)
+        return reasons.parse_reason(text)
     except RevocationError as error:
         raise BadInput("--reason", error.detail) from None
 

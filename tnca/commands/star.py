@@ -22,7 +22,8 @@ from ca.lifecycle.star_schedule import auto_renewal_of
 from ca.config import Home
 from ca.encoding import isoformat_or_none
 from ca.errors import AutoRenewalError
-from ca.records.store import Certificate, Order
+from ca.records.models_acme import Order
+from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from tnca.context import BadInput, cli_actor, pass_home, transaction
 from tnca.output import echo_json

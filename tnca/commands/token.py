@@ -11,7 +11,7 @@ from __future__ import annotations
 import click
 
 from ca.records import delegations
-from ca.tokens import authority_tokens as tokens
+from ca.tokens import minting
 from ca.config import Home
 from ca.encoding import rfc3339
 from ca.errors import DelegationError, NotFoundError, TNCAError, TokenError
@@ -63,7 +63,7 @@ def mint_command(
     with transaction(home) as session:
         try:
             delegation = delegations.get(session, delegation_id)
-            minted = tokens.mint(
+            minted = minting.mint(
                 session,
                 delegation=delegation,
                 fingerprint=fingerprint,

@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 import click
 from sqlalchemy.orm import Session
 
-from ca.records import users
+from ca.records import api_tokens, users
 from ca.config import Home
 from ca.errors import NotFoundError, TNCAError, UserError
 from tnca import context
@@ -180,7 +180,7 @@ def token_create(home: Home, name: str, label: str, role: str | None, expires: s
     lifetime = duration_option(expires, "--expires")
     expires_at = home.clock.now() + lifetime if lifetime is not None else None
     with transaction(home) as session:
-        row, token = users.create_api_token(session, name, label=label, role=role, expires_at=expires_at,
+        row, token = api_tokens.create_api_token(session, name, label=label, role=role, expires_at=expires_at,
                                             actor=cli_actor(), clock=home.clock)
         token_id, token_role = row.id, row.role
     click.echo(f"API token {token_id} for {name} ({token_role}); use it as 'Authorization: Bearer <token>':")
@@ -194,7 +194,7 @@ def token_create(home: Home, name: str, label: str, role: str | None, expires: s
 def token_list(home: Home, name: str | None, as_json: bool) -> None:
     """API tokens (never their secrets), of NAME or of everybody."""
     with transaction(home) as session:
-        tokens = [users.describe_api_token(token, user_name) for token, user_name in users.list_api_tokens(session, name)]
+        tokens = [api_tokens.describe_api_token(token, user_name) for token, user_name in api_tokens.list_api_tokens(session, name)]
     if as_json:
         echo_json(tokens)
         return
@@ -211,5 +211,5 @@ def token_list(home: Home, name: str | None, as_json: bool) -> None:
 def token_revoke(home: Home, token_id: str) -> None:
     """Stop the API token TOKEN_ID from working, at once."""
     with transaction(home) as session:
-        users.revoke_api_token(session, token_id, actor=cli_actor(), clock=home.clock)
+        api_tokens.revoke_api_token(session, token_id, actor=cli_actor(), clock=home.clock)
     click.echo(f"API token {token_id} revoked.")

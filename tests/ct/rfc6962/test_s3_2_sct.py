@@ -135,6 +135,24 @@ def test_s3_3_sct_list_has_two_octet_string_layers():
     assert parse_sct_list(inner) == scts
 
 
+class _SerializedSCT:
+    """Stands for an SCT whose TLS encoding is ``tls`` (any bytes: only the list framing is tested)."""
+
+    def __init__(self, tls: bytes) -> None:
+        self.tls = tls
+
+    def serialize(self) -> bytes:
+        return self.tls
+
+
+def test_s3_3_sct_list_extension_value_has_two_length_layers():
+    """RFC 6962 §3.3: OCTET STRING { uint16 list length, (uint16 SCT length, SCT)* }."""
+    value = sct_list_extension([_SerializedSCT(b"\xaa" * 3), _SerializedSCT(b"\xbb" * 2)]).value
+    assert value.hex() == "040b" + "0009" + "0003aaaaaa" + "0002bbbb"
+    with pytest.raises(TransparencyError):
+        sct_list_extension([])
+
+
 def test_s3_3_embedded_list_parses_with_cryptography(a4):
     """cryptography reads the extension we build as PrecertificateSignedCertificateTimestamps."""
     _, ca, ee = a4

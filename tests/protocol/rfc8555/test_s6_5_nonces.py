@@ -10,7 +10,7 @@ from sqlalchemy import select
 from acme_server import create_app
 from acme_server.nonces import NonceStore
 from ca.clock import FixedClock
-from ca.records.store import Nonce
+from ca.records.models_acme import Nonce
 from protocol.support import RawClient, assert_problem, table_counts
 
 NEW_ORDER = "/acme/new-order"

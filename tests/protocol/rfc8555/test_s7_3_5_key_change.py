@@ -7,7 +7,8 @@ import json
 import pytest
 from sqlalchemy import select
 
-from ca.records.store import Account, AuditEvent
+from ca.records.models_acme import Account
+from ca.records.models_audit import AuditEvent
 from protocol.support import TN_SCOPE, RawClient, assert_problem, b64url, new_key, public_jwk, raw_new_order, sign_es256, table_counts
 
 KEY_CHANGE = "/acme/key-change"

@@ -18,8 +18,11 @@ from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
 from ca.numbers.claims import ClaimConstraints
-from ca.records.store import AuditEvent, Certificate, Delegation, Order
-from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
+from ca.records.models_acme import Order
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Certificate, Delegation
+from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from tests.helpers import csr_with_bit_string_common_name
 from protocol.support import (
     RANGE_SCOPE,

@@ -11,7 +11,9 @@ from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
 
 from ca.records import delegations
-from ca.records.store import AuditEvent, Authorization, Delegation, Order, Revocation
+from ca.records.models_acme import Authorization, Order
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Delegation, Revocation
 from ca.numbers.tnauthlist import TNScope
 from tests.helpers import certificate_with_bit_string_common_name
 from protocol.support import (

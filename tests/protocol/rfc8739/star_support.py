@@ -22,7 +22,8 @@ from cryptography import x509
 from ca.lifecycle import renewal_worker
 from ca.clock import FixedClock
 from ca.config import Home
-from ca.records.store import Certificate, Order
+from ca.records.models_acme import Order
+from ca.records.models_authority import Certificate
 from protocol.support import (
     TN_SCOPE,
     Authority,

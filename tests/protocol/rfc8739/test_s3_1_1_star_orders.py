@@ -12,7 +12,7 @@ from cryptography import x509
 from sqlalchemy import select
 
 from acme_server import create_app
-from ca.records.store import AuditEvent
+from ca.records.models_audit import AuditEvent
 from protocol.rfc8739.star_support import (
     HOUR,
     auto_renewal,

@@ -10,7 +10,8 @@ from sqlalchemy import select
 
 from acme_server.acme.problems import problem_for_ca_error
 from ca.errors import AutoRenewalError
-from ca.records.store import AuditEvent, Revocation
+from ca.records.models_audit import AuditEvent
+from ca.records.models_authority import Revocation
 from protocol.rfc8739.star_support import (
     auto_renewal,
     issued_certificates,

@@ -9,7 +9,7 @@ import pytest
 from acme import messages
 from sqlalchemy import select
 
-from ca.records.store import Order
+from ca.records.models_acme import Order
 from ca.numbers.tnauthlist import TNScope
 from protocol.support import (
     RANGE_SCOPE,

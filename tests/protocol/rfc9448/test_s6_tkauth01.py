@@ -18,7 +18,8 @@ from sqlalchemy import select
 
 from acme_server import create_app
 from acme_server.state import EXTENSION_KEY
-from ca.records.store import AuditEvent, Authorization, UsedTokenJTI
+from ca.records.models_acme import Authorization, UsedTokenJTI
+from ca.records.models_audit import AuditEvent
 from ca.tokens.x5u import X5UError
 from protocol.support import (
     DELEGATED_SCOPE,

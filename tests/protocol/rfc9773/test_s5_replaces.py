@@ -18,7 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from acme_server.acme.renewal_info import cert_id
-from ca.records.store import Order
+from ca.records.models_acme import Order
 from protocol.support import (
     RANGE_SCOPE,
     TN_SCOPE,
