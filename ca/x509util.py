@@ -231,11 +231,6 @@ def draft_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x50
     return builder.sign(throwaway_key_like(signer.public_key), signer.hash_algorithm)
 
 
-def sign_certificate(builder: x509.CertificateBuilder, signer: "Signer") -> x509.Certificate:
-    """Build with a throwaway key, then have ``signer`` sign the TBS (no lint; see issuance)."""
-    return assemble_certificate(draft_certificate(builder, signer).tbs_certificate_bytes, signer)
-
-
 # --------------------------------------------------------------------------------------------
 # Serial numbers, key names, fingerprints, PEM
 # --------------------------------------------------------------------------------------------
