@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 from acme_server.acme.nonces import NonceStore
 from acme_server.acme.urls import Urls
 from ca.tokens import authority_tokens as tokens
-from ca.config import Home
-from ca.tokens.x5u import FetchPolicy, X5UFetcher
+from ca.home import Home
+from ca.tokens.x5u import X5UFetcher
 
 if TYPE_CHECKING:
     from ca.issuing.issuance import IssuerHandle, Transparency
@@ -38,11 +38,10 @@ class ServerState:
         self.sessionmaker = home.sessionmaker
         self.engine = home.engine
         self.nonces = NonceStore(self.engine, lifetime=self.policy.acme.nonce_lifetime, clock=self.clock)
-        server_config = home.config.get("server", {})
         # RFC 9447 §3 "token-authority": where a client can acquire tokens. Defaults to the
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
-        self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
-        self.website: str | None = server_config.get("website")
+        self.token_authority_url: str | None = home.token_authority_url
+        self.website: str | None = home.config.server.website
 
     @functools.cached_property
     def token_trust(self) -> tokens.TokenTrust:
@@ -50,7 +49,7 @@ class ServerState:
             self.policy.tokens,
             local_authority=self.home.token_authority().certificate,
             # tnca.toml [compat]: documented switches, all off by default (ca.tokens.authority_tokens.TokenCompat).
-            compat=tokens.TokenCompat.from_config(self.home.config.get("compat", {})),
+            compat=self.home.token_compat,
         )
 
     @functools.cached_property
@@ -60,7 +59,7 @@ class ServerState:
         authority = self.home.token_authority()
         # tnca.toml [x5u]: strict (a misspelt key is an error); the dev stack sets allow_http_loopback.
         return X5UFetcher(
-            FetchPolicy.from_config(self.home.config.get("x5u", {})),
+            self.home.fetch_policy,
             overrides={authority.x5u: (authority.certificate,)},
             clock=self.clock,
         )

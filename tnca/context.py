@@ -1,8 +1,8 @@
-"""What every ``tnca`` command receives: the :class:`ca.config.Home` chosen by ``--home``."""
+"""What every ``tnca`` command receives: the :class:`ca.home.Home` chosen by ``--home``."""
 
 import click
 
-from ca.config import Home
+from ca.home import Home
 
 pass_home = click.make_pass_decorator(Home)
 

@@ -30,14 +30,16 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
 from ca.errors import IssuanceError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
+from ca.issuing.signers import Signer
 from ca.issuing.transparency import tbs_without_poison
+from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import (
     EMBEDDED_SCT_LIST_OID,
@@ -47,10 +49,6 @@ from ca.x509util import (
     key_type_name,
     subject_key_identifier,
 )
-
-if TYPE_CHECKING:
-    from ca.issuing.signers import Signer
-    from ca.numbers.claims import ClaimConstraints
 
 ROOT = "root"
 ISSUING_CA = "issuing-ca"
@@ -129,7 +127,7 @@ class CertificateContent:
     not_before: dt.datetime
     not_after: dt.datetime
     scope: TNScope | None = None
-    constraints: "ClaimConstraints | None" = None
+    constraints: ClaimConstraints | None = None
 
 
 @dataclass(frozen=True)
@@ -384,14 +382,14 @@ class LintedDraft:
 
     certificate: x509.Certificate  # signed by a throwaway key of the signer's type
     form: str
-    signer: "Signer"  # the real key that may sign its TBS
+    signer: Signer  # the real key that may sign its TBS
 
 
 def linted_draft(
     profile: Profile,
     builder: x509.CertificateBuilder,
     issuer: IssuerContext,
-    signer: "Signer",
+    signer: Signer,
     *,
     form: str = CERTIFICATE,
     precertificate: x509.Certificate | None = None,

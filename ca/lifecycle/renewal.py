@@ -69,7 +69,7 @@ import logging
 import math
 import secrets
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from sqlalchemy import func, inspect, select, update
@@ -91,10 +91,8 @@ from ca.policy import Policy, format_duration
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, Profile
 from ca.records.store import Account, Authorization, Certificate, Delegation, Order
 from ca.numbers.tnauthlist import TNScope
-
-if TYPE_CHECKING:
-    from ca.clock import Clock
-    from ca.config import Home
+from ca.clock import Clock
+from ca.home import Home
 
 log = logging.getLogger("tnca.renewal")
 

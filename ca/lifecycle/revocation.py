@@ -47,7 +47,7 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -71,9 +71,7 @@ from ca.records.store import (
     UsedTokenJTI,
 )
 from ca.numbers.tnauthlist import TNScope
-
-if TYPE_CHECKING:
-    from ca.config import Home
+from ca.home import Home
 
 
 class CRLReason(enum.IntEnum):

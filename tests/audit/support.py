@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 from ca.lifecycle import revocation
 from ca.records import delegations, users
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.issuing.issuance import IssuanceRequest, issue
 from ca.lifecycle.revocation import CRLReason
 from ca.records.store import Certificate

@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from acme_server import create_app
 from ca.lifecycle import renewal
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.records.store import AuditEvent, Certificate, Order
 from ca.issuing.transparency import verify_embedded_scts
 from protocol.rfc8739.star_support import (

@@ -25,7 +25,8 @@ from cryptography import x509
 from sqlalchemy.orm import Session
 
 from ca.records import audit, audit_keys, queries
-from ca.config import ROOT_CERT_FILE, Home
+from ca.config import ROOT_CERT_FILE
+from ca.home import Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
 from ca.policy import parse_duration
 from tnca.context import BadInput, pass_home

@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.lifecycle import crl
-from ca.config import ISSUING_ISSUER, Home
+from ca.config import ISSUING_ISSUER
+from ca.home import Home
 from tnca.commands.init import cli_actor
 from tnca.context import BadInput, pass_home
 

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from ca.lifecycle import revocation
 from ca.records import delegations
 from ca.numbers.claims import ClaimConstraints
-from ca.config import Home
+from ca.home import Home
 from ca.errors import (
     ClaimConstraintsError,
     NotFoundError,

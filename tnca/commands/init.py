@@ -30,8 +30,8 @@ from ca.config import (
     ROOT_CERT_FILE,
     ROOT_ISSUER,
     TOKEN_AUTHORITY_CERT_FILE,
-    Home,
 )
+from ca.home import Home
 from ca.errors import ScopeError, TNCAError
 from ca.issuing.issuance import certify_authority_key
 from ca.policy import DEFAULT_POLICY_PATH, Policy

@@ -25,7 +25,7 @@ from typing import Any
 import click
 
 from ca.lifecycle import revocation
-from ca.config import Home
+from ca.home import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
 from ca.lifecycle.revocation import CRLReason, RevocationPlan
 from ca.numbers.tnauthlist import TNScope

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ca.lifecycle import renewal
-from ca.config import Home
+from ca.home import Home
 from ca.errors import AutoRenewalError
 from ca.records.store import Certificate, Order
 from ca.numbers.tnauthlist import TNScope

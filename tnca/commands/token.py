@@ -12,7 +12,7 @@ import click
 
 from ca.records import delegations
 from ca.tokens import authority_tokens as tokens
-from ca.config import Home
+from ca.home import Home
 from ca.errors import DelegationError, NotFoundError, TNCAError, TokenError
 from ca.numbers.tnauthlist import TNScope
 from tnca.commands.delegation import (

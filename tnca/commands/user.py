@@ -23,7 +23,7 @@ import click
 from sqlalchemy.orm import Session
 
 from ca.records import users
-from ca.config import Home
+from ca.home import Home
 from ca.errors import NotFoundError, TNCAError, UserError
 from ca.policy import parse_duration
 from tnca.context import BadInput, pass_home

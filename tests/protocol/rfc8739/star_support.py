@@ -21,7 +21,7 @@ from cryptography import x509
 
 from ca.lifecycle import renewal
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.records.store import Certificate, Order
 from protocol.support import (
     TN_SCOPE,
