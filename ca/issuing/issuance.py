@@ -288,7 +288,8 @@ def issue(
             linted = profiles.linted_draft(profile, with_scts, issuer_context, issuer.signer,
                                            form=CERTIFICATE_WITH_SCTS, precertificate=precertificate)
         except IssuanceError as error:
-            # As for a failed submission: the precertificate may be in the logs, so its row stays.
+            # As for a failed submission: the precertificate may be in the logs, so its row is
+            # marked failed rather than removed (precertificate_recorded may have committed it).
             _record_failure(session, record, error.detail)
             raise
 
@@ -468,7 +469,8 @@ def _precertify(
             )
     except TransparencyError as error:
         # Fail closed, and keep the record: the precertificate may already be in a log, so the
-        # row stays (stage "failed") for auditors; the caller commits it with the refusal.
+        # row stays (stage "failed") for auditors; a caller may commit it with the refusal
+        # (tnca cert issue does).
         _record_failure(session, record, error.detail)
         raise
     return precertificate, scts

@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from ca.config import (
     AUDIT_CERT_FILE,
@@ -24,6 +25,7 @@ from ca.errors import PolicyError
 from ca.home import Home
 from ca.tokens.authority_tokens import TokenCompat
 from ca.tokens.x5u import FetchPolicy
+from tnca.cli import cli
 from tnca.commands.init import _config_text
 
 OPERATOR_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "operator-guide.md"
@@ -169,3 +171,10 @@ def test_every_setting_is_in_the_operator_guide_table():
     keys |= {("x5u", f.name) for f in dataclasses.fields(FetchPolicy)}
     keys |= {("compat", f.name) for f in dataclasses.fields(TokenCompat)}
     assert rows == keys
+
+
+def test_a_command_on_a_home_with_a_bad_setting_exits_1_with_one_line_naming_it(tmp_path):
+    home = write(tmp_path, '[server]\nbase_ur = "https://x.example"\n')
+    result = CliRunner().invoke(cli, ["--home", str(home), "delegation", "list"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == ["Error: unknown tnca.toml key [server] base_ur"]
