@@ -57,7 +57,7 @@ class ServerState:
         # The server's own token-authority URL resolves from memory: a one-worker server
         # fetching itself would deadlock (ca/tokens/x5u.py).
         authority = self.home.token_authority()
-        # tnca.toml [x5u]: strict (a misspelt key is an error); the dev stack sets allow_http_loopback.
+        # tnca.toml [x5u] (Home.fetch_policy): strict, so a misspelt key is an error, not a default.
         return X5UFetcher(
             self.home.fetch_policy,
             overrides={authority.x5u: (authority.certificate,)},
