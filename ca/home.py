@@ -3,7 +3,9 @@
 The composition root of ``ca/``: :class:`Home` reads the settings (``ca/config.py``, which also
 describes the layout of a home) and the policy, opens the database, and builds what the front ends
 hand to ``ca`` functions: signers, issuer handles, the token authority and the CT client. It sits
-above issuance and tokens and imports them like any other module; nothing below imports it.
+above issuance and tokens and imports them like any other module; the few ``ca`` modules that
+take a whole home (the CRL, renewal and revocation jobs, the audit key) import it in turn, and
+nothing it imports does.
 
 A :class:`Home` is shared by every request of a server process, so what is expensive to load (the
 policy, signers, the issuing CA's certificate and scope) is loaded once and cached on it; the
