@@ -43,6 +43,7 @@ from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
 from ca.x509util import (
     EMBEDDED_SCT_LIST_OID,
+    MALFORMED_X509_ERRORS,
     PRECERTIFICATE_POISON_OID,
     assemble_certificate,
     draft_certificate,
@@ -217,7 +218,12 @@ def lint(
     if form not in FORMS:
         raise IssuanceError(f"unknown certificate form {form!r} (known: {', '.join(FORMS)})", field="form")
     findings: list[str] = []
-    extensions = {ext.oid: ext for ext in draft.extensions}
+    try:
+        extensions = {ext.oid: ext for ext in draft.extensions}
+    except MALFORMED_X509_ERRORS as exc:
+        # An extension cryptography decodes (an SCT list made from a log's bad SCT, say) that
+        # does not decode is a finding like any other, not an exception out of issuance.
+        return [f"extensions do not decode: {exc} (RFC 5280 §4.2)"]
 
     def extension(cls: Any) -> x509.Extension | None:
         return extensions.get(cls.oid)
@@ -312,7 +318,7 @@ def lint(
     # Only basicConstraints and keyUsage are critical (ATIS-1000080 §6.4.1 v004); the poison of a
     # precertificate is critical by definition and is checked above.
     allowed_critical = (x509.BasicConstraints.oid, x509.KeyUsage.oid, PRECERTIFICATE_POISON_OID)
-    critical_others = [ext.oid.dotted_string for ext in draft.extensions
+    critical_others = [ext.oid.dotted_string for ext in extensions.values()
                        if ext.critical and ext.oid not in allowed_critical]
     if critical_others:
         findings.append(f"unexpected critical extension(s) {', '.join(critical_others)}")

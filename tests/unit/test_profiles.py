@@ -434,9 +434,15 @@ def test_a_conforming_precertificate_and_its_certificate_with_scts_have_no_findi
         (lambda b: _with_scts(_poisoned(b)), PRECERTIFICATE, "a precertificate carries an SCT list"),
         (lambda b: b, CERTIFICATE_WITH_SCTS, "SCT list missing from a certificate-with-scts (RFC 6962 §3.3)"),
         (lambda b: _with_scts(b, critical=True), CERTIFICATE_WITH_SCTS, "SCT list is critical (RFC 6962 §3.3"),
+        (lambda b: b.add_extension(x509.UnrecognizedExtension(EMBEDDED_SCT_LIST_OID, b"\x04\x02\x00\x00"),
+                                   critical=False),
+         CERTIFICATE_WITH_SCTS, "SCT list is empty (RFC 6962 §3.3: sct_list<1..2^16-1>)"),
+        (lambda b: b.add_extension(x509.UnrecognizedExtension(EMBEDDED_SCT_LIST_OID, b"\x04\x04\x00\x02\x00\x01"),
+                                   critical=False),
+         CERTIFICATE_WITH_SCTS, "extensions do not decode: "),
     ],
     ids=["precert-no-poison", "precert-poison-noncritical", "cert-poison", "with-scts-poison", "cert-scts",
-         "precert-scts", "with-scts-missing", "with-scts-critical"],
+         "precert-scts", "with-scts-missing", "with-scts-critical", "with-scts-empty", "with-scts-malformed"],
 )
 def test_lint_names_each_broken_transparency_rule(pki, change, form, expected):
     precertificate = draft(pki, _poisoned(_builder(pki)))
