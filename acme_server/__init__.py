@@ -17,7 +17,7 @@ from acme_server import admin, audit_api, auth
 from acme_server.acme import errors, repository, routes
 from acme_server.acme.jws import MAX_JWS_BODY_BYTES
 from acme_server.state import EXTENSION_KEY, ServerState, close_db_session
-from ca.config import Home
+from ca.home import Home
 
 DEFAULTS: dict[str, Any] = {
     # Werkzeug refuses larger bodies with 413 (rendered as a problem under /acme/) even when a

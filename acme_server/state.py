@@ -20,9 +20,9 @@ from sqlalchemy.orm import Session
 from acme_server.nonces import NonceStore
 from acme_server.urls import Urls
 from ca.tokens import trust_config
-from ca.config import Home
+from ca.home import Home
 from ca.orders.authority import Authority
-from ca.tokens.x5u import FetchPolicy, X5UFetcher
+from ca.tokens.x5u import X5UFetcher
 
 if TYPE_CHECKING:
     from ca.issuing.issuance import IssuerHandle, Transparency
@@ -41,11 +41,10 @@ class ServerState:
         self.sessionmaker = home.sessionmaker
         self.engine = home.engine
         self.nonces = NonceStore(self.engine, lifetime=self.policy.acme.nonce_lifetime, clock=self.clock)
-        server_config = home.config.get("server", {})
         # RFC 9447 §3 "token-authority": where a client can acquire tokens. Defaults to the
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
-        self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
-        self.website: str | None = server_config.get("website")
+        self.token_authority_url: str | None = home.token_authority_url
+        self.website: str | None = home.config.server.website
         # What the order functions of ca.orders need; its providers load on first use.
         self.authority = Authority.of_home(
             home, token_trust=lambda: self.token_trust, x5u_fetcher=lambda: self.x5u_fetcher
@@ -57,7 +56,7 @@ class ServerState:
             self.policy.tokens,
             local_authority=self.home.token_authority().certificate,
             # tnca.toml [compat]: documented switches, all off by default (ca.tokens.trust_config.TokenCompat).
-            compat=trust_config.TokenCompat.from_config(self.home.config.get("compat", {})),
+            compat=self.home.token_compat,
         )
 
     @functools.cached_property
@@ -65,9 +64,9 @@ class ServerState:
         # The server's own token-authority URL resolves from memory: a one-worker server
         # fetching itself would deadlock (ca/tokens/x5u.py).
         authority = self.home.token_authority()
-        # tnca.toml [x5u]: strict (a misspelt key is an error); the dev stack sets allow_http_loopback.
+        # tnca.toml [x5u] (Home.fetch_policy): strict, so a misspelt key is an error, not a default.
         return X5UFetcher(
-            FetchPolicy.from_config(self.home.config.get("x5u", {})),
+            self.home.fetch_policy,
             overrides={authority.x5u: (authority.certificate,)},
             clock=self.clock,
         )

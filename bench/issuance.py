@@ -41,7 +41,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.records import delegations
 from ca.tokens import fingerprints, minting
-from ca.config import POLICY_FILE, Home
+from ca.config import POLICY_FILE
+from ca.home import Home
 from ca.numbers.tnauthlist import TNScope
 from tnca.acme_client import STIRClient
 from tnca.commands.dev import configure_dev_logs

@@ -1,44 +1,38 @@
-"""The authority's home directory: configuration, database, keys and certificates.
+"""The authority's settings: ``HOME/tnca.toml`` as frozen dataclasses, and the layout of a home.
 
 Layout of a home (created by ``tnca init``)::
 
-    HOME/tnca.toml        configuration: [server] base_url, [database] url, [token_authority]
+    HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
+                          [x5u], [compat]
     HOME/policy.toml      issuance policy (a copy of policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
-    HOME/certs/           root.pem, issuing.pem, token-authority.pem
+    HOME/certs/           root.pem, issuing.pem, token-authority.pem, audit.pem
 
-Precedence for every setting: built-in default < ``tnca.toml`` < ``TNCA_*`` environment variables.
+Precedence for every setting: built-in default < ``tnca.toml`` < ``TNCA_*`` environment variables
+(``TNCA_BASE_URL``, ``TNCA_DATABASE_URL``; :class:`ca.home.Home` applies them).
 
-A :class:`Home` is shared by every request of a server process, so what is expensive to load (the
-policy, signers, the issuing CA's certificate and scope) is loaded once and cached on it; the
-caches are filled under a lock because gunicorn may run threads.
+This module is at the bottom of ``ca/``: everything may use it, and it uses only ``ca.errors`` and
+``ca.policy``, whose :class:`~ca.policy.TableReader` reads ``tnca.toml`` exactly as it reads the
+policy: an unknown section or key, a wrong type or a bad value raises
+:class:`~ca.errors.PolicyError` whose ``field`` names ``[section] key``, so a typo never silently
+becomes a default. Unlike the policy, every key here has a default: a home without ``tnca.toml``
+(before ``tnca init`` writes it) reads as the defaults. ``docs/operator-guide.md`` has the table of
+every key. Opening the database and building signers, issuers and the CT client from these
+settings is :class:`ca.home.Home`'s job, above issuance.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import MappingProxyType
+from typing import Any
 
-from cryptography import x509
-from sqlalchemy import select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import sessionmaker
-
-from ca.records import models_authority, store
-from ca.clock import Clock, SystemClock
-from ca.errors import NotFoundError
-from ca.policy import Policy
-from ca.issuing.signers import Signer, load_signer
-
-if TYPE_CHECKING:
-    from ca.issuing.issuance import IssuerHandle
-    from ca.issuing.transparency import CTSubmitter
+from ca.errors import PolicyError
+from ca.policy import TableReader
 
 CONFIG_FILE = "tnca.toml"
 POLICY_FILE = "policy.toml"
@@ -54,165 +48,120 @@ ISSUING_CERT_FILE = "certs/issuing.pem"
 TOKEN_AUTHORITY_CERT_FILE = "certs/token-authority.pem"
 # Where the ACME server publishes the token authority's certificate (the tokens' x5u).
 TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
+# The audit checkpoint key (ca/records/audit_keys.py) when [audit] does not name another.
+AUDIT_SIGNER_URI = "file:keys/audit.key"
+AUDIT_CERT_FILE = "certs/audit.pem"
+
+SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat")
 
 
 @dataclass(frozen=True)
-class TokenAuthorityHandle:
-    """The key and certificate that sign this authority's authority tokens (RFC 9447 §3)."""
+class ServerSettings:
+    """``[server]``: how the ACME server presents itself."""
 
-    certificate: x509.Certificate
-    signer: Signer
-    x5u: str  # where relying parties fetch ``certificate`` (RFC 7515 §4.1.5)
+    # External URL of the ACME server (Home.base_url drops a trailing slash): directory URLs,
+    # the token authority's x5u and CRL distribution points are built from it.
+    base_url: str = DEFAULT_BASE_URL
+    # RFC 9447 §3 "token-authority" in tkauth-01 challenges: where a client acquires tokens.
+    # None: base_url (the origin of this authority's own token authority).
+    token_authority_url: str | None = None
+    # RFC 8555 §7.1.1 directory meta "website"; None leaves it out.
+    website: str | None = None
 
 
-class Home:
-    """One authority home directory. Cheap to construct; everything is loaded on first use."""
+@dataclass(frozen=True)
+class DatabaseSettings:
+    """``[database]``."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path).resolve()
-        # Replaceable in tests; everything in ca/ takes the clock it is given.
-        self.clock: Clock = SystemClock()
-        self._lock = threading.RLock()
-        self._signers: dict[str, Signer] = {}
-        self._issuing_ca: IssuerHandle | None = None
-        self._token_authority: TokenAuthorityHandle | None = None
-        self._transparency: CTSubmitter | None = None
+    # SQLAlchemy URL (SQLite or PostgreSQL); None: SQLite at HOME/tnca.db.
+    url: str | None = None
 
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
 
-    @property
-    def policy_path(self) -> Path:
-        return self.path / POLICY_FILE
+@dataclass(frozen=True)
+class TokenAuthoritySettings:
+    """``[token_authority]``: the key and certificate that sign this authority's tokens (RFC 9447)."""
 
-    def exists(self) -> bool:
-        return self.config_path.is_file()
+    certificate: Path  # PEM file, absolute (relative ones are relative to the home)
+    signer: str | None = None  # signer URI (file:… or pkcs11:…); None: the home has no token authority
 
-    @functools.cached_property
-    def config(self) -> dict[str, Any]:
-        if not self.config_path.is_file():
-            return {}
-        with self.config_path.open("rb") as fh:
-            return tomllib.load(fh)
 
-    @property
-    def database_url(self) -> str:
-        env = os.environ.get(DATABASE_URL_ENV)
-        if env:
-            return env
-        configured = self.config.get("database", {}).get("url")
-        if configured:
-            return configured
-        return f"sqlite:///{self.path / 'tnca.db'}"
+@dataclass(frozen=True)
+class AuditSettings:
+    """``[audit]``: the key that signs audit checkpoints, and its certificate."""
 
-    @property
-    def base_url(self) -> str:
-        """External URL of the ACME server, without a trailing slash (``[server] base_url``)."""
-        url = os.environ.get(BASE_URL_ENV) or self.config.get("server", {}).get("base_url") or DEFAULT_BASE_URL
-        return url.rstrip("/")
+    signer: str
+    certificate: Path  # PEM file, absolute (relative ones are relative to the home)
 
-    @functools.cached_property
-    def engine(self) -> Engine:
-        return store.make_engine(self.database_url)
 
-    @functools.cached_property
-    def sessionmaker(self) -> sessionmaker:
-        return store.make_sessionmaker(self.engine)
+@dataclass(frozen=True)
+class Settings:
+    """The whole of ``tnca.toml``.
 
-    def close(self) -> None:
-        """Release the database connections this home opened (the CLI calls it when a command ends)."""
-        engine = self.__dict__.pop("engine", None)
-        self.__dict__.pop("sessionmaker", None)
-        if engine is not None:
-            engine.dispose()
+    ``x5u`` and ``compat`` are kept as read: their typed forms, ``ca.tokens.x5u.FetchPolicy`` and
+    ``ca.tokens.authority_tokens.TokenCompat``, live with the code that uses them, above this
+    module, and parse them just as strictly; :class:`ca.home.Home` parses both when it loads the
+    settings, so a typo there also fails at start-up.
+    """
 
-    @functools.cached_property
-    def policy(self) -> Policy:
-        """``HOME/policy.toml``; the packaged default policy when the home has none."""
-        if self.policy_path.is_file():
-            return Policy.load(self.policy_path)
-        return Policy.default()
+    server: ServerSettings
+    database: DatabaseSettings
+    token_authority: TokenAuthoritySettings
+    audit: AuditSettings
+    x5u: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    compat: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    source: Path | None = field(default=None, compare=False)
 
-    def transparency(self) -> "CTSubmitter | None":
-        """The CT client for the policy's ``[ct]`` logs (``ca.issuing.issuance.issue``'s ``transparency``),
-        built once per process so its HTTP sessions stay alive; None when no SCTs are required."""
-        from ca.issuing.transparency import CTSubmitter
+    @classmethod
+    def load(cls, path: Path, *, home: Path | None = None) -> "Settings":
+        """Read and validate ``path``; a missing file is all defaults. Relative paths in it are
+        relative to ``home`` (default: the file's directory)."""
+        path = Path(path)
+        base_dir = Path(home) if home is not None else path.resolve().parent
+        try:
+            with path.open("rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            return cls.from_mapping({}, base_dir=base_dir)
+        except OSError as exc:
+            raise PolicyError(f"cannot read {path}: {exc.strerror}", field=CONFIG_FILE) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"{path} is not valid TOML: {exc}", field=CONFIG_FILE) from None
+        return cls.from_mapping(data, base_dir=base_dir, source=path)
 
-        with self._lock:
-            if self._transparency is None and self.policy.ct.required_scts > 0:
-                self._transparency = CTSubmitter.from_policy(self.policy.ct, clock=self.clock)
-            return self._transparency
-
-    # -- keys and issuers --------------------------------------------------------------------------
-
-    def signer(self, uri: str) -> Signer:
-        """The signer for ``uri``, loaded once per process (keys are not re-parsed per request)."""
-        with self._lock:
-            signer = self._signers.get(uri)
-            if signer is None:
-                signer = self._signers[uri] = load_signer(uri, home=self.path)
-            return signer
-
-    def root_certificate(self) -> x509.Certificate:
-        return _load_one_pem(self.path / ROOT_CERT_FILE, "root certificate")
-
-    def issuing_ca(self) -> "IssuerHandle":
-        """The issuing CA every delegate certificate is signed by (loaded once, then cached)."""
-        with self._lock:
-            if self._issuing_ca is None:
-                self._issuing_ca = self.load_issuer(ISSUING_ISSUER)
-            return self._issuing_ca
-
-    def load_issuer(self, name: str) -> "IssuerHandle":
-        """An :class:`IssuerHandle` for the ``issuers`` row called ``name`` (not cached)."""
-        from ca.issuing.issuance import IssuerHandle
-        from ca.numbers.tnauthlist import TNScope
-
-        with self.sessionmaker() as session:
-            row = session.scalars(select(models_authority.Issuer).where(models_authority.Issuer.name == name)).one_or_none()
-            if row is None:
-                raise NotFoundError(
-                    f"the home {self.path} has no issuer {name!r}; run 'tnca --home {self.path} init' first",
-                    field="issuer",
-                )
-            certificate = x509.load_der_x509_certificate(row.certificate_der)
-            scope = TNScope.from_der(row.scope_der) if row.scope_der else None
-            issuer_id, signer_uri, parent_id = row.id, row.signer_uri, row.parent_id
-            parent_name = session.get(models_authority.Issuer, parent_id).name if parent_id is not None else None
-        return IssuerHandle(
-            certificate=certificate,
-            signer=self.signer(signer_uri),
-            scope=scope,
-            chain=(certificate,),
-            issuer_id=issuer_id,
-            name=name,
-            crl_url=self.policy.certificates.crl_url(base_url=self.base_url, issuer=name),
-            parent_name=parent_name,
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> "Settings":
+        reader = TableReader(data, base_dir, sections=SECTIONS, label=CONFIG_FILE)
+        settings = cls(
+            server=_server(reader),
+            database=DatabaseSettings(url=_nonempty(reader, "database", "url")),
+            token_authority=TokenAuthoritySettings(
+                certificate=reader.path("token_authority", "certificate",
+                                        reader.optional(reader.string, "token_authority", "certificate",
+                                                        TOKEN_AUTHORITY_CERT_FILE)),
+                signer=_nonempty(reader, "token_authority", "signer"),
+            ),
+            audit=AuditSettings(
+                signer=reader.optional(reader.string, "audit", "signer", AUDIT_SIGNER_URI),
+                certificate=reader.path("audit", "certificate",
+                                        reader.optional(reader.string, "audit", "certificate", AUDIT_CERT_FILE)),
+            ),
+            x5u=MappingProxyType(dict(reader.table("x5u"))),
+            compat=MappingProxyType(dict(reader.table("compat"))),
+            source=source,
         )
-
-    def token_authority(self) -> TokenAuthorityHandle:
-        """This authority's own token authority (``[token_authority]`` in tnca.toml)."""
-        with self._lock:
-            if self._token_authority is None:
-                section = self.config.get("token_authority", {})
-                cert_file = section.get("certificate", TOKEN_AUTHORITY_CERT_FILE)
-                signer_uri = section.get("signer")
-                if not signer_uri:
-                    raise NotFoundError(
-                        f"the home {self.path} has no token authority; run 'tnca --home {self.path} init' first",
-                        field="token_authority",
-                    )
-                self._token_authority = TokenAuthorityHandle(
-                    certificate=_load_one_pem(self.path / cert_file, "token-authority certificate"),
-                    signer=self.signer(signer_uri),
-                    x5u=self.base_url + TOKEN_AUTHORITY_X5U_PATH,
-                )
-            return self._token_authority
+        reader.refuse_unknown()
+        return settings
 
 
-def _load_one_pem(path: Path, what: str) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(path.read_bytes())
-    except OSError as exc:
-        raise NotFoundError(f"cannot read the {what} {path}: {exc.strerror}", field=what) from None
+def _server(reader: TableReader) -> ServerSettings:
+    s = "server"
+    return ServerSettings(
+        base_url=reader.optional(reader.url, s, "base_url", DEFAULT_BASE_URL),
+        token_authority_url=reader.optional(reader.url, s, "token_authority_url", None),
+        website=reader.optional(reader.url, s, "website", None),
+    )
+
+
+def _nonempty(reader: TableReader, section: str, key: str) -> str | None:
+    """An optional string key whose empty value means "not set", as it always has."""
+    return reader.optional(reader.string, section, key, "") or None

@@ -1,9 +1,10 @@
 """The issuance policy: frozen dataclasses loaded from a TOML file (``policies/default.toml``).
 
-``tnca init`` copies the default policy into the home as ``policy.toml``; :class:`ca.config.Home`
+``tnca init`` copies the default policy into the home as ``policy.toml``; :class:`ca.home.Home`
 loads that copy. Every key is documented in ``policies/default.toml``. Loading is strict: an
 unknown section or key, a wrong type or an out-of-range value raises :class:`PolicyError` whose
 ``field`` names the key (``[lifetimes] end_entity``), so a typo never silently becomes a default.
+:class:`TableReader` does that reading; ``ca/config.py`` reads ``tnca.toml`` with it too.
 """
 
 from __future__ import annotations
@@ -11,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography import x509
 
@@ -30,6 +31,8 @@ MAXIMUM_BACKDATE = dt.timedelta(hours=1)
 
 KNOWN_KEY_TYPES = ("ec-p256", "ec-p384", "ec-p521", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519")
 KNOWN_TOKEN_ALGORITHMS = ("ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA")
+
+_T = TypeVar("_T")
 
 _DURATION_RE = re.compile(r"(\d+)([dhms])")
 _DURATION_UNITS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -191,7 +194,7 @@ class Policy:
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, base_dir: Path, source: Path | None = None) -> "Policy":
-        reader = _Reader(data, base_dir)
+        reader = TableReader(data, base_dir, sections=POLICY_SECTIONS, label="policy")
         policy = cls(
             lifetimes=reader.lifetimes(),
             keys=reader.keys(),
@@ -207,14 +210,22 @@ class Policy:
         return policy
 
 
-class _Reader:
-    """Typed access to the TOML tables; every error names ``[section] key``."""
+POLICY_SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme", "crl")
 
-    SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme", "crl")
 
-    def __init__(self, data: Mapping[str, Any], base_dir: Path) -> None:
+class TableReader:
+    """Typed access to the tables of a TOML file; every error is a :class:`PolicyError` naming
+    ``[section] key``, and :meth:`refuse_unknown` refuses what no one read.
+
+    ``label`` names the file in messages ("policy key [ct] logs: …"); ``sections`` are the tables
+    it may have; relative paths are relative to ``base_dir``.
+    """
+
+    def __init__(self, data: Mapping[str, Any], base_dir: Path, *, sections: tuple[str, ...], label: str) -> None:
         self.data = data
         self.base_dir = base_dir
+        self.sections = sections
+        self.label = label
         self.seen: dict[str, set[str]] = {}
 
     # -- primitives ------------------------------------------------------------------------------
@@ -222,10 +233,10 @@ class _Reader:
     def _raw(self, section: str, key: str) -> Any:
         table = self.data.get(section)
         if not isinstance(table, Mapping):
-            raise PolicyError(f"policy section [{section}] is missing", field=f"[{section}]")
+            raise PolicyError(f"{self.label} section [{section}] is missing", field=f"[{section}]")
         self.seen.setdefault(section, set()).add(key)
         if key not in table:
-            raise PolicyError(f"policy key [{section}] {key} is missing", field=f"[{section}] {key}")
+            raise PolicyError(f"{self.label} key [{section}] {key} is missing", field=f"[{section}] {key}")
         return table[key]
 
     def present(self, section: str, key: str) -> bool:
@@ -233,9 +244,28 @@ class _Reader:
         table = self.data.get(section)
         return isinstance(table, Mapping) and key in table
 
-    @staticmethod
-    def _fail(section: str, key: str, message: str) -> PolicyError:
-        return PolicyError(f"policy key [{section}] {key}: {message}", field=f"[{section}] {key}")
+    def optional(self, read: Callable[..., _T], section: str, key: str, default: _T, **kwargs: Any) -> _T:
+        """``read(section, key, **kwargs)`` when the key is set, else ``default`` (for files whose
+        keys all have defaults, and for keys added after files were first written)."""
+        return read(section, key, **kwargs) if self.present(section, key) else default
+
+    def url(self, section: str, key: str) -> str:
+        """An http:// or https:// URL."""
+        value = self.string(section, key)
+        if not value.startswith(("http://", "https://")):
+            raise self._fail(section, key, f"{value!r} is not an http:// or https:// URL")
+        return value
+
+    def table(self, section: str) -> Mapping[str, Any]:
+        """A whole optional table, for a reader that checks its keys itself ({} when absent)."""
+        table = self.data.get(section, {})
+        if not isinstance(table, Mapping):
+            raise PolicyError(f"{self.label} [{section}] must be a table, got {table!r}", field=f"[{section}]")
+        self.seen.setdefault(section, set()).update(table)
+        return table
+
+    def _fail(self, section: str, key: str, message: str) -> PolicyError:
+        return PolicyError(f"{self.label} key [{section}] {key}: {message}", field=f"[{section}] {key}")
 
     def string(self, section: str, key: str) -> str:
         value = self._raw(section, key)
@@ -295,12 +325,15 @@ class _Reader:
 
     def refuse_unknown(self) -> None:
         for section in self.data:
-            if section not in self.SECTIONS:
-                raise PolicyError(f"unknown policy section [{section}]", field=f"[{section}]")
+            if section not in self.sections:
+                raise PolicyError(f"unknown {self.label} section [{section}]", field=f"[{section}]")
+            if not isinstance(self.data[section], Mapping):
+                raise PolicyError(f"{self.label} [{section}] must be a table, got {self.data[section]!r}",
+                                  field=f"[{section}]")
             extra = set(self.data[section]) - self.seen.get(section, set())
             if extra:
                 key = sorted(extra)[0]
-                raise PolicyError(f"unknown policy key [{section}] {key}", field=f"[{section}] {key}")
+                raise PolicyError(f"unknown {self.label} key [{section}] {key}", field=f"[{section}] {key}")
 
     # -- sections --------------------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPri
 from ca.errors import SignerError
 
 if TYPE_CHECKING:
+    # An annotation only: this module is at the bottom of ca/ and assembles whatever a signer
+    # returns; importing ca.issuing.signers at run time would put it above the key backends.
     from ca.issuing.signers import Signer
 
 _Parsed = TypeVar("_Parsed", x509.Certificate, x509.CertificateSigningRequest)

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from ca.records import store
-from ca.x509util import DER_SEQUENCE, assemble_signed, der_tlv
+from ca.x509util import DER_SEQUENCE, assemble_certificate, assemble_signed, der_tlv, draft_certificate
 
 
 # Linux hands out ports for bind(port 0) and for outgoing connections from this range.
@@ -117,3 +117,12 @@ def certificate_with_bit_string_common_name() -> bytes:
         .sign(key, hashes.SHA256())
     )
     return certificate.public_bytes(serialization.Encoding.DER).replace(_UNIQUE_IDENTIFIER_OID, _COMMON_NAME_OID)
+
+
+def sign_unlinted(builder: x509.CertificateBuilder, signer) -> x509.Certificate:
+    """Draft with a throwaway key, then have ``signer`` sign the TBS, with no lint.
+
+    For tests of the signers and of assembly only: the authority itself signs certificates
+    through ``ca.issuing.profiles.sign``, which signs nothing that has not passed lint.
+    """
+    return assemble_certificate(draft_certificate(builder, signer).tbs_certificate_bytes, signer)

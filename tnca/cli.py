@@ -10,7 +10,7 @@ import importlib
 
 import click
 
-from ca.config import Home
+from ca.home import Home
 
 # Each module defines one click command or group named ``command``.
 COMMAND_MODULES = (

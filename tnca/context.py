@@ -1,4 +1,4 @@
-"""What every ``tnca`` command shares: the :class:`ca.config.Home` chosen by ``--home``, the
+"""What every ``tnca`` command shares: the :class:`ca.home.Home` chosen by ``--home``, the
 audit actor, the one-transaction rule and the bad-input error.
 
 Helpers that more than one command uses live here, in ``tnca/options.py`` (option parsing) or
@@ -8,15 +8,32 @@ in ``tnca/output.py`` (printing); a command never imports from a sibling command
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 from collections.abc import Iterator
 
 import click
 from sqlalchemy.orm import Session
 
-from ca.config import Home
+from ca.errors import PolicyError
+from ca.home import Home
 
-pass_home = click.make_pass_decorator(Home)
+
+def pass_home(command):  # type: ignore[no-untyped-def]
+    """Hand the command the group's :class:`Home`, its ``tnca.toml`` read first: a setting the
+    strict reader refuses ends the command with one line naming ``[section] key`` (exit 1)."""
+
+    @click.pass_context
+    @functools.wraps(command)
+    def with_home(ctx: click.Context, *args, **kwargs):  # type: ignore[no-untyped-def]
+        home = ctx.find_object(Home)
+        try:
+            home.config
+        except PolicyError as error:
+            raise click.ClickException(error.detail) from None
+        return ctx.invoke(command, home, *args, **kwargs)
+
+    return with_home
 
 
 class BadInput(click.ClickException):

@@ -15,19 +15,22 @@ The pipeline, in the order :func:`issue` runs it (docs/architecture.md, "The iss
 4. **Validity.** notBefore = now − backdate (or the request's, if later); notAfter capped by the policy, the
    delegation's max lifetime and end, and the issuer's notAfter; never below the minimum.
 5. **Build and lint.** The profile builds the TBS; a draft signed by a throwaway key is linted
-   (``ca.issuing.profiles.lint``). Only a clean draft reaches the real key.
+   (``ca.issuing.profiles.lint``) before anything is recorded or sent to a log.
 6. **Transparency** (when the policy requires SCTs): the precertificate (RFC 6962 §3.1: the TBS
-   plus the critical poison extension) is signed and recorded (``stage="precertificate"``) and
-   ``precertificate_recorded`` is called — front ends pass their commit there — *before* any log
-   sees it, so a crash leaves a record of what was planned. The
-   SCTs come back from the ``Transparency`` object and are embedded in the final TBS, identical
-   otherwise.
-7. **Sign and store.** The issuing CA's signer signs the TBS; the certificate row, its
+   plus the critical poison extension) is linted as a precertificate, signed and recorded
+   (``stage="precertificate"``) and ``precertificate_recorded`` is called — front ends pass their
+   commit there — *before* any log sees it, so a crash leaves a record of what was planned The SCTs come back from the ``Transparency`` object and are
+   embedded in the final TBS, identical otherwise (the lint compares the two).
+7. **Sign and store.** The issuing CA's signer signs the final TBS; the certificate row, its
    ``certificate_scope_entries`` and its audit event are written in the caller's transaction.
    The caller commits.
 
+Every signature of the real key goes through ``ca.issuing.profiles.sign``, which signs only what
+``profiles.linted_draft`` returned: a draft linted in the form being signed (plain certificate,
+precertificate, certificate with SCTs). A draft that fails lint is never signed by the real key.
+
 Hot path: the issuer handle (certificate, scope, signer) is loaded once per process by
-:meth:`ca.config.Home.issuing_ca`; :func:`issue` makes one query (the delegation) plus the
+:meth:`ca.home.Home.issuing_ca`; :func:`issue` makes one query (the delegation) plus the
 inserts, and parses nothing it was handed already parsed.
 """
 
@@ -50,7 +53,16 @@ from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
-from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
+from ca.issuing.profiles import (
+    CERTIFICATE,
+    CERTIFICATE_WITH_SCTS,
+    DELEGATE_CA,
+    END_ENTITY,
+    PRECERTIFICATE,
+    CertificateContent,
+    IssuerContext,
+    Profile,
+)
 from ca.issuing.signers import Signer
 from ca.issuing.transparency import sct_list_extension
 from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation
@@ -58,13 +70,11 @@ from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import (
     MALFORMED_X509_ERRORS,
-    draft_certificate,
     fingerprint_sha256,
     key_type_name,
     pem_chain,
     random_serial,
     serial_hex,
-    assemble_certificate,
     spki_sha256,
 )
 
@@ -239,8 +249,9 @@ def issue(
         constraints=constraints,
     )
     builder = profiles.build(profile, content, issuer_context)
-    draft = draft_certificate(builder, issuer.signer)
-    profiles.check(profile, draft, issuer_context)
+    # Linted before anything is recorded or sent to a log; with CT, the precertificate and the
+    # certificate with SCTs are linted again in their own forms before the real key signs them.
+    linted = profiles.linted_draft(profile, builder, issuer_context, issuer.signer, form=CERTIFICATE)
 
     record = Certificate(
         serial=serial_hex(content.serial),
@@ -261,13 +272,25 @@ def issue(
     # 6. Transparency.
     scts: tuple[EmbeddableSCT, ...] = ()
     if transparency is not None and policy.ct.required_scts > 0:
-        scts = _precertify(session, record, builder, issuer, policy, transparency, precertificate_recorded)
-        builder = builder.add_extension(sct_list_extension(scts), critical=False)
+        poisoned = builder.add_extension(x509.PrecertPoison(), critical=True)  # RFC 6962 §3.1
+        linted_precertificate = profiles.linted_draft(
+            profile, poisoned, issuer_context, issuer.signer, form=PRECERTIFICATE
+        )
+        precertificate, scts = _precertify(
+            session, record, linted_precertificate, issuer, policy, transparency, precertificate_recorded
+        )
+        with_scts = builder.add_extension(sct_list_extension(scts), critical=False)
+        try:
+            linted = profiles.linted_draft(profile, with_scts, issuer_context, issuer.signer,
+                                           form=CERTIFICATE_WITH_SCTS, precertificate=precertificate)
+        except IssuanceError as error:
+            # As for a failed submission: the precertificate may be in the logs, so its row is
+            # marked failed rather than removed (precertificate_recorded may have committed it).
+            _record_failure(session, record, error.detail)
+            raise
 
-    # 7. Sign and store. Without SCTs the linted draft's TBS is exactly what gets signed.
-    if scts:
-        draft = draft_certificate(builder, issuer.signer)
-    certificate = assemble_certificate(draft.tbs_certificate_bytes, issuer.signer)
+    # 7. Sign and store: the real key signs exactly the TBS that passed lint.
+    certificate = profiles.sign(linted)
     der = certificate.public_bytes(serialization.Encoding.DER)
     record.stage = "issued"
     record.der = der
@@ -418,15 +441,14 @@ def _validity(
 def _precertify(
     session: Session,
     record: Certificate,
-    builder: x509.CertificateBuilder,
+    linted: profiles.LintedDraft,
     issuer: IssuerHandle,
     policy: Policy,
     transparency: Transparency,
     precertificate_recorded: Callable[[], None] | None,
-) -> tuple[EmbeddableSCT, ...]:
-    """RFC 6962 §3.1: sign and record the precertificate, then collect SCTs for it."""
-    poisoned = builder.add_extension(x509.PrecertPoison(), critical=True)
-    precertificate = assemble_certificate(draft_certificate(poisoned, issuer.signer).tbs_certificate_bytes, issuer.signer)
+) -> tuple[x509.Certificate, tuple[EmbeddableSCT, ...]]:
+    """RFC 6962 §3.1: sign the linted precertificate, record it, then collect SCTs for it."""
+    precertificate = profiles.sign(linted)
     record.stage = "precertificate"
     record.precertificate_der = precertificate.public_bytes(serialization.Encoding.DER)
     session.add(record)
@@ -443,12 +465,17 @@ def _precertify(
             )
     except TransparencyError as error:
         # Fail closed, and keep the record: the precertificate may already be in a log, so the
-        # row stays (stage "failed") for auditors; the caller commits it with the refusal.
-        record.stage = "failed"
-        record.error = error.detail
-        session.flush()
+        # row stays (stage "failed") for auditors; a caller may commit it with the refusal
+        # (tnca cert issue does).
+        _record_failure(session, record, error.detail)
         raise
-    return scts
+    return precertificate, scts
+
+
+def _record_failure(session: Session, record: Certificate, detail: str) -> None:
+    record.stage = "failed"
+    record.error = detail
+    session.flush()
 
 
 def certify_authority_key(
@@ -483,6 +510,4 @@ def certify_authority_key(
     )
     content = CertificateContent(subject, public_key, random_serial(), not_before, not_after, scope=scope)
     builder = profiles.build(profile, content, issuer_context)
-    draft = draft_certificate(builder, signer)
-    profiles.check(profile, draft, issuer_context)
-    return assemble_certificate(draft.tbs_certificate_bytes, signer)
+    return profiles.sign(profiles.linted_draft(profile, builder, issuer_context, signer))

@@ -21,26 +21,35 @@ policies and the CRL distribution point come from the policy (``[certificates]``
 
 :func:`build` turns a :class:`CertificateContent` into a ``CertificateBuilder``; :func:`lint`
 checks a drafted certificate (signed by a throwaway key) against its profile *before* the real
-key signs, and names every rule broken with its citation.
+key signs, and names every rule broken with its citation. :func:`sign` is the only way a real key
+signs a certificate, and it signs only a :class:`LintedDraft` (what :func:`linted_draft` returns
+for a clean draft), in each of the three forms a TBS takes (:data:`FORMS`: the plain certificate,
+the RFC 6962 precertificate, the certificate with its SCTs).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from ca.errors import IssuanceError, ScopeError
+from ca.errors import IssuanceError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
+from ca.issuing.signers import Signer
+from ca.issuing.transparency import PRECERT_POISON_OID, SCT_LIST_OID, tbs_without_poison
+from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
-from ca.x509util import key_type_name, subject_key_identifier
-
-if TYPE_CHECKING:
-    from ca.numbers.claims import ClaimConstraints
+from ca.x509util import (
+    MALFORMED_X509_ERRORS,
+    assemble_certificate,
+    draft_certificate,
+    key_type_name,
+    subject_key_identifier,
+)
 
 ROOT = "root"
 ISSUING_CA = "issuing-ca"
@@ -52,6 +61,12 @@ TOKEN_AUTHORITY = "token-authority"
 OID_JWT_CLAIM_CONSTRAINTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.27")
 OID_ENHANCED_JWT_CLAIM_CONSTRAINTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.33")
 CLAIM_CONSTRAINT_OIDS = (OID_JWT_CLAIM_CONSTRAINTS, OID_ENHANCED_JWT_CLAIM_CONSTRAINTS)
+
+# The forms in which a TBS reaches the real key. Each is linted for what it must and must not carry:
+CERTIFICATE = "certificate"  # no CT: neither the poison nor an SCT list
+PRECERTIFICATE = "precertificate"  # RFC 6962 §3.1: the critical poison, no SCT list
+CERTIFICATE_WITH_SCTS = "certificate-with-scts"  # RFC 6962 §3.3: an SCT list, no poison
+FORMS = (CERTIFICATE, PRECERTIFICATE, CERTIFICATE_WITH_SCTS)
 
 # RFC 5280 §4.1.2.2: serial numbers are at most 20 octets.
 MAX_SERIAL_OCTETS = 20
@@ -113,7 +128,7 @@ class CertificateContent:
     not_before: dt.datetime
     not_after: dt.datetime
     scope: TNScope | None = None
-    constraints: "ClaimConstraints | None" = None
+    constraints: ClaimConstraints | None = None
 
 
 @dataclass(frozen=True)
@@ -184,15 +199,31 @@ def build(profile: Profile, content: CertificateContent, issuer: IssuerContext) 
     return builder
 
 
-def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> list[str]:
+def lint(
+    profile: Profile,
+    draft: x509.Certificate,
+    issuer: IssuerContext,
+    *,
+    form: str = CERTIFICATE,
+    precertificate: x509.Certificate | None = None,
+) -> list[str]:
     """Every way ``draft`` breaks ``profile`` (empty when it conforms), each with its citation.
 
     ``draft`` is the certificate signed by a throwaway key: its TBS is what the real key would
     sign. These checks are deliberately independent of :func:`build` (they read the drafted DER,
-    not the inputs), so a bug in one is caught by the other.
+    not the inputs), so a bug in one is caught by the other. ``form`` (one of :data:`FORMS`) says
+    which CT extensions the TBS must and must not carry; a :data:`CERTIFICATE_WITH_SCTS` is also
+    compared with its signed ``precertificate``.
     """
+    if form not in FORMS:
+        raise IssuanceError(f"unknown certificate form {form!r} (known: {', '.join(FORMS)})", field="form")
     findings: list[str] = []
-    extensions = {ext.oid: ext for ext in draft.extensions}
+    try:
+        extensions = {ext.oid: ext for ext in draft.extensions}
+    except MALFORMED_X509_ERRORS as exc:
+        # An extension cryptography decodes (an SCT list made from a log's bad SCT, say) that
+        # does not decode is a finding like any other, not an exception out of issuance.
+        return [f"extensions do not decode: {exc} (RFC 5280 §4.2)"]
 
     def extension(cls: Any) -> x509.Extension | None:
         return extensions.get(cls.oid)
@@ -282,16 +313,104 @@ def lint(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> li
     if any(ext.critical for ext in claim_exts):
         findings.append("claim constraints extension is critical (RFC 8226 §8: non-critical)")
 
-    # Only basicConstraints and keyUsage are critical (the SHAKEN profile; see the module docstring).
-    critical_others = [ext.oid.dotted_string for ext in draft.extensions
-                       if ext.critical and ext.oid not in (x509.BasicConstraints.oid, x509.KeyUsage.oid)]
+    findings.extend(_lint_transparency(draft, extensions, form, precertificate))
+
+    # Only basicConstraints and keyUsage are critical (the SHAKEN profile; see the module docstring); the poison of a
+    # precertificate is critical by definition and is checked above.
+    allowed_critical = (x509.BasicConstraints.oid, x509.KeyUsage.oid, PRECERT_POISON_OID)
+    critical_others = [ext.oid.dotted_string for ext in extensions.values()
+                       if ext.critical and ext.oid not in allowed_critical]
     if critical_others:
         findings.append(f"unexpected critical extension(s) {', '.join(critical_others)}")
     return findings
 
 
-def check(profile: Profile, draft: x509.Certificate, issuer: IssuerContext) -> None:
+def _lint_transparency(
+    draft: x509.Certificate,
+    extensions: dict[x509.ObjectIdentifier, x509.Extension],
+    form: str,
+    precertificate: x509.Certificate | None,
+) -> list[str]:
+    """The CT extensions ``form`` requires and forbids (RFC 6962 §3.1, §3.3)."""
+    findings: list[str] = []
+    poison = extensions.get(PRECERT_POISON_OID)
+    if form == PRECERTIFICATE:
+        if poison is None or not poison.critical:
+            findings.append("precertificate poison missing or not critical (RFC 6962 §3.1)")
+    elif poison is not None:
+        # RFC 6962 §3.1: the poison makes a certificate unusable; only a precertificate has it.
+        findings.append(f"a {form} carries the precertificate poison (RFC 6962 §3.1)")
+    scts = extensions.get(SCT_LIST_OID)
+    if form == CERTIFICATE_WITH_SCTS:
+        if scts is None:
+            findings.append("SCT list missing from a certificate-with-scts (RFC 6962 §3.3)")
+        else:
+            if scts.critical:
+                findings.append("SCT list is critical (RFC 6962 §3.3: relying parties without CT support must accept it)")
+            if not len(scts.value):
+                findings.append("SCT list is empty (RFC 6962 §3.3: sct_list<1..2^16-1>)")
+        # RFC 6962 §3.1-§3.3: the SCTs sign the precertificate's TBS without the poison, so the
+        # certificate's TBS without its SCT list must be exactly that, or the SCTs do not verify.
+        if precertificate is None:
+            findings.append("a certificate-with-scts is linted against its precertificate (RFC 6962 §3.3)")
+        elif scts is not None:
+            try:
+                signed_by_logs = tbs_without_poison(precertificate)
+            except TransparencyError as error:
+                findings.append(f"the precertificate cannot be read back: {error.detail}")
+            else:
+                if draft.tbs_precertificate_bytes != signed_by_logs:
+                    findings.append(
+                        "TBS differs from the precertificate's beyond the poison and the SCT list (RFC 6962 §3.3)"
+                    )
+    elif scts is not None:
+        findings.append(f"a {form} carries an SCT list (RFC 6962 §3.3: only the certificate after its precertificate)")
+    return findings
+
+
+def check(
+    profile: Profile,
+    draft: x509.Certificate,
+    issuer: IssuerContext,
+    *,
+    form: str = CERTIFICATE,
+    precertificate: x509.Certificate | None = None,
+) -> None:
     """Raise :class:`IssuanceError` listing every lint finding; the real key must not sign then."""
-    findings = lint(profile, draft, issuer)
+    findings = lint(profile, draft, issuer, form=form, precertificate=precertificate)
     if findings:
-        raise IssuanceError(f"{profile.name} certificate failed lint: " + "; ".join(findings), field="certificate")
+        raise IssuanceError(f"{profile.name} {form} failed lint: " + "; ".join(findings), field="certificate")
+
+
+@dataclass(frozen=True)
+class LintedDraft:
+    """A draft that passed :func:`lint` as ``form``: the only thing :func:`sign` signs."""
+
+    certificate: x509.Certificate  # signed by a throwaway key of the signer's type
+    form: str
+    signer: Signer  # the real key that may sign its TBS
+
+
+def linted_draft(
+    profile: Profile,
+    builder: x509.CertificateBuilder,
+    issuer: IssuerContext,
+    signer: Signer,
+    *,
+    form: str = CERTIFICATE,
+    precertificate: x509.Certificate | None = None,
+) -> LintedDraft:
+    """Draft ``builder`` with a throwaway key of ``signer``'s type and lint it as ``form``; raise
+    :class:`IssuanceError` (and sign nothing) when it breaks a rule."""
+    draft = draft_certificate(builder, signer)
+    check(profile, draft, issuer, form=form, precertificate=precertificate)
+    return LintedDraft(draft, form, signer)
+
+
+def sign(linted: LintedDraft) -> x509.Certificate:
+    """Have the real key sign exactly the TBS that passed lint (Boulder's "lint before signing").
+
+    The one place this authority's keys sign certificates: whatever form a certificate takes
+    (:data:`FORMS`), it reaches the real key only through :func:`linted_draft`.
+    """
+    return assemble_certificate(linted.certificate.tbs_certificate_bytes, linted.signer)

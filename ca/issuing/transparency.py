@@ -43,6 +43,7 @@ from pyasn1_alt_modules import rfc5280
 
 from ca.clock import Clock, SystemClock
 from ca.errors import TransparencyError
+from ca.policy import CTLog, CTPolicy
 
 # RFC 6962 §3.3: the X.509v3 extension carrying embedded SCTs.
 SCT_LIST_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
@@ -223,8 +224,8 @@ class LogClient:
         return cls(name, url, key, session=session)
 
     @classmethod
-    def from_policy(cls, log: Any) -> "LogClient":
-        """From a ``ca.policy.CTLog`` (name, url, public_key file)."""
+    def from_policy(cls, log: CTLog) -> "LogClient":
+        """From the policy's ``[ct] logs`` entry (name, url, public_key file)."""
         return cls.from_pem_file(log.name, log.url, log.public_key)
 
     def __repr__(self) -> str:
@@ -530,8 +531,8 @@ class CTSubmitter:
         self.clock = clock
 
     @classmethod
-    def from_policy(cls, ct_policy: Any, *, clock: Clock | None = None) -> "CTSubmitter":
-        """From a ``ca.policy.CTPolicy`` (required_scts, submission_deadline, logs)."""
+    def from_policy(cls, ct_policy: CTPolicy, *, clock: Clock | None = None) -> "CTSubmitter":
+        """From the policy's ``[ct]`` (required_scts, submission_deadline, logs)."""
         return cls(
             [LogClient.from_policy(log) for log in ct_policy.logs],
             required=ct_policy.required_scts,

@@ -38,7 +38,6 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -51,11 +50,9 @@ from ca.config import ISSUING_ISSUER
 from ca.errors import NotFoundError, TNCAError
 from ca.policy import Policy
 from ca.records.models_authority import CRL, Certificate, Issuer, Revocation
+from ca.home import Home
+from ca.issuing.issuance import IssuerHandle
 from ca.x509util import assemble_crl, subject_key_identifier, throwaway_key_like
-
-if TYPE_CHECKING:
-    from ca.config import Home
-    from ca.issuing.issuance import IssuerHandle
 
 log = logging.getLogger("tnca.crl")
 

@@ -35,7 +35,7 @@ import dataclasses
 import datetime as dt
 import logging
 import secrets
-from typing import TYPE_CHECKING
+
 
 from cryptography import x509
 from sqlalchemy import func, inspect, select, update
@@ -58,9 +58,8 @@ from ca.policy import format_duration
 from ca.records.models_acme import Account, Order
 from ca.records.models_authority import Certificate
 
-if TYPE_CHECKING:
-    from ca.clock import Clock
-    from ca.config import Home
+from ca.clock import Clock
+from ca.home import Home
 
 log = logging.getLogger("tnca.renewal")
 

@@ -36,7 +36,7 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
@@ -52,8 +52,7 @@ from ca.records.models_acme import AuthorityToken, Order, UsedTokenJTI
 from ca.records.models_audit import AuditEvent
 from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation, DelegationScopeEntry, Issuer, Revocation
 
-if TYPE_CHECKING:
-    from ca.config import Home
+from ca.home import Home
 
 AUDIT_ACTION_EXECUTE = "revocation.execute"
 MAX_COMMENT_CHARS = 1000

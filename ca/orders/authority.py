@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from ca.clock import Clock
+from ca.home import Home
+from ca.issuing.issuance import IssuerHandle, Transparency
 from ca.policy import Policy
-
-if TYPE_CHECKING:
-    from ca.config import Home
-    from ca.issuing.issuance import IssuerHandle, Transparency
-    from ca.tokens.trust_config import TokenTrust
-    from ca.tokens.verification import Fetcher
+from ca.tokens.trust_config import TokenTrust
+from ca.tokens.verification import Fetcher
 
 
 def _no_token_trust() -> "TokenTrust":

@@ -27,7 +27,8 @@ from cryptography.x509.oid import NameOID
 
 from ca.records.audit_checkpoints import CheckpointSigner
 from ca.clock import Clock
-from ca.config import ROOT_ISSUER, Home
+from ca.config import ROOT_ISSUER
+from ca.home import Home
 from ca.errors import NotFoundError, SignerError
 from ca.issuing.issuance import certify_authority_key
 from ca.issuing.profiles import TOKEN_AUTHORITY
@@ -35,8 +36,6 @@ from ca.issuing.signers import Signer
 from ca.issuing.signers.file import generate_file_key
 from ca.x509util import to_pem
 
-DEFAULT_SIGNER_URI = "file:keys/audit.key"
-DEFAULT_CERTIFICATE_FILE = "certs/audit.pem"
 COMMON_NAME = "tnca audit checkpoints"
 # The signing-only profile of the authority's own keys (see the module docstring).
 PROFILE = TOKEN_AUTHORITY
@@ -44,10 +43,7 @@ PROFILE = TOKEN_AUTHORITY
 
 def settings(home: Home) -> tuple[str, Path]:
     """(signer URI, certificate path) of the home's audit key, from ``[audit]`` or the defaults."""
-    section = home.config.get("audit", {})
-    signer_uri = section.get("signer", DEFAULT_SIGNER_URI)
-    certificate_path = home.path / section.get("certificate", DEFAULT_CERTIFICATE_FILE)
-    return signer_uri, certificate_path
+    return home.config.audit.signer, home.config.audit.certificate
 
 
 def load_checkpoint_signer(home: Home) -> CheckpointSigner:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ca.config import Home
+from ca.home import Home
 from tests.admin.support import PageClient, create_people
 from tests.protocol.support import app, home, port  # noqa: F401
 

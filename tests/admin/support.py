@@ -20,7 +20,7 @@ from cryptography.x509.oid import NameOID
 from sqlalchemy.orm import sessionmaker
 
 from ca.records import delegations, users
-from ca.config import Home
+from ca.home import Home
 from ca.issuing.issuance import IssuanceRequest, issue
 from ca.numbers.tnauthlist import TNScope
 from tests.helpers import row_counts

@@ -243,7 +243,7 @@ def test_session_cookie_over_real_http_is_httponly_samesite_lax(authority, live_
 def test_https_base_url_gives_a_secure_host_prefixed_cookie(authority, monkeypatch):
     """RFC 6265bis §4.1.3.2: a __Host- cookie is Secure, has Path=/ and no Domain."""
     monkeypatch.setenv("TNCA_BASE_URL", "https://ca.example")
-    from ca.config import Home
+    from ca.home import Home
 
     home = Home(authority.path)
     home.clock = authority.clock

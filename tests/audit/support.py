@@ -26,7 +26,7 @@ from werkzeug.serving import make_server
 from ca.lifecycle import certificate_revocation
 from ca.records import api_tokens, delegations, users
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.issuing.issuance import IssuanceRequest, issue
 from ca.lifecycle.reasons import CRLReason
 from ca.records.models_authority import Certificate

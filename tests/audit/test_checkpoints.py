@@ -228,7 +228,7 @@ def test_audit_key_that_does_not_match_its_certificate_is_refused(trail):
     from ca.issuing.signers.file import generate_file_key
 
     generate_file_key(trail.path / "keys" / "audit.key")
-    from ca.config import Home
+    from ca.home import Home
 
     with pytest.raises(SignerError, match="does not match the certificate"):
         audit_keys.load_checkpoint_signer(Home(trail.path))

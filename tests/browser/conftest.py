@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 from acme_server import create_app
-from ca.config import Home
+from ca.home import Home
 from tests.admin.support import create_people
 from tests.browser.support import SCREENSHOTS, Screens, Visitor
 from tests.ct.ct_helpers import RunningLog, postgres_database, start_log, stop_log

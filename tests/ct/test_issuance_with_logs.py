@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 
 from ca.records import models_authority
-from ca.config import Home
+from ca.home import Home
 from ca.errors import TransparencyError
 from ca.issuing.issuance import IssuanceRequest, issue
 from ca.numbers.tnauthlist import TNScope

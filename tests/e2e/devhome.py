@@ -31,7 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import sessionmaker
 
-from ca.config import Home
+from ca.home import Home
 from tests.helpers import row_counts
 from tnca.cli import cli
 

@@ -11,7 +11,7 @@ from acme import messages
 from cryptography import x509
 
 from acme_server import create_app
-from ca.config import Home
+from ca.home import Home
 from ca.issuing.transparency import SCT_LIST_OID, verify_embedded_scts
 from protocol.support import TN_SCOPE, Subscriber, authority, home, make_csr, port, serving, table_counts  # noqa: F401
 from tests.ct.ct_helpers import RunningLog, postgres_database, start_log, stop_log

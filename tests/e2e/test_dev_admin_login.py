@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ca.config import Home
+from ca.home import Home
 from tests.admin.support import csrf_token_of
 from tests.protocol.support import free_port, free_port_pair
 from tnca.commands.dev import admin_login

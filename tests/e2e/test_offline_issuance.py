@@ -26,6 +26,7 @@ from pyasn1.codec.der import decoder
 from pyasn1_alt_modules import rfc8226
 from sqlalchemy import select
 
+from ca.config import Settings
 from ca.records import audit, models_audit, models_authority
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
@@ -68,6 +69,10 @@ def test_init_creates_the_dev_pki_private_keys_issuers_and_an_audit_event(dev_ho
     config = (dev_home.path / "tnca.toml").read_text()
     assert 'base_url = "http://127.0.0.1:8080"' in config
     assert dev_home.database_url in config
+    settings = Settings.load(dev_home.path / "tnca.toml")  # strict: what init writes must load
+    assert settings.server.base_url == "http://127.0.0.1:8080"
+    assert settings.database.url == dev_home.database_url
+    assert settings.token_authority.signer == "file:keys/token-authority.key"
     assert (dev_home.path / "policy.toml").is_file()
 
 

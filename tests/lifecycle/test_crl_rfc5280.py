@@ -21,7 +21,7 @@ from sqlalchemy import select
 from acme_server import create_app
 from ca.lifecycle import certificate_revocation, crl
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.errors import PolicyError
 from ca.policy import Policy
 from ca.lifecycle.reasons import CRLReason

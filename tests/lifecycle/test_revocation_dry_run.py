@@ -151,7 +151,7 @@ def test_revoking_a_revoked_certificate_is_a_failed_operation_that_writes_nothin
 def test_a_second_operators_plan_for_a_revoked_delegation_is_refused_and_writes_nothing(dev_home, populated):
     """Two operators plan the same revocation; the second execute finds it done and changes nothing."""
     from ca.lifecycle import revocation
-    from ca.config import Home
+    from ca.home import Home
     from ca.errors import RevocationError
 
     home = Home(dev_home.path)

@@ -23,7 +23,7 @@ from sqlalchemy import event, select
 from acme_server import create_app
 from ca.lifecycle import renewal, renewal_worker
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.records.models_acme import Order
 from ca.records.models_audit import AuditEvent
 from ca.records.models_authority import Certificate

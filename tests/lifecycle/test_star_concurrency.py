@@ -31,7 +31,7 @@ WORKER_SCRIPT = """
 import datetime as dt, pathlib, sys, time
 from ca.lifecycle import renewal_worker
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 home = Home(sys.argv[1])
 home.issuing_ca()  # load keys and open the database before the race starts
 go = pathlib.Path(sys.argv[3])

@@ -14,7 +14,7 @@ import pytest
 from cryptography import x509
 
 from acme_server import create_app
-from ca.config import Home
+from ca.home import Home
 from ca.errors import PolicyError
 from protocol.rfc8739.star_support import HOUR, utcnow
 from protocol.support import (  # noqa: F401  (fixtures)

@@ -11,7 +11,7 @@ from cryptography import x509
 
 from acme_server import create_app
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.lifecycle.reasons import CRLReason
 from protocol.support import TN_SCOPE, Subscriber, app, authority, client, home, port, server  # noqa: F401
 from tests.lifecycle.lifecycle_support import issue

@@ -42,7 +42,7 @@ from tests.helpers import free_port, row_counts
 from ca.records import delegations
 from ca.tokens import fingerprints, minting
 from ca.numbers.claims import ClaimConstraints
-from ca.config import Home
+from ca.home import Home
 from ca.numbers.tnauthlist import TNScope
 from tnca.acme_client import ATCResponse, STIRClient, TKAuth01, TKAuth01Response, tnauthlist_identifier  # noqa: F401
 from tnca.cli import cli

@@ -20,7 +20,8 @@ from sqlalchemy import event, select
 from ca.records import audit
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import FixedClock
-from ca.errors import CSRError, DelegationError, PolicyError, ScopeError, TransparencyError
+from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
+from ca.issuing import profiles
 from ca.issuing.issuance import IssuanceRequest, IssuerHandle, certify_authority_key, issue
 from ca.policy import Policy
 from ca.issuing.profiles import ISSUING_CA, ROOT
@@ -30,6 +31,7 @@ from ca.records.models_authority import Certificate, CertificateScopeEntry, Dele
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import spki_der
+from ca.issuing.transparency import PRECERT_POISON_OID as PRECERTIFICATE_POISON_OID, SCT_LIST_OID as EMBEDDED_SCT_LIST_OID
 from tests.helpers import row_counts
 
 
@@ -657,3 +659,138 @@ def test_no_precertificate_stage_when_the_policy_requires_no_scts(session, issue
     issued = issue_now(session, request(csr), issuer, policy, clock, transparency=logs)
     assert logs.logs[0].submitted == []
     assert session.get(Certificate, issued.record_id).precertificate_der is None
+
+
+# ----------------------------------------------------------------------------------------------
+# Lint before every signature of the real key (DESIGN step 4; RFC 6962 §3.1, §3.3)
+# ----------------------------------------------------------------------------------------------
+
+
+class RecordingSigner(FileSigner):
+    """The issuing CA's real file signer, keeping every TBS it signs in a shared journal."""
+
+    def __init__(self, private_key, journal: list) -> None:
+        super().__init__(private_key)
+        self.journal = journal
+
+    def sign(self, data: bytes) -> bytes:
+        self.journal.append(("sign", None, data))
+        return super().sign(data)
+
+
+# Extra lint rules, each refusing one of the three forms by what its draft carries.
+def _refuse_everything(draft):
+    return "test rule: this authority signs nothing today"
+
+
+def _refuse_the_poison(draft):
+    if any(ext.oid == PRECERTIFICATE_POISON_OID for ext in draft.extensions):
+        return "test rule: the precertificate poison is refused"
+    return None
+
+
+def _refuse_an_sct_list(draft):
+    if any(ext.oid == EMBEDDED_SCT_LIST_OID for ext in draft.extensions):
+        return "test rule: an embedded SCT list is refused"
+    return None
+
+
+@pytest.fixture
+def journal(monkeypatch, issuer):
+    """Every lint (form, draft TBS) and every real signature (TBS), in order; ``journal.rule``
+    adds a finding of its own to the real lint."""
+
+    class Journal(list):
+        rule = None
+
+    entries = Journal()
+    real_lint = profiles.lint
+
+    def lint(profile, draft, issuer_context, *, form=profiles.CERTIFICATE, precertificate=None):
+        findings = real_lint(profile, draft, issuer_context, form=form, precertificate=precertificate)
+        extra = entries.rule(draft) if entries.rule else None
+        entries.append(("lint", form, draft.tbs_certificate_bytes))
+        return findings + ([extra] if extra else [])
+
+    monkeypatch.setattr(profiles, "lint", lint)
+    return entries
+
+
+def _recording_issuer(issuer: IssuerHandle, journal) -> IssuerHandle:
+    import dataclasses
+
+    return dataclasses.replace(issuer, signer=RecordingSigner(issuer.signer._private_key, journal))
+
+
+def _signed(journal) -> list[bytes]:
+    return [tbs for kind, _, tbs in journal if kind == "sign"]
+
+
+@pytest.mark.parametrize("required_scts, forms", [
+    (0, [profiles.CERTIFICATE]),
+    (1, [profiles.PRECERTIFICATE, profiles.CERTIFICATE_WITH_SCTS]),
+])
+def test_every_signature_of_the_real_key_is_of_a_tbs_linted_just_before_in_its_form(
+    session, issuer, policy, clock, journal, required_scts, forms
+):
+    """DESIGN step 4: "Lint every certificate before the real key signs it" — the plain
+    certificate, and with CT both the precertificate and the certificate with its SCTs."""
+    signing_issuer = _recording_issuer(issuer, journal)
+    _, csr = make_csr()
+    issued = issue_now(session, request(csr), signing_issuer, _ct_policy(policy, required_scts), clock,
+                       transparency=Logs([SigningLog("http://log-a.test")]))
+    signed = _signed(journal)
+    assert [form for kind, form, tbs in journal if kind == "lint" and tbs in signed] == forms
+    for tbs in signed:
+        position = journal.index(("sign", None, tbs))
+        assert ("lint", forms[signed.index(tbs)], tbs) in journal[:position]
+    assert signed[-1] == issued.certificate.tbs_certificate_bytes
+
+
+def test_a_certificate_failing_lint_is_never_signed(session, issuer, policy, clock, journal):
+    journal.rule = _refuse_everything
+    before = row_counts(session)
+    _, csr = make_csr()
+    with pytest.raises(IssuanceError) as caught:
+        issue_now(session, request(csr), _recording_issuer(issuer, journal), policy, clock)
+    assert caught.value.detail.startswith("end-entity certificate failed lint: ")
+    assert "test rule: this authority signs nothing today" in caught.value.detail
+    assert _signed(journal) == []
+    session.rollback()
+    assert row_counts(session) == before
+
+
+def test_a_precertificate_failing_lint_is_never_signed_recorded_or_logged(session, issuer, policy, clock, journal):
+    """RFC 6962 §3.1: the precertificate is a signature of the real key like any other."""
+    journal.rule = _refuse_the_poison
+    logs = Logs([SigningLog("http://log-a.test")])
+    before = row_counts(session)
+    _, csr = make_csr()
+    with pytest.raises(IssuanceError) as caught:
+        issue_now(session, request(csr), _recording_issuer(issuer, journal), _ct_policy(policy, 1), clock,
+                  transparency=logs)
+    assert caught.value.detail.startswith("end-entity precertificate failed lint: ")
+    assert "test rule: the precertificate poison is refused" in caught.value.detail
+    assert _signed(journal) == []
+    assert logs.logs[0].submitted == []
+    session.rollback()
+    assert row_counts(session) == before
+
+
+def test_a_certificate_with_scts_failing_lint_is_never_signed(session, issuer, policy, clock, journal):
+    """RFC 6962 §3.3: the final certificate embeds the SCTs, and only a linted one is signed; the
+    precertificate (possibly in the logs by then) stays recorded as failed."""
+    journal.rule = _refuse_an_sct_list
+    logs = Logs([SigningLog("http://log-a.test")])
+    _, csr = make_csr()
+    with pytest.raises(IssuanceError) as caught:
+        issue_now(session, request(csr), _recording_issuer(issuer, journal), _ct_policy(policy, 1), clock,
+                  transparency=logs)
+    assert caught.value.detail.startswith("end-entity certificate-with-scts failed lint: ")
+    assert "test rule: an embedded SCT list is refused" in caught.value.detail
+    precertificate = x509.load_der_x509_certificate(logs.logs[0].submitted[0])
+    assert _signed(journal) == [precertificate.tbs_certificate_bytes]
+    row = session.scalars(select(Certificate)).one()
+    assert row.stage == "failed" and row.der is None
+    assert row.precertificate_der == logs.logs[0].submitted[0]
+    assert "test rule: an embedded SCT list is refused" in row.error

@@ -22,9 +22,12 @@ from ca.errors import IssuanceError, PolicyError
 from ca.issuing.issuance import certify_authority_key
 from ca.policy import DEFAULT_POLICY_PATH, Policy, format_duration, parse_duration
 from ca.issuing.profiles import (
+    CERTIFICATE,
+    CERTIFICATE_WITH_SCTS,
     DELEGATE_CA,
     END_ENTITY,
     ISSUING_CA,
+    PRECERTIFICATE,
     ROOT,
     TOKEN_AUTHORITY,
     CertificateContent,
@@ -37,6 +40,7 @@ from ca.issuing.profiles import (
 from ca.issuing.signers.file import FileSigner
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
+from ca.issuing.transparency import SCT_LIST_OID as EMBEDDED_SCT_LIST_OID, sct_list_extension
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 OPERATOR = TNScope.parse(ranges=["12025550000:10000"], spcs=["1234"])
@@ -398,3 +402,92 @@ def test_profile_lifetime_caps_follow_the_policy(pki):
     assert Profile.for_name(END_ENTITY, policy).max_lifetime == dt.timedelta(minutes=30)
     assert Profile.for_name(DELEGATE_CA, policy).max_lifetime == dt.timedelta(days=7)
     assert Profile.for_name(END_ENTITY, policy).allowed_key_types == ("ec-p256",)
+
+
+# ----------------------------------------------------------------------------------------------
+# Lint of the three forms a TBS is signed in (RFC 6962 §3.1, §3.3)
+# ----------------------------------------------------------------------------------------------
+
+# One TLS-encoded SCT (RFC 6962 §3.2) of the right shape; lint reads its shape, not its signature.
+_SCT = (b"\x00" + b"\x11" * 32 + (1_780_000_000_000).to_bytes(8, "big") + b"\x00\x00" + b"\x04\x03"
+        + (8).to_bytes(2, "big") + b"\x30\x06\x02\x01\x01\x02\x01\x01")
+
+
+class _SerializedSCT:
+    """An SCT already in its TLS encoding, as the list encoder takes SCTs."""
+
+    def __init__(self, tls: bytes) -> None:
+        self.tls = tls
+
+    def serialize(self) -> bytes:
+        return self.tls
+
+
+def _poisoned(builder, critical=True):
+    return builder.add_extension(x509.PrecertPoison(), critical=critical)
+
+
+def _with_scts(builder, critical=False):
+    return builder.add_extension(
+        sct_list_extension([_SerializedSCT(_SCT)]), critical=critical
+    )
+
+
+def _form_findings(pki, builder, form, precertificate=None) -> list[str]:
+    return lint(Profile.for_name(END_ENTITY, pki["policy"]), draft(pki, builder), context(pki), form=form,
+                precertificate=precertificate)
+
+
+def test_a_conforming_precertificate_and_its_certificate_with_scts_have_no_findings(pki):
+    builder = _builder(pki)
+    precertificate = draft(pki, _poisoned(builder))
+    assert _form_findings(pki, _poisoned(builder), PRECERTIFICATE) == []
+    assert _form_findings(pki, _with_scts(builder), CERTIFICATE_WITH_SCTS, precertificate) == []
+
+
+@pytest.mark.parametrize(
+    "change, form, expected",
+    [
+        (lambda b: b, PRECERTIFICATE, "precertificate poison missing or not critical (RFC 6962 §3.1)"),
+        (lambda b: _poisoned(b, critical=False), PRECERTIFICATE, "precertificate poison missing or not critical"),
+        (_poisoned, CERTIFICATE, "a certificate carries the precertificate poison (RFC 6962 §3.1)"),
+        (lambda b: _with_scts(_poisoned(b)), CERTIFICATE_WITH_SCTS,
+         "a certificate-with-scts carries the precertificate poison"),
+        (_with_scts, CERTIFICATE, "a certificate carries an SCT list (RFC 6962 §3.3"),
+        (lambda b: _with_scts(_poisoned(b)), PRECERTIFICATE, "a precertificate carries an SCT list"),
+        (lambda b: b, CERTIFICATE_WITH_SCTS, "SCT list missing from a certificate-with-scts (RFC 6962 §3.3)"),
+        (lambda b: _with_scts(b, critical=True), CERTIFICATE_WITH_SCTS, "SCT list is critical (RFC 6962 §3.3"),
+        (lambda b: b.add_extension(x509.UnrecognizedExtension(EMBEDDED_SCT_LIST_OID, b"\x04\x02\x00\x00"),
+                                   critical=False),
+         CERTIFICATE_WITH_SCTS, "SCT list is empty (RFC 6962 §3.3: sct_list<1..2^16-1>)"),
+        (lambda b: b.add_extension(x509.UnrecognizedExtension(EMBEDDED_SCT_LIST_OID, b"\x04\x04\x00\x02\x00\x01"),
+                                   critical=False),
+         CERTIFICATE_WITH_SCTS, "extensions do not decode: "),
+    ],
+    ids=["precert-no-poison", "precert-poison-noncritical", "cert-poison", "with-scts-poison", "cert-scts",
+         "precert-scts", "with-scts-missing", "with-scts-critical", "with-scts-empty", "with-scts-malformed"],
+)
+def test_lint_names_each_broken_transparency_rule(pki, change, form, expected):
+    precertificate = draft(pki, _poisoned(_builder(pki)))
+    findings = _form_findings(pki, change(_builder(pki)), form, precertificate)
+    assert any(expected in finding for finding in findings), findings
+
+
+def test_a_certificate_with_scts_must_be_its_precertificate_plus_the_sct_list(pki):
+    """RFC 6962 §3.3: the SCTs sign the precertificate's TBS; any other difference breaks them."""
+    key = ec.generate_private_key(ec.SECP256R1()).public_key()
+    precertificate = draft(pki, _poisoned(_builder(pki, key=key)))
+    assert _form_findings(pki, _with_scts(_builder(pki, key=key)), CERTIFICATE_WITH_SCTS, precertificate) == []
+    later = _with_scts(_builder(pki, key=key, not_after=NOW + dt.timedelta(hours=2)))
+    findings = _form_findings(pki, later, CERTIFICATE_WITH_SCTS, precertificate)
+    assert any("TBS differs from the precertificate's beyond the poison and the SCT list" in f for f in findings)
+    alone = _form_findings(pki, _with_scts(_builder(pki)), CERTIFICATE_WITH_SCTS)
+    assert any("linted against its precertificate" in f for f in alone), alone
+
+
+def test_check_names_the_form_that_failed_and_unknown_forms_are_refused(pki):
+    with pytest.raises(IssuanceError) as caught:
+        check(Profile.for_name(END_ENTITY, pki["policy"]), draft(pki, _builder(pki)), context(pki), form=PRECERTIFICATE)
+    assert caught.value.detail.startswith("end-entity precertificate failed lint: ")
+    with pytest.raises(IssuanceError, match="unknown certificate form 'final'"):
+        lint(Profile.for_name(END_ENTITY, pki["policy"]), draft(pki, _builder(pki)), context(pki), form="final")

@@ -33,6 +33,7 @@ from ca.x509util import (
     random_serial,
     tbs_certificate_signature_algorithm,
 )
+from tests.helpers import sign_unlinted
 
 NOW = dt.datetime(2026, 6, 1, 12, 0, 0, tzinfo=dt.timezone.utc)
 NAME = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "signer test")])
@@ -139,7 +140,7 @@ def test_pkcs11_uris_go_to_the_pkcs11_backend(tmp_path):
 )
 def test_assembled_certificate_parses_and_verifies_with_each_key_type(tmp_path, key_type):
     signer = generate_file_key(tmp_path / "k.key", key_type)
-    cert = sign_certificate(builder_for(signer.public_key), signer)
+    cert = sign_unlinted(builder_for(signer.public_key), signer)
     cert.verify_directly_issued_by(cert)
     assert key_type_name(cert.public_key()) == key_type
     pem = tmp_path / "c.pem"
@@ -175,7 +176,7 @@ def test_long_form_der_lengths_assemble_correctly():
     key = ed25519.Ed25519PrivateKey.generate()
     scope = TNScope.parse(tns=[f"1202555{n:04d}" for n in range(0, 10000, 2)])
     builder = builder_for(key.public_key(), extensions=[scope.to_extension()])
-    cert = sign_certificate(builder, FileSigner(key))
+    cert = sign_unlinted(builder, FileSigner(key))
     assert len(cert.tbs_certificate_bytes) > 65536
     assert cert.public_bytes(serialization.Encoding.DER) == builder.sign(key, None).public_bytes(serialization.Encoding.DER)
     assert TNScope.from_certificate(cert) == scope
@@ -210,7 +211,7 @@ def test_a_signer_whose_key_does_not_match_its_public_key_is_caught_before_use()
 
     signer = MismatchedSigner()
     with pytest.raises(SignerError, match="does not verify with its public key"):
-        sign_certificate(builder_for(signer.public_key), signer)
+        sign_unlinted(builder_for(signer.public_key), signer)
 
 
 def test_tbs_signature_algorithm_is_read_from_the_tbs():
@@ -224,7 +225,7 @@ def test_tbs_signature_algorithm_is_read_from_the_tbs():
 def test_crl_assembly_verifies_with_openssl(tmp_path):
     """The same assembly serves CRLs (RFC 5280 §5.1), for the revocation service."""
     signer = generate_file_key(tmp_path / "ca.key")
-    ca = sign_certificate(builder_for(signer.public_key).add_extension(
+    ca = sign_unlinted(builder_for(signer.public_key).add_extension(
         x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True), signer)
     revoked = x509.RevokedCertificateBuilder().serial_number(42).revocation_date(NOW).build()
     crl_builder = (x509.CertificateRevocationListBuilder().issuer_name(NAME).last_update(NOW)

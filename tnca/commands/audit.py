@@ -24,7 +24,8 @@ from cryptography import x509
 from sqlalchemy.orm import Session
 
 from ca.records import audit_checkpoints, audit_export, audit_keys, exports, queries, query_filters
-from ca.config import ROOT_CERT_FILE, Home
+from ca.config import ROOT_CERT_FILE
+from ca.home import Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
 from tnca.context import BadInput, pass_home, require_home, transaction
 from tnca.options import duration_option

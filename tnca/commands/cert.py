@@ -21,7 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.numbers.claims import ClaimConstraints
-from ca.config import Home
+from ca.home import Home
 from ca.errors import (
     ClaimConstraintsError,
     CSRError,

@@ -17,7 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from ca.lifecycle import crl
-from ca.config import ISSUING_ISSUER, Home
+from ca.config import ISSUING_ISSUER
+from ca.home import Home
 from tnca.context import BadInput, cli_actor, pass_home, require_home
 
 

@@ -11,7 +11,7 @@ import json
 
 import click
 
-from ca.config import Home
+from ca.home import Home
 from ca.errors import TNCAError
 from ca.issuing.transparency import LogClient
 from tnca.context import pass_home

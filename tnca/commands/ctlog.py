@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from ca.config import ROOT_CERT_FILE, Home
+from ca.config import ROOT_CERT_FILE
+from ca.home import Home
 from tnca.context import pass_home
 
 LOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,62}")

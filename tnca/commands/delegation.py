@@ -18,7 +18,7 @@ import click
 from ca.lifecycle import reasons, revocation
 from ca.records import delegations, queries
 from ca.numbers.claims import ClaimConstraints
-from ca.config import Home
+from ca.home import Home
 from ca.errors import ClaimConstraintsError, NotFoundError, RevocationError, TNCAError
 from ca.policy import format_duration
 from tnca.context import BadInput, cli_actor, pass_home, require_home, transaction

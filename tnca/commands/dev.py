@@ -26,7 +26,8 @@ from pathlib import Path
 import click
 
 from ca.records import users
-from ca.config import POLICY_FILE, Home
+from ca.config import POLICY_FILE
+from ca.home import Home
 from ca.errors import UserError
 from tnca.context import pass_home
 

@@ -29,8 +29,8 @@ from ca.config import (
     ROOT_CERT_FILE,
     ROOT_ISSUER,
     TOKEN_AUTHORITY_CERT_FILE,
-    Home,
 )
+from ca.home import Home
 from ca.errors import TNCAError
 from ca.issuing.issuance import certify_authority_key
 from ca.policy import DEFAULT_POLICY_PATH, Policy
@@ -63,7 +63,8 @@ def _signer_uris(pkcs11_token: str | None) -> dict[str, str]:
 
 def _config_text(base_url: str, database_url: str, token_authority_signer: str) -> str:
     return (
-        "# tnca configuration (see ca/config.py). TNCA_BASE_URL and TNCA_DATABASE_URL override it.\n\n"
+        "# tnca settings; every key with its type and default: docs/operator-guide.md (ca/config.py).\n"
+        "# TNCA_BASE_URL and TNCA_DATABASE_URL override it.\n\n"
         "[server]\n"
         "# External URL of the ACME server: directory URLs, x5u and CRL distribution points use it.\n"
         f"base_url = {_toml_string(base_url)}\n\n"

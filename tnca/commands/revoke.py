@@ -22,7 +22,7 @@ from __future__ import annotations
 import click
 
 from ca.lifecycle import reasons, revocation
-from ca.config import Home
+from ca.home import Home
 from ca.errors import NotFoundError, RevocationError, ScopeError, TNCAError
 from ca.lifecycle.reasons import CRLReason
 from tnca.context import BadInput, cli_actor, pass_home, require_home

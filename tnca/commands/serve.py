@@ -17,7 +17,7 @@ from typing import Any
 import click
 from gunicorn.app.base import BaseApplication
 
-from ca.config import Home
+from ca.home import Home
 from ca.errors import TNCAError
 from tnca.context import pass_home
 

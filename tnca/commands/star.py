@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ca.lifecycle import renewal
 from ca.lifecycle.star_schedule import auto_renewal_of
-from ca.config import Home
+from ca.home import Home
 from ca.encoding import isoformat_or_none
 from ca.errors import AutoRenewalError
 from ca.records.models_acme import Order

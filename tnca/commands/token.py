@@ -12,7 +12,7 @@ import click
 
 from ca.records import delegations
 from ca.tokens import minting
-from ca.config import Home
+from ca.home import Home
 from ca.encoding import rfc3339
 from ca.errors import DelegationError, NotFoundError, TNCAError, TokenError
 from ca.numbers.tnauthlist import TNScope

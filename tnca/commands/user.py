@@ -21,7 +21,7 @@ import click
 from sqlalchemy.orm import Session
 
 from ca.records import api_tokens, users
-from ca.config import Home
+from ca.home import Home
 from ca.errors import NotFoundError, TNCAError, UserError
 from tnca import context
 from tnca.context import BadInput, cli_actor, pass_home

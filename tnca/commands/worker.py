@@ -21,7 +21,7 @@ import threading
 import click
 
 from ca.lifecycle import crl, renewal_worker
-from ca.config import Home
+from ca.home import Home
 from ca.errors import TNCAError
 from ca.policy import format_duration, parse_duration
 from tnca.context import pass_home

@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from ca.errors import SignerError
+from ca.issuing.signers.file import FileSigner
+from ca.issuing.signers.pkcs11 import PKCS11Signer
 
 
 @runtime_checkable
@@ -43,11 +45,7 @@ def load_signer(uri: str, *, home: Path) -> Signer:
     if not sep:
         raise SignerError(f"signer URI {uri!r} has no scheme (expected 'file:' or 'pkcs11:')", field="signer")
     if scheme == "file":
-        from ca.issuing.signers.file import FileSigner
-
         return FileSigner.from_uri(uri, home=home)
     if scheme == "pkcs11":
-        from ca.issuing.signers.pkcs11 import PKCS11Signer
-
         return PKCS11Signer(uri)
     raise SignerError(f"unknown signer URI scheme {scheme!r} (expected 'file:' or 'pkcs11:')", field="signer")

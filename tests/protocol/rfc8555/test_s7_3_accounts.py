@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from acme_server import create_app
 from acme_server.acme import accounts
-from ca.config import Home
+from ca.home import Home
 from ca.records.models_acme import Account, ExternalAccountKey, Order
 from ca.records.models_audit import AuditEvent
 from protocol.support import RawClient, assert_problem, b64url, public_jwk, table_counts

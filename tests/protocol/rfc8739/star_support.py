@@ -21,7 +21,7 @@ from cryptography import x509
 
 from ca.lifecycle import renewal_worker
 from ca.clock import FixedClock
-from ca.config import Home
+from ca.home import Home
 from ca.records.models_acme import Order
 from ca.records.models_authority import Certificate
 from protocol.support import (
