@@ -194,7 +194,8 @@ def schedule_after(order: Order, issued_not_after: dt.datetime, *, now: dt.datet
 
 
 def rfc3339(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", and RFC 3339 §5.6 has four digits.
+    return moment.astimezone(dt.timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def _parse_stored_time(value: str) -> dt.datetime:

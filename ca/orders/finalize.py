@@ -151,9 +151,11 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
              actor: str) -> IssuedCertificate:
     """Finalize a ready ``order`` with ``csr`` (module docstring). Owns its transactions: it
     commits the ``processing`` claim, the precertificate and the valid order with its
-    certificate. On a ``ca.errors`` error nothing of the issuance is kept (the order stays
-    ``ready`` when the error came before the claim, ``processing`` after it); the caller records
-    the outcome with :func:`record_failure` and commits."""
+    certificate. On failure it raises a ``ca.errors`` error, any other exception after the claim
+    turned into an IssuanceError, and nothing of the issuance is kept but a committed
+    precertificate (the order stays ``ready`` when the error came before the claim,
+    ``processing`` after it); the caller records the outcome with :func:`record_failure`, which
+    never leaves it ``processing``, and commits."""
     check_ready(order)
     authz = order.authorizations[0]
     csr_ca = csr_requests_ca(csr)
@@ -166,7 +168,23 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
             field="csr.basicConstraints",
         )
     _claim_processing(session, order)
+    try:
+        return _issue_claimed(session, authority, order, csr, actor=actor)
+    except TNCAError:
+        session.rollback()
+        raise
+    except Exception as exc:
+        # RFC 8555 §7.1.6: "processing" lasts while the certificate is made, never longer. An
+        # unexpected exception (a bug, date arithmetic overflowing) becomes an IssuanceError, so
+        # the caller's record_failure makes the order "invalid" instead of leaving it claimed.
+        session.rollback()
+        raise IssuanceError(f"finalize of order {order.id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
 
+
+def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
+                   actor: str) -> IssuedCertificate:
+    """The part of :func:`finalize` after the claim: issue, then the order is ``valid``, committed."""
+    authz = order.authorizations[0]
     # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
     # token at the challenge; without one, the token's exp is the cap.
     not_before = order.not_before
@@ -177,12 +195,8 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
         first = first_window(auto, now=authority.clock.now(), end=auto.end(authz.token_expires),
                              minimum=authority.policy.lifetimes.minimum)
         not_before, not_after = first.not_before, first.not_after
-    try:
-        issued = issue_for_order(session, authority, order, csr, not_before=not_before, not_after=not_after,
-                                 actor=actor, precertificate_recorded=session.commit)
-    except TNCAError:
-        session.rollback()
-        raise
+    issued = issue_for_order(session, authority, order, csr, not_before=not_before, not_after=not_after,
+                             actor=actor, precertificate_recorded=session.commit)
     order.status = OrderStatus.VALID
     if auto is not None:
         # RFC 8739 §2.2: renewals reuse this CSR. The order now lasts until its auto-renewal

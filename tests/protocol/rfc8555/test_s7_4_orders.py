@@ -413,3 +413,59 @@ def test_rfc9448_s7_valid_order_names_a_plain_get_x5u_with_the_chain(registered,
     max_age = int(published.headers["Cache-Control"].split("max-age=")[1])
     assert 0 < max_age <= 24 * 3600
     assert client.get("/cert-repo/00.pem").status_code == 404
+
+
+# --------------------------------------------------------------------------------------------
+# Validity that can never be issued; finalize failures that are nobody's fault
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"notBefore": "9999-12-31T23:59:59Z"}, "notBefore 9999-12-31T23:59:59Z is too late"),
+        ({"notBefore": "9999-12-31T23:59:59Z", "notAfter": "9999-12-31T23:59:59Z"}, "notBefore 9999-12-31T23:59:59Z is too late"),
+        ({"notAfter": "9999-12-31T23:59:59Z"}, "exceeds the policy maximum"),
+        ({"notBefore": "0001-01-01T00:00:00Z"}, "notBefore 0001-01-01T00:00:00Z is in the past"),
+        # The issuing CA's last minute: no certificate of the minimum lifetime fits before its end.
+        (lambda home: {"notBefore": rfc3339(home.issuing_ca().certificate.not_valid_after_utc - dt.timedelta(minutes=1))},
+         "is too late"),
+    ],
+    ids=["not-before-year-9999", "both-year-9999", "not-after-year-9999", "not-before-year-1", "not-before-issuer-end"],
+)
+def test_s7_4_validity_no_certificate_can_ever_have_is_malformed_at_new_order(registered, home, session_factory, fields,
+                                                                             fragment):
+    """RFC 8555 §7.4: a notBefore no certificate of the issuing CA can start at was accepted, and
+    finalize then overflowed the date arithmetic (a 500, the order stuck "processing", its token
+    spent). newOrder refuses it as malformed and stores nothing."""
+    fields = fields(home) if callable(fields) else fields
+    before = table_counts(session_factory)
+    response = registered.post("/acme/new-order", {"identifiers": [{"type": "TNAuthList", "value": TN_SCOPE.to_identifier_value()}], **fields})
+    assert_problem(response, "malformed", 400, fragment)
+    assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize("exception", [OverflowError("date value out of range"), RuntimeError("a bug")],
+                         ids=["overflow", "bug"])
+def test_s7_1_6_finalize_failing_unexpectedly_leaves_the_order_invalid_not_processing(
+    registered, authority, session_factory, monkeypatch, exception
+):
+    """RFC 8555 §7.1.6: "processing" lasts while the certificate is issued. An exception other
+    than a ``ca.errors`` one escaped finalize after the order was claimed, leaving it
+    "processing" for ever; now the order becomes "invalid" with a serverInternal error and the
+    response is a serverInternal problem naming an incident."""
+    import ca.orders.finalize as finalize_module
+
+    order = raw_ready_order(registered, authority)
+
+    def failing_issue(*args, **kwargs):
+        raise exception
+
+    monkeypatch.setattr(finalize_module, "issue", failing_issue)
+    csr, _ = csr_b64()
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "serverInternal", 500, "incident")
+    assert table_counts(session_factory) == before
+    body = registered.post(order.url, None).get_json()
+    assert body["status"] == "invalid", body
+    assert body["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"
