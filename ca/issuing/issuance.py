@@ -366,7 +366,11 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
         raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
     tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
     if tn_ext is not None:
-        csr_scope = TNScope.from_der(tn_ext.value.value, strict=False)
+        try:
+            csr_scope = TNScope.from_der(tn_ext.value.value, strict=False)
+        except ScopeError as exc:
+            # The CSR's own fault (RFC 8555 §7.4 badCSR), not a refusal of the order's scope.
+            raise CSRError(f"CSR TNAuthList does not decode: {exc.detail}", field="csr.TNAuthList") from None
         if csr_scope.normalized() != request.scope.normalized():
             raise CSRError(
                 f"CSR TNAuthList ({csr_scope.describe()}) differs from the requested scope ({request.scope.describe()})",

@@ -13,6 +13,7 @@ import re
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
@@ -227,6 +228,31 @@ def test_s7_4_csr_tnauthlist_other_than_the_orders_is_bad_csr(registered, author
     before = table_counts(session_factory)
     assert_problem(finalize(registered, order, csr), "badCSR", 400, "differs from the requested scope")
     assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize("der", [b"\xff\x01", b"\x30\x03\x02\x01\x00", b"\x30\x00", b"\x30\x06\xa0\x04\x16\x02\x31"],
+                         ids=["not-der", "wrong-choice", "empty", "truncated"])
+def test_s7_4_csr_tnauthlist_that_does_not_decode_is_bad_csr_and_the_order_stays_ready(
+    registered, authority, session_factory, der
+):
+    """RFC 8555 §7.4: a CSR whose TNAuthList extension (RFC 8226 §9) does not decode is the CSR's
+    fault, ``badCSR``; the order stays "ready" for a better CSR. It used to invalidate the order
+    (and so spend its token) as if the scope were refused for good."""
+    order = raw_ready_order(registered, authority)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Example Enterprise")]))
+        .add_extension(x509.UnrecognizedExtension(OID_TN_AUTH_LIST, der), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    before = table_counts(session_factory)
+    response = finalize(registered, order, b64url(csr.public_bytes(serialization.Encoding.DER)))
+    assert_problem(response, "badCSR", 400, "CSR TNAuthList")
+    assert table_counts(session_factory) == before
+    assert registered.post(order.url, None).get_json()["status"] == "ready"
+    good, _ = csr_b64()
+    assert finalize(registered, order, good).get_json()["status"] == "valid"
 
 
 def test_s7_4_csr_tnauthlist_equal_to_the_orders_is_accepted(registered, authority):
