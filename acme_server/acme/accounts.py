@@ -30,6 +30,8 @@ MAX_CONTACTS = 8
 MAX_EMAIL_CHARS = 254
 # RFC 8555 §7.1.2.1: the orders list is paginated with Link rel="next".
 ORDERS_PAGE_SIZE = 100
+# The last page the orders list serves: 100 million orders, far beyond any one account.
+ORDERS_MAX_PAGE = 1_000_000
 # RFC 8555 §7.3.4: the EAB JWS uses a MAC algorithm; HMAC with SHA-2 is what clients send.
 EAB_ALGORITHMS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 # RFC 8555 §7.1.2.1: the list SHOULD NOT include orders in the "invalid" state.
@@ -274,8 +276,10 @@ def account_orders(account_id: str) -> Response:
     state, session = current_state(), db_session()
     acct = _own_account(account_id)
     page_text = request.args.get("page", "1")
-    if not page_text.isdigit() or int(page_text) < 1:
-        raise problems.malformed(f"'page' must be a positive integer, got {page_text[:20]!r}")
+    # Bounded before it reaches SQL: the offset must fit a 64-bit integer (SQLite overflowed on
+    # a huge page). ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,7}", page_text) or not 1 <= int(page_text) <= ORDERS_MAX_PAGE:
+        raise problems.malformed(f"'page' must be an integer from 1 to {ORDERS_MAX_PAGE}, got {page_text[:20]!r}")
     page = int(page_text)
     listed = (Order.account_id == acct.id) & Order.status.in_(_LISTED_ORDER_STATUSES)
     order_ids = session.scalars(

@@ -297,3 +297,21 @@ def test_s7_1_2_1_orders_list_is_paginated_with_link_next(registered, monkeypatc
 
 def test_s7_1_2_1_orders_list_needs_post_as_get(registered, unchanged):
     assert_problem(registered.post(registered.kid + "/orders", {}), "malformed", 400, "POST-as-GET")
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["99999999999999999999999", "92233720368547759", "1000001", "0", "-1", "abc", "", "%C2%B2", "%D9%A1"],
+    ids=["huge", "offset-overflows", "above-the-bound", "zero", "negative", "word", "empty", "superscript", "arabic-digit"],
+)
+def test_s7_1_2_1_orders_list_page_out_of_range_is_malformed(registered, unchanged, page):
+    """RFC 8555 §7.1.2.1: the orders list's ``page`` parameter. A page whose offset does not fit
+    a 64-bit integer reached SQL and overflowed (a 500); a non-ASCII digit passed ``isdigit`` and
+    failed ``int``. Each is a 400 ``malformed`` naming the parameter and its bound."""
+    response = registered.post(f"{registered.kid}/orders?page={page}", None)
+    assert_problem(response, "malformed", 400, "'page' must be an integer from 1 to 1000000")
+
+
+def test_s7_1_2_1_orders_list_last_allowed_page_is_empty(registered):
+    response = registered.post(f"{registered.kid}/orders?page=1000000", None)
+    assert response.status_code == 200 and response.get_json() == {"orders": []}
