@@ -5,7 +5,8 @@
 authorization, the validity window the caller computed) and runs the issuance pipeline
 (``ca.issuing.issuance.issue``). Both front ends that issue for orders call it: ACME finalize
 (:func:`finalize`, the first certificate) and the STAR worker
-(``ca/lifecycle/renewal_worker.py``, each renewal). :func:`classify_failure` is the one place
+(``ca/lifecycle/renewal_worker.py``, each renewal); both refuse a key revoked for keyCompromise
+(:func:`check_key_not_compromised`). :func:`classify_failure` is the one place
 that says what an issuance failure means for the order: the CSR is at fault, the authority
 refuses for good, or the trouble is transient.
 
@@ -25,11 +26,12 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ca.errors import (
+    BadPublicKeyError,
     ClaimConstraintsError,
     CSRError,
     DelegationError,
@@ -41,12 +43,13 @@ from ca.errors import (
 )
 from ca.issuing.issuance import IssuanceRequest, IssuedCertificate, issue
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY
+from ca.lifecycle.revocation import CRLReason
 from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_after
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
 from ca.orders.status import OrderStatus, invalidate_order
-from ca.records.store import Order
-from ca.x509util import MALFORMED_X509_ERRORS
+from ca.records.store import Certificate, Order, Revocation
+from ca.x509util import MALFORMED_X509_ERRORS, spki_sha256
 
 
 class IssuanceFailure(enum.StrEnum):
@@ -118,6 +121,7 @@ def issue_for_order(
     commits the precertificate row before any log sees it (RFC 6962 §3.1 via
     ``ca/issuing/issuance.py``). Raises what ``issue`` raises; :func:`classify_failure` says what
     that means for the order."""
+    check_key_not_compromised(session, csr)
     request = issuance_request(order, csr, not_before=not_before, not_after=not_after, actor=actor)
     issued = issue(
         session,
@@ -136,6 +140,27 @@ def issue_for_order(
             f"ordered {order.not_after.isoformat()}"
         )
     return issued
+
+
+def check_key_not_compromised(session: Session, csr: x509.CertificateSigningRequest) -> None:
+    """BadPublicKeyError if a certificate of the CSR's key was revoked for keyCompromise
+    (RFC 5280 §5.3.1): that key is known to be in someone else's hands, whoever asks now."""
+    try:
+        digest = spki_sha256(csr.public_key())
+    except Exception:  # noqa: BLE001 - an unusable key is issue()'s CSRError to report
+        return
+    serial = session.scalar(
+        select(Certificate.serial)
+        .join(Revocation, Revocation.certificate_id == Certificate.id)
+        .where(Certificate.spki_sha256 == digest, Revocation.reason_code == CRLReason.KEY_COMPROMISE)
+        .limit(1)
+    )
+    if serial is not None:
+        raise BadPublicKeyError(
+            f"the CSR's public key is that of certificate {serial}, revoked for keyCompromise (RFC 5280 §5.3.1); "
+            "a compromised key is not certified again: generate a new key",
+            field="csr.public_key",
+        )
 
 
 def check_ready(order: Order) -> None:
