@@ -46,6 +46,9 @@ class ServerState:
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
         self.token_authority_url: str | None = server_config.get("token_authority_url") or home.base_url
         self.website: str | None = server_config.get("website")
+        # tnca.toml [compat]: documented switches, all off by default (ca.tokens.authority_tokens.TokenCompat);
+        # read here so that a misspelt switch stops the server at start-up.
+        self.compat = tokens.TokenCompat.from_config(home.config.get("compat", {}))
         # What the order functions of ca.orders need; its providers load on first use.
         self.authority = Authority.of_home(
             home, token_trust=lambda: self.token_trust, x5u_fetcher=lambda: self.x5u_fetcher
@@ -56,8 +59,7 @@ class ServerState:
         return tokens.trust_from_policy(
             self.policy.tokens,
             local_authority=self.home.token_authority().certificate,
-            # tnca.toml [compat]: documented switches, all off by default (ca.tokens.authority_tokens.TokenCompat).
-            compat=tokens.TokenCompat.from_config(self.home.config.get("compat", {})),
+            compat=self.compat,
         )
 
     @functools.cached_property

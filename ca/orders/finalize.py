@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -49,7 +50,7 @@ from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
 from ca.orders.status import OrderStatus, invalidate_order
 from ca.records.store import Certificate, Order, Revocation
-from ca.x509util import MALFORMED_X509_ERRORS, spki_sha256
+from ca.x509util import MALFORMED_X509_ERRORS, spki_der
 
 
 class IssuanceFailure(enum.StrEnum):
@@ -142,13 +143,22 @@ def issue_for_order(
     return issued
 
 
+def _csr_spki(csr: x509.CertificateSigningRequest) -> bytes | None:
+    """The DER SubjectPublicKeyInfo of the CSR's key; None when it cannot be read (issue()
+    reports that as a CSRError)."""
+    try:
+        return spki_der(csr.public_key())
+    except Exception:  # noqa: BLE001 - unsupported algorithms and malformed keys raise several types
+        return None
+
+
 def check_key_not_compromised(session: Session, csr: x509.CertificateSigningRequest) -> None:
     """BadPublicKeyError if a certificate of the CSR's key was revoked for keyCompromise
     (RFC 5280 §5.3.1): that key is known to be in someone else's hands, whoever asks now."""
-    try:
-        digest = spki_sha256(csr.public_key())
-    except Exception:  # noqa: BLE001 - an unusable key is issue()'s CSRError to report
+    spki = _csr_spki(csr)
+    if spki is None:
         return
+    digest = hashlib.sha256(spki).hexdigest()
     serial = session.scalar(
         select(Certificate.serial)
         .join(Revocation, Revocation.certificate_id == Certificate.id)
@@ -173,15 +183,23 @@ def check_ready(order: Order) -> None:
 
 
 def finalize(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
-             actor: str) -> IssuedCertificate:
+             actor: str, account_key_spki: bytes, csr_key_may_equal_account_key: bool = False) -> IssuedCertificate:
     """Finalize a ready ``order`` with ``csr`` (module docstring). Owns its transactions: it
     commits the ``processing`` claim, the precertificate and the valid order with its
     certificate. On failure it raises a ``ca.errors`` error, any other exception after the claim
     turned into an IssuanceError, and nothing of the issuance is kept but a committed
     precertificate (the order stays ``ready`` when the error came before the claim,
     ``processing`` after it); the caller records the outcome with :func:`record_failure`, which
-    never leaves it ``processing``, and commits."""
+    never leaves it ``processing``, and commits. ``account_key_spki`` is the DER
+    SubjectPublicKeyInfo of the account's key, which the CSR may not carry (RFC 8555 §11.1)
+    unless ``csr_key_may_equal_account_key`` (``tnca.toml`` ``[compat]``)."""
     check_ready(order)
+    if not csr_key_may_equal_account_key and _csr_spki(csr) == account_key_spki:
+        raise CSRError(
+            "the CSR's public key is the account key; RFC 8555 §11.1 requires a different key for the certificate "
+            "(an operator whose clients need it can set [compat] csr_key_may_equal_account_key = true in tnca.toml)",
+            field="csr.public_key",
+        )
     authz = order.authorizations[0]
     csr_ca = csr_requests_ca(csr)
     if csr_ca != bool(authz.token_ca):

@@ -101,16 +101,21 @@ _FINGERPRINT = re.compile(r"^SHA256 ([0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){31})$")
 
 @dataclasses.dataclass(frozen=True)
 class TokenCompat:
-    """Compatibility switches for token validation. Every switch defaults to ``False``.
+    """The ``tnca.toml`` ``[compat]`` switches, for token validation and finalize. Every switch
+    defaults to ``False``.
 
     ``fingerprint_spki_sha256``: also accept an ``atc.fingerprint`` that is SHA-256 over the
     DER SubjectPublicKeyInfo of the account key, as some token authorities compute it. RFC 9448
     §5.4 defines the fingerprint as the RFC 8555 §8.1 thumbprint (RFC 7638); both are 32 bytes
     bound to the same key, so accepting the other form does not widen who can use a token, but
     it is a divergence and is off unless a deployment's token authority needs it.
+
+    ``csr_key_may_equal_account_key``: finalize accepts a CSR whose key is the account key, which
+    RFC 8555 §11.1 forbids and deployed SHAKEN clients send (``ca.orders.finalize``).
     """
 
     fingerprint_spki_sha256: bool = False
+    csr_key_may_equal_account_key: bool = False
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> TokenCompat:

@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
+from acme_server import create_app
+from ca.config import Home
 from ca.numbers.claims import ClaimConstraints
 from ca.records.store import AuditEvent, Certificate, Delegation, Order
 from ca.numbers.tnauthlist import OID_TN_AUTH_LIST, TNScope
@@ -289,12 +291,39 @@ def test_rfc9448_s6_ca_token_and_ca_csr_give_a_delegate_ca_certificate(registere
     assert TNScope.from_der(leaf.extensions.get_extension_for_oid(OID_TN_AUTH_LIST).value.value) == RANGE_SCOPE
 
 
-def test_finalize_with_the_account_key_in_the_csr_is_accepted(registered, authority):
-    """Documented divergence from RFC 8555 §11.1 (docs/rfc-support.md): field clients reuse the
-    account key for the certificate, and the issue asks to accept it."""
+def with_compat(home: Home, **switches: bool) -> Home:
+    """The same home with ``[compat]`` switches appended to its tnca.toml, as an operator sets them."""
+    lines = "".join(f"{key} = {'true' if value else 'false'}\n" for key, value in switches.items())
+    home.config_path.write_text(home.config_path.read_text() + "\n[compat]\n" + lines)
+    return Home(home.path)
+
+
+def test_finalize_with_the_account_key_in_the_csr_is_accepted(registered, authority, home):
+    """Documented compatibility switch for RFC 8555 §11.1 (docs/rfc-support.md): field clients
+    reuse the account key for the certificate, and the issue asks to accept it when
+    ``[compat] csr_key_may_equal_account_key`` is on."""
+    client = create_app(with_compat(home, csr_key_may_equal_account_key=True)).test_client()
+    raw = RawClient(client, home.base_url, key=registered.key)
+    raw.kid = registered.kid
+    order = raw_ready_order(raw, authority)
+    csr, _ = csr_b64(registered.key)
+    response = finalize(raw, order, csr)
+    assert response.get_json()["status"] == "valid", response.get_json()
+
+
+def test_s11_1_csr_with_the_account_key_is_bad_csr_naming_the_switch(registered, authority, session_factory):
+    """RFC 8555 §11.1: "the server MUST verify that the public key in the CSR is not the account
+    key" unless the operator turned on the compatibility switch; the order stays "ready" for a
+    CSR with another key (RFC 8555 §7.4)."""
     order = raw_ready_order(registered, authority)
     csr, _ = csr_b64(registered.key)
-    assert finalize(registered, order, csr).get_json()["status"] == "valid"
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "badCSR", 400,
+                   "[compat] csr_key_may_equal_account_key = true in tnca.toml")
+    assert table_counts(session_factory) == before
+    assert registered.post(order.url, None).get_json()["status"] == "ready"
+    good, _ = csr_b64()
+    assert finalize(registered, order, good).get_json()["status"] == "valid"
 
 
 def test_finalize_after_the_delegation_was_revoked_is_order_not_ready_and_the_order_invalid(registered, authority, session_factory):
