@@ -23,6 +23,7 @@ from ca.lifecycle import renewal
 from ca.orders.status import AuthorizationStatus, OrderStatus, invalidate_order, problem
 from ca.records import audit
 from ca.records.store import Account, ExternalAccountKey, Order
+from ca.tokens import retired_keys
 
 # A delegate needs an address or two; more is a client bug or abuse.
 MAX_CONTACTS = 8
@@ -352,6 +353,9 @@ def key_change() -> Response:
         details={"old_jwk_thumbprint": old_key.thumbprint, "new_jwk_thumbprint": new_key.thumbprint, "key": new_key.describe()},
         clock=state.clock,
     )
+    # Tokens minted for the old key must not authorize whoever makes an account with it next.
+    retired_keys.retire(session, account_id=acct.id, thumbprint=old_key.thumbprint, new_thumbprint=new_key.thumbprint,
+                        actor=actor(acct), clock=state.clock)
     try:
         session.commit()
     except IntegrityError:

@@ -2,7 +2,8 @@
 one order's TN scope for one account.
 
 :func:`answer_challenge` runs, in order: RFC 9448 §6 steps 1–8 (``ca.tokens``: signature chain,
-claims, ``jti`` not seen, scope, account key fingerprint); then what this authority adds: the
+claims, ``jti`` not seen, scope, account key fingerprint); then what this authority adds: a token
+minted here was not minted for a key a keyChange has since retired (``ca.tokens.retired_keys``); the
 active delegation that covers the scope (the one a token minted here names), its right to
 sub-delegate when the token grants ``ca``, the account's external account binding, and the
 order's validity within the token and the delegation (``ca.orders.validity``). Only then is the
@@ -32,6 +33,7 @@ from ca.orders.validity import Requested, check_within_authority
 from ca.records import audit, delegations
 from ca.records.store import Account, Challenge, Delegation, ExternalAccountKey
 from ca.tokens import authority_tokens as tokens
+from ca.tokens import retired_keys
 
 AUDIT_ACTION_VALIDATE = "authorization.validate"
 
@@ -57,6 +59,9 @@ def answer_challenge(session: Session, authority: Authority, chall: Challenge, a
     # delegation that is still active; it names that delegation. (Held in a variable so that
     # record_use below finds the rows in the session instead of selecting them again.)
     minted = tokens.check_minted_here(session, verified)
+    if minted is not None:
+        # RFC 8555 §7.3.5: a keyChange retired the key this token was minted for.
+        retired_keys.check_not_retired(session, minted)
     delegation = delegations.find_covering(
         session, scope, clock=clock, delegation_id=minted.delegation_id if minted is not None else None
     )
