@@ -234,11 +234,30 @@ def account(account_id: str) -> Response:
         # RFC 8555 §7.3.2: "orders", "termsOfServiceAgreed", unknown fields and any "status" other
         # than deactivation are ignored.
         if "contact" in payload and payload["contact"] is not None:
-            acct.contact = validate_contacts(payload["contact"])
+            _update_contacts(acct, validate_contacts(payload["contact"]))
         if payload.get("status") == "deactivated":
             _deactivate(acct)
         session.commit()
     return acme_json(account_object(acct, state.urls), location=state.urls.account(acct.id))
+
+
+def _update_contacts(acct: Account, contact: list[str]) -> None:
+    """RFC 8555 §7.3.2: new contacts, audited with the old ones (they say who hears about the
+    account's certificates). Sending the same contacts again changes nothing."""
+    state, session = current_state(), db_session()
+    before = list(acct.contact or [])
+    if contact == before:
+        return
+    acct.contact = contact
+    audit.append(
+        session,
+        actor=actor(acct),
+        action="account.update",
+        subject_type="account",
+        subject_id=acct.id,
+        details={"contact_before": before, "contact_after": contact},
+        clock=state.clock,
+    )
 
 
 def _deactivate(acct: Account) -> None:
