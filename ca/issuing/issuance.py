@@ -41,6 +41,7 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from sqlalchemy.orm import Session
 
@@ -48,7 +49,7 @@ from ca.issuing import profiles
 from ca.records import audit
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
-from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
+from ca.errors import BadPublicKeyError, CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY, CertificateContent, IssuerContext, Profile
 from ca.issuing.signers import Signer
@@ -63,6 +64,7 @@ from ca.x509util import (
     key_type_name,
     pem_chain,
     random_serial,
+    rsa_exponent_refusal,
     serial_hex,
     assemble_certificate,
     spki_sha256,
@@ -347,8 +349,14 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
     """RFC 8555 §7.4 / RFC 2986: the CSR must be self-consistent and ask for what the order says."""
     csr = request.csr
     try:
-        signature_ok = csr.is_signature_valid
         public_key = csr.public_key()
+        # Before the signature: verifying with a huge RSA exponent is what makes it costly.
+        refusal = rsa_exponent_refusal(public_key.public_numbers().e) if isinstance(public_key, rsa.RSAPublicKey) else None
+        if refusal is not None:
+            raise BadPublicKeyError(f"CSR key: {refusal}", field="csr.public_key")
+        signature_ok = csr.is_signature_valid
+    except BadPublicKeyError:
+        raise
     except Exception as exc:  # unsupported algorithms or malformed keys raise several types
         raise CSRError(f"CSR public key or signature cannot be processed: {exc}", field="csr") from None
     if not signature_ok:

@@ -67,7 +67,7 @@ from ca.clock import Clock
 from ca.errors import DelegationError, PolicyError, ScopeError, SignerError, TokenError, UnavailableError
 from ca.policy import TokenPolicy, format_duration
 from ca.numbers.tnauthlist import TNScope, decode_identifier_value
-from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
+from ca.x509util import MALFORMED_X509_ERRORS, rsa_exponent_refusal, with_names_decoded
 from ca.tokens.x5u import X5UError
 
 # RFC 7519 §4.1.7: "jti" must be unique; 128 random bits make a collision negligible.
@@ -631,6 +631,9 @@ def _check_signature(cert: x509.Certificate, alg: str, signing_input: bytes, sig
         elif spec.family in ("rsa-pkcs1", "rsa-pss"):
             if not isinstance(key, rsa.RSAPublicKey) or key.key_size < _MIN_RSA_BITS:
                 raise wrong_key
+            refusal = rsa_exponent_refusal(key.public_numbers().e)
+            if refusal is not None:  # before verifying: a huge exponent is what makes that costly
+                raise TokenError(f"token authority key: {refusal}", claim="alg")
             if spec.family == "rsa-pkcs1":
                 pad: padding.AsymmetricPadding = padding.PKCS1v15()
             else:

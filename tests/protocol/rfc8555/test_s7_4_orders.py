@@ -224,6 +224,19 @@ def test_rfc8226_s4_csr_key_type_outside_the_policy_is_bad_csr_and_a_retry_succe
     assert finalize(registered, order, good).get_json()["status"] == "valid"
 
 
+def test_s6_7_csr_rsa_key_with_exponent_3_is_bad_public_key_and_a_retry_succeeds(registered, authority, session_factory):
+    """RFC 8555 §6.7 badPublicKey: an RSA CSR key whose public exponent is not 65537 is refused
+    before its signature is verified (whatever the policy's key types); RFC 8555 §7.4: the order
+    stays ready for a better CSR."""
+    order = raw_ready_order(registered, authority)
+    csr, _ = csr_b64(rsa.generate_private_key(public_exponent=3, key_size=2048))
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "badPublicKey", 400, "public exponent 3")
+    assert table_counts(session_factory) == before
+    good, _ = csr_b64()
+    assert finalize(registered, order, good).get_json()["status"] == "valid"
+
+
 def test_s7_4_csr_tnauthlist_other_than_the_orders_is_bad_csr(registered, authority, session_factory):
     order = raw_ready_order(registered, authority)
     csr, _ = csr_b64(scope=RANGE_SCOPE)
