@@ -237,6 +237,8 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     (ca_errors.PolicyError, None, None, "malformed", 400),
     # newOrder for a scope outside the issuing CA's TNAuthList (a subproblem naming the identifier).
     (ca_errors.ScopeError, Phase.NEW_ORDER, "issuer", "rejectedIdentifier", 400),
+    # ... or with more entries than one order may carry (ca.orders.placing.MAX_ORDER_SCOPE_ENTRIES).
+    (ca_errors.ScopeError, Phase.NEW_ORDER, "entries", "rejectedIdentifier", 400),
     # An identifier value that is not a DER TNAuthList.
     (ca_errors.ScopeError, Phase.NEW_ORDER, None, "malformed", 400),
     (ca_errors.ScopeError, Phase.FINALIZE, "csr", "badCSR", 400),
