@@ -211,6 +211,7 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
             field="csr.basicConstraints",
         )
     _claim_processing(session, order)
+    order_id = order.id  # read before a rollback expires the object
     try:
         return _issue_claimed(session, authority, order, csr, actor=actor)
     except TNCAError:
@@ -221,7 +222,7 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
         # unexpected exception (a bug, date arithmetic overflowing) becomes an IssuanceError, so
         # the caller's record_failure makes the order "invalid" instead of leaving it claimed.
         session.rollback()
-        raise IssuanceError(f"finalize of order {order.id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+        raise IssuanceError(f"finalize of order {order_id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
 
 
 def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
