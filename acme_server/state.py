@@ -45,6 +45,9 @@ class ServerState:
         # origin of this authority's own token authority (the "iss" of the tokens it mints).
         self.token_authority_url: str | None = home.token_authority_url
         self.website: str | None = home.config.server.website
+        # tnca.toml [compat]: documented switches, all off by default (ca.tokens.trust_config.TokenCompat),
+        # read when the home's settings load, so a misspelt switch stops the server at start-up.
+        self.compat = home.token_compat
         # What the order functions of ca.orders need; its providers load on first use.
         self.authority = Authority.of_home(
             home, token_trust=lambda: self.token_trust, x5u_fetcher=lambda: self.x5u_fetcher

@@ -98,7 +98,7 @@ class Settings:
     """The whole of ``tnca.toml``.
 
     ``x5u`` and ``compat`` are kept as read: their typed forms, ``ca.tokens.x5u.FetchPolicy`` and
-    ``ca.tokens.authority_tokens.TokenCompat``, live with the code that uses them, above this
+    ``ca.tokens.trust_config.TokenCompat``, live with the code that uses them, above this
     module, and parse them just as strictly; :class:`ca.home.Home` parses both when it loads the
     settings, so a typo there also fails at start-up.
     """

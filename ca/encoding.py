@@ -47,7 +47,8 @@ def rfc3339(moment: dt.datetime) -> str:
     """An aware datetime as RFC 3339 in UTC with a "Z" suffix, to whole seconds."""
     if moment.tzinfo is None:
         raise ValueError("rfc3339() needs an aware datetime")
-    return moment.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: glibc's %Y writes year 1 as "1", and RFC 3339 §5.6 has four digits.
+    return moment.astimezone(dt.timezone.utc).replace(microsecond=0, tzinfo=None).isoformat() + "Z"
 
 
 def parse_rfc3339(value: object, *, field: str) -> dt.datetime:

@@ -34,6 +34,11 @@ class CSRError(TNCAError):
     """The certificate signing request is malformed, badly signed or asks for the wrong thing."""
 
 
+class BadPublicKeyError(CSRError):
+    """The CSR's public key is one the authority will not certify (known compromised, weak); the
+    client can send a CSR with another key (ACME ``badPublicKey``)."""
+
+
 class DelegationError(TNCAError):
     """No active delegation covers the request (missing, revoked, expired, out of scope)."""
 

@@ -271,6 +271,19 @@ def key_type_name(public_key: PublicKeyTypes) -> str:
     return type(public_key).__name__
 
 
+# The one RSA public exponent accepted (account, CSR and token-signing keys): every key a client
+# or token authority makes has it, and a huge one makes each verification cost milliseconds.
+RSA_PUBLIC_EXPONENT = 65537
+
+
+def rsa_exponent_refusal(exponent: int) -> str | None:
+    """Why an RSA public exponent is refused (a sentence), or None for 65537."""
+    if exponent == RSA_PUBLIC_EXPONENT:
+        return None
+    shown = str(exponent) if exponent.bit_length() <= 64 else f"of {exponent.bit_length()} bits"
+    return f"RSA public exponent {shown} is not accepted; only {RSA_PUBLIC_EXPONENT} is"
+
+
 def spki_der(public_key: PublicKeyTypes) -> bytes:
     return public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
 

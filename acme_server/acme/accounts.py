@@ -23,6 +23,7 @@ from ca.lifecycle import renewal
 from ca.orders.status import AuthorizationStatus, OrderStatus, invalidate_order, problem
 from ca.records import audit
 from ca.records.models_acme import Account, ExternalAccountKey, Order
+from ca.tokens import retired_keys
 
 # A delegate needs an address or two; more is a client bug or abuse.
 MAX_CONTACTS = 8
@@ -30,6 +31,8 @@ MAX_CONTACTS = 8
 MAX_EMAIL_CHARS = 254
 # RFC 8555 §7.1.2.1: the orders list is paginated with Link rel="next".
 ORDERS_PAGE_SIZE = 100
+# The last page the orders list serves: 100 million orders, far beyond any one account.
+ORDERS_MAX_PAGE = 1_000_000
 # RFC 8555 §7.3.4: the EAB JWS uses a MAC algorithm; HMAC with SHA-2 is what clients send.
 EAB_ALGORITHMS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 # RFC 8555 §7.1.2.1: the list SHOULD NOT include orders in the "invalid" state.
@@ -231,11 +234,30 @@ def account(account_id: str) -> Response:
         # RFC 8555 §7.3.2: "orders", "termsOfServiceAgreed", unknown fields and any "status" other
         # than deactivation are ignored.
         if "contact" in payload and payload["contact"] is not None:
-            acct.contact = validate_contacts(payload["contact"])
+            _update_contacts(acct, validate_contacts(payload["contact"]))
         if payload.get("status") == "deactivated":
             _deactivate(acct)
         session.commit()
     return acme_json(account_object(acct, state.urls), location=state.urls.account(acct.id))
+
+
+def _update_contacts(acct: Account, contact: list[str]) -> None:
+    """RFC 8555 §7.3.2: new contacts, audited with the old ones (they say who hears about the
+    account's certificates). Sending the same contacts again changes nothing."""
+    state, session = current_state(), db_session()
+    before = list(acct.contact or [])
+    if contact == before:
+        return
+    acct.contact = contact
+    audit.append(
+        session,
+        actor=actor(acct),
+        action="account.update",
+        subject_type="account",
+        subject_id=acct.id,
+        details={"contact_before": before, "contact_after": contact},
+        clock=state.clock,
+    )
 
 
 def _deactivate(acct: Account) -> None:
@@ -274,8 +296,10 @@ def account_orders(account_id: str) -> Response:
     state, session = current_state(), db_session()
     acct = _own_account(account_id)
     page_text = request.args.get("page", "1")
-    if not page_text.isdigit() or int(page_text) < 1:
-        raise problems.malformed(f"'page' must be a positive integer, got {page_text[:20]!r}")
+    # Bounded before it reaches SQL: the offset must fit a 64-bit integer (SQLite overflowed on
+    # a huge page). ASCII digits only: str.isdigit() also accepts "²", which int() refuses.
+    if not re.fullmatch(r"[0-9]{1,7}", page_text) or not 1 <= int(page_text) <= ORDERS_MAX_PAGE:
+        raise problems.malformed(f"'page' must be an integer from 1 to {ORDERS_MAX_PAGE}, got {page_text[:20]!r}")
     page = int(page_text)
     listed = (Order.account_id == acct.id) & Order.status.in_(_LISTED_ORDER_STATUSES)
     order_ids = session.scalars(
@@ -348,6 +372,9 @@ def key_change() -> Response:
         details={"old_jwk_thumbprint": old_key.thumbprint, "new_jwk_thumbprint": new_key.thumbprint, "key": new_key.describe()},
         clock=state.clock,
     )
+    # Tokens minted for the old key must not authorize whoever makes an account with it next.
+    retired_keys.retire(session, account_id=acct.id, thumbprint=old_key.thumbprint, new_thumbprint=new_key.thumbprint,
+                        actor=actor(acct), clock=state.clock)
     try:
         session.commit()
     except IntegrityError:

@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from ca.encoding import EncodingError, b64url_decode, b64url_encode
 from ca.tokens.fingerprints import jwk_thumbprint
+from ca.x509util import rsa_exponent_refusal
 
 # RFC 8555 §6.2 leaves key sizes to the server; 2048 bits is the floor every Web PKI CA uses.
 MIN_RSA_BITS = 2048
@@ -184,6 +185,9 @@ def _parse_rsa(obj: Mapping[str, Any]) -> AccountKey:
     bits = modulus.bit_length()
     if bits < MIN_RSA_BITS or bits > MAX_RSA_BITS:
         raise JWKError(f"RSA key of {bits} bits is not accepted; use {MIN_RSA_BITS} to {MAX_RSA_BITS} bits", unsupported=True)
+    refusal = rsa_exponent_refusal(exponent)
+    if refusal is not None:
+        raise JWKError(f"'jwk': {refusal}", unsupported=True)
     try:
         public_key = rsa.RSAPublicNumbers(exponent, modulus).public_key()
     except ValueError as exc:

@@ -177,7 +177,9 @@ def finalize_order(order_id: str) -> Response:
     finalizing.check_ready(acme_order)
     csr = _decode_csr(g.payload.get("csr"))
     try:
-        issued = finalizing.finalize(session, state.authority, acme_order, csr, actor=actor(g.account))
+        issued = finalizing.finalize(session, state.authority, acme_order, csr, actor=actor(g.account),
+                                     account_key_spki=g.account_key.spki_der(),
+                                     csr_key_may_equal_account_key=state.compat.csr_key_may_equal_account_key)
     except TNCAError as error:
         problem = problems.problem_for_ca_error(error, Phase.FINALIZE)
         finalizing.record_failure(acme_order, error, problem.to_json(top_level=False))

@@ -228,6 +228,8 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     # succeed later and says when (Retry-After, RFC 8555 §6.6). 503, not 429: the limit is the
     # server's capacity, not something this client overused.
     (ca_errors.UnavailableError, None, None, "rateLimited", 503),
+    # RFC 8555 §6.7: "the server does not support" this key: it was revoked as compromised.
+    (ca_errors.BadPublicKeyError, None, None, "badPublicKey", 400),
     (ca_errors.CSRError, None, None, "badCSR", 400),
     # RFC 8555 §7.4: a CSR the CA is unwilling to sign (a key type the policy refuses) is badCSR.
     (ca_errors.PolicyError, Phase.FINALIZE, "csr", "badCSR", 400),
@@ -235,6 +237,8 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     (ca_errors.PolicyError, None, None, "malformed", 400),
     # newOrder for a scope outside the issuing CA's TNAuthList (a subproblem naming the identifier).
     (ca_errors.ScopeError, Phase.NEW_ORDER, "issuer", "rejectedIdentifier", 400),
+    # ... or with more entries than one order may carry (ca.orders.placing.MAX_ORDER_SCOPE_ENTRIES).
+    (ca_errors.ScopeError, Phase.NEW_ORDER, "entries", "rejectedIdentifier", 400),
     # An identifier value that is not a DER TNAuthList.
     (ca_errors.ScopeError, Phase.NEW_ORDER, None, "malformed", 400),
     (ca_errors.ScopeError, Phase.FINALIZE, "csr", "badCSR", 400),

@@ -44,6 +44,7 @@ from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from sqlalchemy.orm import Session
 
@@ -51,7 +52,7 @@ from ca.issuing import profiles
 from ca.records import audit
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
-from ca.errors import CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
+from ca.errors import BadPublicKeyError, CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
 from ca.issuing.profiles import (
     CERTIFICATE,
@@ -74,6 +75,7 @@ from ca.x509util import (
     key_type_name,
     pem_chain,
     random_serial,
+    rsa_exponent_refusal,
     serial_hex,
     spki_sha256,
 )
@@ -367,8 +369,14 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
     """RFC 8555 §7.4 / RFC 2986: the CSR must be self-consistent and ask for what the order says."""
     csr = request.csr
     try:
-        signature_ok = csr.is_signature_valid
         public_key = csr.public_key()
+        # Before the signature: verifying with a huge RSA exponent is what makes it costly.
+        refusal = rsa_exponent_refusal(public_key.public_numbers().e) if isinstance(public_key, rsa.RSAPublicKey) else None
+        if refusal is not None:
+            raise BadPublicKeyError(f"CSR key: {refusal}", field="csr.public_key")
+        signature_ok = csr.is_signature_valid
+    except BadPublicKeyError:
+        raise
     except Exception as exc:  # unsupported algorithms or malformed keys raise several types
         raise CSRError(f"CSR public key or signature cannot be processed: {exc}", field="csr") from None
     if not signature_ok:
@@ -386,7 +394,11 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
         raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
     tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
     if tn_ext is not None:
-        csr_scope = TNScope.from_der(tn_ext.value.value, strict=False)
+        try:
+            csr_scope = TNScope.from_der(tn_ext.value.value, strict=False)
+        except ScopeError as exc:
+            # The CSR's own fault (RFC 8555 §7.4 badCSR), not a refusal of the order's scope.
+            raise CSRError(f"CSR TNAuthList does not decode: {exc.detail}", field="csr.TNAuthList") from None
         if csr_scope.normalized() != request.scope.normalized():
             raise CSRError(
                 f"CSR TNAuthList ({csr_scope.describe()}) differs from the requested scope ({request.scope.describe()})",

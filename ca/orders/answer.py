@@ -2,11 +2,12 @@
 one order's TN scope for one account.
 
 :func:`answer_challenge` runs, in order: RFC 9448 §6 steps 1–8 (``ca.tokens``: signature chain,
-claims, ``jti`` not seen, scope, account key fingerprint); then what this authority adds: the
+claims, ``jti`` not seen, scope, account key fingerprint); then what this authority adds: a token
+minted here was not minted for a key a keyChange has since retired (``ca.tokens.retired_keys``); the
 active delegation that covers the scope (the one a token minted here names), its right to
 sub-delegate when the token grants ``ca``, the account's external account binding, and the
 order's validity within the token and the delegation (``ca.orders.validity``). Only then is the
-``jti`` recorded (``ca.tokens.authority_tokens.record_use``), in the caller's transaction, so
+``jti`` recorded (``ca.tokens.verification.record_use``), in the caller's transaction, so
 only an accepted token is spent; the challenge, its authorization and its order change status
 and an ``authorization.validate`` audit event is appended.
 
@@ -33,6 +34,7 @@ from ca.records import audit, delegations
 from ca.records.models_acme import Account, Challenge, ExternalAccountKey
 from ca.records.models_authority import Delegation
 from ca.tokens import verification
+from ca.tokens import retired_keys
 
 AUDIT_ACTION_VALIDATE = "authorization.validate"
 
@@ -58,6 +60,9 @@ def answer_challenge(session: Session, authority: Authority, chall: Challenge, a
     # delegation that is still active; it names that delegation. (Held in a variable so that
     # record_use below finds the rows in the session instead of selecting them again.)
     minted = verification.check_minted_here(session, verified)
+    if minted is not None:
+        # RFC 8555 §7.3.5: a keyChange retired the key this token was minted for.
+        retired_keys.check_not_retired(session, minted)
     delegation = delegations.find_covering(
         session, scope, clock=clock, delegation_id=minted.delegation_id if minted is not None else None
     )

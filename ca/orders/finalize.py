@@ -5,7 +5,8 @@
 authorization, the validity window the caller computed) and runs the issuance pipeline
 (``ca.issuing.issuance.issue``). Both front ends that issue for orders call it: ACME finalize
 (:func:`finalize`, the first certificate) and the STAR worker
-(``ca/lifecycle/renewal_worker.py``, each renewal). :func:`classify_failure` is the one place
+(``ca/lifecycle/renewal_worker.py``, each renewal); both refuse a key revoked for keyCompromise
+(:func:`check_key_not_compromised`). :func:`classify_failure` is the one place
 that says what an issuance failure means for the order: the CSR is at fault, the authority
 refuses for good, or the trouble is transient.
 
@@ -20,16 +21,18 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from ca.errors import (
+    BadPublicKeyError,
     ClaimConstraintsError,
     CSRError,
     DelegationError,
@@ -41,12 +44,14 @@ from ca.errors import (
 )
 from ca.issuing.issuance import IssuanceRequest, IssuedCertificate, issue
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY
+from ca.lifecycle.reasons import CRLReason
 from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_after
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
 from ca.orders.status import OrderStatus, invalidate_order
 from ca.records.models_acme import Order
-from ca.x509util import MALFORMED_X509_ERRORS
+from ca.records.models_authority import Certificate, Revocation
+from ca.x509util import MALFORMED_X509_ERRORS, spki_der
 
 
 class IssuanceFailure(enum.StrEnum):
@@ -118,6 +123,7 @@ def issue_for_order(
     commits the precertificate row before any log sees it (RFC 6962 §3.1 via
     ``ca/issuing/issuance.py``). Raises what ``issue`` raises; :func:`classify_failure` says what
     that means for the order."""
+    check_key_not_compromised(session, csr)
     request = issuance_request(order, csr, not_before=not_before, not_after=not_after, actor=actor)
     issued = issue(
         session,
@@ -138,6 +144,36 @@ def issue_for_order(
     return issued
 
 
+def _csr_spki(csr: x509.CertificateSigningRequest) -> bytes | None:
+    """The DER SubjectPublicKeyInfo of the CSR's key; None when it cannot be read (issue()
+    reports that as a CSRError)."""
+    try:
+        return spki_der(csr.public_key())
+    except Exception:  # noqa: BLE001 - unsupported algorithms and malformed keys raise several types
+        return None
+
+
+def check_key_not_compromised(session: Session, csr: x509.CertificateSigningRequest) -> None:
+    """BadPublicKeyError if a certificate of the CSR's key was revoked for keyCompromise
+    (RFC 5280 §5.3.1): that key is known to be in someone else's hands, whoever asks now."""
+    spki = _csr_spki(csr)
+    if spki is None:
+        return
+    digest = hashlib.sha256(spki).hexdigest()
+    serial = session.scalar(
+        select(Certificate.serial)
+        .join(Revocation, Revocation.certificate_id == Certificate.id)
+        .where(Certificate.spki_sha256 == digest, Revocation.reason_code == CRLReason.KEY_COMPROMISE)
+        .limit(1)
+    )
+    if serial is not None:
+        raise BadPublicKeyError(
+            f"the CSR's public key is that of certificate {serial}, revoked for keyCompromise (RFC 5280 §5.3.1); "
+            "a compromised key is not certified again: generate a new key",
+            field="csr.public_key",
+        )
+
+
 def check_ready(order: Order) -> None:
     """RFC 8555 §7.4: only a ``ready`` order can be finalized (OrderNotReadyError)."""
     if order.status != OrderStatus.READY:
@@ -148,13 +184,23 @@ def check_ready(order: Order) -> None:
 
 
 def finalize(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
-             actor: str) -> IssuedCertificate:
+             actor: str, account_key_spki: bytes, csr_key_may_equal_account_key: bool = False) -> IssuedCertificate:
     """Finalize a ready ``order`` with ``csr`` (module docstring). Owns its transactions: it
     commits the ``processing`` claim, the precertificate and the valid order with its
-    certificate. On a ``ca.errors`` error nothing of the issuance is kept (the order stays
-    ``ready`` when the error came before the claim, ``processing`` after it); the caller records
-    the outcome with :func:`record_failure` and commits."""
+    certificate. On failure it raises a ``ca.errors`` error, any other exception after the claim
+    turned into an IssuanceError, and nothing of the issuance is kept but a committed
+    precertificate (the order stays ``ready`` when the error came before the claim,
+    ``processing`` after it); the caller records the outcome with :func:`record_failure`, which
+    never leaves it ``processing``, and commits. ``account_key_spki`` is the DER
+    SubjectPublicKeyInfo of the account's key, which the CSR may not carry (RFC 8555 §11.1)
+    unless ``csr_key_may_equal_account_key`` (``tnca.toml`` ``[compat]``)."""
     check_ready(order)
+    if not csr_key_may_equal_account_key and _csr_spki(csr) == account_key_spki:
+        raise CSRError(
+            "the CSR's public key is the account key; RFC 8555 §11.1 requires a different key for the certificate "
+            "(an operator whose clients need it can set [compat] csr_key_may_equal_account_key = true in tnca.toml)",
+            field="csr.public_key",
+        )
     authz = order.authorizations[0]
     csr_ca = csr_requests_ca(csr)
     if csr_ca != bool(authz.token_ca):
@@ -166,7 +212,24 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
             field="csr.basicConstraints",
         )
     _claim_processing(session, order)
+    order_id = order.id  # read before a rollback expires the object
+    try:
+        return _issue_claimed(session, authority, order, csr, actor=actor)
+    except TNCAError:
+        session.rollback()
+        raise
+    except Exception as exc:
+        # RFC 8555 §7.1.6: "processing" lasts while the certificate is made, never longer. An
+        # unexpected exception (a bug, date arithmetic overflowing) becomes an IssuanceError, so
+        # the caller's record_failure makes the order "invalid" instead of leaving it claimed.
+        session.rollback()
+        raise IssuanceError(f"finalize of order {order_id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
 
+
+def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
+                   actor: str) -> IssuedCertificate:
+    """The part of :func:`finalize` after the claim: issue, then the order is ``valid``, committed."""
+    authz = order.authorizations[0]
     # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
     # token at the challenge; without one, the token's exp is the cap.
     not_before = order.not_before
@@ -177,12 +240,8 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
         first = first_window(auto, now=authority.clock.now(), end=auto.end(authz.token_expires),
                              minimum=authority.policy.lifetimes.minimum)
         not_before, not_after = first.not_before, first.not_after
-    try:
-        issued = issue_for_order(session, authority, order, csr, not_before=not_before, not_after=not_after,
-                                 actor=actor, precertificate_recorded=session.commit)
-    except TNCAError:
-        session.rollback()
-        raise
+    issued = issue_for_order(session, authority, order, csr, not_before=not_before, not_after=not_after,
+                             actor=actor, precertificate_recorded=session.commit)
     order.status = OrderStatus.VALID
     if auto is not None:
         # RFC 8739 §2.2: renewals reuse this CSR. The order now lasts until its auto-renewal

@@ -1,7 +1,8 @@
 """newOrder (RFC 8555 §7.4) after its JSON is parsed: the checks that need the authority, then
 the order with its one authorization and one ``tkauth-01`` challenge (RFC 9448 §3).
 
-The checks, in order: the scope is inside the issuing CA's TNAuthList (ScopeError, field
+The checks, in order: the scope has at most :data:`MAX_ORDER_SCOPE_ENTRIES` entries
+(ScopeError, field "entries"); the scope is inside the issuing CA's TNAuthList (ScopeError, field
 "issuer"); the delegations covering it are not all withdrawn (DelegationError); the requested
 validity is one the policy can honour (:func:`ca.orders.validity.check_order_request`,
 PolicyError); the certificate named by ``replaces`` may be replaced (RFC 9773 §5:
@@ -34,6 +35,9 @@ TNAUTHLIST_IDENTIFIER = "TNAuthList"
 TKAUTH_CHALLENGE = "tkauth-01"
 # RFC 8555 §8: challenge tokens carry at least 128 bits of entropy.
 CHALLENGE_TOKEN_BYTES = 16
+# The most TNAuthList entries (after normalization) one order may carry: the scope checks and the
+# delegation lookup cost time in the number of entries, and a real order names far fewer.
+MAX_ORDER_SCOPE_ENTRIES = 1000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,14 @@ class OrderRequest:
 def place_order(session: Session, authority: Authority, account: Account, request: OrderRequest) -> Order:
     """Check ``request`` (module docstring) and add the new order to ``session``, flushed; the
     caller commits. Raises a ``ca.errors`` error, with nothing added, when a check fails."""
+    entries = len(request.scope.normalized().entries)
+    if entries > MAX_ORDER_SCOPE_ENTRIES:
+        # Before anything else, the database included.
+        raise ScopeError(
+            f"the TNAuthList has {entries} entries after normalization; this authority accepts at most "
+            f"{MAX_ORDER_SCOPE_ENTRIES} per order (adjacent numbers count as one range): split it into several orders",
+            field="entries",
+        )
     now = authority.clock.now()
     issuer = authority.issuing_ca()
     if issuer.scope is not None and not issuer.scope.contains(request.scope):

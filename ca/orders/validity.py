@@ -6,11 +6,13 @@ an end (the last certificate's notAfter) and a longest single certificate, and t
 hold for both (:class:`Requested` puts either in those terms):
 
 =======================================  ==========================================================
-at newOrder, against the policy          start not backdated beyond ``[lifetimes] backdate``; end
-(:func:`check_order_request`)            later than the start and now, not after the issuing CA's
-                                         notAfter; no certificate shorter than the minimum or longer
-                                         than the longest profile; a STAR order also within
-                                         ``max-duration`` (RFC 8739 §3.2)
+at newOrder, against the policy          start not backdated beyond ``[lifetimes] backdate`` and early
+(:func:`check_order_request`)            enough for a certificate of the minimum lifetime to end by
+                                         the issuing CA's notAfter; end later than the start and
+                                         now, not after the issuing CA's notAfter; no certificate
+                                         shorter than the minimum or longer than the longest
+                                         profile; a STAR order also within ``max-duration``
+                                         (RFC 8739 §3.2)
 at the challenge, against what the       end not after the token's ``exp`` (RFC 9447 §7: no
 token and the delegation say             certificate outlives its token) nor the delegation's end;
 (:func:`check_within_authority`)         the longest certificate within the delegation's maximum
@@ -121,6 +123,15 @@ def check_order_request(requested: Requested, *, now: dt.datetime, policy: Polic
                 else f"certificates are not backdated by more than {format_duration(lifetimes.backdate)}")
         raise PolicyError(f"{requested.start_name} {rfc3339(requested.start)} is in the past; {hint}",
                           field=requested.start_field)
+    if requested.start is not None and requested.start > issuer_not_after - lifetimes.minimum:
+        # Checked before any arithmetic on the start: a start in year 9999 plus a lifetime
+        # overflowed at finalize, after the order was claimed and its token spent.
+        raise PolicyError(
+            f"{requested.start_name} {rfc3339(requested.start)} is too late: no certificate of the minimum lifetime "
+            f"{format_duration(lifetimes.minimum)} starting then ends by the issuing CA's own notAfter "
+            f"{rfc3339(issuer_not_after)}",
+            field=requested.start_field,
+        )
     if requested.end is None:
         return
     start = requested.start if requested.start is not None else now

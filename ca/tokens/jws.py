@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from ca.encoding import EncodingError, b64url_decode, b64url_encode
 from ca.errors import SignerError, TokenError
+from ca.x509util import rsa_exponent_refusal
 
 # Tokens longer than this are refused before any parsing (a chain in x5c is a few KiB).
 MAX_TOKEN_CHARS = 32 * 1024
@@ -145,6 +146,9 @@ def check_signature(cert: x509.Certificate, alg: str, signing_input: bytes, sign
         elif spec.family in ("rsa-pkcs1", "rsa-pss"):
             if not isinstance(key, rsa.RSAPublicKey) or key.key_size < MIN_RSA_BITS:
                 raise wrong_key
+            refusal = rsa_exponent_refusal(key.public_numbers().e)
+            if refusal is not None:  # before verifying: a huge exponent is what makes that costly
+                raise TokenError(f"token authority key: {refusal}", claim="alg")
             if spec.family == "rsa-pkcs1":
                 pad: padding.AsymmetricPadding = padding.PKCS1v15()
             else:

@@ -41,9 +41,13 @@ class TokenCompat:
     §5.4 defines the fingerprint as the RFC 8555 §8.1 thumbprint (RFC 7638); both are 32 bytes
     bound to the same key, so accepting the other form does not widen who can use a token, but
     it is a divergence and is off unless a deployment's token authority needs it.
+
+    ``csr_key_may_equal_account_key``: finalize accepts a CSR whose key is the account key, which
+    RFC 8555 §11.1 forbids and deployed SHAKEN clients send (``ca.orders.finalize``).
     """
 
     fingerprint_spki_sha256: bool = False
+    csr_key_may_equal_account_key: bool = False
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> TokenCompat:

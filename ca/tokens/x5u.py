@@ -32,7 +32,7 @@ deliberately narrow:
 - ``overrides`` maps URLs to chains held in memory: the server's own token-authority URL must
   resolve without a request, because a one-worker server fetching itself would deadlock.
 
-What is *not* checked here: whether the chain is trusted. That is ``ca.tokens.authority_tokens``' job; this
+What is *not* checked here: whether the chain is trusted. That is ``ca.tokens.verification``' job; this
 module only turns a URL into certificates.
 """
 

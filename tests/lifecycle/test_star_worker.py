@@ -15,7 +15,7 @@ from ca.records import delegations
 from ca.clock import FixedClock
 from ca.records.models_acme import Order
 from ca.records.models_audit import AuditEvent
-from ca.records.models_authority import Certificate
+from ca.records.models_authority import Certificate, Revocation
 from protocol.rfc8739.star_support import (
     HOUR,
     Worker,
@@ -143,6 +143,25 @@ def test_a_renewal_refused_by_issuance_cancels_the_order_with_the_reason(registe
     with session_factory() as session:  # refused before any precertificate: nothing recorded
         assert len(session.scalars(select(Certificate).where(Certificate.order_id == order_id)).all()) == 1
     changed.close()
+
+
+def test_rfc5280_s5_3_1_a_renewal_whose_key_was_revoked_for_key_compromise_cancels_the_order(registered, authority, home, session_factory):  # noqa: F811
+    """RFC 8739 §2.2 renewals reuse the finalize CSR, and so its key: once a certificate of that
+    key is revoked for keyCompromise (RFC 5280 §5.3.1) the worker must not certify it again
+    (ca.orders.finalize.issue_for_order refuses it); the order stops, saying why."""
+    order_id = star_order(registered, authority)
+    (first,) = issued_certificates(session_factory, order_id)
+    due = order_row(session_factory, registered.base_url + "/acme/order/" + order_id).next_renewal_at
+    with session_factory() as session:
+        certificate = session.scalars(select(Certificate).where(Certificate.order_id == order_id,
+                                                                Certificate.stage == "issued")).one()
+        session.add(Revocation(certificate_id=certificate.id, reason_code=1, actor="test:operator", source="operator"))
+        session.commit()
+    assert worker_at(home, session_factory, due).tick() == 0
+    row = order_row(session_factory, registered.base_url + "/acme/order/" + order_id)
+    assert row.status == "canceled"
+    assert "revoked for keyCompromise" in row.error["detail"]
+    assert len(issued_certificates(session_factory, order_id)) == 1
 
 
 def test_a_cancellation_between_claim_and_renewal_issues_nothing(registered, authority, home, session_factory):  # noqa: F811

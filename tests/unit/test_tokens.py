@@ -1121,6 +1121,20 @@ class TestOtherAlgorithms:
         tampered = bytes([signature[0] ^ 1]) + signature[1:]
         refused("signature", "does not verify", verification.verify, signing_input + "." + b64url(tampered), **options)
 
+    def test_rfc8555_s6_7_token_authority_rsa_key_with_exponent_3_is_refused(self, account, clock) -> None:
+        """A token-signing RSA key must have public exponent 65537, as account and CSR keys must
+        (an enormous exponent makes each verification costly); refused before verifying."""
+        from cryptography.hazmat.primitives.asymmetric import padding
+
+        key = rsa.generate_private_key(public_exponent=3, key_size=2048)
+        cert = self._cert(key)
+        signing_input = b64url(json.dumps({"alg": "RS256", "x5u": TA_URL}).encode()) + "." + b64url(json.dumps(claims(account)).encode())
+        signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        trust = tokens.TokenTrust(anchors=(cert,), algorithms=frozenset({"RS256"}))
+        refused("alg", "RSA public exponent 3 is not accepted; only 65537 is", tokens.verify,
+                signing_input + "." + b64url(signature), identifier_scope=SCOPE, account_jwk=account, trust=trust,
+                clock=clock, fetcher=X5UFetcher(overrides={TA_URL: [cert]}))
+
     @pytest.mark.parametrize("alg", ["RS256", "EdDSA", "ES384"])
     def test_algorithm_that_does_not_fit_the_key_is_refused(self, authority, account, clock, alg) -> None:
         token = authority.token(claims(account), header={"alg": alg, "x5u": TA_URL})

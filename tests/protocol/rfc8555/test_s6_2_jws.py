@@ -133,6 +133,23 @@ def test_s6_2_short_rsa_key_is_bad_public_key(client, home, unchanged):
     assert_problem(response, "badPublicKey", 400, "1024 bits")
 
 
+@pytest.fixture(scope="module")
+def rsa_2048():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+@pytest.mark.parametrize("exponent", [3, 2**32 + 1, 2**4096 + 1, 65538], ids=["e-3", "e-2^32+1", "e-huge", "e-even"])
+def test_s6_2_rsa_account_key_with_an_exponent_other_than_65537_is_bad_public_key(client, home, unchanged, rsa_2048,
+                                                                                 exponent):
+    """RFC 8555 §6.7 badPublicKey: an RSA account key whose public exponent is not 65537 (an
+    enormous one made every verification cost milliseconds). Refused when the key is parsed,
+    before any signature is checked, so the JWS need not verify."""
+    raw = RawClient(client, home.base_url, key=rsa_2048)
+    jwk = {**public_jwk(rsa_2048), "e": b64url(exponent.to_bytes((exponent.bit_length() + 7) // 8, "big"))}
+    response = raw.post(NEW_ACCOUNT, {}, use_jwk=True, alg="RS256", jwk=jwk)
+    assert_problem(response, "badPublicKey", 400, "public exponent")
+
+
 def test_s6_2_private_key_material_in_jwk_is_malformed(raw, unchanged):
     jwk = {**public_jwk(raw.key), "d": b64url(b"\x01" * 32)}
     assert_problem(raw.post(NEW_ACCOUNT, {}, use_jwk=True, jwk=jwk), "malformed", 400, "private")

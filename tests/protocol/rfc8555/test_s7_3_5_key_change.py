@@ -9,7 +9,18 @@ from sqlalchemy import select
 
 from ca.records.models_acme import Account
 from ca.records.models_audit import AuditEvent
-from protocol.support import TN_SCOPE, RawClient, assert_problem, b64url, new_key, public_jwk, raw_new_order, sign_es256, table_counts
+from protocol.support import (
+    TN_SCOPE,
+    RawClient,
+    assert_problem,
+    b64url,
+    new_key,
+    public_jwk,
+    raw_answer,
+    raw_new_order,
+    sign_es256,
+    table_counts,
+)
 
 KEY_CHANGE = "/acme/key-change"
 
@@ -70,3 +81,31 @@ def test_s7_3_5_refusals_change_nothing(registered, session_factory, build, code
     assert_problem(response, code, 403 if code == "unauthorized" else 400, fragment)
     assert table_counts(session_factory) == before
     assert registered.post(registered.kid, None).status_code == 200  # the old key still works
+
+
+def test_s7_3_5_tokens_minted_for_the_retired_key_no_longer_validate(registered, authority, client, home, session_factory):
+    """RFC 8555 §7.3.5 (and RFC 9448 §5.4, tokens bound to an account key): an authority token
+    minted here for the old key, unused at the keyChange, stayed redeemable by a new account made
+    with the old key. The keyChange now retires the old key's tokens, audited with their jtis;
+    such a token fails the challenge as unauthorized, and nothing is spent."""
+    delegation_id = authority.delegate()
+    old_key = registered.key
+    token = authority.token(delegation_id, registered.jwk, TN_SCOPE)
+    assert registered.post(KEY_CHANGE, inner_jws(registered, new_key())).status_code == 200
+    with session_factory() as session:
+        retire = session.scalars(select(AuditEvent).where(AuditEvent.action == "account-key.retire")).one()
+        assert retire.details["account_id"] == registered.kid.rsplit("/", 1)[1]
+        assert len(retire.details["unused_token_jtis"]) == 1
+
+    reused = RawClient(client, home.base_url, key=old_key)
+    reused.register()
+    order = raw_new_order(reused, TN_SCOPE.to_identifier_value())
+    before = table_counts(session_factory)
+    challenge = raw_answer(reused, order, token).get_json()
+    assert challenge["status"] == "invalid", challenge
+    assert challenge["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "retired by a keyChange" in challenge["error"]["detail"]
+    assert table_counts(session_factory) == before
+    # A token minted for that key after the keyChange is the operator's new decision: it works.
+    fresh = raw_new_order(reused, TN_SCOPE.to_identifier_value())
+    assert raw_answer(reused, fresh, authority.token(delegation_id, reused.jwk, TN_SCOPE)).get_json()["status"] == "valid"

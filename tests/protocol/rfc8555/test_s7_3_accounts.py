@@ -233,6 +233,33 @@ def test_s7_3_2_update_changes_contact_and_ignores_status_and_orders(registered)
     }
 
 
+def test_s7_3_2_contact_update_is_audited_with_before_and_after(registered, session_factory):
+    """RFC 8555 §7.3.2 account update: a change of contacts (where the authority writes about the
+    account's certificates) was not audited. It appends ``account.update`` with the contacts
+    before and after; sending the same contacts again changes nothing and appends nothing."""
+    account_id = registered.kid.rsplit("/", 1)[1]
+    assert registered.post(registered.kid, {"contact": ["mailto:a@example.com"]}).status_code == 200
+    assert registered.post(registered.kid, {"contact": ["mailto:b@example.com", "mailto:c@example.com"]}).status_code == 200
+    assert registered.post(registered.kid, {"contact": ["mailto:b@example.com", "mailto:c@example.com"]}).status_code == 200
+    with session_factory() as session:
+        events = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "account.update").order_by(AuditEvent.seq)
+        ).all()
+    assert [(e.subject_type, e.subject_id) for e in events] == [("account", account_id)] * 2
+    assert [e.details for e in events] == [
+        {"contact_before": [], "contact_after": ["mailto:a@example.com"]},
+        {"contact_before": ["mailto:a@example.com"], "contact_after": ["mailto:b@example.com", "mailto:c@example.com"]},
+    ]
+    assert all(e.actor == f"acme:account:{account_id}" for e in events)
+
+
+def test_s7_3_new_account_audits_its_contacts(raw, session_factory):
+    raw.register({"contact": ["mailto:ops@example.com"]})
+    with session_factory() as session:
+        event = session.scalars(select(AuditEvent).where(AuditEvent.action == "account.create")).one()
+    assert event.details["contact"] == ["mailto:ops@example.com"]
+
+
 def test_s7_3_2_invalid_contact_update_is_refused_and_nothing_changes(registered):
     assert_problem(registered.post(registered.kid, {"contact": ["tel:+1"]}), "unsupportedContact", 400)
     assert registered.post(registered.kid, None).get_json()["contact"] == []
@@ -298,3 +325,21 @@ def test_s7_1_2_1_orders_list_is_paginated_with_link_next(registered, monkeypatc
 
 def test_s7_1_2_1_orders_list_needs_post_as_get(registered, unchanged):
     assert_problem(registered.post(registered.kid + "/orders", {}), "malformed", 400, "POST-as-GET")
+
+
+@pytest.mark.parametrize(
+    "page",
+    ["99999999999999999999999", "92233720368547759", "1000001", "0", "-1", "abc", "", "%C2%B2", "%D9%A1"],
+    ids=["huge", "offset-overflows", "above-the-bound", "zero", "negative", "word", "empty", "superscript", "arabic-digit"],
+)
+def test_s7_1_2_1_orders_list_page_out_of_range_is_malformed(registered, unchanged, page):
+    """RFC 8555 §7.1.2.1: the orders list's ``page`` parameter. A page whose offset does not fit
+    a 64-bit integer reached SQL and overflowed (a 500); a non-ASCII digit passed ``isdigit`` and
+    failed ``int``. Each is a 400 ``malformed`` naming the parameter and its bound."""
+    response = registered.post(f"{registered.kid}/orders?page={page}", None)
+    assert_problem(response, "malformed", 400, "'page' must be an integer from 1 to 1000000")
+
+
+def test_s7_1_2_1_orders_list_last_allowed_page_is_empty(registered):
+    response = registered.post(f"{registered.kid}/orders?page=1000000", None)
+    assert response.status_code == 200 and response.get_json() == {"orders": []}

@@ -13,10 +13,13 @@ import re
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
+from acme_server import create_app
+from ca.config import Home
 from ca.numbers.claims import ClaimConstraints
 from ca.records.models_acme import Order
 from ca.records.models_audit import AuditEvent
@@ -224,12 +227,50 @@ def test_rfc8226_s4_csr_key_type_outside_the_policy_is_bad_csr_and_a_retry_succe
     assert finalize(registered, order, good).get_json()["status"] == "valid"
 
 
+def test_s6_7_csr_rsa_key_with_exponent_3_is_bad_public_key_and_a_retry_succeeds(registered, authority, session_factory):
+    """RFC 8555 §6.7 badPublicKey: an RSA CSR key whose public exponent is not 65537 is refused
+    before its signature is verified (whatever the policy's key types); RFC 8555 §7.4: the order
+    stays ready for a better CSR."""
+    order = raw_ready_order(registered, authority)
+    csr, _ = csr_b64(rsa.generate_private_key(public_exponent=3, key_size=2048))
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "badPublicKey", 400, "public exponent 3")
+    assert table_counts(session_factory) == before
+    good, _ = csr_b64()
+    assert finalize(registered, order, good).get_json()["status"] == "valid"
+
+
 def test_s7_4_csr_tnauthlist_other_than_the_orders_is_bad_csr(registered, authority, session_factory):
     order = raw_ready_order(registered, authority)
     csr, _ = csr_b64(scope=RANGE_SCOPE)
     before = table_counts(session_factory)
     assert_problem(finalize(registered, order, csr), "badCSR", 400, "differs from the requested scope")
     assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize("der", [b"\xff\x01", b"\x30\x03\x02\x01\x00", b"\x30\x00", b"\x30\x06\xa0\x04\x16\x02\x31"],
+                         ids=["not-der", "wrong-choice", "empty", "truncated"])
+def test_s7_4_csr_tnauthlist_that_does_not_decode_is_bad_csr_and_the_order_stays_ready(
+    registered, authority, session_factory, der
+):
+    """RFC 8555 §7.4: a CSR whose TNAuthList extension (RFC 8226 §9) does not decode is the CSR's
+    fault, ``badCSR``; the order stays "ready" for a better CSR. It used to invalidate the order
+    (and so spend its token) as if the scope were refused for good."""
+    order = raw_ready_order(registered, authority)
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "Example Enterprise")]))
+        .add_extension(x509.UnrecognizedExtension(OID_TN_AUTH_LIST, der), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    before = table_counts(session_factory)
+    response = finalize(registered, order, b64url(csr.public_bytes(serialization.Encoding.DER)))
+    assert_problem(response, "badCSR", 400, "CSR TNAuthList")
+    assert table_counts(session_factory) == before
+    assert registered.post(order.url, None).get_json()["status"] == "ready"
+    good, _ = csr_b64()
+    assert finalize(registered, order, good).get_json()["status"] == "valid"
 
 
 def test_s7_4_csr_tnauthlist_equal_to_the_orders_is_accepted(registered, authority):
@@ -266,12 +307,39 @@ def test_rfc9448_s6_ca_token_and_ca_csr_give_a_delegate_ca_certificate(registere
     assert TNScope.from_der(leaf.extensions.get_extension_for_oid(OID_TN_AUTH_LIST).value.value) == RANGE_SCOPE
 
 
-def test_finalize_with_the_account_key_in_the_csr_is_accepted(registered, authority):
-    """Documented divergence from RFC 8555 §11.1 (docs/rfc-support.md): field clients reuse the
-    account key for the certificate, and the issue asks to accept it."""
+def with_compat(home: Home, **switches: bool) -> Home:
+    """The same home with ``[compat]`` switches appended to its tnca.toml, as an operator sets them."""
+    lines = "".join(f"{key} = {'true' if value else 'false'}\n" for key, value in switches.items())
+    home.config_path.write_text(home.config_path.read_text() + "\n[compat]\n" + lines)
+    return Home(home.path)
+
+
+def test_finalize_with_the_account_key_in_the_csr_is_accepted(registered, authority, home):
+    """Documented compatibility switch for RFC 8555 §11.1 (docs/rfc-support.md): field clients
+    reuse the account key for the certificate, and the issue asks to accept it when
+    ``[compat] csr_key_may_equal_account_key`` is on."""
+    client = create_app(with_compat(home, csr_key_may_equal_account_key=True)).test_client()
+    raw = RawClient(client, home.base_url, key=registered.key)
+    raw.kid = registered.kid
+    order = raw_ready_order(raw, authority)
+    csr, _ = csr_b64(registered.key)
+    response = finalize(raw, order, csr)
+    assert response.get_json()["status"] == "valid", response.get_json()
+
+
+def test_s11_1_csr_with_the_account_key_is_bad_csr_naming_the_switch(registered, authority, session_factory):
+    """RFC 8555 §11.1: "the server MUST verify that the public key in the CSR is not the account
+    key" unless the operator turned on the compatibility switch; the order stays "ready" for a
+    CSR with another key (RFC 8555 §7.4)."""
     order = raw_ready_order(registered, authority)
     csr, _ = csr_b64(registered.key)
-    assert finalize(registered, order, csr).get_json()["status"] == "valid"
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "badCSR", 400,
+                   "[compat] csr_key_may_equal_account_key = true in tnca.toml")
+    assert table_counts(session_factory) == before
+    assert registered.post(order.url, None).get_json()["status"] == "ready"
+    good, _ = csr_b64()
+    assert finalize(registered, order, good).get_json()["status"] == "valid"
 
 
 def test_finalize_after_the_delegation_was_revoked_is_order_not_ready_and_the_order_invalid(registered, authority, session_factory):
@@ -416,3 +484,59 @@ def test_rfc9448_s7_valid_order_names_a_plain_get_x5u_with_the_chain(registered,
     max_age = int(published.headers["Cache-Control"].split("max-age=")[1])
     assert 0 < max_age <= 24 * 3600
     assert client.get("/cert-repo/00.pem").status_code == 404
+
+
+# --------------------------------------------------------------------------------------------
+# Validity that can never be issued; finalize failures that are nobody's fault
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "fields, fragment",
+    [
+        ({"notBefore": "9999-12-31T23:59:59Z"}, "notBefore 9999-12-31T23:59:59Z is too late"),
+        ({"notBefore": "9999-12-31T23:59:59Z", "notAfter": "9999-12-31T23:59:59Z"}, "notBefore 9999-12-31T23:59:59Z is too late"),
+        ({"notAfter": "9999-12-31T23:59:59Z"}, "exceeds the policy maximum"),
+        ({"notBefore": "0001-01-01T00:00:00Z"}, "notBefore 0001-01-01T00:00:00Z is in the past"),
+        # The issuing CA's last minute: no certificate of the minimum lifetime fits before its end.
+        (lambda home: {"notBefore": rfc3339(home.issuing_ca().certificate.not_valid_after_utc - dt.timedelta(minutes=1))},
+         "is too late"),
+    ],
+    ids=["not-before-year-9999", "both-year-9999", "not-after-year-9999", "not-before-year-1", "not-before-issuer-end"],
+)
+def test_s7_4_validity_no_certificate_can_ever_have_is_malformed_at_new_order(registered, home, session_factory, fields,
+                                                                             fragment):
+    """RFC 8555 §7.4: a notBefore no certificate of the issuing CA can start at was accepted, and
+    finalize then overflowed the date arithmetic (a 500, the order stuck "processing", its token
+    spent). newOrder refuses it as malformed and stores nothing."""
+    fields = fields(home) if callable(fields) else fields
+    before = table_counts(session_factory)
+    response = registered.post("/acme/new-order", {"identifiers": [{"type": "TNAuthList", "value": TN_SCOPE.to_identifier_value()}], **fields})
+    assert_problem(response, "malformed", 400, fragment)
+    assert table_counts(session_factory) == before
+
+
+@pytest.mark.parametrize("exception", [OverflowError("date value out of range"), RuntimeError("a bug")],
+                         ids=["overflow", "bug"])
+def test_s7_1_6_finalize_failing_unexpectedly_leaves_the_order_invalid_not_processing(
+    registered, authority, session_factory, monkeypatch, exception
+):
+    """RFC 8555 §7.1.6: "processing" lasts while the certificate is issued. An exception other
+    than a ``ca.errors`` one escaped finalize after the order was claimed, leaving it
+    "processing" for ever; now the order becomes "invalid" with a serverInternal error and the
+    response is a serverInternal problem naming an incident."""
+    import ca.orders.finalize as finalize_module
+
+    order = raw_ready_order(registered, authority)
+
+    def failing_issue(*args, **kwargs):
+        raise exception
+
+    monkeypatch.setattr(finalize_module, "issue", failing_issue)
+    csr, _ = csr_b64()
+    before = table_counts(session_factory)
+    assert_problem(finalize(registered, order, csr), "serverInternal", 500, "incident")
+    assert table_counts(session_factory) == before
+    body = registered.post(order.url, None).get_json()
+    assert body["status"] == "invalid", body
+    assert body["error"]["type"] == "urn:ietf:params:acme:error:serverInternal"

@@ -218,3 +218,38 @@ def test_s7_6_reason_must_be_an_integer(registered, issued):
 def test_s7_6_certificate_not_issued_here_is_a_404_problem(registered, home):
     stranger = home.issuing_ca().certificate.public_bytes(serialization.Encoding.DER)  # ours, but not an ACME issuance
     assert_problem(registered.post(REVOKE, {"certificate": b64url(stranger)}), "malformed", 404, "was not issued by this authority")
+
+
+@pytest.mark.parametrize("same_account", [True, False], ids=["same-account", "another-account"])
+def test_s6_7_a_key_revoked_for_key_compromise_is_bad_public_key_at_finalize(
+    registered, issued, authority, client, home, session_factory, same_account
+):
+    """RFC 8555 §6.7 badPublicKey, RFC 5280 §5.3.1 keyCompromise: a key whose certificate was
+    revoked as compromised was certified again. finalize now refuses a CSR with that key,
+    naming the revoked certificate; nothing is written and the order stays "ready" for a CSR
+    with a new key (RFC 8555 §7.4)."""
+    der, key = issued
+    assert registered.post(REVOKE, {"certificate": b64url(der), "reason": 1}).status_code == 200
+    serial = format(x509.load_der_x509_certificate(der).serial_number, "x")
+    subscriber = registered
+    if not same_account:
+        subscriber = RawClient(client, home.base_url)
+        subscriber.register()
+    order = raw_ready_order(subscriber, authority)
+    csr, _ = csr_b64(key)
+    before = table_counts(session_factory)
+    response = subscriber.post(order.body["finalize"], {"csr": csr})
+    assert_problem(response, "badPublicKey", 400, f"certificate {serial}, revoked for keyCompromise")
+    assert table_counts(session_factory) == before
+    assert subscriber.post(order.url, None).get_json()["status"] == "ready"
+    fresh, _ = csr_b64()
+    assert subscriber.post(order.body["finalize"], {"csr": fresh}).get_json()["status"] == "valid"
+
+
+def test_s6_7_a_key_revoked_for_another_reason_may_be_certified_again(registered, issued, authority):
+    """Only keyCompromise says the key is unsafe; superseded (4) says nothing about the key."""
+    der, key = issued
+    assert registered.post(REVOKE, {"certificate": b64url(der), "reason": 4}).status_code == 200
+    order = raw_ready_order(registered, authority)
+    csr, _ = csr_b64(key)
+    assert registered.post(order.body["finalize"], {"csr": csr}).get_json()["status"] == "valid"

@@ -122,3 +122,38 @@ def test_s3_scope_outside_the_issuing_ca_is_rejected_identifier(registered, unch
                          ids=["empty", "string", "no-value", "array-item"])
 def test_s7_4_identifiers_of_the_wrong_shape_are_malformed(registered, unchanged, identifiers):
     assert_problem(registered.post(NEW_ORDER, {"identifiers": identifiers}), "malformed", 400, "identifier")
+
+
+def test_s3_identifier_with_more_entries_than_the_limit_is_rejected_identifier(registered, session_factory):
+    """RFC 9448 §3 / RFC 8555 §7.4: a TNAuthList of more than MAX_ORDER_SCOPE_ENTRIES entries
+    (after normalization: adjacent numbers count as one range) is refused as rejectedIdentifier
+    naming the limit, before any database statement (the scope checks and the delegation lookup
+    cost time in the number of entries)."""
+    from sqlalchemy import event
+
+    from ca.orders import placing
+
+    # Every other number, so normalization merges nothing: 1,001 entries.
+    many = TNScope.parse(tns=[str(12025550000 + 2 * index) for index in range(placing.MAX_ORDER_SCOPE_ENTRIES + 1)])
+    merged = TNScope.parse(tns=[str(12025550000 + index) for index in range(placing.MAX_ORDER_SCOPE_ENTRIES + 1)])
+    statements: list[str] = []
+    engine = registered.client.application.extensions["tnca"].engine
+
+    def count(conn, cursor, statement, *args):  # noqa: ANN001
+        statements.append(statement)
+
+    before = table_counts(session_factory)
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        response = registered.post(NEW_ORDER, {"identifiers": [{"type": "TNAuthList", "value": many.to_identifier_value()}]})
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    error = assert_problem(response, "rejectedIdentifier", 400, "rejected")
+    assert table_counts(session_factory) == before
+    assert f"at most {placing.MAX_ORDER_SCOPE_ENTRIES}" in error.subproblems[0].detail
+    assert "1001 entries" in error.subproblems[0].detail
+    # Only the JWS checks ran (the nonce, the account); nothing about the scope.
+    assert not any("delegation" in statement.lower() or "orders" in statement.lower() for statement in statements)
+    # 1,001 adjacent numbers normalize to one range: within the limit.
+    accepted = registered.post(NEW_ORDER, {"identifiers": [{"type": "TNAuthList", "value": merged.to_identifier_value()}]})
+    assert accepted.status_code == 201, accepted.get_data(as_text=True)
