@@ -45,7 +45,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, true
 from sqlalchemy.orm import Session
 
 from ca.records import audit
@@ -345,8 +345,13 @@ def normalize_login_name(name: object) -> str:
     return name.strip().lower()[:64]
 
 
-def check_throttle(session: Session, *, name: str, remote_addr: str, clock: Clock) -> None:
-    """Raise LoginThrottledError when the name or the address has too many recent failures."""
+def check_throttle(session: Session, *, name: str, remote_addr: str, clock: Clock, reserved: int | None = None) -> None:
+    """Raise LoginThrottledError when the name or the address has too many recent failures.
+
+    ``reserved`` is the id of the caller's own attempt, recorded (as a failure) before the check
+    (:func:`authenticate`): it is not counted against itself, but every other attempt is,
+    including those of concurrent logins that are not decided yet.
+    """
     now = clock.now()
     since = now - THROTTLE_WINDOW
     last_success = session.scalar(
@@ -360,7 +365,8 @@ def check_throttle(session: Session, *, name: str, remote_addr: str, clock: Cloc
     for condition, window_start, limit, what in checks:
         recent = session.scalars(
             select(LoginAttempt.attempted_at)
-            .where(condition, ~LoginAttempt.succeeded, LoginAttempt.attempted_at > window_start)
+            .where(condition, ~LoginAttempt.succeeded, LoginAttempt.attempted_at > window_start,
+                   LoginAttempt.id != reserved if reserved is not None else true())
             .order_by(LoginAttempt.attempted_at.desc())
             .limit(limit)
         ).all()
@@ -376,12 +382,27 @@ def authenticate(session: Session, *, name: str, password: str, remote_addr: str
     """Check a name and password, recording the attempt and appending ``user.login`` or
     ``user.login_failed``. Commit afterwards whatever the result: failures must be counted.
 
-    Raises LoginThrottledError (nothing written, password not checked) when throttled.
+    The attempt is recorded, as a failure, and committed *before* the throttle counts (the
+    session's open transaction is committed with it): checking and then recording let 24
+    concurrent wrong passwords through 8 checks against a limit of 5. Recorded first, the attempt
+    committed k-th sees at least k-1 others, so no more than the limit reach the password check
+    however many arrive at once.
+
+    Raises LoginThrottledError when throttled: the password is not checked and the recorded
+    attempt is deleted again (committed), so a refused attempt leaves nothing behind.
     """
     login_name = normalize_login_name(name)
     remote_addr = (remote_addr or "unknown")[:64]
-    check_throttle(session, name=login_name, remote_addr=remote_addr, clock=clock)
     now = clock.now()
+    attempt = LoginAttempt(username=login_name, remote_addr=remote_addr, attempted_at=now, succeeded=False)
+    session.add(attempt)
+    session.commit()
+    try:
+        check_throttle(session, name=login_name, remote_addr=remote_addr, clock=clock, reserved=attempt.id)
+    except LoginThrottledError:
+        session.delete(attempt)
+        session.commit()
+        raise
     user = session.scalars(select(User).where(User.name == login_name)).one_or_none() if login_name else None
     password_text = password if isinstance(password, str) else ""
     matches = _password_matches(user.password_hash if user is not None else _dummy_hash(), password_text)
@@ -393,7 +414,7 @@ def authenticate(session: Session, *, name: str, password: str, remote_addr: str
         reason = "disabled"
     else:
         reason = None
-    session.add(LoginAttempt(username=login_name, remote_addr=remote_addr, attempted_at=now, succeeded=reason is None))
+    attempt.succeeded = reason is None
     if reason is not None:
         _audit(session, "anonymous", "user.login_failed", login_name or "-",
                {"remote_addr": remote_addr, "reason": reason}, clock)

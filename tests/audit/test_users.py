@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 
 import pytest
 from argon2 import PasswordHasher
@@ -255,6 +256,43 @@ def test_throttle_is_shared_by_every_process_through_the_database(session_factor
             _fail(first, clock)
     with session_factory() as second, pytest.raises(LoginThrottledError):
         users.authenticate(second, name="alice", password=PASSWORD, remote_addr="192.0.2.99", clock=clock)
+
+
+def test_concurrent_wrong_passwords_get_no_more_checks_than_the_limit(session_factory, clock):
+    """24 logins at once for one name with a wrong password: at most MAX_FAILURES_PER_NAME of
+    them reach the password check; the rest are throttled (the check and the record were not
+    atomic: 8 got through against a limit of 5)."""
+    with session_factory() as setup:
+        _add(setup, clock)
+    barrier = threading.Barrier(24)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        with session_factory() as own:
+            barrier.wait()
+            try:
+                result = users.authenticate(own, name="alice", password="not the password", remote_addr="192.0.2.7",
+                                            clock=clock)
+                own.commit()
+                outcome = "checked" if result.user is None else "in"
+            except LoginThrottledError:
+                own.rollback()
+                outcome = "throttled"
+            with lock:
+                outcomes.append(outcome)
+
+    threads = [threading.Thread(target=attempt) for _ in range(24)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(outcomes) == 24
+    assert "in" not in outcomes
+    assert 1 <= outcomes.count("checked") <= users.MAX_FAILURES_PER_NAME, outcomes
+    with session_factory() as check:
+        failures = check.scalar(select(func.count()).select_from(LoginAttempt).where(LoginAttempt.username == "alice"))
+        assert failures == outcomes.count("checked")  # throttled attempts left no row
 
 
 def test_prune_deletes_only_old_attempts_and_expired_sessions(session, clock):
