@@ -40,8 +40,8 @@ def wait_for(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
-            pass
+        except (requests.ConnectionError, requests.Timeout):
+            pass  # not listening yet, or listening but still starting (a loaded machine: CI)
         time.sleep(0.2)
     raise AssertionError(f"{url} not up after {timeout}s")
 
