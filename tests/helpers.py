@@ -7,6 +7,7 @@ They live here rather than in a conftest.py: several directories have a conftest
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import socket
 from pathlib import Path
@@ -36,6 +37,30 @@ def _ephemeral_low() -> int:
         return 32768  # Linux's default
 
 
+# CI runs the suite on SQLite and on PostgreSQL at the same time: each run takes its ports from
+# its own block ("INDEX/COUNT", e.g. "1/2"), so one run cannot hand out a port the other has
+# probed but not bound yet (``_handed_out`` is per process).
+PORT_BLOCK_ENV = "TNCA_TEST_PORT_BLOCK"
+
+
+def _port_range() -> tuple[int, int]:
+    """[start, stop) of the ports this run may hand out: its block of the 20000 below the
+    ephemeral range, less the last one so that ``port + 1`` stays in it too (free_port_pair)."""
+    low = _ephemeral_low()
+    start, stop = max(1024, low - 20000), low - 1
+    index, count = 0, 1
+    block = os.environ.get(PORT_BLOCK_ENV, "")
+    if block:
+        try:
+            index, count = (int(part) for part in block.split("/"))
+        except ValueError:
+            raise RuntimeError(f"{PORT_BLOCK_ENV}={block!r} is not INDEX/COUNT, e.g. 0/2") from None
+        if not 0 <= index < count:
+            raise RuntimeError(f"{PORT_BLOCK_ENV}={block!r}: INDEX must be below COUNT")
+    size = (stop - start) // count
+    return start + index * size, start + (index + 1) * size - 1
+
+
 def free_port() -> int:
     """A free loopback TCP port below the ephemeral range, never the same one twice per run.
 
@@ -43,11 +68,12 @@ def free_port() -> int:
     bind(port 0) (a CT log test server) or outgoing connection may get it before the caller
     binds it: CI failed with "Address already in use" that way. Ports below the ephemeral
     range are handed to nobody else. ``port + 1`` is below the range too (free_port_pair).
+    Runs side by side take disjoint blocks of that range (``TNCA_TEST_PORT_BLOCK``).
     """
-    low = _ephemeral_low()
+    start, stop = _port_range()
     choose = random.SystemRandom()
     for _ in range(500):
-        candidate = choose.randrange(max(1024, low - 20000), low - 1)
+        candidate = choose.randrange(start, stop)
         if candidate in _handed_out:
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:

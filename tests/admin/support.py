@@ -9,9 +9,11 @@ created with ``ca.records.users`` as ``tnca user add`` creates them; certificate
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html as html_lib
 import re
 from typing import Any
+from unittest import mock
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
@@ -32,9 +34,28 @@ PEOPLE = {"admin": "ada", "operator": "olivia", "auditor": "audrey"}
 _CSRF = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
 
 
+_real_hash_password = users.hash_password
+
+
+@functools.lru_cache(maxsize=1)
+def _password_hash() -> str:
+    """The argon2id hash of ``PASSWORD``, made once per test session by ``ca.users``."""
+    return _real_hash_password(PASSWORD)
+
+
+def _hash_password(password: str) -> str:
+    return _password_hash() if password == PASSWORD else _real_hash_password(password)
+
+
 def create_people(home: Home) -> dict[str, str]:
-    """One person per role (role → name)."""
-    with home.sessionmaker() as session:
+    """One person per role (role → name).
+
+    argon2id is slow on purpose (~0.1 s a hash, far more on a loaded machine) and every page test
+    makes three people: they get the one hash of ``PASSWORD`` made for the session (the same
+    salt for all, a real argon2id string with ca.users' parameters; signing in verifies it as
+    ever). Any other password is hashed as usual.
+    """
+    with home.sessionmaker() as session, mock.patch.object(users, "hash_password", _hash_password):
         for role, name in PEOPLE.items():
             users.create_user(session, name=name, role=role, password=PASSWORD, actor="test", clock=home.clock)
         session.commit()

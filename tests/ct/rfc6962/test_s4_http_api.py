@@ -13,7 +13,8 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from sqlalchemy import create_engine, text
 
-from ct_helpers import log_key, make_delegate, make_root, verify_sth, wait_for_tree_size
+from ct_helpers import (log_key, make_delegate, make_root, postgres_database, start_log, stop_log, verify_sth,
+                        wait_for_tree_size)
 from ctlog import merkle
 
 def entry_count(log) -> int:
@@ -31,27 +32,50 @@ def log(log_factory):
     return log_factory("api")
 
 
-def test_serve_writes_the_public_key_whose_hash_is_the_log_id(log):
+@pytest.fixture(scope="module")
+def shared_log(tmp_path_factory, pki):
+    """One log for the tests that only read an empty log or are refused by it: starting a log (a
+    ``tnca ctlog serve`` subprocess) costs about a second, and these tests never add an entry."""
+    home = tmp_path_factory.mktemp("ct-api-shared")
+    roots_file = home / "roots.pem"
+    roots_file.write_bytes(pki.root.pem)
+    postgres = postgres_database("api_shared")
+    running = start_log(home, "api-shared", roots_file, database_url=postgres[0] if postgres else None)
+    yield running
+    stop_log(running)
+    if postgres:
+        postgres[1]()
+
+
+@pytest.fixture
+def empty_log(shared_log):
+    """The shared log, checked to be as a fresh one is: no entry, an empty tree."""
+    assert entry_count(shared_log) == 0
+    assert shared_log.get("get-sth").json()["tree_size"] == 0
+    return shared_log
+
+
+def test_serve_writes_the_public_key_whose_hash_is_the_log_id(empty_log):
     """RFC 6962 §3.2: the log ID is SHA-256 of the log's DER SubjectPublicKeyInfo; HOME/ctlog/NAME/key.pem
     holds that key for the authority's policy."""
-    spki = log_key(log).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    assert hashlib.sha256(spki).hexdigest() == log.log_id_hex
-    assert (log.directory / "private-key.pem").stat().st_mode & 0o077 == 0
+    spki = log_key(empty_log).public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    assert hashlib.sha256(spki).hexdigest() == empty_log.log_id_hex
+    assert (empty_log.directory / "private-key.pem").stat().st_mode & 0o077 == 0
 
 
-def test_s4_3_get_sth_is_signed_and_served_under_both_prefixes(log):
+def test_s4_3_get_sth_is_signed_and_served_under_both_prefixes(empty_log):
     """RFC 6962 §4.3 get-sth; the same API under /stict/v1/ for STIR CT clients (ctlog/app.py)."""
-    sth = log.get("get-sth").json()
+    sth = empty_log.get("get-sth").json()
     assert set(sth) == {"tree_size", "timestamp", "sha256_root_hash", "tree_head_signature"}
     assert sth["tree_size"] == 0 and base64.b64decode(sth["sha256_root_hash"]) == hashlib.sha256(b"").digest()
-    verify_sth(log_key(log), sth)
-    stict = requests.get(f"{log.url}/stict/v1/get-sth", timeout=10).json()
-    verify_sth(log_key(log), stict)
+    verify_sth(log_key(empty_log), sth)
+    stict = requests.get(f"{empty_log.url}/stict/v1/get-sth", timeout=10).json()
+    verify_sth(log_key(empty_log), stict)
 
 
-def test_s4_7_get_roots_lists_the_accepted_roots(log, pki):
+def test_s4_7_get_roots_lists_the_accepted_roots(empty_log, pki):
     """RFC 6962 §4.7: "certificates: An array of base64-encoded root certificates"."""
-    assert log.get("get-roots").json() == {"certificates": [base64.b64encode(pki.root.der).decode()]}
+    assert empty_log.get("get-roots").json() == {"certificates": [base64.b64encode(pki.root.der).decode()]}
 
 
 def test_s4_2_precertificate_is_logged_within_the_merge_delay_with_a_verifiable_inclusion_proof(log, pki):
@@ -113,49 +137,49 @@ def refusal(log, path: str, chain_ders: list[bytes]) -> tuple[int, str]:
     return response.status_code, body["error_message"]
 
 
-def test_s4_2_chain_to_a_foreign_root_is_refused_and_nothing_is_logged(log):
+def test_s4_2_chain_to_a_foreign_root_is_refused_and_nothing_is_logged(empty_log):
     """RFC 6962 §3.1: "Logs MUST verify that the submitted ... chains to an accepted root"."""
     foreign = make_root("Foreign Root").issue_ca("Foreign CA")
-    status, message = refusal(log, "add-pre-chain", [make_delegate(foreign).precert_der, foreign.der])
+    status, message = refusal(empty_log, "add-pre-chain", [make_delegate(foreign).precert_der, foreign.der])
     assert status == 400
     assert message == "chain does not end at an accepted root: no root of this log issued chain[1] (issuer 'CN=Foreign Root,C=US')"
-    assert entry_count(log) == 0
+    assert entry_count(empty_log) == 0
 
 
-def test_s4_2_chain_with_a_bad_signature_is_refused(log, pki):
+def test_s4_2_chain_with_a_bad_signature_is_refused(empty_log, pki):
     """RFC 6962 §3.1: the chain's signatures are verified, not just its names."""
     impostor = make_root("Test CT Root").issue_ca("Test STI-CA")  # same names, other keys
-    status, message = refusal(log, "add-pre-chain", [make_delegate(impostor).precert_der, pki.issuing.der])
+    status, message = refusal(empty_log, "add-pre-chain", [make_delegate(impostor).precert_der, pki.issuing.der])
     assert (status, message) == (400, "chain[0] signature does not verify with chain[1]'s key")
-    assert entry_count(log) == 0
+    assert entry_count(empty_log) == 0
 
 
-def test_s3_1_certificate_without_poison_is_refused_by_add_pre_chain(log, pki):
+def test_s3_1_certificate_without_poison_is_refused_by_add_pre_chain(empty_log, pki):
     """RFC 6962 §3.1: a precertificate carries the critical poison extension 1.3.6.1.4.1.11129.2.4.3."""
     final = make_delegate(pki.issuing).builder.sign(pki.issuing.key, hashes.SHA256())
-    status, message = refusal(log, "add-pre-chain", [final.public_bytes(serialization.Encoding.DER), pki.issuing.der])
+    status, message = refusal(empty_log, "add-pre-chain", [final.public_bytes(serialization.Encoding.DER), pki.issuing.der])
     assert (status, message) == (400, "chain[0] is not a precertificate: the poison extension 1.3.6.1.4.1.11129.2.4.3 is missing")
-    assert entry_count(log) == 0
+    assert entry_count(empty_log) == 0
 
 
-def test_s3_1_non_critical_poison_is_refused(log, pki):
+def test_s3_1_non_critical_poison_is_refused(empty_log, pki):
     """RFC 6962 §3.1: "a special critical poison extension"."""
-    status, message = refusal(log, "add-pre-chain", [make_delegate(pki.issuing, poison_critical=False).precert_der, pki.issuing.der])
+    status, message = refusal(empty_log, "add-pre-chain", [make_delegate(pki.issuing, poison_critical=False).precert_der, pki.issuing.der])
     assert (status, message) == (400, "chain[0]'s poison extension 1.3.6.1.4.1.11129.2.4.3 must be critical (RFC 6962 §3.1)")
-    assert entry_count(log) == 0
+    assert entry_count(empty_log) == 0
 
 
-def test_s4_1_precertificate_is_refused_by_add_chain(log, pki):
+def test_s4_1_precertificate_is_refused_by_add_chain(empty_log, pki):
     """RFC 6962 §4.1/§4.2: precertificates go to add-pre-chain, certificates to add-chain."""
-    status, message = refusal(log, "add-chain", [make_delegate(pki.issuing).precert_der, pki.issuing.der])
+    status, message = refusal(empty_log, "add-chain", [make_delegate(pki.issuing).precert_der, pki.issuing.der])
     assert (status, message) == (400, "chain[0] carries the precertificate poison extension: submit it with add-pre-chain")
-    assert entry_count(log) == 0
+    assert entry_count(empty_log) == 0
 
 
-def test_s4_2_issuer_that_is_not_a_ca_is_refused(log, pki):
+def test_s4_2_issuer_that_is_not_a_ca_is_refused(empty_log, pki):
     delegate = make_delegate(pki.issuing)
     leaf = delegate.builder.sign(pki.issuing.key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
-    status, message = refusal(log, "add-pre-chain", [delegate.precert_der, leaf, pki.issuing.der])
+    status, message = refusal(empty_log, "add-pre-chain", [delegate.precert_der, leaf, pki.issuing.der])
     assert (status, message) == (400, "chain[1] is not a CA certificate (basicConstraints cA is not true)")
 
 
@@ -173,8 +197,8 @@ def test_s4_2_issuer_that_is_not_a_ca_is_refused(log, pki):
         ("get-nothing", {}, 404, None),
     ],
 )
-def test_s4_bad_query_parameters_get_a_reason(log, path, params, status, message):
-    response = log.get(path, **params)
+def test_s4_bad_query_parameters_get_a_reason(empty_log, path, params, status, message):
+    response = empty_log.get(path, **params)
     assert response.status_code == status
     body = response.json()
     assert body["success"] is False
@@ -182,8 +206,8 @@ def test_s4_bad_query_parameters_get_a_reason(log, path, params, status, message
         assert body["error_message"] == message
 
 
-def test_s4_wrong_method_is_405_with_allow(log):
-    response = requests.get(f"{log.url}/ct/v1/add-chain", timeout=10)
+def test_s4_wrong_method_is_405_with_allow(empty_log):
+    response = requests.get(f"{empty_log.url}/ct/v1/add-chain", timeout=10)
     assert response.status_code == 405 and "POST" in response.headers["Allow"] and "GET" not in response.headers["Allow"]
     assert response.json()["success"] is False
 
