@@ -23,7 +23,7 @@ from ca.clock import Clock
 from ca.errors import AuthenticationError, NotFoundError, UserError
 from ca.records import audit
 from ca.records.models_people import APIToken, User
-from ca.records.users import MAX_LABEL_CHARS, Principal, get_user, iso, role_allows, sha256_hex, validate_role
+from ca.records.users import AUDITOR, MAX_LABEL_CHARS, Principal, get_user, iso, role_allows, sha256_hex, validate_role
 from ca.records.web_sessions import SESSION_TOUCH_INTERVAL
 
 API_TOKEN_PREFIX = "tnca_"
@@ -50,7 +50,9 @@ def create_api_token(session: Session, name: str, *, label: str, actor: str, clo
                      role: str | None = None, expires_at: dt.datetime | None = None) -> tuple[APIToken, str]:
     """A new API token for person ``name``; returns the row and the token text, shown once.
 
-    ``role`` caps what the token may do (default: the person's role; it may not exceed it).
+    ``role`` caps what the token may do; it may not exceed the person's. The default is auditor
+    whatever the person's role: API tokens are accepted by the read-only audit API only
+    (``acme_server/auth``), so a script's token needs no more, and a leaked one can do no more.
     Appends ``api_token.create`` (without the secret).
     """
     user = get_user(session, name)
@@ -58,7 +60,7 @@ def create_api_token(session: Session, name: str, *, label: str, actor: str, clo
         raise UserError(f"{name} is disabled", field="name")
     if not isinstance(label, str) or not label.strip() or len(label) > MAX_LABEL_CHARS:
         raise UserError(f"a token label of 1-{MAX_LABEL_CHARS} characters is required", field="label")
-    token_role = validate_role(role) if role is not None else user.role
+    token_role = validate_role(role) if role is not None else AUDITOR
     if not role_allows(user.role, token_role):
         raise UserError(f"{name} is {user.role}; a token cannot have the higher role {token_role}", field="role")
     now = clock.now()

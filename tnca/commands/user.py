@@ -172,7 +172,7 @@ def enable(home: Home, name: str) -> None:
 @command.command("token-create")
 @click.argument("name")
 @click.option("--label", required=True, metavar="TEXT", help="What the token is for, e.g. 'quarterly audit script'.")
-@click.option("--role", type=click.Choice(users.ROLES), help="At most this role (default: the person's).")
+@click.option("--role", type=click.Choice(users.ROLES), help="At most this role and the person's (default: auditor; the audit API is read-only).")
 @click.option("--expires", metavar="DURATION", help="Lifetime, e.g. 90d. Default: until revoked.")
 @pass_home
 def token_create(home: Home, name: str, label: str, role: str | None, expires: str | None) -> None:
