@@ -303,17 +303,24 @@ def _plan(session: Session, request: RevocationRequest, *, now: dt.datetime) -> 
         unused_tokens = _unused_tokens(session, request.target, now)
     elif request.kind == KIND_SCOPE:
         scope = TNScope.from_identifier_value(request.target)
-        rows = [
-            row
-            for row in session.scalars(_revocable(now).where(Certificate.id.in_(_overlapping(CertificateScopeEntry, scope))))
-            if TNScope.from_der(row.scope_der, strict=False).overlaps(scope)
-        ]
+        certificate_ids = sorted(_overlapping(session, CertificateScopeEntry, scope))
+        rows = sorted(
+            (
+                row
+                for chunk in _chunks(certificate_ids)
+                for row in session.scalars(_revocable(now).where(Certificate.id.in_(chunk)))
+                if TNScope.from_der(row.scope_der, strict=False).overlaps(scope)
+            ),
+            key=lambda row: row.id,
+        )
+        delegation_ids = sorted(_overlapping(session, DelegationScopeEntry, scope))
         still_granting = [
             d.id
-            for d in session.scalars(
-                select(Delegation)
-                .where(Delegation.id.in_(_overlapping(DelegationScopeEntry, scope)), Delegation.status == delegations.ACTIVE)
-                .order_by(Delegation.created_at, Delegation.id)
+            for d in sorted(
+                (d for chunk in _chunks(delegation_ids)
+                 for d in session.scalars(select(Delegation).where(Delegation.id.in_(chunk),
+                                                                   Delegation.status == delegations.ACTIVE))),
+                key=lambda d: (d.created_at, d.id),
             )
             # Also one that starts later: it will grant the numbers then.
             if (d.not_after is None or now < d.not_after) and TNScope.from_der(d.scope_der, strict=False).overlaps(scope)
@@ -385,19 +392,36 @@ def _revocable(now: dt.datetime) -> Any:
     )
 
 
-def _overlapping(entry: Any, scope: TNScope) -> Any:
+# Index rows of the requested scope per candidate statement. Each row is up to sixteen range
+# conditions (one per span class, models_authority.scope_entry_overlaps); all of a 600-number scope
+# in one statement made SQLite refuse it ("Expression tree is too large") after 24 s of planning.
+OVERLAP_ROWS_PER_STATEMENT = 32
+# Ids per "IN (...)" when the candidates are loaded: far below SQLite's 32,766 bound parameters.
+IDS_PER_STATEMENT = 500
+
+
+def _overlapping(session: Session, entry: Any, scope: TNScope) -> set[Any]:
     """Owner ids (certificate_id / delegation_id) of scope entries sharing a number or SPC with
-    ``scope``: a superset filter, exact per entry, that the callers confirm with overlaps()."""
-    conditions = []
-    for row in scope.normalized().index_rows():
-        if row["spc"] is not None:
-            conditions.append(entry.spc == row["spc"])
-        elif row["literal"] is not None:
-            conditions.append(entry.literal == row["literal"])
-        else:
-            conditions.append(models_authority.scope_entry_overlaps(entry, row["width"], row["lo"], row["hi"]))
+    ``scope``: a superset filter, exact per entry, that the callers confirm with overlaps().
+    Statements of a bounded size, however many entries the scope has."""
     owner = entry.certificate_id if entry is CertificateScopeEntry else entry.delegation_id
-    return select(owner).where(or_(*conditions))
+    rows = scope.normalized().index_rows()
+    found: set[Any] = set()
+    for start in range(0, len(rows), OVERLAP_ROWS_PER_STATEMENT):
+        conditions = []
+        for row in rows[start:start + OVERLAP_ROWS_PER_STATEMENT]:
+            if row["spc"] is not None:
+                conditions.append(entry.spc == row["spc"])
+            elif row["literal"] is not None:
+                conditions.append(entry.literal == row["literal"])
+            else:
+                conditions.append(models_authority.scope_entry_overlaps(entry, row["width"], row["lo"], row["hi"]))
+        found.update(session.scalars(select(owner).where(or_(*conditions)).distinct()))
+    return found
+
+
+def _chunks(ids: Sequence[Any]) -> list[Sequence[Any]]:
+    return [ids[i:i + IDS_PER_STATEMENT] for i in range(0, len(ids), IDS_PER_STATEMENT)]
 
 
 def _unused_tokens(session: Session, delegation_id: str, now: dt.datetime) -> list[PlannedToken]:

@@ -53,7 +53,9 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     Only SQLite and PostgreSQL are supported: the migrations, the row locks and the audit head's
     upsert are written and tested for those two.
     """
-    engine = create_engine(url, **kwargs)
+    # hide_parameters: a failed statement is logged without its bound values (a TNAuthList of
+    # thousands of entries once wrote half a megabyte of parameters per request to the log).
+    engine = create_engine(url, hide_parameters=True, **kwargs)
     if engine.dialect.name not in SUPPORTED_DIALECTS:
         engine.dispose()
         raise PolicyError(f"database {engine.dialect.name} is not supported: use SQLite or PostgreSQL",
