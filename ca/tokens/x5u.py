@@ -39,11 +39,9 @@ module only turns a URL into certificates.
 from __future__ import annotations
 
 import collections
-import concurrent.futures
 import dataclasses
 import datetime as dt
 import http.client
-import io
 import ipaddress
 import logging
 import socket
@@ -58,6 +56,13 @@ from cryptography import x509
 from ca.clock import Clock, SystemClock
 from ca.errors import PolicyError, TNCAError
 from ca.policy import parse_duration
+from ca.tokens.deadline_http import (
+    Deadline,
+    PinnedHTTPConnection,
+    PinnedHTTPSConnection,
+    describe_os_error,
+    getaddrinfo_by,
+)
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 log = logging.getLogger("tnca.x5u")
@@ -82,8 +87,6 @@ DEFAULT_FAILURE_CACHE_SECONDS = 30.0
 _WAIT_GRACE_SECONDS = 0.5
 _READ_CHUNK_BYTES = 16 * 1024
 _PEM_MARKER = b"-----BEGIN"
-# Threads that run getaddrinfo() for host names, shared by every fetcher in the process.
-_RESOLVER_THREADS = 4
 
 
 class X5UError(TNCAError):
@@ -192,7 +195,7 @@ class _Failure:
 class _Flight:
     """One network fetch of a URL under way; requests for the same URL wait for its outcome."""
 
-    deadline: _Deadline
+    deadline: Deadline
     done: threading.Event = dataclasses.field(default_factory=threading.Event)
     chain: tuple[x509.Certificate, ...] | None = None
     failure: _Failure | None = None
@@ -256,7 +259,7 @@ class X5UFetcher:
             flight = self._flights.get(url)
             leading = flight is None
             if flight is None:
-                flight = self._flights[url] = _Flight(_Deadline(self.policy.timeout_seconds))
+                flight = self._flights[url] = _Flight(Deadline(self.policy.timeout_seconds))
         try:
             if leading:
                 return self._lead(url, flight, scheme, host, port, target)
@@ -323,7 +326,7 @@ class X5UFetcher:
         raise X5UError(f"x5u {host}: the fetch this request waited for failed")
 
     def _fetch_uncached(
-        self, scheme: str, host: str, port: int, target: str, deadline: _Deadline
+        self, scheme: str, host: str, port: int, target: str, deadline: Deadline
     ) -> tuple[x509.Certificate, ...]:
         try:
             addresses = _resolve(host, port, deadline)
@@ -362,13 +365,13 @@ class X5UFetcher:
                     )
         return str(addresses[0])
 
-    def _get(self, scheme: str, host: str, port: int, address: str, target: str, deadline: _Deadline) -> bytes:
+    def _get(self, scheme: str, host: str, port: int, address: str, target: str, deadline: Deadline) -> bytes:
         """The body of a GET; raises TimeoutError once ``deadline`` has passed, in any phase."""
         if scheme == "https":
             context = ssl.create_default_context(cafile=self.policy.tls_ca_file)
-            conn: http.client.HTTPConnection = _PinnedHTTPSConnection(host, port, address, context, deadline)
+            conn: http.client.HTTPConnection = PinnedHTTPSConnection(host, port, address, context, deadline)
         else:
-            conn = _PinnedHTTPConnection(host, port, address, deadline)
+            conn = PinnedHTTPConnection(host, port, address, deadline)
         response: http.client.HTTPResponse | None = None
         try:
             try:
@@ -377,7 +380,7 @@ class X5UFetcher:
             except TimeoutError:
                 raise
             except (OSError, http.client.HTTPException) as exc:
-                raise _unreachable(host, f"request failed ({_describe_os_error(exc)})") from exc
+                raise _unreachable(host, f"request failed ({describe_os_error(exc)})") from exc
             with self._lock:
                 self.requests_made += 1
             if 300 <= response.status < 400:
@@ -395,7 +398,7 @@ class X5UFetcher:
             conn.close()
 
     def _read_limited(self, response: http.client.HTTPResponse, host: str) -> bytes:
-        # The connection's socket enforces the deadline on every read (_DeadlineSocket), also
+        # The connection's socket enforces the deadline on every read (DeadlineSocket), also
         # after http.client has handed the socket over to the response (Connection: close).
         chunks: list[bytes] = []
         received = 0
@@ -405,7 +408,7 @@ class X5UFetcher:
             except TimeoutError:
                 raise
             except (OSError, http.client.HTTPException) as exc:
-                raise X5UError(f"x5u {host}: reading the body failed ({_describe_os_error(exc)})") from exc
+                raise X5UError(f"x5u {host}: reading the body failed ({describe_os_error(exc)})") from exc
             if not chunk:
                 return b"".join(chunks)
             received += len(chunk)
@@ -447,18 +450,18 @@ def _split_url(url: str) -> tuple[str, str, int, str]:
     return parts.scheme, parts.hostname, port or default_port, target
 
 
-def _resolve(host: str, port: int, deadline: _Deadline) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+def _resolve(host: str, port: int, deadline: Deadline) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     """The addresses ``host`` resolves to; raises TimeoutError if that takes past ``deadline``."""
     try:
         try:
             # An address literal needs no resolver (AI_NUMERICHOST never sends a query).
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_NUMERICHOST)
         except socket.gaierror:
-            infos = _getaddrinfo_by(host, port, deadline)
+            infos = getaddrinfo_by(host, port, deadline)
     except TimeoutError:
         raise
     except (OSError, UnicodeError) as exc:
-        raise _unreachable(host, f"does not resolve ({_describe_os_error(exc)})") from exc
+        raise _unreachable(host, f"does not resolve ({describe_os_error(exc)})") from exc
     addresses = []
     for _family, _type, _proto, _canon, sockaddr in infos:
         address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
@@ -470,32 +473,6 @@ def _resolve(host: str, port: int, deadline: _Deadline) -> list[ipaddress.IPv4Ad
     if not addresses:
         raise _unreachable(host, "does not resolve")
     return addresses
-
-
-_resolver_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_resolver_pool_lock = threading.Lock()
-
-
-def _getaddrinfo_by(host: str, port: int, deadline: _Deadline) -> list[tuple]:  # type: ignore[type-arg]
-    """getaddrinfo() for a host name, waited for no longer than ``deadline``.
-
-    getaddrinfo() has no timeout of its own (the system resolver's, from resolv.conf, can be tens
-    of seconds), so it runs on a small shared pool and the caller waits for its result only
-    until the deadline. A lookup that overruns keeps its pool thread until the resolver gives up,
-    but the caller (a request thread) is released on time; while every pool thread is stuck
-    that way, further lookups queue and time out, which is the right answer when DNS hangs.
-    """
-    global _resolver_pool
-    with _resolver_pool_lock:
-        if _resolver_pool is None:
-            # Created on first use, in the process that resolves (gunicorn forks its workers).
-            _resolver_pool = concurrent.futures.ThreadPoolExecutor(_RESOLVER_THREADS, thread_name_prefix="x5u-resolve")
-        future = _resolver_pool.submit(socket.getaddrinfo, host, port, type=socket.SOCK_STREAM)
-    try:
-        return future.result(timeout=deadline.remaining())
-    except concurrent.futures.TimeoutError:
-        future.cancel()  # still queued: never runs; already running: finishes unobserved
-        raise TimeoutError(f"resolving {host!r} did not finish in time") from None
 
 
 # IPv6 prefixes that carry an IPv4 destination in their bits: a host that resolves to one reaches
@@ -520,140 +497,3 @@ def _routed_as(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[i
         if address.teredo is not None:
             routed.extend(address.teredo)
     return routed
-
-
-def _describe_os_error(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return "timed out"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"TLS certificate not trusted: {exc.verify_message}"
-    return type(exc).__name__ + (f": {exc}" if str(exc) else "")
-
-
-class _Deadline:
-    """The one point in time (``time.monotonic()``) by which a whole fetch must be over."""
-
-    def __init__(self, seconds: float) -> None:
-        self.at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        """Seconds left, always positive; raises TimeoutError once there are none."""
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("the deadline of the x5u fetch has passed")
-        return left
-
-
-class _DeadlineSocket:
-    """A connected socket (plain or TLS) on which no blocking call outlasts the fetch's deadline.
-
-    A socket timeout alone bounds each call, not their sum: a host that sends one byte per call,
-    each just inside the timeout, could make reading the status line and headers last forever.
-    So every call here first sets the timeout to what is left of the deadline (and fails at once
-    when nothing is). http.client uses only ``sendall``, ``makefile("rb")`` and ``close`` of its
-    connection's socket; the reader ``makefile`` returns reads through :meth:`recv_into`.
-    """
-
-    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._readers = 0
-        self._closed = False
-
-    def sendall(self, data: bytes) -> None:
-        # socket.sendall on a TLS socket loops over send() with a fresh timeout per call, so
-        # the loop is here, with the deadline checked before each send.
-        view = memoryview(data).cast("B")
-        while view:
-            self._sock.settimeout(self._deadline.remaining())
-            sent = self._sock.send(view)
-            view = view[sent:]
-
-    def recv_into(self, buffer: memoryview | bytearray) -> int:
-        self._sock.settimeout(self._deadline.remaining())
-        return self._sock.recv_into(buffer)
-
-    def makefile(self, mode: str = "rb", *args: object, **kwargs: object) -> io.BufferedReader:
-        if mode != "rb":
-            raise ValueError(f"only binary reading is supported, not mode {mode!r}")
-        self._readers += 1
-        return io.BufferedReader(_DeadlineReader(self))
-
-    def close(self) -> None:
-        # As socket.close(): the descriptor stays open while a reader from makefile() does, since
-        # http.client closes the connection but keeps reading the response (Connection: close).
-        self._closed = True
-        if self._readers == 0:
-            self._sock.close()
-
-    def _reader_closed(self) -> None:
-        self._readers -= 1
-        if self._closed and self._readers == 0:
-            self._sock.close()
-
-
-class _DeadlineReader(io.RawIOBase):
-    """What ``_DeadlineSocket.makefile`` buffers: reads through the deadline-checking socket."""
-
-    def __init__(self, sock: _DeadlineSocket) -> None:
-        super().__init__()
-        self._sock = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview | bytearray) -> int:  # type: ignore[override]
-        return self._sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if not self.closed:
-            super().close()
-            self._sock._reader_closed()
-
-
-def _connect(address: str, port: int, deadline: _Deadline) -> socket.socket:
-    """A TCP connection to an address literal (already checked), made within ``deadline``."""
-    family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.settimeout(deadline.remaining())
-        sock.connect((address, port))
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-class _PinnedHTTPConnection(http.client.HTTPConnection):
-    """HTTP to an address that was already checked, with the URL's host in the Host header."""
-
-    def __init__(self, host: str, port: int, address: str, deadline: _Deadline) -> None:
-        super().__init__(host, port)
-        self._address = address
-        self._deadline = deadline
-
-    def connect(self) -> None:
-        self.sock = _DeadlineSocket(_connect(self._address, self.port, self._deadline), self._deadline)  # type: ignore[assignment]
-
-
-class _PinnedHTTPSConnection(http.client.HTTPSConnection):
-    """HTTPS to an address that was already checked; SNI and hostname check use the URL's host."""
-
-    def __init__(self, host: str, port: int, address: str, context: ssl.SSLContext, deadline: _Deadline) -> None:
-        super().__init__(host, port, context=context)
-        self._address = address
-        self._tls_context = context
-        self._deadline = deadline
-
-    def connect(self) -> None:
-        sock = _connect(self._address, self.port, self._deadline)
-        try:
-            tls = self._tls_context.wrap_socket(sock, server_hostname=self.host, do_handshake_on_connect=False)
-            # With a timeout set, the ssl module bounds the whole handshake by it (one deadline
-            # across its reads and writes), so the handshake too ends by the fetch's deadline.
-            tls.settimeout(self._deadline.remaining())
-            tls.do_handshake()
-        except BaseException:
-            sock.close()
-            raise
-        self.sock = _DeadlineSocket(tls, self._deadline)  # type: ignore[assignment]

@@ -1130,8 +1130,8 @@ class TestOtherAlgorithms:
         cert = self._cert(key)
         signing_input = b64url(json.dumps({"alg": "RS256", "x5u": TA_URL}).encode()) + "." + b64url(json.dumps(claims(account)).encode())
         signature = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
-        trust = tokens.TokenTrust(anchors=(cert,), algorithms=frozenset({"RS256"}))
-        refused("alg", "RSA public exponent 3 is not accepted; only 65537 is", tokens.verify,
+        trust = trust_config.TokenTrust(anchors=(cert,), algorithms=frozenset({"RS256"}))
+        refused("alg", "RSA public exponent 3 is not accepted; only 65537 is", verification.verify,
                 signing_input + "." + b64url(signature), identifier_scope=SCOPE, account_jwk=account, trust=trust,
                 clock=clock, fetcher=X5UFetcher(overrides={TA_URL: [cert]}))
 
