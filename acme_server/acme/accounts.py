@@ -20,7 +20,8 @@ from acme_server.acme.owned import actor
 from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
-from ca.orders.status import AuthorizationStatus, OrderStatus, invalidate_order, problem
+from ca.orders.status import invalidate_order, problem
+from ca.records.statuses import AuthorizationStatus, OrderStatus
 from ca.records import audit
 from ca.records.models_acme import Account, ExternalAccountKey, Order
 from ca.tokens import retired_keys

@@ -33,7 +33,8 @@ from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.errors import TNCAError, UnavailableError
 from ca.orders import answer
-from ca.orders.status import AuthorizationStatus, ChallengeStatus, deactivate_authorization
+from ca.orders.status import deactivate_authorization
+from ca.records.statuses import AuthorizationStatus, ChallengeStatus
 from ca.records.models_acme import Authorization, Challenge, Order
 
 # RFC 9448 §4 names the field "tkauth"; SHAKEN clients send "atc" (docs/rfc-support.md, Divergences).

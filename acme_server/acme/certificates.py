@@ -24,6 +24,7 @@ from ca.records.models_acme import Account, Order
 from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
+from ca.records.statuses import CertificateStage
 
 # RFC 8555 §7.6: the server decides which reasons a subscriber may give. These are the ones that
 # describe the subscriber's own situation; cACompromise and aACompromise are the authority's to
@@ -42,7 +43,7 @@ def certificate(serial: str) -> Response:
     """POST-as-GET: the PEM chain, end-entity first, no blank lines (RFC 8555 §7.4.2, erratum 5983)."""
     session = db_session()
     record = session.scalars(
-        select(Certificate).where(Certificate.serial == serial, Certificate.stage == "issued")
+        select(Certificate).where(Certificate.serial == serial, Certificate.stage == CertificateStage.ISSUED)
     ).one_or_none()
     if record is None:
         raise problems.malformed(f"no certificate with serial {serial[:64]!r}", status=404)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ca.encoding import rfc3339
 from acme_server.urls import Urls
-from ca.orders.status import OrderStatus
+from ca.records.statuses import CertificateStage, OrderStatus
 from ca.records.models_acme import Account, Authorization, Challenge, Order
 
 # RFC 9448 §4: the token type of a tkauth-01 challenge.
@@ -54,14 +54,14 @@ def order_object(order: Order, urls: Urls, *, certificate_serial: str | None = N
         if order.status in (OrderStatus.VALID, OrderStatus.CANCELED):
             obj["star-certificate"] = urls.star_certificate(order.id)
         if order.status == OrderStatus.VALID:
-            issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]
+            issued = [cert.serial for cert in order.certificates if cert.stage == CertificateStage.ISSUED]
             if issued:
                 # RFC 9448 §7: the chain of the current certificate, for PASSporT x5u.
                 obj["x5u"] = urls.certificate_x5u(issued[-1])
         return obj
     if order.status == OrderStatus.VALID:
         if certificate_serial is None:
-            issued = [cert.serial for cert in order.certificates if cert.stage == "issued"]
+            issued = [cert.serial for cert in order.certificates if cert.stage == CertificateStage.ISSUED]
             certificate_serial = issued[-1] if issued else None
         if certificate_serial is not None:
             obj["certificate"] = urls.certificate(certificate_serial)

@@ -33,7 +33,7 @@ from ca.numbers.tnauthlist import TNScope
 from ca.orders import finalize as finalizing
 from ca.orders import placing
 from ca.orders.placing import TNAUTHLIST_IDENTIFIER, OrderRequest, Replaces
-from ca.orders.status import OrderStatus
+from ca.records.statuses import OrderStatus
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
 # RFC 8555 §7.4: clients poll a "processing" order after Retry-After seconds. Issuance is

@@ -27,6 +27,7 @@ from acme_server.state import current_state, db_session
 from ca.lifecycle import crl as crls
 from ca.config import TOKEN_AUTHORITY_X5U_PATH
 from ca.records.models_authority import Certificate, Revocation
+from ca.records.statuses import CertificateStage
 
 # RFC 2585 §4.2: the media type of a DER CRL.
 CRL_CONTENT_TYPE = "application/pkix-crl"
@@ -45,7 +46,7 @@ def token_authority_certificate() -> Response:
 
 def certificate_chain(serial: str) -> Response:
     record = db_session().scalars(
-        select(Certificate).where(Certificate.serial == serial, Certificate.stage == "issued")
+        select(Certificate).where(Certificate.serial == serial, Certificate.stage == CertificateStage.ISSUED)
     ).one_or_none()
     if record is None:
         return Response("no such certificate\n", status=404, content_type="text/plain")

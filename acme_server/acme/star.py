@@ -41,7 +41,7 @@ from ca.lifecycle.star_schedule import (
     auto_renewal_of,
     order_end,
 )
-from ca.orders.status import OrderStatus
+from ca.records.statuses import OrderStatus
 from ca.policy import Policy
 from ca.records.models_acme import Order
 

@@ -69,6 +69,7 @@ from ca.issuing.transparency import sct_list_extension
 from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
+from ca.records.statuses import CertificateStage, DelegationStatus
 from ca.x509util import (
     MALFORMED_X509_ERRORS,
     fingerprint_sha256,
@@ -294,7 +295,7 @@ def issue(
     # 7. Sign and store: the real key signs exactly the TBS that passed lint.
     certificate = profiles.sign(linted)
     der = certificate.public_bytes(serialization.Encoding.DER)
-    record.stage = "issued"
+    record.stage = CertificateStage.ISSUED
     record.der = der
     record.fingerprint_sha256 = fingerprint_sha256(der)
     record.scts = [
@@ -339,7 +340,7 @@ def _active_delegation(session: Session, delegation_id: str, now: dt.datetime) -
     delegation = session.get(Delegation, delegation_id)
     if delegation is None:
         raise DelegationError(f"delegation {delegation_id} does not exist", field="delegation")
-    if delegation.status != "active":
+    if delegation.status != DelegationStatus.ACTIVE:
         raise DelegationError(f"delegation {delegation_id} is {delegation.status}", field="delegation")
     if now < delegation.not_before:
         raise DelegationError(
@@ -461,7 +462,7 @@ def _precertify(
 ) -> tuple[x509.Certificate, tuple[EmbeddableSCT, ...]]:
     """RFC 6962 §3.1: sign the linted precertificate, record it, then collect SCTs for it."""
     precertificate = profiles.sign(linted)
-    record.stage = "precertificate"
+    record.stage = CertificateStage.PRECERTIFICATE
     record.precertificate_der = precertificate.public_bytes(serialization.Encoding.DER)
     session.add(record)
     session.flush()
@@ -485,7 +486,7 @@ def _precertify(
 
 
 def _record_failure(session: Session, record: Certificate, detail: str) -> None:
-    record.stage = "failed"
+    record.stage = CertificateStage.FAILED
     record.error = detail
     session.flush()
 

@@ -22,7 +22,8 @@ from sqlalchemy import func, inspect, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from ca.errors import AutoRenewalError
-from ca.orders.status import ACME_ERROR_NAMESPACE, OrderStatus
+from ca.orders.status import ACME_ERROR_NAMESPACE
+from ca.records.statuses import CertificateStage, DelegationStatus, OrderStatus
 from ca.records import audit
 from ca.records.models_acme import Authorization, Order
 from ca.records.models_authority import Certificate, Delegation
@@ -58,7 +59,7 @@ def current_certificate(session: Session, order_id: str) -> Certificate | None:
     """The order's newest issued certificate: what its star-certificate URL serves."""
     return session.scalars(
         select(Certificate)
-        .where(Certificate.order_id == order_id, Certificate.stage == "issued")
+        .where(Certificate.order_id == order_id, Certificate.stage == CertificateStage.ISSUED)
         .order_by(Certificate.id.desc())
         .limit(1)
     ).first()
@@ -146,7 +147,7 @@ def cancel(
             "account_id": order.account_id,
             "certificates_issued": session.scalar(
                 select(func.count()).select_from(Certificate).where(
-                    Certificate.order_id == order.id, Certificate.stage == "issued"
+                    Certificate.order_id == order.id, Certificate.stage == CertificateStage.ISSUED
                 )
             ),
             # The last certificate stays valid until its notAfter (RFC 8739 §3.3: a
@@ -178,14 +179,14 @@ def cancel_unauthorized(session_factory: sessionmaker, *, clock: "Clock", limit:
                 Order.status == OrderStatus.VALID,
                 Order.auto_renewal.is_not(None),
                 Order.next_renewal_at.is_not(None),
-                (Delegation.status != "active") | (Delegation.not_after <= now),
+                (Delegation.status != DelegationStatus.ACTIVE) | (Delegation.not_after <= now),
             )
             .order_by(Order.next_renewal_at)
             .limit(limit)
         ).all()
     canceled = []
     for order_id, delegation_id, status, not_after in stale:
-        why = (f"delegation {delegation_id} is {status}" if status != "active"
+        why = (f"delegation {delegation_id} is {status}" if status != DelegationStatus.ACTIVE
                else f"delegation {delegation_id} ended at {not_after.isoformat()}")
         with session_factory() as session:
             order = session.get(Order, order_id)

@@ -34,6 +34,7 @@ from ca.clock import Clock
 from ca.errors import NotFoundError
 from ca.records.models_authority import Certificate, Delegation, Revocation
 from ca.x509util import serial_hex
+from ca.records.statuses import CertificateStage, DelegationStatus
 
 # Renew immediately: the window [now - IMMEDIATE_SPAN, now] is in the past (RFC 9773 §4.2).
 IMMEDIATE_SPAN = dt.timedelta(minutes=1)
@@ -68,7 +69,7 @@ def window_for(
     reason = "normal"
     if revoked:
         reason = "certificate revoked"
-    elif delegation is not None and delegation.status != "active":
+    elif delegation is not None and delegation.status != DelegationStatus.ACTIVE:
         reason = f"delegation {delegation.id} {delegation.status}"
     elif delegation is not None and delegation.not_after is not None and delegation.not_after < certificate.not_after:
         reason = f"delegation {delegation.id} ends at {delegation.not_after.isoformat()}, before the certificate"
@@ -104,7 +105,7 @@ def issued_certificate(session: Session, key_identifier: bytes, serial: int) -> 
     if serial <= 0:
         raise NotFoundError("no certificate has a serial number below 1", field="certID")
     record = session.scalars(
-        select(Certificate).where(Certificate.serial == serial_hex(serial), Certificate.stage == "issued")
+        select(Certificate).where(Certificate.serial == serial_hex(serial), Certificate.stage == CertificateStage.ISSUED)
     ).one_or_none()
     if record is None or _authority_key_id(record) != key_identifier:
         raise NotFoundError(

@@ -53,7 +53,7 @@ from ca.lifecycle.renewal import (
 from ca.lifecycle.star_schedule import AutoRenewal, next_window, schedule_after
 from ca.orders.authority import Authority
 from ca.orders.finalize import IssuanceFailure, classify_failure, issue_for_order
-from ca.orders.status import OrderStatus
+from ca.records.statuses import CertificateStage, OrderStatus
 from ca.policy import format_duration
 from ca.records.models_acme import Account, Order
 from ca.records.models_authority import Certificate
@@ -194,7 +194,7 @@ def renew_claimed(session_factory: sessionmaker, authority: Authority, claim: Cl
             # it; then the order is fenced again, so a cancellation that slipped in between ends
             # the renewal before the precertificate reaches a log.
             precertificate_ids.append(session.scalar(
-                select(func.max(Certificate.id)).where(Certificate.order_id == order.id, Certificate.stage == "precertificate")
+                select(func.max(Certificate.id)).where(Certificate.order_id == order.id, Certificate.stage == CertificateStage.PRECERTIFICATE)
             ))
             session.commit()
             if not _fence(session, claim):
@@ -265,8 +265,8 @@ def _abandon_precertificates(session: Session, ids: list[int], reason: str) -> N
     if ids:
         session.execute(
             update(Certificate)
-            .where(Certificate.id.in_(ids), Certificate.stage == "precertificate")
-            .values(stage="failed", error=reason)
+            .where(Certificate.id.in_(ids), Certificate.stage == CertificateStage.PRECERTIFICATE)
+            .values(stage=CertificateStage.FAILED, error=reason)
             .execution_options(synchronize_session=False)
         )
         session.commit()

@@ -53,6 +53,7 @@ from ca.records.models_audit import AuditEvent
 from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation, DelegationScopeEntry, Issuer, Revocation
 
 from ca.home import Home
+from ca.records.statuses import CertificateStage
 
 AUDIT_ACTION_EXECUTE = "revocation.execute"
 MAX_COMMENT_CHARS = 1000
@@ -384,7 +385,7 @@ def _revocable(now: dt.datetime) -> Any:
     return (
         select(Certificate)
         .where(
-            Certificate.stage == "issued",
+            Certificate.stage == CertificateStage.ISSUED,
             Certificate.not_after > now,
             ~exists(select(Revocation.id).where(Revocation.certificate_id == Certificate.id)),
         )

@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 from ca.errors import DelegationError
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
-from ca.orders.status import AuthorizationStatus, ChallengeStatus, update_order_from_authorizations
+from ca.orders.status import update_order_from_authorizations
+from ca.records.statuses import AuthorizationStatus, ChallengeStatus
 from ca.orders.validity import Requested, check_within_authority
 from ca.records import audit, delegations
 from ca.records.models_acme import Account, Challenge, ExternalAccountKey

@@ -48,7 +48,8 @@ from ca.lifecycle.reasons import CRLReason
 from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_after
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
-from ca.orders.status import OrderStatus, invalidate_order
+from ca.orders.status import invalidate_order
+from ca.records.statuses import OrderStatus
 from ca.records.models_acme import Order
 from ca.records.models_authority import Certificate, Revocation
 from ca.x509util import MALFORMED_X509_ERRORS, spki_der

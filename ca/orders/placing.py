@@ -24,7 +24,8 @@ from ca.lifecycle import renewal_info
 from ca.lifecycle.star_schedule import AutoRenewal
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
-from ca.orders.status import AuthorizationStatus, ChallengeStatus, OrderStatus, expire_order
+from ca.orders.status import expire_order
+from ca.records.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from ca.orders.validity import Requested, check_order_request
 from ca.records import delegations
 from ca.records.models_acme import Account, Authorization, Challenge, ORDER_STATUSES_CLAIMING_REPLACEMENT, Order

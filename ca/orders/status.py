@@ -21,10 +21,10 @@ An order's ``error`` is an RFC 7807 problem document with an ACME error type (th
 from __future__ import annotations
 
 import datetime as dt
-import enum
 from typing import Any
 
 from ca.records.models_acme import Authorization, Order
+from ca.records.statuses import AuthorizationStatus, OrderStatus
 
 # RFC 8555 §6.7: "urn:ietf:params:acme:error:" followed by the error type.
 ACME_ERROR_NAMESPACE = "urn:ietf:params:acme:error:"
@@ -34,31 +34,6 @@ ACME_ERROR_NAMESPACE = "urn:ietf:params:acme:error:"
 PROCESSING_GRACE = dt.timedelta(minutes=10)
 
 
-class OrderStatus(enum.StrEnum):
-    """RFC 8555 §7.1.6, plus RFC 8739 §3.1.2 "canceled". Equal to the strings stored."""
-
-    PENDING = "pending"
-    READY = "ready"
-    PROCESSING = "processing"
-    VALID = "valid"
-    INVALID = "invalid"
-    CANCELED = "canceled"
-
-
-class AuthorizationStatus(enum.StrEnum):
-    PENDING = "pending"
-    VALID = "valid"
-    INVALID = "invalid"
-    DEACTIVATED = "deactivated"
-    EXPIRED = "expired"
-    REVOKED = "revoked"
-
-
-class ChallengeStatus(enum.StrEnum):
-    PENDING = "pending"
-    PROCESSING = "processing"  # never used by tkauth-01 (module docstring)
-    VALID = "valid"
-    INVALID = "invalid"
 
 
 # Authorization states after which an order can never become ready (RFC 8555 §7.1.6).

@@ -33,9 +33,10 @@ from ca.encoding import isoformat_or_none
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
 from ca.policy import format_duration
 from ca.numbers.tnauthlist import TNScope
+from ca.records.statuses import AuthorizationStatus, CertificateStage, DelegationStatus, OrderStatus
 
-ACTIVE = "active"
-REVOKED = "revoked"
+ACTIVE = DelegationStatus.ACTIVE
+REVOKED = DelegationStatus.REVOKED
 # The problem type an order withdrawn with its delegation reports (RFC 8555 §6.7).
 ACME_UNAUTHORIZED = "urn:ietf:params:acme:error:unauthorized"
 # The delegate name is shown to operators and auditors; it is not an identity proof.
@@ -421,7 +422,7 @@ def plan_revoke(session: Session, delegation_id: str, *, reason: str, clock: Clo
             select(Certificate.id).where(
                 Certificate.delegation_id == delegation.id,
                 Certificate.not_after > now,
-                Certificate.stage == "issued",
+                Certificate.stage == CertificateStage.ISSUED,
                 ~Certificate.revocation.has(),
             )
         ).all()
@@ -485,7 +486,7 @@ def execute_revoke(session: Session, plan: RevocationPlan, *, clock: Clock, acto
 def _withdrawn_authorizations(delegation_id: str) -> Any:
     return and_(
         Authorization.delegation_id == delegation_id,
-        Authorization.status.in_(("pending", "valid")),
+        Authorization.status.in_((AuthorizationStatus.PENDING, AuthorizationStatus.VALID)),
     )
 
 
@@ -493,7 +494,7 @@ def _withdrawn_orders(delegation_id: str) -> Any:
     # STAR orders that are already valid are canceled by the cascade (ca/lifecycle/revocation.py), not here.
     return and_(
         Order.id.in_(select(Authorization.order_id).where(Authorization.delegation_id == delegation_id)),
-        Order.status.in_(("pending", "ready")),
+        Order.status.in_((OrderStatus.PENDING, OrderStatus.READY)),
     )
 
 
@@ -503,7 +504,7 @@ def _withdraw_authorizations(session: Session, delegation: Delegation) -> tuple[
     orders = session.execute(
         sql_update(Order)
         .where(_withdrawn_orders(delegation.id))
-        .values(status="invalid", error={
+        .values(status=OrderStatus.INVALID, error={
             "type": ACME_UNAUTHORIZED,
             "detail": f"delegation {delegation.id} was revoked: {delegation.revocation_reason}",
         })
@@ -512,7 +513,7 @@ def _withdraw_authorizations(session: Session, delegation: Delegation) -> tuple[
     authorizations = session.execute(
         sql_update(Authorization)
         .where(_withdrawn_authorizations(delegation.id))
-        .values(status="revoked")
+        .values(status=AuthorizationStatus.REVOKED)
         .execution_options(synchronize_session="fetch")
     )
     return authorizations.rowcount, orders.rowcount

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql import ColumnElement
 
+from ca.records.statuses import CertificateStage, DelegationStatus
 from ca.records.models_base import Base, UTCDateTime, random_id, utcnow
 
 
@@ -62,7 +63,7 @@ class Delegation(Base):
     constraints_kind: Mapped[Optional[str]] = mapped_column(String(16))  # "jwt" | "enhanced"
     not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     not_after: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16), default="active")  # active | revoked
+    status: Mapped[str] = mapped_column(String(16), default=DelegationStatus.ACTIVE)
     revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     revocation_reason: Mapped[Optional[str]] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(255), default="system")
@@ -91,7 +92,7 @@ class Certificate(Base):
     account_id: Mapped[Optional[str]] = mapped_column(ForeignKey("accounts.id"), index=True)
     order_id: Mapped[Optional[str]] = mapped_column(ForeignKey("orders.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))  # "end-entity" | "delegate-ca"
-    stage: Mapped[str] = mapped_column(String(16), default="issued")  # precertificate | issued | failed
+    stage: Mapped[str] = mapped_column(String(16), default=CertificateStage.ISSUED)
     scope_der: Mapped[bytes] = mapped_column(LargeBinary)
     subject: Mapped[str] = mapped_column(Text)  # RFC 4514 string, for people
     # SHA-256 of the DER SubjectPublicKeyInfo, hex: finds certificates by key (revocation, §11.1).

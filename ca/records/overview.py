@@ -20,9 +20,8 @@ from sqlalchemy.orm import Session
 
 from ca.records.models_acme import Account, AuthorityToken, UsedTokenJTI
 from ca.records.models_authority import Certificate, Delegation, Revocation
+from ca.records.statuses import CertificateStage, DelegationStatus
 
-ISSUED = "issued"
-ACTIVE = "active"
 # How far ahead the dashboard looks for delegations that end, and for certificates that expire.
 DELEGATIONS_ENDING_WITHIN = dt.timedelta(days=30)
 CERTIFICATES_EXPIRING_WITHIN = dt.timedelta(hours=24)
@@ -57,21 +56,21 @@ def counts(session: Session, *, now: dt.datetime, token_authority: str) -> Count
     revoked_ids = select(Revocation.certificate_id)
     return Counts(
         delegations_active=count(
-            Delegation.status == ACTIVE,
+            Delegation.status == DelegationStatus.ACTIVE,
             (Delegation.not_after.is_(None)) | (Delegation.not_after > now),
             of=Delegation,
         ),
-        delegations_revoked=count(Delegation.status == "revoked", of=Delegation),
+        delegations_revoked=count(Delegation.status == DelegationStatus.REVOKED, of=Delegation),
         certificates_valid=count(
-            Certificate.stage == ISSUED,
+            Certificate.stage == CertificateStage.ISSUED,
             Certificate.not_before <= now,
             Certificate.not_after >= now,
             Certificate.id.not_in(revoked_ids),
             of=Certificate,
         ),
-        certificates_issued=count(Certificate.stage == ISSUED, of=Certificate),
+        certificates_issued=count(Certificate.stage == CertificateStage.ISSUED, of=Certificate),
         certificates_revoked=count(of=Revocation),
-        issuance_failures=count(Certificate.stage == "failed", of=Certificate),
+        issuance_failures=count(Certificate.stage == CertificateStage.FAILED, of=Certificate),
         tokens_outstanding=count(
             AuthorityToken.expires_at > now,
             AuthorityToken.jti.not_in(select(UsedTokenJTI.jti).where(UsedTokenJTI.issuer == token_authority)),
@@ -89,7 +88,7 @@ def activity_by_day(session: Session, *, now: dt.datetime, days: int = DEFAULT_D
     today = now.astimezone(dt.timezone.utc).date()
     first = today - dt.timedelta(days=days - 1)
     start = dt.datetime.combine(first, dt.time(), tzinfo=dt.timezone.utc)
-    issued = _per_day(session, Certificate.created_at, start, Certificate.stage == ISSUED)
+    issued = _per_day(session, Certificate.created_at, start, Certificate.stage == CertificateStage.ISSUED)
     revoked = _per_day(session, Revocation.revoked_at, start)
     return [
         DayCount(day, issued.get(day, 0), revoked.get(day, 0))
@@ -114,7 +113,7 @@ def delegations_ending(session: Session, *, now: dt.datetime, within: dt.timedel
     """Active delegations whose end falls in ``(now, now + within]``, soonest first."""
     return list(session.scalars(
         select(Delegation)
-        .where(Delegation.status == ACTIVE, Delegation.not_after > now, Delegation.not_after <= now + within)
+        .where(Delegation.status == DelegationStatus.ACTIVE, Delegation.not_after > now, Delegation.not_after <= now + within)
         .order_by(Delegation.not_after, Delegation.id)
         .limit(limit)
     ))
@@ -126,7 +125,7 @@ def certificates_expiring(session: Session, *, now: dt.datetime, within: dt.time
     return list(session.scalars(
         select(Certificate)
         .where(
-            Certificate.stage == ISSUED,
+            Certificate.stage == CertificateStage.ISSUED,
             Certificate.not_after >= now,
             Certificate.not_after <= now + within,
             Certificate.id.not_in(select(Revocation.certificate_id)),
@@ -165,7 +164,7 @@ def valid_certificate_counts(session: Session, delegation_ids: Sequence[str], *,
         select(Certificate.delegation_id, func.count())
         .where(
             Certificate.delegation_id.in_(list(delegation_ids)),
-            Certificate.stage == ISSUED,
+            Certificate.stage == CertificateStage.ISSUED,
             Certificate.not_before <= now,
             Certificate.not_after >= now,
             Certificate.id.not_in(select(Revocation.certificate_id)),

@@ -31,6 +31,7 @@ from ca.tokens.fingerprints import parse_fingerprint, render_fingerprint
 from ca.tokens.jws import sign_es256
 from ca.tokens.trust_config import DEFAULT_MAX_TOKEN_TTL
 from ca.tokens.verification import TKTYPE_TNAUTHLIST
+from ca.records.statuses import DelegationStatus
 
 # RFC 7519 §4.1.7: "jti" must be unique; 128 random bits make a collision negligible.
 JTI_BYTES = 16
@@ -169,7 +170,7 @@ def _parse_fingerprint_input(value: str) -> bytes:
 
 
 def _check_delegation_active(delegation: models_authority.Delegation, now: dt.datetime) -> None:
-    if delegation.status != "active":
+    if delegation.status != DelegationStatus.ACTIVE:
         raise DelegationError(f"delegation {delegation.id} is {delegation.status}", field="delegation")
     if delegation.not_before > now:
         raise DelegationError(

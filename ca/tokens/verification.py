@@ -62,6 +62,7 @@ from ca.tokens.jws import check_signature, excerpt, json_type, parse_compact_jws
 from ca.tokens.trust_config import TokenTrust
 from ca.tokens.x5u import X5UError
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
+from ca.records.statuses import DelegationStatus
 
 # RFC 7519 §4.1.4 allows "some small leeway, usually no more than a few minutes, to account for
 # clock skew". One minute, in both directions (exp in the past, nbf in the future).
@@ -393,7 +394,7 @@ def check_minted_here(session: Session, verified: VerifiedToken) -> models_acme.
             claim="jti",
         )
     delegation = session.get(models_authority.Delegation, minted.delegation_id)
-    if delegation is None or delegation.status != "active":
+    if delegation is None or delegation.status != DelegationStatus.ACTIVE:
         raise TokenError(
             f"token 'jti' {excerpt(verified.jti)} was minted under delegation {minted.delegation_id}, "
             "which has been revoked",

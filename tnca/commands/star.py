@@ -25,6 +25,7 @@ from ca.errors import AutoRenewalError
 from ca.records.models_acme import Order
 from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
+from ca.records.statuses import CertificateStage
 from tnca.context import BadInput, cli_actor, pass_home, transaction
 from tnca.output import echo_json
 
@@ -49,7 +50,7 @@ def describe(session: Session, order: Order) -> dict[str, Any]:
         "auto_renewal": auto.to_json() if auto is not None else None,
         "certificates_issued": session.scalar(
             select(func.count()).select_from(Certificate).where(
-                Certificate.order_id == order.id, Certificate.stage == "issued"
+                Certificate.order_id == order.id, Certificate.stage == CertificateStage.ISSUED
             )
         ),
         "current_serial": current.serial if current is not None else None,

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy import update as sql_update
 
 from acme_server import create_app
-from ca.config import Home
+from ca.home import Home
 from ca.numbers.claims import ClaimConstraints
 from ca.records.models_acme import Order
 from ca.records.models_audit import AuditEvent
