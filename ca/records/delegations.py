@@ -106,16 +106,7 @@ def create(
             f"{issuer_scope.difference_of(scope).describe()} is outside it (RFC 9060 §4)",
             field="scope",
         )
-    if max_lifetime < MIN_CERTIFICATE_LIFETIME:
-        raise PolicyError(
-            f"max certificate lifetime {format_duration(max_lifetime)} is below the minimum {format_duration(MIN_CERTIFICATE_LIFETIME)}",
-            field="max_lifetime",
-        )
-    if max_lifetime_ceiling is not None and max_lifetime > max_lifetime_ceiling:
-        raise PolicyError(
-            f"max certificate lifetime {format_duration(max_lifetime)} exceeds the policy's {format_duration(max_lifetime_ceiling)}",
-            field="max_lifetime",
-        )
+    _check_max_lifetime(max_lifetime, max_lifetime_ceiling)
     starts = _aware(not_before, "not_before") if not_before is not None else now
     ends = _aware(not_after, "not_after") if not_after is not None else None
     if ends is not None and ends <= max(starts, now):
@@ -208,16 +199,7 @@ def update(
         if delegate != delegation.delegate:
             changes["delegate"] = delegate
     if not isinstance(max_lifetime, _Unchanged):
-        if max_lifetime < MIN_CERTIFICATE_LIFETIME:
-            raise PolicyError(
-                f"max certificate lifetime {format_duration(max_lifetime)} is below the minimum {format_duration(MIN_CERTIFICATE_LIFETIME)}",
-                field="max_lifetime",
-            )
-        if max_lifetime_ceiling is not None and max_lifetime > max_lifetime_ceiling:
-            raise PolicyError(
-                f"max certificate lifetime {format_duration(max_lifetime)} exceeds the policy's {format_duration(max_lifetime_ceiling)}",
-                field="max_lifetime",
-            )
+        _check_max_lifetime(max_lifetime, max_lifetime_ceiling)
         if int(max_lifetime.total_seconds()) != delegation.max_lifetime_seconds:
             changes["max_lifetime_seconds"] = int(max_lifetime.total_seconds())
     if not isinstance(not_after, _Unchanged):
@@ -254,6 +236,20 @@ def update(
         clock=clock,
     )
     return delegation
+
+
+def _check_max_lifetime(max_lifetime: dt.timedelta, ceiling: dt.timedelta | None) -> None:
+    """A delegation's max certificate lifetime: at least the floor, at most the policy's ceiling."""
+    if max_lifetime < MIN_CERTIFICATE_LIFETIME:
+        raise PolicyError(
+            f"max certificate lifetime {format_duration(max_lifetime)} is below the minimum {format_duration(MIN_CERTIFICATE_LIFETIME)}",
+            field="max_lifetime",
+        )
+    if ceiling is not None and max_lifetime > ceiling:
+        raise PolicyError(
+            f"max certificate lifetime {format_duration(max_lifetime)} exceeds the policy's {format_duration(ceiling)}",
+            field="max_lifetime",
+        )
 
 
 def get(session: Session, delegation_id: str) -> Delegation:
