@@ -408,7 +408,7 @@ def linted_draft(
 
 
 def sign(linted: LintedDraft) -> x509.Certificate:
-    """Have the real key sign exactly the TBS that passed lint (Boulder's "lint before signing").
+    """Have the real key sign exactly the TBS that passed lint: nothing unlinted reaches the real key.
 
     The one place this authority's keys sign certificates: whatever form a certificate takes
     (:data:`FORMS`), it reaches the real key only through :func:`linted_draft`.

@@ -1,6 +1,6 @@
 """Revocation plans: of one certificate, of a delegation (with everything under it), of numbers.
 
-STYLE.md: admin commands are dry-run by default. Every front end — ``tnca revoke``,
+Admin commands are dry-run by default. Every front end — ``tnca revoke``,
 ``tnca delegation revoke``, the operator pages, ACME ``revokeCert`` — first asks for a
 :class:`RevocationPlan`, which writes nothing, and then hands that plan to :func:`execute`. The
 plan lists what will change:

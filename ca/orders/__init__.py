@@ -1,4 +1,4 @@
-"""An order's life, shared by every front end (DESIGN.md "orders/"): the RFC 8555 §7.1.6 status
+"""An order's life, shared by every front end (ACME and the STAR worker): the RFC 8555 §7.1.6 status
 machine (``status``), the validity rules of newOrder and the challenge (``validity``), newOrder's
 checks and the new rows (``placing``), the tkauth-01 token answer (``answer``) and finalize with
 the one function that issues for an order (``finalize``).

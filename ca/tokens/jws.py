@@ -6,7 +6,7 @@ checks its signature against the token authority key; :mod:`ca.tokens.minting` s
 ES256. They share it here so that what this authority writes is exactly what it reads.
 
 josepy is not used for tokens: its JWS parser accepts an unprotected ``header`` and merges it into
-what it verifies (STYLE.md §4), and it cannot be told to refuse duplicate member names. Errors are
+what it verifies, and it cannot be told to refuse duplicate member names. Errors are
 :class:`~ca.errors.TokenError` whose ``claim`` names the part at fault, with a detail that never
 echoes the token (:func:`excerpt`).
 """
