@@ -624,7 +624,7 @@ def test_embedded_scts_verify_over_the_precertificate_tbs_reconstructed_from_the
 
 
 def test_precertificate_is_recorded_before_any_log_sees_it(session_factory, issuer, policy, clock):
-    """DESIGN step 5: the serial and the precertificate are committed before submission."""
+    """The walk of one issuance (docs/architecture.md): the serial and the precertificate are committed before submission."""
     seen_at_submission: list[tuple[str, bytes]] = []
 
     with session_factory() as s:
@@ -662,7 +662,7 @@ def test_no_precertificate_stage_when_the_policy_requires_no_scts(session, issue
 
 
 # ----------------------------------------------------------------------------------------------
-# Lint before every signature of the real key (DESIGN step 4; RFC 6962 §3.1, §3.3)
+# Lint before every signature of the real key (docs/architecture.md, the walk of one issuance; RFC 6962 §3.1, §3.3)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -733,7 +733,7 @@ def _signed(journal) -> list[bytes]:
 def test_every_signature_of_the_real_key_is_of_a_tbs_linted_just_before_in_its_form(
     session, issuer, policy, clock, journal, required_scts, forms
 ):
-    """DESIGN step 4: "Lint every certificate before the real key signs it" — the plain
+    """"Lint every certificate before the real key signs it" (docs/architecture.md) — the plain
     certificate, and with CT both the precertificate and the certificate with its SCTs."""
     signing_issuer = _recording_issuer(issuer, journal)
     _, csr = make_csr()
