@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Response, request
+from flask import Response, g, request
 
 from acme_server.acme import star
 from acme_server.acme.responses import acme_json
@@ -42,5 +42,8 @@ def directory() -> Response:
 
 def new_nonce() -> Response:
     # RFC 8555 §7.2: HEAD answers 200 (SHOULD), GET answers 204 with an empty body; both carry a
-    # Replay-Nonce (added by the response hook with Cache-Control: no-store).
+    # Replay-Nonce (the response hook adds it, with Cache-Control: no-store). The nonce is issued
+    # here, not left to the hook, so that a database that cannot record one makes this request
+    # fail with a retryable problem instead of answering 200 without the nonce it exists for.
+    g.replay_nonce = current_state().nonces.issue()
     return Response(status=200 if request.method == "HEAD" else 204)

@@ -6,6 +6,11 @@
 - Werkzeug's 404/405/413/415 under ``/acme/`` become ``malformed`` problems with the same status
   (a blueprint's own handlers never see unknown URLs in its space, so these are app-level and
   branch on the path). A 405 keeps its ``Allow`` header.
+- The database unreachable (a PostgreSQL restart, a failover: ``OperationalError`` or
+  ``InterfaceError`` from the driver) is not a bug and not the client's fault: ``serverInternal``
+  with 503 and ``Retry-After``, logged with an incident id. SQLAlchemy drops the pool's dead
+  connections when it sees a disconnect, so the next request connects afresh: the server recovers
+  without a restart.
 - Anything else is a bug: the client gets ``serverInternal`` with a generic detail and an
   incident id; the traceback is logged under that id and never sent.
 """
@@ -17,6 +22,7 @@ import logging
 import secrets
 
 from flask import Flask, Response, g, request
+from sqlalchemy.exc import InterfaceError, OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from acme_server.acme import problems
@@ -87,6 +93,25 @@ def handle_unexpected(error: Exception) -> Response | HTTPException:
     return _internal(error)
 
 
+# Seconds a client waits before retrying a request the database could not serve.
+DATABASE_RETRY_AFTER_SECONDS = 2
+
+
+def handle_database_unavailable(error: OperationalError | InterfaceError) -> Response | HTTPException:
+    if not is_acme_request():
+        log.exception("database unavailable on %s %s", request.method, request.path)
+        return InternalServerError()
+    incident = secrets.token_hex(8)
+    log.warning("incident %s on %s %s: database unavailable", incident, request.method, request.path, exc_info=error)
+    problem = AcmeProblem(
+        "serverInternal",
+        f"the database is unavailable for a moment; retry after {DATABASE_RETRY_AFTER_SECONDS} s (incident {incident})",
+        503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+    )
+    return problem_response(problem)
+
+
 def _internal(error: BaseException) -> Response:
     # Internal messages may carry sensitive data; the client gets an id that
     # an operator can find in the log, nothing more.
@@ -127,5 +152,7 @@ def register(app: Flask) -> None:
     app.register_error_handler(AcmeProblem, handle_problem)
     app.register_error_handler(TNCAError, handle_ca_error)
     app.register_error_handler(HTTPException, handle_http_exception)
+    app.register_error_handler(OperationalError, handle_database_unavailable)
+    app.register_error_handler(InterfaceError, handle_database_unavailable)
     app.register_error_handler(Exception, handle_unexpected)
     app.after_request(add_acme_headers)
