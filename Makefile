@@ -7,8 +7,9 @@ INSTALLED := $(VENV)/.installed
 SYSTEM := $(VENV)/.system-packages
 TNCA_HOME ?= ./tnca-home
 PYTEST_ARGS ?=
+SOAK_ARGS ?=
 
-.PHONY: setup run test test-browser test-postgres bench lint clean
+.PHONY: setup run test test-browser test-postgres bench soak lint clean
 
 setup: $(INSTALLED) $(SYSTEM)
 
@@ -37,6 +38,10 @@ test-browser: setup
 
 bench: setup
 	$(PY) -m bench.issuance --home $(TNCA_HOME)-bench
+
+# Ten minutes of paced issuance at half the measured capacity; not run in CI (bench/soak.py).
+soak: setup
+	$(PY) -m bench.soak --home $(TNCA_HOME)-soak $(SOAK_ARGS)
 
 lint: setup
 	$(PY) -m compileall -q ca acme_server ctlog tnca

@@ -142,44 +142,65 @@ class Stack:
             self.server_log.close()
 
 
+def create_delegation(session, home: Home):
+    """The one delegation every benchmark issuance is under: DELEGATED_RANGE, 24 h certificates."""
+    return delegations.create(
+        session, delegate="Bench Enterprise", scope=TNScope.parse(ranges=[DELEGATED_RANGE]),
+        issuer_scope=home.issuing_ca().scope, max_lifetime=dt.timedelta(hours=24), clock=home.clock,
+        actor="bench")
+
+
+def mint_jobs(session, home: Home, delegation, indices) -> list[tuple[ec.EllipticCurvePrivateKey, str, str]]:
+    """One (account key, identifier value, authority token) per index: number FIRST_NUMBER + index."""
+    jobs = []
+    for index in indices:
+        key = ec.generate_private_key(ec.SECP256R1())
+        scope = TNScope.parse(tns=[str(FIRST_NUMBER + index)])
+        minted = minting.mint(
+            session, delegation=delegation,
+            fingerprint=fingerprints.account_fingerprint(jose.JWKEC(key=key.public_key())), scope=scope,
+            ca=False, ttl=dt.timedelta(hours=1), authority=home.token_authority(), clock=home.clock,
+            actor="bench")
+        jobs.append((key, scope.to_identifier_value(), minted.token))
+    return jobs
+
+
 def prepare(stack: Stack, count: int) -> list[tuple[ec.EllipticCurvePrivateKey, str, str]]:
     """One (account key, identifier value, authority token) per issuance, minted up front."""
     home = stack.home
-    jobs = []
     with home.sessionmaker() as session:
-        delegation = delegations.create(
-            session, delegate="Bench Enterprise", scope=TNScope.parse(ranges=[DELEGATED_RANGE]),
-            issuer_scope=home.issuing_ca().scope, max_lifetime=dt.timedelta(hours=24), clock=home.clock,
-            actor="bench")
-        for index in range(count):
-            key = ec.generate_private_key(ec.SECP256R1())
-            scope = TNScope.parse(tns=[str(FIRST_NUMBER + index)])
-            minted = minting.mint(
-                session, delegation=delegation,
-                fingerprint=fingerprints.account_fingerprint(jose.JWKEC(key=key.public_key())), scope=scope,
-                ca=False, ttl=dt.timedelta(hours=1), authority=home.token_authority(), clock=home.clock,
-                actor="bench")
-            jobs.append((key, scope.to_identifier_value(), minted.token))
+        jobs = mint_jobs(session, home, create_delegation(session, home), range(count))
         session.commit()
     return jobs
 
 
-def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
+def make_csr() -> bytes:
     csr_key = ec.generate_private_key(ec.SECP256R1())
-    csr_pem = (x509.CertificateSigningRequestBuilder()
-               .subject_name(x509.Name.from_rfc4514_string("CN=Bench Enterprise"))
-               .sign(csr_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+    return (x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name.from_rfc4514_string("CN=Bench Enterprise"))
+            .sign(csr_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM))
+
+
+def issue_one(directory_url: str, job, csr_pem: bytes, user_agent: str = "tnca-bench") -> float:
+    """The whole ACME flow for one job; returns the seconds from newOrder to the downloaded chain."""
+    key, identifier, token = job
+    client = STIRClient.connect(directory_url, key, user_agent=user_agent)
+    client.register(terms_of_service_agreed=True)
+    start = time.perf_counter()
+    chain = client.issue(identifier, token, csr_pem)
+    elapsed = time.perf_counter() - start
+    if chain.count("BEGIN CERTIFICATE") != 2:
+        raise AssertionError(f"expected a chain of 2 certificates, got {chain.count('BEGIN CERTIFICATE')}")
+    return elapsed
+
+
+def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
+    csr_pem = make_csr()
     latencies: list[float] = []
     lock = threading.Lock()
 
     def one(job) -> None:
-        key, identifier, token = job
-        client = STIRClient.connect(stack.directory_url, key, user_agent="tnca-bench")
-        client.register(terms_of_service_agreed=True)
-        start = time.perf_counter()
-        chain = client.issue(identifier, token, csr_pem)
-        elapsed = time.perf_counter() - start
-        assert chain.count("BEGIN CERTIFICATE") == 2
+        elapsed = issue_one(stack.directory_url, job, csr_pem)
         with lock:
             latencies.append(elapsed)
 
