@@ -21,7 +21,6 @@ token (RFC 9060 §4.1, §8), so an SPC never contains a TN or a range in ``conta
 
 from __future__ import annotations
 
-import base64
 import bisect
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,6 +31,7 @@ from cryptography import x509
 from ca.errors import ScopeError
 from ca.numbers.tn_entries import LIST_FIELD, SPC, TN, TNEntry, TNRange, check_strict_width, check_telephone_number, quote
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST, decode, decode_identifier_value, encode
+from ca.encoding import b64url_encode
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +189,7 @@ class TNScope:
 
     def to_identifier_value(self, *, strict: bool = True) -> str:
         """base64url of the DER, without padding (RFC 9448 §3)."""
-        return base64.urlsafe_b64encode(self.to_der(strict=strict)).rstrip(b"=").decode("ascii")
+        return b64url_encode(self.to_der(strict=strict))
 
     @classmethod
     def from_certificate(cls, certificate: x509.Certificate, *, strict: bool = False) -> TNScope | None:

@@ -29,6 +29,7 @@ from pyasn1.type import char, namedtype, tag, univ
 
 from ca.errors import ScopeError
 from ca.numbers.tn_entries import LIST_FIELD, SPC, TN, TNEntry, TNRange, check_strict_width, entry_field
+from ca.encoding import b64url_encode
 
 # What pyasn1 may raise on hostile input. PyAsn1Error is its own family, but some inputs escape
 # it: a length field larger than sys.maxsize raises OverflowError from the stream reader (found
@@ -253,7 +254,7 @@ def decode_identifier_value(value: str) -> bytes:
             der = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
         except (binascii.Error, ValueError):  # pragma: no cover - the pattern and length rule exclude this
             raise ScopeError("TNAuthList identifier value is not valid base64url", field=field) from None
-        canonical = base64.urlsafe_b64encode(der).rstrip(b"=").decode("ascii")
+        canonical = b64url_encode(der)
     if canonical != value:
         raise ScopeError(
             "TNAuthList identifier value is not canonical base64 (non-zero bits after the last byte, "

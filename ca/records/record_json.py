@@ -27,6 +27,7 @@ from ca.numbers.tn_entries import TN, TNRange
 from ca.numbers.tnauthlist import TNScope
 from ca.records.models_audit import AuditCheckpoint, AuditEvent
 from ca.records.models_authority import Certificate, Delegation, Revocation
+from ca.encoding import b64url_encode
 
 
 def certificate_json(
@@ -66,7 +67,7 @@ def scope_json(scope_der: bytes) -> dict[str, Any]:
         scope = TNScope.from_der(scope_der, strict=False)
     except ScopeError:
         # A stored scope always decoded when it was written; say so rather than fail the page.
-        return {"description": "unreadable TNAuthList", "tnauthlist": base64.urlsafe_b64encode(scope_der).rstrip(b"=").decode(), "entries": []}
+        return {"description": "unreadable TNAuthList", "tnauthlist": b64url_encode(scope_der), "entries": []}
     entries: list[dict[str, Any]] = []
     for entry in scope.entries:
         if isinstance(entry, TN):
@@ -77,7 +78,7 @@ def scope_json(scope_der: bytes) -> dict[str, Any]:
             entries.append({"type": "spc", "code": entry.code})
     return {
         "description": scope.describe(),
-        "tnauthlist": base64.urlsafe_b64encode(scope_der).rstrip(b"=").decode("ascii"),
+        "tnauthlist": b64url_encode(scope_der),
         "entries": entries,
     }
 

@@ -11,7 +11,6 @@ the operator's new decision and is accepted.
 
 from __future__ import annotations
 
-import base64
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -22,6 +21,7 @@ from ca.records import audit
 from ca.records.models_acme import AuthorityToken, UsedTokenJTI
 from ca.records.models_audit import AuditEvent
 from ca.tokens.fingerprints import FINGERPRINT_ALGORITHM, parse_fingerprint
+from ca.encoding import b64url_decode, b64url_encode
 
 AUDIT_ACTION_RETIRE = "account-key.retire"
 AUDIT_SUBJECT_TYPE = "account-key"
@@ -57,7 +57,7 @@ def retire(session: Session, *, account_id: str, thumbprint: str, new_thumbprint
 def check_not_retired(session: Session, minted: AuthorityToken) -> None:
     """TokenError (claim ``atc.fingerprint``) if ``minted``'s key was retired after it was minted."""
     try:
-        thumbprint = base64.urlsafe_b64encode(parse_fingerprint(minted.fingerprint)).rstrip(b"=").decode("ascii")
+        thumbprint = b64url_encode(parse_fingerprint(minted.fingerprint))
     except TokenError:  # not the RFC form; what was minted is checked against the account as usual
         return
     retired_at = session.scalar(
@@ -79,4 +79,4 @@ def check_not_retired(session: Session, minted: AuthorityToken) -> None:
 
 
 def _digest(thumbprint: str) -> bytes:
-    return base64.urlsafe_b64decode(thumbprint + "=" * (-len(thumbprint) % 4))
+    return b64url_decode(thumbprint, field="thumbprint")
