@@ -8,8 +8,11 @@ import datetime as dt
 from sqlalchemy.orm import Session, selectinload
 
 from acme_server.acme import problems
+from acme_server.state import current_state
+from ca.orders import recovery
 from ca.orders.status import expire_order
 from ca.records.models_acme import Account, Authorization, Order
+from ca.records.statuses import OrderStatus
 
 
 def actor(account: Account) -> str:
@@ -18,12 +21,16 @@ def actor(account: Account) -> str:
 
 
 def owned_order(session: Session, account: Account, order_id: str, *, now: dt.datetime) -> Order:
-    """The order, if ``account`` owns it; expiry applied and committed (RFC 8555 §7.1.6)."""
+    """The order, if ``account`` owns it; an abandoned finalize reconciled, expiry applied, both
+    committed (RFC 8555 §7.1.6)."""
     order = session.get(Order, order_id, options=[selectinload(Order.authorizations)])
     if order is None:
         raise problems.malformed(f"no order {order_id[:64]!r}", status=404)
     if order.account_id != account.id:
         raise problems.unauthorized(f"order {order.id} belongs to another account")
+    # A finalize whose process died left it "processing": reconciled now (ca/orders/recovery.py).
+    if order.status == OrderStatus.PROCESSING and recovery.reconcile(session, order, clock=current_state().clock):
+        session.commit()
     if expire_order(order, now):
         session.commit()
     return order

@@ -28,6 +28,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import select, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -47,9 +48,10 @@ from ca.issuing.profiles import DELEGATE_CA, END_ENTITY
 from ca.lifecycle.reasons import CRLReason
 from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_after
 from ca.numbers.tnauthlist import TNScope
+from ca.orders import recovery
 from ca.orders.authority import Authority
 from ca.orders.status import invalidate_order
-from ca.records.statuses import OrderStatus
+from ca.records.statuses import CertificateStage, OrderStatus
 from ca.records.models_acme import Order
 from ca.records.models_authority import Certificate, Revocation
 from ca.x509util import MALFORMED_X509_ERRORS, spki_der
@@ -212,24 +214,34 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
             else "the authority token's 'ca' is true, so the CSR must ask for a CA certificate (basicConstraints cA=TRUE)",
             field="csr.basicConstraints",
         )
-    _claim_processing(session, order)
-    order_id = order.id  # read before a rollback expires the object
+    claim = recovery.new_claim()
     try:
-        return _issue_claimed(session, authority, order, csr, actor=actor)
-    except TNCAError:
-        session.rollback()
-        raise
-    except Exception as exc:
-        # RFC 8555 §7.1.6: "processing" lasts while the certificate is made, never longer. An
-        # unexpected exception (a bug, date arithmetic overflowing) becomes an IssuanceError, so
-        # the caller's record_failure makes the order "invalid" instead of leaving it claimed.
-        session.rollback()
-        raise IssuanceError(f"finalize of order {order_id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+        _claim_processing(session, order, claim, now=authority.clock.now())
+        order_id = order.id  # read before a rollback expires the object
+        try:
+            return _issue_claimed(session, authority, order, csr, actor=actor, claim=claim)
+        except TNCAError:
+            session.rollback()
+            raise
+        except (OperationalError, InterfaceError):
+            # The database went away: nothing can be recorded now. The claim is released below,
+            # so the next request of this process, or recovery, reconciles the order.
+            session.rollback()
+            raise
+        except Exception as exc:
+            # RFC 8555 §7.1.6: "processing" lasts while the certificate is made, never longer. An
+            # unexpected exception (a bug, date arithmetic overflowing) becomes an IssuanceError, so
+            # the caller's record_failure makes the order "invalid" instead of leaving it claimed.
+            session.rollback()
+            raise IssuanceError(f"finalize of order {order_id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+    finally:
+        recovery.release(claim)
 
 
 def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
-                   actor: str) -> IssuedCertificate:
-    """The part of :func:`finalize` after the claim: issue, then the order is ``valid``, committed."""
+                   actor: str, claim: str) -> IssuedCertificate:
+    """The part of :func:`finalize` after the claim: issue, then the order is ``valid``, committed
+    only while ``claim`` still stands (``ca/orders/recovery.py``)."""
     authz = order.authorizations[0]
     # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
     # token at the challenge; without one, the token's exp is the cap.
@@ -243,6 +255,7 @@ def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x5
         not_before, not_after = first.not_before, first.not_after
     issued = issue_for_order(session, authority, order, csr, not_before=not_before, not_after=not_after,
                              actor=actor, precertificate_recorded=session.commit)
+    _keep_claim(session, order, claim, issued)
     order.status = OrderStatus.VALID
     if auto is not None:
         # RFC 8739 §2.2: renewals reuse this CSR. The order now lasts until its auto-renewal
@@ -255,6 +268,35 @@ def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x5
     return issued
 
 
+def _keep_claim(session: Session, order: Order, claim: str, issued: IssuedCertificate) -> None:
+    """Release ``claim`` in the transaction that stores the certificate, if it still stands (the
+    row stays locked until the commit, so recovery cannot take the order in between). A claim
+    given up by recovery (``ca/orders/recovery.py``) means the order is another finalize's now:
+    nothing of this one is kept but its precertificate, marked failed; OrderNotReadyError."""
+    kept = session.execute(
+        update(Order)
+        .where(Order.id == order.id, Order.status == OrderStatus.PROCESSING, Order.processing_claim == claim)
+        .values(processing_claim=None, processing_since=None)
+        .execution_options(synchronize_session=False)
+    )
+    if kept.rowcount == 1:
+        set_committed_value(order, "processing_claim", None)
+        set_committed_value(order, "processing_since", None)
+        return
+    order_id = order.id
+    session.rollback()
+    session.execute(
+        update(Certificate)
+        .where(Certificate.serial == issued.serial, Certificate.stage == CertificateStage.PRECERTIFICATE)
+        .values(stage=CertificateStage.FAILED,
+                error="the finalize lost its claim on the order (recovered as abandoned) before storing the certificate")
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    raise OrderNotReadyError(f"order {order_id} was recovered from an abandoned finalize; fetch it and finalize again",
+                             field="status")
+
+
 def record_failure(order: Order, error: TNCAError, problem: dict[str, Any]) -> None:
     """What a failed finalize leaves: after a CSR fault the order is ``ready`` again, so the client
     can send a better CSR (RFC 8555 §7.4); otherwise it is ``invalid`` with ``problem`` (the
@@ -262,19 +304,22 @@ def record_failure(order: Order, error: TNCAError, problem: dict[str, Any]) -> N
     another request has it, or it was never ready. The caller commits."""
     if isinstance(error, OrderNotReadyError):
         return
+    order.processing_claim = None
+    order.processing_since = None
     if classify_failure(error) is IssuanceFailure.CSR:
         order.status = OrderStatus.READY
     else:
         invalidate_order(order, problem)
 
 
-def _claim_processing(session: Session, order: Order) -> None:
+def _claim_processing(session: Session, order: Order, claim: str, *, now: dt.datetime) -> None:
     """RFC 8555 §7.1.6: "processing" while the certificate is made. The conditional update lets
-    exactly one of two concurrent finalize requests through; committed at once."""
+    exactly one of two concurrent finalize requests through; committed at once, with ``claim``
+    naming this process and request for recovery (``ca/orders/recovery.py``)."""
     claimed = session.execute(
         update(Order)
         .where(Order.id == order.id, Order.status == OrderStatus.READY)
-        .values(status=OrderStatus.PROCESSING)
+        .values(status=OrderStatus.PROCESSING, processing_claim=claim, processing_since=now)
         .execution_options(synchronize_session=False)
     )
     if claimed.rowcount != 1:
@@ -283,3 +328,5 @@ def _claim_processing(session: Session, order: Order) -> None:
     session.commit()
     # The row says "processing" already; keep the object in step without another UPDATE.
     set_committed_value(order, "status", OrderStatus.PROCESSING)
+    set_committed_value(order, "processing_claim", claim)
+    set_committed_value(order, "processing_since", now)

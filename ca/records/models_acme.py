@@ -96,6 +96,11 @@ class Order(Base):
     # The claim of the worker renewing this order right now (random; ca/lifecycle/renewal.py). A renewal is
     # committed only while its claim still stands, so a renewal happens once across workers.
     renewal_claim: Mapped[Optional[str]] = mapped_column(String(32))
+    # The finalize holding this order "processing" (ca/orders/recovery.py): host, process and a
+    # random part, and when it claimed it. A finalize commits "valid" only while its claim still
+    # stands; a claim whose process died is reconciled (valid if its certificate exists, else ready).
+    processing_claim: Mapped[Optional[str]] = mapped_column(String(160))
+    processing_since: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     # RFC 9773 §5 "replaces": the serial of the certificate this order renews (no foreign key:
     # certificates already point at orders, and certificate rows are never deleted), and the
     # client's identifier for it, shown back in the order object.

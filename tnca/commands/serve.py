@@ -19,6 +19,7 @@ from gunicorn.app.base import BaseApplication
 
 from ca.home import Home
 from ca.errors import TNCAError
+from ca.orders import recovery
 from tnca.context import pass_home
 
 
@@ -59,6 +60,11 @@ def command(home: Home, host: str, port: int, workers: int, threads: int) -> Non
         home.issuing_ca()
         home.token_authority()
         home.transparency()  # the CT logs' keys
+        # Orders a killed server left "processing" (ca/orders/recovery.py), before anyone polls.
+        with home.sessionmaker() as session:
+            recovered = recovery.recover_abandoned(session, clock=home.clock)
+        if recovered:
+            click.echo(f"Recovered {len(recovered)} order(s) left processing by a finalize that did not finish")
     except TNCAError as error:
         raise click.ClickException(error.detail) from None
     finally:
