@@ -4,7 +4,7 @@ Layout of a home (created by ``tnca init``)::
 
     HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
                           [x5u], [compat]
-    HOME/policy.toml      issuance policy (a copy of policies/default.toml; see ca/policy.py)
+    HOME/policy.toml      issuance policy (a copy of ca/policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
     HOME/certs/           root.pem, issuing.pem, token-authority.pem, audit.pem

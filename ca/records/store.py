@@ -3,8 +3,8 @@
 The schema covers the whole domain from the start (delegations, certificates, revocations,
 audit events, ACME accounts, orders, authorizations, challenges, nonces, authority tokens and
 their used ``jti``s) so that later work extends it rather than reshaping it. Alembic
-(``migrations/``) is the only way the schema changes; ``tests/unit/test_migrations.py`` fails when
-the models and the migrations drift.
+(``ca/records/migrations/``) is the only way the schema changes; ``tests/unit/test_migrations.py``
+fails when the models and the migrations drift.
 
 The models live in ``models_authority``, ``models_acme``, ``models_audit`` and ``models_people``
 on the declarative base of ``models_base``. They are all imported here, so that whoever makes an
