@@ -288,6 +288,13 @@ class TableReader:
             raise self._fail(section, key, f"expected an integer ≥ {minimum}, got {value!r}")
         return value
 
+    def number(self, section: str, key: str, *, maximum: float) -> float:
+        """A positive number (integer or float) up to ``maximum``."""
+        value = self._raw(section, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= maximum:
+            raise self._fail(section, key, f"expected a number in (0, {maximum:g}], got {value!r}")
+        return float(value)
+
     def duration(self, section: str, key: str, *, minimum: dt.timedelta = dt.timedelta(0)) -> dt.timedelta:
         raw = self._raw(section, key)
         try:
