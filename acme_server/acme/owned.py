@@ -8,6 +8,7 @@ import datetime as dt
 from sqlalchemy.orm import Session, selectinload
 
 from acme_server.acme import problems
+from acme_server.observability import note
 from ca.orders.status import expire_order
 from ca.records.models_acme import Account, Authorization, Order
 
@@ -24,6 +25,7 @@ def owned_order(session: Session, account: Account, order_id: str, *, now: dt.da
         raise problems.malformed(f"no order {order_id[:64]!r}", status=404)
     if order.account_id != account.id:
         raise problems.unauthorized(f"order {order.id} belongs to another account")
+    note(order=order.id)
     if expire_order(order, now):
         session.commit()
     return order
@@ -37,6 +39,7 @@ def owned_authorization(session: Session, account: Account, authz: Authorization
         raise problems.malformed(f"no {what}", status=404)
     if authz.account_id != account.id:
         raise problems.unauthorized(f"{what} belongs to another account")
+    note(order=authz.order_id)
     if expire_order(authz.order, now):
         session.commit()
     return authz
