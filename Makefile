@@ -9,7 +9,7 @@ TNCA_HOME ?= ./tnca-home
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
 
-.PHONY: setup run test test-browser test-postgres bench soak lint clean
+.PHONY: setup run test test-browser test-postgres bench soak lint wheel-smoke clean
 
 setup: $(INSTALLED) $(SYSTEM)
 
@@ -42,6 +42,12 @@ bench: setup
 # Ten minutes of paced issuance at half the measured capacity; not run in CI (bench/soak.py).
 soak: setup
 	$(PY) -m bench.soak --home $(TNCA_HOME)-soak $(SOAK_ARGS)
+
+# The package as an operator gets it: sdist, wheel from it, a fresh venv outside the checkout,
+# tnca init, tnca serve, an issuance with certbot's acme client, /readyz, /metrics and the JSON
+# request log (scripts/wheel-smoke.sh; about a minute, pip's cache makes the installs quick).
+wheel-smoke: setup
+	scripts/wheel-smoke.sh
 
 lint: setup
 	$(PY) -m compileall -q ca acme_server ctlog tnca

@@ -3,8 +3,8 @@
 Layout of a home (created by ``tnca init``)::
 
     HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
-                          [x5u], [compat]
-    HOME/policy.toml      issuance policy (a copy of policies/default.toml; see ca/policy.py)
+                          [x5u], [compat], [metrics], [health]
+    HOME/policy.toml      issuance policy (a copy of ca/policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
     HOME/certs/           root.pem, issuing.pem, token-authority.pem, audit.pem
@@ -24,6 +24,7 @@ settings is :class:`ca.home.Home`'s job, above issuance.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,14 @@ TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
 AUDIT_SIGNER_URI = "file:keys/audit.key"
 AUDIT_CERT_FILE = "certs/audit.pem"
 
-SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat")
+SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "metrics", "health")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+# Who may read /metrics by default: this host only.
+DEFAULT_METRICS_ALLOW = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+DEFAULT_READINESS_DEADLINE_SECONDS = 2.0
+# A load balancer's probe gives up after seconds; a readiness deadline longer than this is a typo.
+MAX_READINESS_DEADLINE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -94,6 +102,32 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """``[metrics]``: who may read ``/metrics`` (the Prometheus exposition)."""
+
+    # Client networks allowed (a bare address is one host); an empty list closes /metrics.
+    allow: tuple[IPNetwork, ...] = DEFAULT_METRICS_ALLOW
+
+    def allows(self, address: str | None) -> bool:
+        """Whether a client at ``address`` (as the server sees it) may read ``/metrics``."""
+        try:
+            ip = ipaddress.ip_address((address or "").split("%", 1)[0])
+        except ValueError:
+            return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d
+        return any(ip in network for network in self.allow)
+
+
+@dataclass(frozen=True)
+class HealthSettings:
+    """``[health]``: ``/readyz``, what a load balancer asks before sending traffic."""
+
+    # One deadline for all of /readyz's checks (database, signing keys, CT logs), in seconds.
+    readiness_deadline_seconds: float = DEFAULT_READINESS_DEADLINE_SECONDS
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole of ``tnca.toml``.
 
@@ -107,6 +141,8 @@ class Settings:
     database: DatabaseSettings
     token_authority: TokenAuthoritySettings
     audit: AuditSettings
+    metrics: MetricsSettings = MetricsSettings()
+    health: HealthSettings = HealthSettings()
     x5u: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     compat: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = field(default=None, compare=False)
@@ -145,6 +181,10 @@ class Settings:
                 certificate=reader.path("audit", "certificate",
                                         reader.optional(reader.string, "audit", "certificate", AUDIT_CERT_FILE)),
             ),
+            metrics=MetricsSettings(allow=_networks(reader, "metrics", "allow")),
+            health=HealthSettings(readiness_deadline_seconds=reader.optional(
+                reader.number, "health", "readiness_deadline_seconds", DEFAULT_READINESS_DEADLINE_SECONDS,
+                maximum=MAX_READINESS_DEADLINE_SECONDS)),
             x5u=MappingProxyType(dict(reader.table("x5u"))),
             compat=MappingProxyType(dict(reader.table("compat"))),
             source=source,
@@ -160,6 +200,19 @@ def _server(reader: TableReader) -> ServerSettings:
         token_authority_url=reader.optional(reader.url, s, "token_authority_url", None),
         website=reader.optional(reader.url, s, "website", None),
     )
+
+
+def _networks(reader: TableReader, section: str, key: str) -> tuple[IPNetwork, ...]:
+    if not reader.present(section, key):
+        return DEFAULT_METRICS_ALLOW
+    networks = []
+    for text in reader.strings(section, key):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=True))
+        except ValueError as exc:
+            raise PolicyError(f"{CONFIG_FILE} key [{section}] {key}: {text!r} is not an IP address or network ({exc})",
+                              field=f"[{section}] {key}") from None
+    return tuple(networks)
 
 
 def _nonempty(reader: TableReader, section: str, key: str) -> str | None:

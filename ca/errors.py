@@ -67,7 +67,13 @@ class SignerError(TNCAError):
 
 
 class TransparencyError(TNCAError):
-    """Not enough valid SCTs could be obtained from the policy's logs."""
+    """Not enough valid SCTs could be obtained from the policy's logs. ``reason``, when set, says
+    why one log gave none (``deadline``, ``unreachable``, ``refused``, ``malformed``): the
+    ``tnca_ct_submission_failures_total`` label."""
+
+    def __init__(self, detail: str, *, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(detail, field=field)
+        self.reason = reason
 
 
 class IssuanceError(TNCAError):

@@ -1,7 +1,7 @@
-"""The issuance policy: frozen dataclasses loaded from a TOML file (``policies/default.toml``).
+"""The issuance policy: frozen dataclasses loaded from a TOML file (``ca/policies/default.toml``).
 
 ``tnca init`` copies the default policy into the home as ``policy.toml``; :class:`ca.home.Home`
-loads that copy. Every key is documented in ``policies/default.toml``. Loading is strict: an
+loads that copy. Every key is documented in ``ca/policies/default.toml``. Loading is strict: an
 unknown section or key, a wrong type or an out-of-range value raises :class:`PolicyError` whose
 ``field`` names the key (``[lifetimes] end_entity``), so a typo never silently becomes a default.
 :class:`TableReader` does that reading; ``ca/config.py`` reads ``tnca.toml`` with it too.
@@ -10,6 +10,7 @@ unknown section or key, a wrong type or an out-of-range value raises :class:`Pol
 from __future__ import annotations
 
 import datetime as dt
+import importlib.resources
 import re
 import tomllib
 from collections.abc import Callable, Mapping
@@ -21,7 +22,9 @@ from cryptography import x509
 
 from ca.errors import PolicyError
 
-DEFAULT_POLICY_PATH = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
+# Package data of ``ca`` (``ca/policies/default.toml``), found with importlib.resources so an
+# installed wheel has it too. A regular package's resources are files, hence a Path.
+DEFAULT_POLICY_PATH = Path(str(importlib.resources.files("ca") / "policies" / "default.toml"))
 
 # The floor under every certificate lifetime: a certificate that expires before it can reach the
 # relying parties' caches is a denial of service on the delegate, not security.
@@ -156,7 +159,7 @@ class CRLPolicy:
     """``[crl]``: how CRLs are dated, refreshed and cached (RFC 5280 §5.1.2.4, §5.1.2.5).
 
     A section added after policy files were first written: a file without it reads as these
-    defaults (``policies/default.toml`` documents each key).
+    defaults (``ca/policies/default.toml`` documents each key).
     """
 
     next_update: dt.timedelta = dt.timedelta(hours=24)
@@ -284,6 +287,13 @@ class TableReader:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self._fail(section, key, f"expected an integer ≥ {minimum}, got {value!r}")
         return value
+
+    def number(self, section: str, key: str, *, maximum: float) -> float:
+        """A positive number (integer or float) up to ``maximum``."""
+        value = self._raw(section, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= maximum:
+            raise self._fail(section, key, f"expected a number in (0, {maximum:g}], got {value!r}")
+        return float(value)
 
     def duration(self, section: str, key: str, *, minimum: dt.timedelta = dt.timedelta(0)) -> dt.timedelta:
         raw = self._raw(section, key)

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates migrations/versions/0001_initial.py from ca/records/store.py.
+# Regenerates ca/records/migrations/versions/0001_initial.py from ca/records/store.py.
 # Only while the project is unreleased: after a release, add a new revision instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tmp=$(mktemp -d)
-rm -f migrations/versions/0001_initial.py
+rm -f ca/records/migrations/versions/0001_initial.py
 .venv/bin/python - "$tmp/gen.db" <<'PY'
 import sys
 from alembic import command

@@ -18,6 +18,7 @@ from acme_server.acme.keys import AccountKey, JWKError, parse_jwk
 from acme_server.acme.objects import account_object
 from acme_server.acme.owned import actor
 from acme_server.acme.responses import acme_json
+from acme_server.observability import note
 from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
 from ca.orders.status import invalidate_order, problem
@@ -131,6 +132,7 @@ def new_account() -> Response:
         clock=state.clock,
     )
     session.commit()
+    note(account=account.id)
     return acme_json(account_object(account, state.urls), 201, location=state.urls.account(account.id))
 
 
@@ -140,6 +142,7 @@ def _account_by_thumbprint(thumbprint: str) -> Account | None:
 
 def _existing_account(account: Account) -> Response:
     urls = current_state().urls
+    note(account=account.id)
     if account.status == "deactivated":
         # RFC 8555 §7.3.6: no further requests authorized by a deactivated account's key.
         raise problems.unauthorized(f"account {account.id} is deactivated", status=401)

@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException, InternalServerError
 
 from acme_server.acme import problems
 from acme_server.acme.problems import PROBLEM_CONTENT_TYPE, AcmeProblem
+from acme_server.observability import request_id
 from acme_server.urls import ACME_PREFIX
 from acme_server.state import current_state
 from ca.errors import TNCAError
@@ -46,7 +47,12 @@ def is_acme_request() -> bool:
 
 
 def problem_response(problem: AcmeProblem) -> Response:
-    body = json.dumps(problem.to_json(), separators=(",", ":"), ensure_ascii=False)
+    document = problem.to_json()
+    # RFC 7807 §3.2 extension member: the id a support ticket quotes (acme_server/observability.py).
+    identifier = request_id()
+    if identifier is not None:
+        document["requestId"] = identifier
+    body = json.dumps(document, separators=(",", ":"), ensure_ascii=False)
     response = Response(body, status=problem.status, content_type=PROBLEM_CONTENT_TYPE)
     for name, value in problem.headers.items():
         response.headers[name] = value

@@ -27,6 +27,7 @@ from acme_server.acme.owned import actor, owned_order
 from acme_server.acme.problems import AcmeProblem, Phase
 from acme_server.acme.renewal_info import parse_cert_id
 from acme_server.acme.responses import acme_json
+from acme_server.observability import note
 from acme_server.state import current_state, db_session
 from ca.errors import AlreadyReplacedError, ScopeError, TNCAError
 from ca.numbers.tnauthlist import TNScope
@@ -73,6 +74,7 @@ def new_order() -> Response:
     except TNCAError as error:
         raise problems.problem_for_ca_error(error, Phase.NEW_ORDER) from error
     session.commit()
+    note(order=order.id)
     return acme_json(order_object(order, state.urls), 201, location=state.urls.order(order.id))
 
 

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 from acme_server.acme import problems
 from acme_server.state import current_state
 from ca.orders import recovery
+from acme_server.observability import note
 from ca.orders.status import expire_order
 from ca.records.models_acme import Account, Authorization, Order
 from ca.records.statuses import OrderStatus
@@ -31,6 +32,7 @@ def owned_order(session: Session, account: Account, order_id: str, *, now: dt.da
     # A finalize whose process died left it "processing": reconciled now (ca/orders/recovery.py).
     if order.status == OrderStatus.PROCESSING and recovery.reconcile(session, order, clock=current_state().clock):
         session.commit()
+    note(order=order.id)
     if expire_order(order, now):
         session.commit()
     return order
@@ -44,6 +46,7 @@ def owned_authorization(session: Session, account: Account, authz: Authorization
         raise problems.malformed(f"no {what}", status=404)
     if authz.account_id != account.id:
         raise problems.unauthorized(f"{what} belongs to another account")
+    note(order=authz.order_id)
     if expire_order(authz.order, now):
         session.commit()
     return authz

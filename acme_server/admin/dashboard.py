@@ -7,6 +7,7 @@ from flask import Response
 from acme_server.admin.chart import activity_chart
 from acme_server.admin.common import db, now, page
 from acme_server.state import current_state
+from ca.readiness import transparency_off_reason
 from ca.records import overview, queries, query_filters
 from ca.tokens import fingerprints
 
@@ -28,4 +29,5 @@ def dashboard() -> Response:
         revocations=queries.revocations(session, query_filters.RevocationFilter(limit=LIST_LENGTH)).items,
         ending_within=overview.DELEGATIONS_ENDING_WITHIN,
         expiring_within=overview.CERTIFICATES_EXPIRING_WITHIN,
+        transparency_off=transparency_off_reason(current_state().home),
     )

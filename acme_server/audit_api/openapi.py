@@ -127,6 +127,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "status": {"type": "integer"},
             "detail": {"type": "string"},
             "parameter": {"type": "string", "description": "The query or path parameter at fault."},
+            "requestId": {"type": "string", "description": "The request's id, also in the X-Request-Id header and the server's log."},
         },
         "required": ["type", "title", "status", "detail"],
     },

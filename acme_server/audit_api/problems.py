@@ -15,6 +15,7 @@ from typing import Any
 from flask import Response
 from werkzeug.exceptions import HTTPException
 
+from acme_server.observability import request_id
 from ca.errors import AuthenticationError, NotFoundError, QueryError, TNCAError
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -47,6 +48,9 @@ def problem_response(kind: str, status: int, title: str, detail: str, *, paramet
     body: dict[str, Any] = {"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail}
     if parameter is not None:
         body["parameter"] = parameter
+    identifier = request_id()  # RFC 9457 §3.2 extension member, as on every problem (docs/observability.md)
+    if identifier is not None:
+        body["requestId"] = identifier
     response = Response(json.dumps(body, ensure_ascii=False), status=status, content_type=PROBLEM_CONTENT_TYPE)
     response.headers["Cache-Control"] = "no-store"
     if status == 401:

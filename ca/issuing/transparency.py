@@ -41,6 +41,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
 from pyasn1_alt_modules import rfc5280
 
+from ca import metrics
 from ca.clock import Clock, SystemClock
 from ca.errors import TransparencyError
 from ca.policy import CTLog, CTPolicy
@@ -252,15 +253,15 @@ class LogClient:
         except requests.Timeout:
             # The same words as a future still running at the deadline in submit_precertificate:
             # which of the two timers fires first is a race, and the operator sees one outcome.
-            raise TransparencyError(f"no SCT within the deadline of {timeout:g} s", field="log") from None
+            raise TransparencyError(f"no SCT within the deadline of {timeout:g} s", field="log", reason="deadline") from None
         except requests.RequestException as exc:
-            raise TransparencyError(f"cannot reach the log: {_short(exc)}", field="log") from None
+            raise TransparencyError(f"cannot reach the log: {_short(exc)}", field="log", reason="unreachable") from None
         if response.status_code != 200:
-            raise TransparencyError(f"HTTP {response.status_code}: {_quoted_error(response)}", field="log")
+            raise TransparencyError(f"HTTP {response.status_code}: {_quoted_error(response)}", field="log", reason="refused")
         try:
             payload = response.json()
         except ValueError:
-            raise TransparencyError("the response is not JSON", field="log") from None
+            raise TransparencyError("the response is not JSON", field="log", reason="malformed") from None
         return SCT.from_json(payload)
 
     def verify_sct(self, sct: SCT, *, issuer_key_hash: bytes, tbs_certificate: bytes) -> None:
@@ -352,7 +353,7 @@ def submit_precertificate(
     start = time.monotonic()
     executor = concurrent.futures.ThreadPoolExecutor(max_workers=len(logs), thread_name_prefix="ct-submit")
     try:
-        futures = {executor.submit(log.add_pre_chain, submitted_chain, timeout=deadline_per_log): log for log in logs}
+        futures = {executor.submit(_timed_add_pre_chain, log, submitted_chain, deadline_per_log): log for log in logs}
         done, not_done = concurrent.futures.wait(futures, timeout=deadline_per_log)
     finally:
         # Never wait for a hung log: its thread ends by itself when its request times out.
@@ -366,14 +367,18 @@ def submit_precertificate(
         future = next(f for f, owner in futures.items() if owner is log)
         if future in not_done:
             failures.append(f"{log.name} ({log.url}): no SCT within the deadline of {deadline_per_log:g} s")
+            metrics.ct_submission_failed(log.name, "deadline")
             continue
+        stage = "malformed"  # an answer that is no SCT; once parsed, one that does not verify
         try:
             sct = future.result()
+            stage = "invalid_sct"
             log.verify_sct(sct, issuer_key_hash=key_hash, tbs_certificate=tbs)
             if sct.datetime > latest_acceptable:
                 raise TransparencyError(f"SCT timestamp {sct.datetime.isoformat()} is in the future", field="sct")
         except TransparencyError as exc:
             failures.append(f"{log.name} ({log.url}): {exc.detail}")
+            metrics.ct_submission_failed(log.name, exc.reason or stage)
             continue
         verified[log.log_id] = replace(sct, log_url=log.url)
 
@@ -384,6 +389,15 @@ def submit_precertificate(
             field="ct",
         )
     return [verified[log.log_id] for log in logs if log.log_id in verified]
+
+
+def _timed_add_pre_chain(log: LogClient, chain: Sequence[bytes], timeout: float) -> SCT:
+    """``log.add_pre_chain``, its duration observed per log (``tnca_ct_submission_duration_seconds``)."""
+    started = time.monotonic()
+    try:
+        return log.add_pre_chain(chain, timeout=timeout)
+    finally:
+        metrics.observe_ct_submission(log.name, time.monotonic() - started)
 
 
 def tbs_without_poison(precertificate: x509.Certificate) -> bytes:

@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ca.errors import DelegationError
+from ca import metrics
+from ca.errors import DelegationError, TNCAError, UnavailableError
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
 from ca.orders.status import update_order_from_authorizations
@@ -45,7 +46,26 @@ def answer_challenge(session: Session, authority: Authority, chall: Challenge, a
     """Validate ``token`` as the answer to ``chall`` (module docstring) and record the outcome:
     the challenge and its authorization ``valid``, what the token said kept on the authorization
     for finalize, the order ``ready`` when nothing else is pending. Raises a ``ca.errors`` error,
-    having recorded nothing, when the token does not authorize the order; the caller commits."""
+    having recorded nothing, when the token does not authorize the order; the caller commits.
+    Each refusal counts in ``tnca_token_validation_failures_total`` by :func:`failure_reason`."""
+    try:
+        _answer(session, authority, chall, account, token, actor=actor)
+    except TNCAError as error:
+        metrics.token_validation_failed(failure_reason(error))
+        raise
+
+
+def failure_reason(error: TNCAError) -> str:
+    """The metric's reason for a refused answer: the claim or field at fault (``exp``,
+    ``atc.fingerprint``, ``delegation``, …), ``x5u_unavailable`` when the chain could not be
+    fetched for now, else the error's class."""
+    if isinstance(error, UnavailableError):
+        return "x5u_unavailable"
+    return error.field or type(error).__name__
+
+
+def _answer(session: Session, authority: Authority, chall: Challenge, account: Account, token: str, *,
+            actor: str) -> None:
     authz = chall.authorization
     scope = TNScope.from_der(authz.scope_der)
     clock = authority.clock

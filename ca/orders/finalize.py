@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +44,7 @@ from ca.errors import (
     ScopeError,
     TNCAError,
 )
+from ca import metrics
 from ca.issuing.issuance import IssuanceRequest, IssuedCertificate, issue
 from ca.issuing.profiles import DELEGATE_CA, END_ENTITY
 from ca.lifecycle.reasons import CRLReason
@@ -196,8 +198,27 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
     ``processing`` after it); the caller records the outcome with :func:`record_failure`, which
     never leaves it ``processing``, and commits. ``account_key_spki`` is the DER
     SubjectPublicKeyInfo of the account's key, which the CSR may not carry (RFC 8555 §11.1)
-    unless ``csr_key_may_equal_account_key`` (``tnca.toml`` ``[compat]``)."""
+    unless ``csr_key_may_equal_account_key`` (``tnca.toml`` ``[compat]``).
+
+    Its duration and outcome (issued, or :func:`classify_failure`'s answer) are the
+    ``tnca_issuance_duration_seconds`` histogram; an order that is not ready is not an issuance."""
     check_ready(order)
+    started = time.perf_counter()
+    try:
+        issued = _finalize_ready(session, authority, order, csr, actor=actor, account_key_spki=account_key_spki,
+                                 csr_key_may_equal_account_key=csr_key_may_equal_account_key)
+    except OrderNotReadyError:
+        raise
+    except TNCAError as error:
+        metrics.observe_issuance(classify_failure(error), time.perf_counter() - started)
+        raise
+    metrics.observe_issuance(metrics.OUTCOME_ISSUED, time.perf_counter() - started)
+    return issued
+
+
+def _finalize_ready(session: Session, authority: Authority, order: Order, csr: x509.CertificateSigningRequest, *,
+                    actor: str, account_key_spki: bytes, csr_key_may_equal_account_key: bool) -> IssuedCertificate:
+    """:func:`finalize` once the order is ready: the CSR's checks, the claim, the issuance."""
     if not csr_key_may_equal_account_key and _csr_spki(csr) == account_key_spki:
         raise CSRError(
             "the CSR's public key is the account key; RFC 8555 §11.1 requires a different key for the certificate "

@@ -53,7 +53,6 @@ def counts(session: Session, *, now: dt.datetime, token_authority: str) -> Count
     def count(*conditions: object, of: object) -> int:
         return session.scalar(select(func.count()).select_from(of).where(*conditions)) or 0  # type: ignore[arg-type]
 
-    revoked_ids = select(Revocation.certificate_id)
     return Counts(
         delegations_active=count(
             Delegation.status == DelegationStatus.ACTIVE,
@@ -61,13 +60,7 @@ def counts(session: Session, *, now: dt.datetime, token_authority: str) -> Count
             of=Delegation,
         ),
         delegations_revoked=count(Delegation.status == DelegationStatus.REVOKED, of=Delegation),
-        certificates_valid=count(
-            Certificate.stage == CertificateStage.ISSUED,
-            Certificate.not_before <= now,
-            Certificate.not_after >= now,
-            Certificate.id.not_in(revoked_ids),
-            of=Certificate,
-        ),
+        certificates_valid=certificates_valid(session, now=now),
         certificates_issued=count(Certificate.stage == CertificateStage.ISSUED, of=Certificate),
         certificates_revoked=count(of=Revocation),
         issuance_failures=count(Certificate.stage == CertificateStage.FAILED, of=Certificate),
@@ -78,6 +71,19 @@ def counts(session: Session, *, now: dt.datetime, token_authority: str) -> Count
         ),
         accounts=count(Account.status == "valid", of=Account),
     )
+
+
+def certificates_valid(session: Session, *, now: dt.datetime) -> int:
+    """Certificates issued, valid at ``now`` and not revoked (the dashboard's count, and the
+    ``tnca_certificates_valid`` gauge at each scrape)."""
+    return session.scalar(
+        select(func.count()).select_from(Certificate).where(
+            Certificate.stage == CertificateStage.ISSUED,
+            Certificate.not_before <= now,
+            Certificate.not_after >= now,
+            Certificate.id.not_in(select(Revocation.certificate_id)),
+        )
+    ) or 0
 
 
 def activity_by_day(session: Session, *, now: dt.datetime, days: int = DEFAULT_DAYS) -> list[DayCount]:

@@ -3,8 +3,8 @@
 The schema covers the whole domain from the start (delegations, certificates, revocations,
 audit events, ACME accounts, orders, authorizations, challenges, nonces, authority tokens and
 their used ``jti``s) so that later work extends it rather than reshaping it. Alembic
-(``migrations/``) is the only way the schema changes; ``tests/unit/test_migrations.py`` fails when
-the models and the migrations drift.
+(``ca/records/migrations/``) is the only way the schema changes; ``tests/unit/test_migrations.py``
+fails when the models and the migrations drift.
 
 The models live in ``models_authority``, ``models_acme``, ``models_audit`` and ``models_people``
 on the declarative base of ``models_base``. They are all imported here, so that whoever makes an
@@ -21,9 +21,11 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import sessionmaker
 
+from ca import metrics
 from ca.errors import PolicyError
 # Imported for their tables, which they add to Base.metadata (see the module docstring).
 from ca.records import models_acme, models_audit, models_authority, models_people  # noqa: F401
@@ -62,7 +64,21 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
                           field="[database] url")
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    event.listen(engine, "handle_error", _count_database_error)
     return engine
+
+
+def _count_database_error(context: ExceptionContext) -> None:
+    """Every error the driver raises, connecting included, in ``tnca_database_errors_total``:
+    ``disconnect`` when SQLAlchemy saw the connection drop, else the PEP 249 class of the error
+    (``operational``, ``integrity``: a unique constraint doing its job counts too, …)."""
+    if context.is_disconnect:
+        kind = "disconnect"
+    elif isinstance(context.sqlalchemy_exception, DBAPIError):
+        kind = type(context.sqlalchemy_exception).__name__.removesuffix("Error").lower() or "database"
+    else:
+        kind = "other"
+    metrics.database_error(kind)
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker:

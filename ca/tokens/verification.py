@@ -333,7 +333,7 @@ def _check_time_claims(payload: dict[str, Any], trust: TokenTrust, now: dt.datet
             claim="exp",
         )
     if "iat" in payload:
-        # policies/default.toml: the lifetime is counted from iat to exp when the token says iat.
+        # ca/policies/default.toml: the lifetime is counted from iat to exp when the token says iat.
         issued = _numeric_date(payload["iat"], "iat")
         if issued > now + CLOCK_SKEW_LEEWAY:
             raise TokenError(f"token 'iat' {issued.isoformat()} is in the future (now {now.isoformat()})", claim="iat")

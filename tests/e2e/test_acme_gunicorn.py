@@ -22,6 +22,7 @@ from acme import messages
 from cryptography.hazmat.primitives import serialization
 
 from ca.config import POLICY_FILE
+from ca.policy import DEFAULT_POLICY_PATH
 from protocol.support import TN_SCOPE, LiveServer, Subscriber, authority, free_port, home, make_csr, port  # noqa: F401
 from tnca.commands.dev import configure_dev_logs
 
@@ -155,6 +156,6 @@ def test_dev_log_keys_in_the_policy_resolve_whatever_the_home_was_called(tmp_pat
     relative_home = Path("relative-home")
     (relative_home / "ctlog" / "dev1").mkdir(parents=True)
     policy = relative_home / POLICY_FILE
-    shutil.copy(Path(__file__).resolve().parents[2] / "policies" / "default.toml", policy)
+    shutil.copy(DEFAULT_POLICY_PATH, policy)
     assert configure_dev_logs(policy, [("dev1", "http://127.0.0.1:9", relative_home / "ctlog" / "dev1" / "key.pem")])
     assert 'public_key = "ctlog/dev1/key.pem"' in policy.read_text()

@@ -38,7 +38,7 @@ from protocol.support import (  # noqa: F401  (fixtures)
 )
 
 MINUTE = dt.timedelta(minutes=1)
-BACKDATE = dt.timedelta(seconds=60)  # policies/default.toml [lifetimes] backdate
+BACKDATE = dt.timedelta(seconds=60)  # ca/policies/default.toml [lifetimes] backdate
 
 
 def finalize(raw: RawClient, order_url: str):

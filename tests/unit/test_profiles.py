@@ -104,7 +104,7 @@ def test_the_default_policy_loads_with_the_documented_defaults():
 
 
 def test_every_default_policy_key_is_documented_by_a_comment():
-    """Each key line in policies/default.toml follows a comment line (the policy reference)."""
+    """Each key line in ca/policies/default.toml follows a comment line (the policy reference)."""
     lines = DEFAULT_POLICY_PATH.read_text().splitlines()
     for index, line in enumerate(lines):
         if "=" in line and not line.startswith("#") and not line.startswith("["):

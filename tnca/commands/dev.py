@@ -2,7 +2,8 @@
 
 It creates the home on first use (``tnca init`` with the development scope), starts two local
 RFC 6962 logs (``dev1`` and ``dev2``), points the home's policy at them (two SCTs required, from
-distinct logs), then starts the ACME server and one renewal worker (``tnca worker``: STAR
+distinct logs), then starts the ACME server (and waits until its ``/readyz`` answers 200: the
+database, the signing keys and both logs checked) and one renewal worker (``tnca worker``: STAR
 renewals, RFC 8739), and prints the ACME directory URL. Everything runs as child processes of
 this one; Ctrl-C (or SIGTERM) stops them all, and if any of them dies the others are stopped too
 and the command fails.
@@ -33,6 +34,7 @@ from tnca.context import pass_home
 
 DEV_LOG_NAMES = ("dev1", "dev2")
 READY_TIMEOUT_SECONDS = 60
+READY_PROBE_TIMEOUT_SECONDS = 5
 _LOG_READY = re.compile(r"^ctlog (\S+) listening on (\S+) ")
 
 
@@ -58,6 +60,35 @@ def _wait_for_line(child: Child, pattern: re.Pattern[str]) -> re.Match[str]:
         if match:
             return match
     raise click.ClickException(f"{child.name} was not ready after {READY_TIMEOUT_SECONDS}s")
+
+
+def _wait_until_ready(child: Child, url: str) -> None:
+    """Poll the server's ``/readyz`` until it answers 200 (database, signing keys and CT logs
+    checked: ca/readiness.py), reading the server's output meanwhile so it never blocks on a
+    full pipe; fail if the server exits or is not ready in time, with its last answer."""
+    import selectors
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    selector = selectors.DefaultSelector()
+    assert child.process.stdout is not None
+    selector.register(child.process.stdout, selectors.EVENT_READ)
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise click.ClickException(f"{child.name} exited before it was ready (exit code {child.process.returncode})")
+        for key, _events in selector.select(timeout=0.2):
+            key.fileobj.readline()
+        try:
+            with urllib.request.urlopen(url, timeout=READY_PROBE_TIMEOUT_SECONDS) as response:
+                if response.status == 200:
+                    return
+        except urllib.error.HTTPError as error:  # 503: not ready yet, the body says why
+            last = f"HTTP {error.code}: {error.read(500).decode(errors='replace')}"
+        except OSError as error:  # not listening yet
+            last = str(error)
+    raise click.ClickException(f"{child.name} was not ready after {READY_TIMEOUT_SECONDS}s ({url}: {last})")
 
 
 def _relative_to(path: Path, base: Path) -> str:
@@ -148,7 +179,7 @@ def command(home: Home, workers: int, ct_port: int) -> None:
                   "--workers", str(workers)),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1))
         children.append(server)
-        _wait_for_line(server, re.compile(r"Booting worker|Listening at"))
+        _wait_until_ready(server, f"http://{bind.hostname or '127.0.0.1'}:{bind.port or 8080}/readyz")
 
         worker = Child("renewal worker", subprocess.Popen(
             _tnca(home, "worker"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1))

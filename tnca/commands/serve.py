@@ -5,13 +5,22 @@ The directory is at ``{base_url}/acme/directory``, where ``base_url`` is the hom
 address gunicorn binds, and every URL the server hands out uses it (RFC 8555 §6.4).
 
 Every worker process builds its own app (and so its own database engine) after the fork; they
-share nothing but the database, which is what nonces and single-use tokens rely on.
+share nothing but the database, which is what nonces and single-use tokens rely on, and the
+metrics directory: a fresh ``PROMETHEUS_MULTIPROC_DIR`` made before the workers start (``ca/metrics.py``),
+each dead worker's live values dropped (``child_exit``), the directory removed when the server stops.
+
+Workers log JSON lines to stderr (``acme_server/observability.py``): one per request, with its
+request id; gunicorn's own access log is off. A policy that requires no SCTs is announced at
+start: transparency is off.
 
 Exit codes: 0 after a clean shutdown; 1 when the home is missing or not initialised.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
 import click
@@ -20,7 +29,10 @@ from gunicorn.app.base import BaseApplication
 from ca.home import Home
 from ca.errors import TNCAError
 from ca.orders import recovery
+from ca.readiness import transparency_off_reason
 from tnca.context import pass_home
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ACMEServerApplication(BaseApplication):
@@ -36,10 +48,20 @@ class ACMEServerApplication(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        # Imported here so the parent process never opens the database before forking.
+        # Imported here so the parent process never opens the database (nor fixes how
+        # prometheus_client stores values) before forking.
         from acme_server import create_app
+        from acme_server.observability import configure_logging
 
+        configure_logging()
         return create_app(Home(self.home_path))
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """gunicorn hook (in the arbiter): drop the live values of a worker that exited."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
 
 
 @click.command("serve")
@@ -55,6 +77,23 @@ def command(home: Home, host: str, port: int, workers: int, threads: int) -> Non
     """Serve the ACME API (directory at BASE_URL/acme/directory) with gunicorn."""
     if not home.exists():
         raise click.ClickException(f"{home.path} is not an authority home; run 'tnca --home {home.path} init' first")
+    # Every worker's counters and histograms, for /metrics to add up: made fresh for this server
+    # (values left by an earlier run would be counted again), set before anything could record a
+    # metric (ca/metrics.py), removed when the server stops.
+    metrics_dir = tempfile.mkdtemp(prefix="tnca-metrics-")
+    os.environ[MULTIPROC_ENV] = metrics_dir
+    try:
+        _check_home(home)
+        click.echo(f"Serving {home.base_url}/acme/directory on {host}:{port} ({workers} worker(s) × {threads} thread(s))")
+        reason = transparency_off_reason(home)
+        if reason is not None:
+            click.echo(f"Warning: transparency is off. {reason}.")
+        ACMEServerApplication(str(home.path), _gunicorn_options(host, port, workers, threads)).run()
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+
+
+def _check_home(home: Home) -> None:
     try:
         # Fail here, with a readable message, rather than in every worker.
         home.issuing_ca()
@@ -70,19 +109,22 @@ def command(home: Home, host: str, port: int, workers: int, threads: int) -> Non
     finally:
         if "engine" in home.__dict__:
             home.engine.dispose()
-    click.echo(f"Serving {home.base_url}/acme/directory on {host}:{port} ({workers} worker(s) × {threads} thread(s))")
-    options = {
+
+
+def _gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
+    return {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
         "worker_class": "gthread",
         "preload_app": False,
-        "accesslog": "-",
+        # One JSON line per request comes from the app (acme_server/observability.py).
+        "accesslog": None,
         "errorlog": "-",
+        "child_exit": _child_exit,
         "timeout": 60,
         "graceful_timeout": 10,
         # gunicorn ≥ 25 opens a control socket at a per-user fixed path; two servers (the dev
         # stack and a test run) would fight over it, and nothing here uses gunicornc.
         "control_socket_disable": True,
     }
-    ACMEServerApplication(str(home.path), options).run()

@@ -57,11 +57,13 @@ def test_s6_7_post_to_the_directory_is_405_with_allow_get(client):
 
 
 def test_s6_7_problem_document_shape(client):
-    """RFC 7807 / RFC 8555 §6.7: application/problem+json with type, detail and status."""
+    """RFC 7807 / RFC 8555 §6.7: application/problem+json with type, detail and status, and the
+    request id as an extension member (RFC 7807 §3.2), the one in the X-Request-Id header."""
     response = client.get("/acme/new-order")
     body = json.loads(response.get_data())
-    assert set(body) == {"type", "detail", "status"}
+    assert set(body) == {"type", "detail", "status", "requestId"}
     assert body["type"].startswith("urn:ietf:params:acme:error:")
+    assert body["requestId"] == response.headers["X-Request-Id"]
 
 
 def test_unexpected_exception_is_server_internal_with_an_incident_id_and_no_internals(home, caplog):
