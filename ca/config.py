@@ -24,6 +24,7 @@ settings is :class:`ca.home.Home`'s job, above issuance.
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,6 +68,10 @@ class ServerSettings:
     token_authority_url: str | None = None
     # RFC 8555 §7.1.1 directory meta "website"; None leaves it out.
     website: str | None = None
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the client
+    # address that rate limits and login throttling count is the right-most X-Forwarded-For entry
+    # not in these (acme_server/client_address.py). Empty: the socket's peer, whatever headers say.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -159,7 +164,19 @@ def _server(reader: TableReader) -> ServerSettings:
         base_url=reader.optional(reader.url, s, "base_url", DEFAULT_BASE_URL),
         token_authority_url=reader.optional(reader.url, s, "token_authority_url", None),
         website=reader.optional(reader.url, s, "website", None),
+        trusted_proxies=_networks(reader, s, "trusted_proxies"),
     )
+
+
+def _networks(reader: TableReader, section: str, key: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    networks = []
+    for text in reader.optional(reader.strings, section, key, ()):
+        try:
+            networks.append(ipaddress.ip_network(text, strict=False))
+        except ValueError:
+            raise PolicyError(f"{CONFIG_FILE} key [{section}] {key}: {text!r} is not an IP address or network",
+                              field=f"[{section}] {key}") from None
+    return tuple(networks)
 
 
 def _nonempty(reader: TableReader, section: str, key: str) -> str | None:

@@ -11,7 +11,9 @@ from flask import Response, g, request
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from acme_server.acme import problems
+from acme_server.acme import problems, rate_limiting
+from acme_server.client_address import client_address
+from ca import policy
 from ca.encoding import EncodingError
 from ca.errors import DelegationError
 from acme_server.acme.jws import check_algorithm, parse_flattened, parse_header_jwk
@@ -23,7 +25,7 @@ from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
 from ca.orders.status import invalidate_order, problem
 from ca.records.statuses import AuthorizationStatus, OrderStatus
-from ca.records import audit, external_accounts
+from ca.records import audit, external_accounts, rate_limits
 from ca.records.models_acme import Account, ExternalAccountKey, Order
 from ca.tokens import retired_keys
 
@@ -84,6 +86,9 @@ def new_account() -> Response:
         raise problems.external_account_required(
             "this authority requires an external account binding (RFC 8555 §7.3.4); ask your operator for a key id and MAC key"
         )
+
+    # The policy's new_accounts_per_address rate limit counts accounts about to be created only.
+    rate_limiting.enforce(policy.NEW_ACCOUNTS_PER_ADDRESS, rate_limits.address_key(client_address()))
 
     now = state.clock.now()
     account = Account(

@@ -208,5 +208,13 @@ def check_may_act_for(session: Session, account: Account | None, delegation: Del
         )
 
 
+def bound_delegate(session: Session, account: Account) -> str | None:
+    """The delegate an account acts for through its external account binding; None when unbound."""
+    if account.eab_key_id is None:
+        return None
+    key = session.get(ExternalAccountKey, account.eab_key_id)
+    return delegate_of(session, key) if key is not None else None
+
+
 def account_by_thumbprint(session: Session, thumbprint_b64url: str) -> Account | None:
     return session.scalars(select(Account).where(Account.jwk_thumbprint == thumbprint_b64url)).one_or_none()
