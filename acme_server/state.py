@@ -48,6 +48,8 @@ class ServerState:
         # tnca.toml [compat]: documented switches, all off by default (ca.tokens.trust_config.TokenCompat),
         # read when the home's settings load, so a misspelt switch stops the server at start-up.
         self.compat = home.token_compat
+        # tnca.toml [server] trusted_proxies: whose X-Forwarded-For names the client (client_address.py).
+        self.trusted_proxies = home.config.server.trusted_proxies
         # What the order functions of ca.orders need; its providers load on first use.
         self.authority = Authority.of_home(
             home, token_trust=lambda: self.token_trust, x5u_fetcher=lambda: self.x5u_fetcher

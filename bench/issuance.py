@@ -23,6 +23,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import socket
 import statistics
@@ -105,6 +106,7 @@ class Stack:
         if self.database_url:
             init += ["--database-url", self.database_url]
         subprocess.run(init, check=True, stdout=subprocess.DEVNULL)
+        turn_off_rate_limits(self.home_path / POLICY_FILE)
         if self.ct:
             logs = []
             for name in ("bench1", "bench2"):
@@ -140,6 +142,14 @@ class Stack:
             self.home.close()
         if hasattr(self, "server_log"):
             self.server_log.close()
+
+
+def turn_off_rate_limits(policy_path: Path) -> None:
+    """Every [rate_limits] count to 0: the benchmark's clients all share one address and one
+    delegate, and measure issuance, not the limits (policies/default.toml)."""
+    text = policy_path.read_text()
+    head, marker, limits = text.partition("\n[rate_limits]\n")
+    policy_path.write_text(head + marker + re.sub(r"count = \d+", "count = 0", limits))
 
 
 def create_delegation(session, home: Home):

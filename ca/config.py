@@ -75,6 +75,10 @@ class ServerSettings:
     token_authority_url: str | None = None
     # RFC 8555 §7.1.1 directory meta "website"; None leaves it out.
     website: str | None = None
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: the client
+    # address that rate limits and login throttling count is the right-most X-Forwarded-For entry
+    # not in these (acme_server/client_address.py). Empty: the socket's peer, whatever headers say.
+    trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class Settings:
                 certificate=reader.path("audit", "certificate",
                                         reader.optional(reader.string, "audit", "certificate", AUDIT_CERT_FILE)),
             ),
-            metrics=MetricsSettings(allow=_networks(reader, "metrics", "allow")),
+            metrics=MetricsSettings(allow=_networks(reader, "metrics", "allow", DEFAULT_METRICS_ALLOW)),
             health=HealthSettings(readiness_deadline_seconds=reader.optional(
                 reader.number, "health", "readiness_deadline_seconds", DEFAULT_READINESS_DEADLINE_SECONDS,
                 maximum=MAX_READINESS_DEADLINE_SECONDS)),
@@ -199,12 +203,16 @@ def _server(reader: TableReader) -> ServerSettings:
         base_url=reader.optional(reader.url, s, "base_url", DEFAULT_BASE_URL),
         token_authority_url=reader.optional(reader.url, s, "token_authority_url", None),
         website=reader.optional(reader.url, s, "website", None),
+        trusted_proxies=_networks(reader, s, "trusted_proxies"),
     )
 
 
-def _networks(reader: TableReader, section: str, key: str) -> tuple[IPNetwork, ...]:
+def _networks(reader: TableReader, section: str, key: str,
+              default: tuple[IPNetwork, ...] = ()) -> tuple[IPNetwork, ...]:
+    """A list of IP networks; an address with host bits under its prefix is refused (strict):
+    a typo in an allow-list must not widen it silently."""
     if not reader.present(section, key):
-        return DEFAULT_METRICS_ALLOW
+        return default
     networks = []
     for text in reader.strings(section, key):
         try:

@@ -62,6 +62,17 @@ class UnavailableError(TNCAError):
         self.retry_after = retry_after
 
 
+class RateLimitedError(TNCAError):
+    """A key (an account, a delegate, a client address, a login name) did one thing more often than
+    the policy's ``[rate_limits]`` allow in the current window (``field`` is the limit's name);
+    ``retry_after`` is the seconds until that window ends."""
+
+    def __init__(self, detail: str, *, limit: str, retry_after: int) -> None:
+        super().__init__(detail, field=limit)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
 class SignerError(TNCAError):
     """A key backend could not sign (missing key, HSM unavailable, wrong key type)."""
 

@@ -168,6 +168,43 @@ class CRLPolicy:
 
 
 @dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` attempts per key in each fixed ``window``; ``count`` 0 turns it off."""
+
+    count: int
+    window: dt.timedelta
+
+
+# The rate limits (``[rate_limits]``, enforced by ca.records.rate_limits), with the defaults a
+# policy file without the section reads as (the same as policies/default.toml).
+NEW_ORDERS_PER_ACCOUNT = "new_orders_per_account"
+NEW_ORDERS_PER_DELEGATE = "new_orders_per_delegate"
+NEW_ORDERS_PER_ADDRESS = "new_orders_per_address"
+FAILED_VALIDATIONS_PER_ACCOUNT = "failed_validations_per_account"
+NEW_ACCOUNTS_PER_ADDRESS = "new_accounts_per_address"
+STI_PA_LOGINS = "sti_pa_logins"
+DEFAULT_RATE_LIMITS: Mapping[str, RateLimit] = {
+    NEW_ORDERS_PER_ACCOUNT: RateLimit(300, dt.timedelta(hours=3)),
+    NEW_ORDERS_PER_DELEGATE: RateLimit(3000, dt.timedelta(hours=3)),
+    NEW_ORDERS_PER_ADDRESS: RateLimit(3000, dt.timedelta(hours=3)),
+    FAILED_VALIDATIONS_PER_ACCOUNT: RateLimit(50, dt.timedelta(hours=1)),
+    NEW_ACCOUNTS_PER_ADDRESS: RateLimit(50, dt.timedelta(hours=3)),
+    STI_PA_LOGINS: RateLimit(30, dt.timedelta(minutes=10)),
+}
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """``[rate_limits]``: one :class:`RateLimit` per name of :data:`DEFAULT_RATE_LIMITS`
+    (pairs, not a dict: a :class:`Policy` is hashable, and cached on)."""
+
+    limits: tuple[tuple[str, RateLimit], ...] = tuple(DEFAULT_RATE_LIMITS.items())
+
+    def __getitem__(self, name: str) -> RateLimit:
+        return dict(self.limits)[name]
+
+
+@dataclass(frozen=True)
 class Policy:
     lifetimes: Lifetimes
     keys: KeyPolicy
@@ -177,6 +214,7 @@ class Policy:
     ct: CTPolicy
     acme: ACMEPolicy
     crl: CRLPolicy = field(default_factory=CRLPolicy)
+    rate_limits: RateLimits = field(default_factory=RateLimits)
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -207,13 +245,14 @@ class Policy:
             ct=reader.ct(),
             acme=reader.acme(),
             crl=reader.crl(),
+            rate_limits=reader.rate_limits(),
             source=source,
         )
         reader.refuse_unknown()
         return policy
 
 
-POLICY_SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme", "crl")
+POLICY_SECTIONS = ("lifetimes", "keys", "certificates", "names", "tokens", "ct", "acme", "crl", "rate_limits")
 
 
 class TableReader:
@@ -489,3 +528,27 @@ class TableReader:
         if cache > next_update:
             raise self._fail(s, "cache_max_age", f"must not exceed [crl] next_update ({format_duration(next_update)})")
         return CRLPolicy(next_update=next_update, refresh_interval=refresh, cache_max_age=cache)
+
+    def rate_limits(self) -> RateLimits:
+        s = "rate_limits"
+        # Added with rate limiting: a policy file without [rate_limits] (or without one of its
+        # keys) reads as the defaults, the same values policies/default.toml writes.
+        limits = dict(DEFAULT_RATE_LIMITS)
+        for name in self.table(s):
+            if name not in DEFAULT_RATE_LIMITS:
+                raise self._fail(s, name, f"unknown rate limit (known: {', '.join(DEFAULT_RATE_LIMITS)})")
+            value = self.data[s][name]
+            if not isinstance(value, Mapping) or set(value) != {"count", "window"}:
+                raise self._fail(s, name, 'expected { count = N, window = "1h" }')
+            count = value["count"]
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise self._fail(s, name, f"count: expected an integer ≥ 0 (0 turns the limit off), got {count!r}")
+            try:
+                window = parse_duration(value["window"]) if isinstance(value["window"], str) else None
+            except ValueError as exc:
+                raise self._fail(s, name, f"window: {exc}") from None
+            if window is None or window < dt.timedelta(seconds=1):
+                raise self._fail(s, name, f"window: expected a duration of at least 1s, got {value['window']!r}")
+            limits[name] = RateLimit(count, window)
+        return RateLimits(tuple(limits.items()))
+

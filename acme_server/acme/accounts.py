@@ -11,8 +11,11 @@ from flask import Response, g, request
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from acme_server.acme import problems
+from acme_server.acme import problems, rate_limiting
+from acme_server.client_address import client_address
+from ca import policy
 from ca.encoding import EncodingError
+from ca.errors import DelegationError
 from acme_server.acme.jws import check_algorithm, parse_flattened, parse_header_jwk
 from acme_server.acme.keys import AccountKey, JWKError, parse_jwk
 from acme_server.acme.objects import account_object
@@ -23,7 +26,7 @@ from acme_server.state import current_state, db_session
 from ca.lifecycle import renewal
 from ca.orders.status import invalidate_order, problem
 from ca.records.statuses import AuthorizationStatus, OrderStatus
-from ca.records import audit
+from ca.records import audit, external_accounts, rate_limits
 from ca.records.models_acme import Account, ExternalAccountKey, Order
 from ca.tokens import retired_keys
 
@@ -85,6 +88,9 @@ def new_account() -> Response:
             "this authority requires an external account binding (RFC 8555 §7.3.4); ask your operator for a key id and MAC key"
         )
 
+    # The policy's new_accounts_per_address rate limit counts accounts about to be created only.
+    rate_limiting.enforce(policy.NEW_ACCOUNTS_PER_ADDRESS, rate_limits.address_key(client_address()))
+
     now = state.clock.now()
     account = Account(
         jwk=key.to_json(),
@@ -109,7 +115,8 @@ def new_account() -> Response:
         # A key binds one account: the conditional update loses cleanly to a concurrent bind.
         bound = session.execute(
             update(ExternalAccountKey)
-            .where(ExternalAccountKey.key_id == eab_key.key_id, ExternalAccountKey.bound_at.is_(None))
+            .where(ExternalAccountKey.key_id == eab_key.key_id, ExternalAccountKey.bound_at.is_(None),
+                   ExternalAccountKey.revoked_at.is_(None))
             .values(bound_at=now)
             .execution_options(synchronize_session=False)
         )
@@ -128,6 +135,7 @@ def new_account() -> Response:
             "terms_agreed": account.terms_agreed,
             "eab_key_id": account.eab_key_id,
             "delegation_id": eab_key.delegation_id if eab_key is not None else None,
+            "delegate": external_accounts.delegate_of(session, eab_key) if eab_key is not None else None,
         },
         clock=state.clock,
     )
@@ -204,8 +212,10 @@ def _verify_external_account_binding(value: Any, key: AccountKey) -> ExternalAcc
     eab_key = db_session().get(ExternalAccountKey, key_id)
     if eab_key is None:
         raise problems.unauthorized(f"external account key {key_id[:64]!r} is unknown")
-    if eab_key.bound_at is not None:
-        raise problems.unauthorized(f"external account key {key_id[:64]!r} has already been used")
+    try:
+        external_accounts.check_usable(eab_key, current_state().clock.now())
+    except DelegationError as error:
+        raise problems.unauthorized(error.detail) from error
     expected = hmac.new(eab_key.hmac_key, inner.signing_input, EAB_ALGORITHMS[alg]).digest()
     if not hmac.compare_digest(expected, inner.signature):
         raise problems.unauthorized(f"externalAccountBinding MAC does not verify with external account key {key_id[:64]!r}")

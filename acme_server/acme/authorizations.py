@@ -25,7 +25,8 @@ from typing import Any
 from flask import Response, g
 from sqlalchemy.orm import joinedload, selectinload
 
-from acme_server.acme import problems
+from acme_server.acme import problems, rate_limiting
+from ca import policy
 from acme_server.acme.objects import authorization_object, challenge_object
 from acme_server.acme.owned import actor, owned_authorization
 from acme_server.acme.problems import Phase
@@ -96,6 +97,9 @@ def challenge(challenge_id: str) -> Response:
         return _challenge_response(chall, up)
     if authz.status != AuthorizationStatus.PENDING:
         raise problems.malformed(f"authorization {authz.id} is {authz.status}; its challenge can no longer be answered")
+    # The policy's failed_validations_per_account: an account whose tokens failed too often in
+    # the window has its answers refused (429) until the window ends; the challenge stays pending.
+    rate_limiting.enforce_not_reached(policy.FAILED_VALIDATIONS_PER_ACCOUNT, g.account.id)
     try:
         answer.answer_challenge(session, state.authority, chall, g.account, token, actor=actor(g.account))
     except TNCAError as failure:
@@ -105,6 +109,7 @@ def challenge(challenge_id: str) -> Response:
         if isinstance(failure, UnavailableError):
             raise problem from failure  # not judged yet: the challenge stays pending; Retry-After
         answer.reject_answer(chall, problem.to_json(top_level=False))
+        rate_limiting.record(policy.FAILED_VALIDATIONS_PER_ACCOUNT, g.account.id)
     session.commit()
     return _challenge_response(chall, up)
 

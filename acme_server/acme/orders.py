@@ -20,7 +20,8 @@ from typing import Any
 from cryptography import x509
 from flask import Response, g
 
-from acme_server.acme import problems, star
+from acme_server.acme import problems, rate_limiting, star
+from acme_server.client_address import client_address
 from ca.encoding import EncodingError, b64url_decode, parse_rfc3339
 from acme_server.acme.objects import order_object
 from acme_server.acme.owned import actor, owned_order
@@ -29,11 +30,14 @@ from acme_server.acme.renewal_info import parse_cert_id
 from acme_server.acme.responses import acme_json
 from acme_server.observability import note
 from acme_server.state import current_state, db_session
+from ca import policy
 from ca.errors import AlreadyReplacedError, ScopeError, TNCAError
 from ca.numbers.tnauthlist import TNScope
 from ca.orders import finalize as finalizing
 from ca.orders import placing
 from ca.orders.placing import TNAUTHLIST_IDENTIFIER, OrderRequest, Replaces
+from ca.records import rate_limits
+from ca.records.models_acme import Account
 from ca.records.statuses import OrderStatus
 from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 
@@ -60,6 +64,17 @@ def new_order() -> Response:
         not_after=_optional_time(payload, "notAfter"),
         replaces=_parse_replaces(payload),
     )
+    try:
+        placing.check_scope_size(scope)  # before any statement, the rate limits' included
+    except ScopeError as error:
+        raise problems.compound("the identifier was rejected", [_identifier_problem(error, identifier)]) from error
+    # The policy's rate limits, counted with the order (ca/records/rate_limits.py).
+    account: Account = g.account
+    rate_limiting.enforce(policy.NEW_ORDERS_PER_ACCOUNT, account.id)
+    rate_limiting.enforce(policy.NEW_ORDERS_PER_ADDRESS, rate_limits.address_key(client_address()))
+    delegate = placing.order_delegate(session, account, scope, clock=state.clock)
+    if delegate is not None:
+        rate_limiting.enforce(policy.NEW_ORDERS_PER_DELEGATE, delegate)
     try:
         order = placing.place_order(session, state.authority, g.account, request)
     except ScopeError as error:

@@ -228,6 +228,8 @@ CA_ERROR_PROBLEMS: tuple[tuple[type[ca_errors.TNCAError], Phase | None, str | No
     # succeed later and says when (Retry-After, RFC 8555 §6.6). 503, not 429: the limit is the
     # server's capacity, not something this client overused.
     (ca_errors.UnavailableError, None, None, "rateLimited", 503),
+    # RFC 8555 §6.7: "The request exceeds a rate limit"; 429 with Retry-After (RFC 6585 §4).
+    (ca_errors.RateLimitedError, None, None, "rateLimited", 429),
     # RFC 8555 §6.7: "the server does not support" this key: it was revoked as compromised.
     (ca_errors.BadPublicKeyError, None, None, "badPublicKey", 400),
     (ca_errors.CSRError, None, None, "badCSR", 400),
@@ -284,7 +286,7 @@ def problem_for_ca_error(error: ca_errors.TNCAError, phase: Phase | None = None)
         code, status = "serverInternal", 500
     if code == "serverInternal":
         return server_internal(INTERNAL_DETAIL)
-    if isinstance(error, ca_errors.UnavailableError):
+    if isinstance(error, (ca_errors.UnavailableError, ca_errors.RateLimitedError)):
         return AcmeProblem(code, error.detail, status, headers={"Retry-After": str(error.retry_after)})
     return AcmeProblem(code, error.detail, status)
 

@@ -13,7 +13,7 @@ Rules every page follows:
   :mod:`ca.records.overview`.
 - **Changes** are one ``ca`` function each, in the request's transaction, and that function
   appends the audit event naming the person (``user:NAME``): delegations (create, update),
-  tokens (mint), revocations (:mod:`ca.lifecycle.revocation` plans), people (:mod:`ca.records.users`).
+  tokens (mint), external account keys (:mod:`ca.records.external_accounts`), revocations (:mod:`ca.lifecycle.revocation` plans), people (:mod:`ca.records.users`).
 - **Forms** carry a CSRF token (flask-wtf, configured by ``acme_server.auth``); a ``ca`` error
   is shown next to the field it names, and nothing is written.
 - **Revocation always previews.** The page shows the :class:`ca.lifecycle.revocation.RevocationPlan`
@@ -42,6 +42,7 @@ from acme_server.admin import (
     common,
     dashboard,
     delegation_pages,
+    eab_pages,
     people_pages,
     present,
     revocation_pages,
@@ -82,6 +83,8 @@ PAGES: tuple[Page, ...] = (
     Page("/certificates/<serial>/revoke", revocation_pages.revoke_certificate, OPERATOR, GET_POST),
     Page("/revoke", revocation_pages.revoke_numbers, OPERATOR, GET_POST),
     Page("/revocations", audit_pages.revocation_search, AUDITOR),
+    Page("/eab", eab_pages.eab_keys, OPERATOR, GET_POST),
+    Page("/eab/<key_id>/revoke", eab_pages.eab_revoke, OPERATOR, POST),
     Page("/audit", audit_pages.event_search, AUDITOR),
     Page("/people", people_pages.people, ADMIN, GET_POST),
     Page("/people/<name>/role", people_pages.person_role, ADMIN, POST),
@@ -99,6 +102,7 @@ NAVIGATION = (
     ("revocation_search", "Revocations", AUDITOR),
     ("event_search", "Audit trail", AUDITOR),
     ("revoke_numbers", "Revoke by number", OPERATOR),
+    ("eab_keys", "Account keys", OPERATOR),
     ("people", "People", ADMIN),
 )
 

@@ -139,3 +139,15 @@ class RoleForm(FlaskForm):
 
 class ActionForm(FlaskForm):
     """A button that changes something: only the CSRF token."""
+
+
+class ExternalAccountKeyForm(FlaskForm):
+    """``tnca eab create`` on a page: a delegate name or a delegation id, and an optional expiry."""
+
+    delegate = StringField("Delegate", validators=[Optional(), Length(max=MAX_DELEGATE_CHARS)],
+                           description="The delegate the ACME account will act for (its delegations only).")
+    delegation = StringField("Or delegation id", validators=[Optional(), Length(max=64)],
+                             description="Instead of a name: the delegation whose delegate it is.")
+    expires = StringField("Unused after", validators=[Optional(), Length(max=64)],
+                          description="A date (2026-12-31) or an RFC 3339 time; empty: never.")
+

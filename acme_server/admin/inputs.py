@@ -26,6 +26,8 @@ T = TypeVar("T")
 # a whole are shown at the top of them.
 FORM_FIELDS = {
     "delegate": "delegate",
+    "delegation": "delegation",
+    "expires": "expires",
     "max_lifetime": "max_lifetime",
     "not_after": "not_after",
     "ca": "ca",

@@ -38,9 +38,10 @@ The session secret (``SECRET_KEY``) is ``TNCA_SECRET_KEY`` when set, else the fi
 ``HOME/keys/web-session.key``, created with 256 random bits on first use and shared by every
 worker of the home.
 
-Client addresses are ``request.remote_addr``. Behind a reverse proxy that is the proxy's address,
-and the per-address login limit then counts everybody together: run the app behind werkzeug's
-``ProxyFix`` (configured for the proxy's hop count) in that deployment.
+Client addresses are ``acme_server.client_address.client_address()``: the socket's peer, or,
+behind a reverse proxy listed in ``tnca.toml [server] trusted_proxies``, the address that proxy
+names in X-Forwarded-For (docs/deployment.md). Without the setting, behind a proxy, the
+per-address login limit counts everybody together.
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ from werkzeug.exceptions import Forbidden, Unauthorized
 from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length
 
+from acme_server.client_address import client_address
 from acme_server.state import current_state, db_session
 from ca.records import api_tokens, users, web_sessions
 from ca.errors import AuthenticationError, LoginThrottledError
@@ -230,7 +232,7 @@ def login() -> Any:
     clock = current_state().clock
     try:
         result = users.authenticate(db, name=form.name.data, password=form.password.data,
-                                    remote_addr=request.remote_addr or "unknown", clock=clock)
+                                    remote_addr=client_address(), clock=clock)
     except LoginThrottledError as error:
         db.rollback()
         response = Response(render_template("auth/login.html", form=form, next=next_target, error=error.detail), 429)
@@ -241,7 +243,7 @@ def login() -> Any:
         return render_template("auth/login.html", form=form, next=next_target, error="Unknown name or wrong password."), 401
     # Session fixation: whatever the browser held before login is dropped, CSRF secret included.
     session.clear()
-    session[SESSION_TOKEN_KEY] = web_sessions.start_session(db, result.user, remote_addr=request.remote_addr, clock=clock)
+    session[SESSION_TOKEN_KEY] = web_sessions.start_session(db, result.user, remote_addr=client_address(), clock=clock)
     db.commit()
     return redirect(next_target or url_for(current_app.config.get("AUTH_LANDING_ENDPOINT", f"{BLUEPRINT_NAME}.whoami")))
 

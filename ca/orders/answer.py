@@ -32,8 +32,8 @@ from ca.orders.authority import Authority
 from ca.orders.status import update_order_from_authorizations
 from ca.records.statuses import AuthorizationStatus, ChallengeStatus
 from ca.orders.validity import Requested, check_within_authority
-from ca.records import audit, delegations
-from ca.records.models_acme import Account, Challenge, ExternalAccountKey
+from ca.records import audit, delegations, external_accounts
+from ca.records.models_acme import Account, Challenge
 from ca.records.models_authority import Delegation
 from ca.tokens import verification
 from ca.tokens import retired_keys
@@ -93,7 +93,8 @@ def _answer(session: Session, authority: Authority, chall: Challenge, account: A
             "allow sub-delegation (RFC 9060 §4)",
             field="delegation",
         )
-    _check_account_binding(session, account, delegation)
+    # An account made with an external account binding acts for that key's delegate only.
+    external_accounts.check_may_act_for(session, account, delegation)
     now = clock.now()
     check_within_authority(
         Requested.of_order(authz.order, now=now, policy=authority.policy),
@@ -143,19 +144,3 @@ def reject_answer(chall: Challenge, error: dict[str, Any]) -> None:
     authz = chall.authorization
     authz.status = AuthorizationStatus.INVALID
     update_order_from_authorizations(authz.order)
-
-
-def _check_account_binding(session: Session, account: Account, delegation: Delegation) -> None:
-    """An account created with an external account binding acts for that key's delegate only."""
-    if account.eab_key_id is None:
-        return
-    eab_key = session.get(ExternalAccountKey, account.eab_key_id)
-    if eab_key is None or eab_key.delegation_id is None:
-        return
-    bound = session.get(Delegation, eab_key.delegation_id)
-    if bound is not None and bound.delegate != delegation.delegate:
-        raise DelegationError(
-            f"account {account.id} is bound (external account key {eab_key.key_id}) to delegate {bound.delegate!r}; "
-            f"the scope is delegated to {delegation.delegate!r}",
-            field="account",
-        )

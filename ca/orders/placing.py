@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ca.errors import AlreadyReplacedError, NotFoundError, NotOwnedError, PolicyError, ScopeError
+from ca.errors import AlreadyReplacedError, DelegationError, NotFoundError, NotOwnedError, PolicyError, ScopeError
 from ca.lifecycle import renewal_info
 from ca.lifecycle.star_schedule import AutoRenewal
 from ca.numbers.tnauthlist import TNScope
@@ -27,7 +27,7 @@ from ca.orders.authority import Authority
 from ca.orders.status import expire_order
 from ca.records.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from ca.orders.validity import Requested, check_order_request
-from ca.records import delegations
+from ca.records import delegations, external_accounts
 from ca.records.models_acme import Account, Authorization, Challenge, ORDER_STATUSES_CLAIMING_REPLACEMENT, Order
 from ca.records.models_authority import Certificate
 
@@ -62,17 +62,35 @@ class OrderRequest:
     replaces: Replaces | None = None
 
 
-def place_order(session: Session, authority: Authority, account: Account, request: OrderRequest) -> Order:
-    """Check ``request`` (module docstring) and add the new order to ``session``, flushed; the
-    caller commits. Raises a ``ca.errors`` error, with nothing added, when a check fails."""
-    entries = len(request.scope.normalized().entries)
+def check_scope_size(scope: TNScope) -> None:
+    """At most MAX_ORDER_SCOPE_ENTRIES entries (ScopeError, field "entries"): checked before
+    anything else, the database included."""
+    entries = len(scope.normalized().entries)
     if entries > MAX_ORDER_SCOPE_ENTRIES:
-        # Before anything else, the database included.
         raise ScopeError(
             f"the TNAuthList has {entries} entries after normalization; this authority accepts at most "
             f"{MAX_ORDER_SCOPE_ENTRIES} per order (adjacent numbers count as one range): split it into several orders",
             field="entries",
         )
+
+
+def order_delegate(session: Session, account: Account, scope: TNScope, *, clock) -> str | None:
+    """Whom a newOrder counts against for the policy's ``new_orders_per_delegate`` rate limit:
+    the delegate the account is bound to by external account binding, else the delegate of the
+    active delegation covering ``scope``; None when there is none (the order is refused later)."""
+    bound = external_accounts.bound_delegate(session, account)
+    if bound is not None:
+        return bound
+    try:
+        return delegations.find_covering(session, scope, clock=clock).delegate
+    except DelegationError:
+        return None
+
+
+def place_order(session: Session, authority: Authority, account: Account, request: OrderRequest) -> Order:
+    """Check ``request`` (module docstring) and add the new order to ``session``, flushed; the
+    caller commits. Raises a ``ca.errors`` error, with nothing added, when a check fails."""
+    check_scope_size(request.scope)
     now = authority.clock.now()
     issuer = authority.issuing_ca()
     if issuer.scope is not None and not issuer.scope.contains(request.scope):

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
+    Integer,
     LargeBinary,
     String,
     Text,
@@ -41,16 +42,47 @@ class Account(Base):
 
 
 class ExternalAccountKey(Base):
-    """An RFC 8555 §7.3.4 MAC key handed to a delegate out of band; binds an account to it."""
+    """An RFC 8555 §7.3.4 MAC key handed to a delegate out of band; binds an account to it.
+
+    ``ca.records.external_accounts`` makes, lists and revokes them; the account a key binds acts
+    for ``delegate`` only (its tokens and orders stay inside that delegate's delegations).
+    """
 
     __tablename__ = "external_account_keys"
 
     key_id: Mapped[str] = mapped_column(String(64), primary_key=True, default=random_id)
-    # The HMAC key. It is a shared secret by design of RFC 8555 §7.3.4.
+    # The HMAC key. It is a shared secret by design of RFC 8555 §7.3.4: the server must hold it
+    # to verify the binding's MAC, so it is stored as is (a digest could not verify anything).
     hmac_key: Mapped[bytes] = mapped_column(LargeBinary)
+    # The delegate the key (and the account it binds) acts for. A key made for one delegation
+    # (``tnca eab create --delegation ID``) also names it; None on rows made before delegates
+    # were recorded, whose delegate is their delegation's.
+    delegate: Mapped[Optional[str]] = mapped_column(String(255), index=True)
     delegation_id: Mapped[Optional[str]] = mapped_column(ForeignKey("delegations.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[Optional[str]] = mapped_column(String(255))
+    # An unused key stops working at expires_at (None: never) or when revoked.
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     bound_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+class RateLimitCounter(Base):
+    """How many times one key did one rate-limited thing in one fixed window
+    (``ca.records.rate_limits``): one row per (limit, key, window), incremented by an upsert so
+    every process and host shares the count; rows of past windows are pruned."""
+
+    __tablename__ = "rate_limit_counters"
+
+    limit_name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # An account id, a delegate name, a client address, a login name (at most 255 characters;
+    # longer keys are hashed by ca.records.rate_limits).
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime, primary_key=True)
+    window_end: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+    # Whether reaching the limit in this window is in the audit trail (once per window).
+    audited: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # Orders still able to issue: an RFC 9773 §5 replacement stays "claimed" while its order is one.

@@ -26,7 +26,8 @@ from ca.clock import Clock
 from ca.errors import DelegationError, PolicyError, ScopeError, TokenError
 from ca.numbers.tnauthlist import TNScope
 from ca.policy import format_duration
-from ca.records import audit, models_acme, models_authority
+from ca.encoding import b64url_encode
+from ca.records import audit, external_accounts, models_acme, models_authority
 from ca.tokens.fingerprints import parse_fingerprint, render_fingerprint
 from ca.tokens.jws import sign_es256
 from ca.tokens.trust_config import DEFAULT_MAX_TOKEN_TTL
@@ -79,14 +80,21 @@ def mint(
     Refuses (nothing written): a delegation that is not active now (DelegationError); a scope not
     inside the delegation's (ScopeError); ``ca`` when the delegation does not allow
     sub-delegation, a ``ttl`` that is not positive, exceeds ``max_ttl`` (the policy's maximum) or
-    outlives the delegation (PolicyError); a malformed fingerprint (TokenError).
+    outlives the delegation (PolicyError); a malformed fingerprint (TokenError); a fingerprint of
+    an account bound by external account binding to another delegate (DelegationError).
 
     Writes the ``authority_tokens`` row and a ``token.mint`` audit event in the caller's
     transaction. ``iss`` is ``issuer_url``, or the origin of the token authority's ``x5u``.
     """
     now = clock.now()
-    fingerprint = render_fingerprint(_parse_fingerprint_input(fingerprint))
+    digest = _parse_fingerprint_input(fingerprint)
+    fingerprint = render_fingerprint(digest)
     _check_delegation_active(delegation, now)
+    # An account made with an external account binding acts for that key's delegate only
+    # (RFC 8555 §7.3.4): no token for it under another delegate's delegation.
+    external_accounts.check_may_act_for(
+        session, external_accounts.account_by_thumbprint(session, b64url_encode(digest)), delegation
+    )
     delegation_scope = TNScope.from_der(delegation.scope_der)
     if not delegation_scope.contains(scope):
         raise ScopeError(

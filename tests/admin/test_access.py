@@ -16,6 +16,7 @@ import pytest
 
 from acme_server.admin import PAGES
 from ca.numbers.tnauthlist import TNScope
+from ca.records import external_accounts
 from ca.records.users import role_allows
 from tests.admin.support import PASSWORD, PageClient, counts, csrf_token_of, issue_certificate, make_delegation, text_of
 
@@ -27,7 +28,10 @@ ROLES = ("auditor", "operator", "admin")
 def objects(home) -> dict[str, str]:  # type: ignore[no-untyped-def]
     delegation_id = make_delegation(home, SCOPE)
     serial = issue_certificate(home, delegation_id, TNScope.parse(tns=["12025550123"]))
-    return {"delegation_id": delegation_id, "serial": serial, "name": "audrey"}
+    with home.sessionmaker() as session:
+        key = external_accounts.create(session, delegation_id=delegation_id, clock=home.clock, actor="test")
+        session.commit()
+    return {"delegation_id": delegation_id, "serial": serial, "name": "audrey", "key_id": key.key_id}
 
 
 def concrete(path: str, objects: dict[str, str]) -> str:
@@ -121,8 +125,10 @@ def test_unknown_pages_get_a_404_page_and_the_root_leads_to_the_dashboard(admin)
 def test_navigation_shows_only_what_the_role_may_use(app, people):
     expected = {
         "auditor": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail"],
-        "operator": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Revoke by number"],
-        "admin": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Revoke by number", "People"],
+        "operator": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Revoke by number",
+                     "Account keys"],
+        "admin": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Revoke by number",
+                  "Account keys", "People"],
     }
     for role, labels in expected.items():
         html = text_of(PageClient(app, people[role]).get("/admin/"))

@@ -178,3 +178,12 @@ def test_a_command_on_a_home_with_a_bad_setting_exits_1_with_one_line_naming_it(
     result = CliRunner().invoke(cli, ["--home", str(home), "delegation", "list"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines() == ["Error: unknown tnca.toml key [server] base_ur"]
+
+
+def test_trusted_proxies_are_networks_and_a_bad_one_is_named(tmp_path):
+    home = write(tmp_path, '[server]\ntrusted_proxies = ["10.0.0.0/8", "2001:db8::1"]\n')
+    assert [str(n) for n in Settings.load(home / "tnca.toml").server.trusted_proxies] == ["10.0.0.0/8", "2001:db8::1/128"]
+    bad = write(tmp_path, '[server]\ntrusted_proxies = ["proxy.internal"]\n')
+    with pytest.raises(PolicyError) as caught:
+        Settings.load(bad / "tnca.toml")
+    assert caught.value.field == "[server] trusted_proxies" and "'proxy.internal'" in caught.value.detail
