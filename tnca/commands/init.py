@@ -117,11 +117,13 @@ def command(home: Home, tns, ranges, spcs, base_url, database_url, pkcs11_token)
     except BaseException:
         _remove_created(home.path, created_dir)
         raise
+    # A fresh Home: this one read the settings before tnca.toml was written (its defaults).
+    written = Home(home.path)
     click.echo(f"Initialised {home.path}")
     click.echo(f"  issuing CA scope: {scope.describe()}")
     click.echo(f"  trust anchor:     {home.path / ROOT_CERT_FILE}")
     click.echo(f"  issuing CA:       {home.path / ISSUING_CERT_FILE}")
-    click.echo(f"  token authority:  {home.path / TOKEN_AUTHORITY_CERT_FILE} (x5u {home.base_url}/token-authority.pem)")
+    click.echo(f"  token authority:  {home.path / TOKEN_AUTHORITY_CERT_FILE} (x5u {written.token_authority_x5u})")
 
 
 def _remove_created(path: Path, created_dir: bool) -> None:
