@@ -2,8 +2,8 @@
 
 ``create_app(home)`` builds everything; nothing exists at import time. The app serves the ACME
 API under ``/acme``, the repository (x5u certificates, CRLs, ``/token-authority.pem``), the
-sign-in pages, the operator and auditor pages under ``/admin`` and the auditor API under
-``/api/v1``.
+sign-in pages, the operator and auditor pages under ``/admin``, the auditor API under
+``/api/v1`` and, with ``[stipa] enabled``, the STI-PA-compatible token API under ``/stipa``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Flask
 
-from acme_server import admin, audit_api, auth
+from acme_server import admin, audit_api, auth, stipa
 from acme_server.acme import errors, repository, routes
 from acme_server.acme.jws import MAX_JWS_BODY_BYTES
 from acme_server.state import EXTENSION_KEY, ServerState, close_db_session
@@ -46,6 +46,9 @@ def create_app(home_or_path: Home | str | os.PathLike[str], config: dict[str, An
     errors.register(app)
     app.register_blueprint(routes.create_blueprint())
     app.register_blueprint(repository.create_blueprint())
+    if home.config.stipa.enabled:
+        # tnca.toml [stipa] enabled: the STI-PA-compatible token API (docs/shaken.md).
+        app.register_blueprint(stipa.create_blueprint())
     # ``auth`` comes first: registering it configures sessions and CSRF for the pages and the
     # API after it.
     for front_end in (auth, admin, audit_api):

@@ -3,7 +3,7 @@
 Layout of a home (created by ``tnca init``)::
 
     HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
-                          [x5u], [compat]
+                          [x5u], [compat], [stipa]
     HOME/policy.toml      issuance policy (a copy of policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
@@ -52,7 +52,7 @@ TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
 AUDIT_SIGNER_URI = "file:keys/audit.key"
 AUDIT_CERT_FILE = "certs/audit.pem"
 
-SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat")
+SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "stipa")
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,14 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class StipaSettings:
+    """``[stipa]``: the STI-PA-compatible token API under ``/stipa`` (``ca/tokens/stipa.py``)."""
+
+    # Serve it (``tnca init --profile shaken`` turns it on); off, /stipa answers 404.
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole of ``tnca.toml``.
 
@@ -107,6 +115,7 @@ class Settings:
     database: DatabaseSettings
     token_authority: TokenAuthoritySettings
     audit: AuditSettings
+    stipa: StipaSettings = field(default_factory=StipaSettings)
     x5u: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     compat: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = field(default=None, compare=False)
@@ -145,6 +154,7 @@ class Settings:
                 certificate=reader.path("audit", "certificate",
                                         reader.optional(reader.string, "audit", "certificate", AUDIT_CERT_FILE)),
             ),
+            stipa=StipaSettings(enabled=reader.optional(reader.boolean, "stipa", "enabled", False)),
             x5u=MappingProxyType(dict(reader.table("x5u"))),
             compat=MappingProxyType(dict(reader.table("compat"))),
             source=source,

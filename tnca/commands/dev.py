@@ -105,14 +105,21 @@ def admin_login(home: Home) -> list[str]:
 @click.command("dev")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N",
               help="ACME server worker processes.")
+@click.option("--profile", type=click.Choice(("stir", "shaken")), default=None,
+              help="The profile of a home made now (tnca init --profile): shaken serves deployed SHAKEN clients "
+                   "(docs/shaken.md). An existing home keeps its own.")
 @click.option("--ct-port", default=8091, show_default=True, type=click.IntRange(1, 65534), metavar="PORT",
               help="Port of the first CT log; the second listens on the next one.")
 @pass_home
-def command(home: Home, workers: int, ct_port: int) -> None:
-    """Run the development stack: init if needed, two CT logs, the ACME server, a renewal worker."""
+def command(home: Home, workers: int, profile: str | None, ct_port: int) -> None:
+    """Run the development stack: init if needed, two CT logs, the ACME server, a renewal worker.
+
+    A SHAKEN home (--profile shaken) gets no CT logs: the SHAKEN certificate profile allows no
+    extension it does not name (ATIS-1000080 §6.4.1), an SCT list included.
+    """
     if not home.exists():
         click.echo(f"Creating the development home {home.path} …")
-        result = subprocess.run(_tnca(home, "init"), text=True)
+        result = subprocess.run(_tnca(home, "init", *(("--profile", profile) if profile else ())), text=True)
         if result.returncode != 0:
             raise click.ClickException("tnca init failed (see above)")
 
@@ -129,9 +136,10 @@ def command(home: Home, workers: int, ct_port: int) -> None:
                 child.process.kill()
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
+    shaken = Home(home.path).policy.certificates.profile == "shaken"
     try:
         logs = []
-        for offset, name in enumerate(DEV_LOG_NAMES):
+        for offset, name in enumerate(() if shaken else DEV_LOG_NAMES):
             port = ct_port + offset
             child = Child(f"ctlog {name}", subprocess.Popen(
                 _tnca(home, "ctlog", "serve", "--name", name, "--port", str(port)),
@@ -163,6 +171,9 @@ def command(home: Home, workers: int, ct_port: int) -> None:
             click.echo(line)
         for name, url, _key in logs:
             click.echo(f"  CT log {name}:     {url}")
+        if shaken:
+            click.echo(f"  STI-PA API:      {home.base_url}/stipa   (logins: tnca --home {home.path} stipa credentials "
+                       "--delegation ID; docs/shaken.md)")
         click.echo("  renewal worker:  STAR orders renewed as they fall due")
         click.echo(f"  home:            {home.path}")
         click.echo("Walk-through: README.md, 'Issue a certificate'. Ctrl-C stops everything.")
