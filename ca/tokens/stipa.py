@@ -46,10 +46,10 @@ from ca.tokens.verification import TKTYPE_TNAUTHLIST
 
 # How long an access token from login is good for: one issuance run needs seconds.
 ACCESS_TOKEN_LIFETIME = dt.timedelta(hours=1)
-# How long a token this API mints lives (capped by the policy's [tokens] max_lifetime and the
-# delegation's end). Clients poll their order for up to 180 s by default with the token in hand,
-# so it must outlive that comfortably; single use keeps a longer life harmless.
-TOKEN_LIFETIME = dt.timedelta(hours=1)
+# A token this API mints lives as long as the policy allows ([tokens] max_lifetime, capped by the
+# delegation's end): no certificate outlives its token (RFC 9447 §7), and the clients cannot ask
+# for a lifetime. It must outlive the clients' order polling (180 s by default); being single
+# use and bound to one account key keeps a long life harmless.
 MIN_TOKEN_LIFETIME = dt.timedelta(seconds=180)
 # The name credentials use in login_attempts, apart from people's names (which have no ":").
 _THROTTLE_PREFIX = "stipa:"
@@ -227,7 +227,7 @@ def request_token(
             raise StipaRefusal(f"delegation {delegation.id} is {delegation.status}; no tokens are issued under it",
                                status=403)
         now = clock.now()
-        ttl = min(TOKEN_LIFETIME, max_ttl)
+        ttl = max_ttl
         if delegation.not_after is not None:
             ttl = min(ttl, delegation.not_after.replace(microsecond=0) - now - dt.timedelta(seconds=1))
         if ttl < MIN_TOKEN_LIFETIME:

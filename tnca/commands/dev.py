@@ -28,7 +28,7 @@ import click
 from ca.records import users
 from ca.config import POLICY_FILE
 from ca.home import Home
-from ca.errors import UserError
+from ca.errors import TNCAError, UserError
 from tnca.context import pass_home
 
 DEV_LOG_NAMES = ("dev1", "dev2")
@@ -136,7 +136,10 @@ def command(home: Home, workers: int, profile: str | None, ct_port: int) -> None
                 child.process.kill()
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
-    shaken = Home(home.path).policy.certificates.profile == "shaken"
+    try:
+        shaken = Home(home.path).policy.certificates.profile == "shaken"
+    except TNCAError as error:
+        raise click.ClickException(error.detail) from None
     try:
         logs = []
         for offset, name in enumerate(() if shaken else DEV_LOG_NAMES):
@@ -147,7 +150,7 @@ def command(home: Home, workers: int, profile: str | None, ct_port: int) -> None
             children.append(child)
             url = _wait_for_line(child, _LOG_READY).group(2)
             logs.append((name, url, home.path / "ctlog" / name / "key.pem"))
-        if configure_dev_logs(home.path / POLICY_FILE, logs):
+        if logs and configure_dev_logs(home.path / POLICY_FILE, logs):
             click.echo(f"Configured {POLICY_FILE}: SCTs from {', '.join(n for n, _u, _k in logs)} required")
 
         bind = urllib.parse.urlsplit(home.base_url)
