@@ -3,7 +3,8 @@
 ``create_app(home)`` builds everything; nothing exists at import time. The app serves the ACME
 API under ``/acme``, the repository (x5u certificates, CRLs, ``/token-authority.pem``), the
 sign-in pages, the operator and auditor pages under ``/admin``, the auditor API under
-``/api/v1``, and ``/healthz``, ``/readyz`` and ``/metrics`` (``acme_server/observability.py``).
+``/api/v1``, ``/healthz``, ``/readyz`` and ``/metrics`` (``acme_server/observability.py``) and, with
+``[stipa] enabled``, the STI-PA-compatible token API under ``/stipa``.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from acme_server import admin, audit_api, auth, observability
+from acme_server import admin, audit_api, auth, observability, stipa
 from acme_server.acme import errors, repository, routes
 from acme_server.acme.jws import MAX_JWS_BODY_BYTES
 from acme_server.state import EXTENSION_KEY, ServerState, close_db_session
@@ -48,6 +49,9 @@ def create_app(home_or_path: Home | str | os.PathLike[str], config: dict[str, An
     app.register_blueprint(observability.create_blueprint())
     app.register_blueprint(routes.create_blueprint())
     app.register_blueprint(repository.create_blueprint())
+    if home.config.stipa.enabled:
+        # tnca.toml [stipa] enabled: the STI-PA-compatible token API (docs/shaken.md).
+        app.register_blueprint(stipa.create_blueprint())
     # ``auth`` comes first: registering it configures sessions and CSRF for the pages and the
     # API after it.
     for front_end in (auth, admin, audit_api):

@@ -3,7 +3,7 @@
 Layout of a home (created by ``tnca init``)::
 
     HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
-                          [x5u], [compat], [metrics], [health]
+                          [x5u], [compat], [metrics], [health], [stipa]
     HOME/policy.toml      issuance policy (a copy of ca/policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
@@ -53,7 +53,7 @@ TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
 AUDIT_SIGNER_URI = "file:keys/audit.key"
 AUDIT_CERT_FILE = "certs/audit.pem"
 
-SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "metrics", "health")
+SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "metrics", "health", "stipa")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Who may read /metrics by default: this host only.
@@ -132,6 +132,14 @@ class HealthSettings:
 
 
 @dataclass(frozen=True)
+class StipaSettings:
+    """``[stipa]``: the STI-PA-compatible token API under ``/stipa`` (``ca/tokens/stipa.py``)."""
+
+    # Serve it (``tnca init --profile shaken`` turns it on); off, /stipa answers 404.
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole of ``tnca.toml``.
 
@@ -147,6 +155,7 @@ class Settings:
     audit: AuditSettings
     metrics: MetricsSettings = MetricsSettings()
     health: HealthSettings = HealthSettings()
+    stipa: StipaSettings = StipaSettings()
     x5u: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     compat: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = field(default=None, compare=False)
@@ -189,6 +198,7 @@ class Settings:
             health=HealthSettings(readiness_deadline_seconds=reader.optional(
                 reader.number, "health", "readiness_deadline_seconds", DEFAULT_READINESS_DEADLINE_SECONDS,
                 maximum=MAX_READINESS_DEADLINE_SECONDS)),
+            stipa=StipaSettings(enabled=reader.optional(reader.boolean, "stipa", "enabled", False)),
             x5u=MappingProxyType(dict(reader.table("x5u"))),
             compat=MappingProxyType(dict(reader.table("compat"))),
             source=source,

@@ -106,6 +106,11 @@ class Home:
         """RFC 9447 §3 "token-authority" (``[server] token_authority_url``, default :attr:`base_url`)."""
         return self.config.server.token_authority_url or self.base_url
 
+    @property
+    def token_authority_x5u(self) -> str:
+        """Where relying parties fetch the token authority's certificate: every minted token's ``x5u``."""
+        return self.base_url + TOKEN_AUTHORITY_X5U_PATH
+
     @functools.cached_property
     def fetch_policy(self) -> FetchPolicy:
         """What the x5u fetcher may do (``[x5u]``; production defaults when absent)."""
@@ -203,7 +208,7 @@ class Home:
                 self._token_authority = TokenAuthorityHandle(
                     certificate=_load_one_pem(section.certificate, "token-authority certificate"),
                     signer=self.signer(section.signer),
-                    x5u=self.base_url + TOKEN_AUTHORITY_X5U_PATH,
+                    x5u=self.token_authority_x5u,
                 )
             return self._token_authority
 

@@ -104,11 +104,19 @@ class CertificatePolicy:
     crl_issuer: x509.Name | None
     delegate_ca_path_length: int | None
     fallback_subject: x509.Name
+    # Which end-entity certificate profile: "stir" (RFC 8226/9060 delegate certificates, the
+    # default) or "shaken" (ATIS-1000080 §6.4.1: one SPC, the subject rule of
+    # ca.issuing.profiles.shaken_subject). A key added later: absent reads as "stir".
+    profile: str = "stir"
 
     def crl_url(self, *, base_url: str, issuer: str) -> str | None:
         if not self.crl_distribution_point:
             return None
         return self.crl_distribution_point.format(base_url=base_url.rstrip("/"), issuer=issuer)
+
+
+# [certificates] profile: the end-entity certificate profiles (ca/issuing/profiles.py).
+CERTIFICATE_PROFILES = ("stir", "shaken")
 
 
 @dataclass(frozen=True)
@@ -439,7 +447,14 @@ class TableReader:
             crl_issuer=self.name(s, "crl_issuer", allow_empty=True),
             delegate_ca_path_length=None if path_length == -1 else path_length,
             fallback_subject=self.name(s, "fallback_subject"),
+            profile=self._certificate_profile(s),
         )
+
+    def _certificate_profile(self, s: str) -> str:
+        profile = self.optional(self.string, s, "profile", "stir")
+        if profile not in CERTIFICATE_PROFILES:
+            raise self._fail(s, "profile", f"unknown profile {profile!r} (known: {', '.join(CERTIFICATE_PROFILES)})")
+        return profile
 
     def names(self) -> Names:
         s = "names"

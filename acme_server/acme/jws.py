@@ -60,6 +60,8 @@ class Payload(enum.Enum):
     """What the payload of a resource's requests may be."""
 
     JSON = "a JSON object"
+    # newAccount: a JSON object; empty too with [compat] new_account_empty_payload (read as {}).
+    ACCOUNT = "a JSON object (newAccount)"
     EMPTY = "empty (POST-as-GET)"  # RFC 8555 §6.3: payload is the empty string
     EMPTY_OR_JSON = "empty (POST-as-GET) or a JSON object"
 
@@ -77,6 +79,13 @@ class FlattenedJWS:
     def signing_input(self) -> bytes:
         # RFC 7515 §5.1: ASCII(BASE64URL(protected) || '.' || BASE64URL(payload)).
         return f"{self.protected_b64}.{self.payload_b64}".encode("ascii")
+
+    @property
+    def signing_input_without_dot(self) -> bytes | None:
+        """What some SHAKEN clients sign when the payload is empty: ``ASCII(BASE64URL(protected))``
+        with no "." (not RFC 7515). None when the payload is not empty: then nothing but the RFC
+        7515 input can be meant."""
+        return self.protected_b64.encode("ascii") if self.payload_b64 == "" else None
 
     def payload_bytes(self) -> bytes:
         return b64url_decode(self.payload_b64, field="payload")
@@ -271,18 +280,44 @@ def load_account(jws: FlattenedJWS) -> Account:
     return account
 
 
-def verify_signature(jws: FlattenedJWS, key: AccountKey, alg: str) -> None:
+def verify_signature(jws: FlattenedJWS, key: AccountKey, alg: str, *, without_dot: bool = False) -> None:
+    """RFC 7515 §5.2 over RFC 7515 §5.1's signing input.
+
+    ``without_dot`` (``[compat] empty_payload_signed_without_dot``): an empty-payload JWS signed
+    over the protected header alone is accepted too. Off, such a signature gets a detail that
+    names the switch, so an operator can tell this client from a broken one.
+    """
     try:
         key.check_algorithm(alg)
     except JWKError as exc:
         raise problems.bad_signature_algorithm(str(exc), SUPPORTED_ALGORITHMS) from exc
-    if not key.verify(alg, jws.signing_input, jws.signature):
-        raise problems.malformed("JWS signature does not verify with the account key")
+    if key.verify(alg, jws.signing_input, jws.signature):
+        return
+    bare = jws.signing_input_without_dot
+    if bare is not None and key.verify(alg, bare, jws.signature):
+        if without_dot:
+            return
+        raise problems.malformed(
+            "JWS signature covers the protected header without the '.' that RFC 7515 §5.1 puts before the "
+            "empty payload; this server accepts that only with [compat] empty_payload_signed_without_dot = true"
+        )
+    raise problems.malformed("JWS signature does not verify with the account key")
 
 
-def decode_payload(jws: FlattenedJWS, mode: Payload) -> dict[str, Any] | None:
-    """The payload as a JSON object, or None for POST-as-GET (RFC 8555 §6.3: payload "")."""
+def decode_payload(jws: FlattenedJWS, mode: Payload, *, empty_account: bool = False) -> dict[str, Any] | None:
+    """The payload as a JSON object, or None for POST-as-GET (RFC 8555 §6.3: payload "").
+
+    ``empty_account`` (``[compat] new_account_empty_payload``): an empty newAccount payload
+    reads as ``{}``; off, it is refused with a detail naming the switch.
+    """
     if jws.payload_b64 == "":
+        if mode is Payload.ACCOUNT:
+            if empty_account:
+                return {}
+            raise problems.malformed(
+                "newAccount needs a JSON object payload (RFC 8555 §7.3), got an empty one; this server reads an "
+                "empty newAccount payload as {} only with [compat] new_account_empty_payload = true"
+            )
         if mode is Payload.JSON:
             raise problems.malformed("this resource needs a JSON object payload; POST-as-GET is not accepted here")
         return None
@@ -326,9 +361,10 @@ def acme_post(*, auth: Auth, payload: Payload) -> Callable[[Callable[..., Any]],
             check_url(jws)
             account = load_account(jws) if header_key is None else None
             key = header_key if header_key is not None else load_stored_jwk(account.jwk)
-            verify_signature(jws, key, alg)
+            compat = current_state().compat
+            verify_signature(jws, key, alg, without_dot=compat.empty_payload_signed_without_dot)
             g.jws, g.account, g.account_key = jws, account, key
-            g.payload = decode_payload(jws, payload)
+            g.payload = decode_payload(jws, payload, empty_account=compat.new_account_empty_payload)
             return handler(*args, **kwargs)
 
         authenticated.acme_auth = auth  # type: ignore[attr-defined]

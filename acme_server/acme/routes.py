@@ -30,7 +30,7 @@ class Route:
 ROUTES = (
     Route("/directory", directory.directory, None),
     Route("/new-nonce", directory.new_nonce, None),
-    Route("/new-account", accounts.new_account, Auth.JWK, Payload.JSON),
+    Route("/new-account", accounts.new_account, Auth.JWK, Payload.ACCOUNT),
     Route("/acct/<account_id>", accounts.account, Auth.KID, Payload.EMPTY_OR_JSON),
     Route("/acct/<account_id>/orders", accounts.account_orders, Auth.KID, Payload.EMPTY),
     Route("/key-change", accounts.key_change, Auth.KID, Payload.JSON),

@@ -69,8 +69,10 @@ from ca.records.users import Principal
 
 BLUEPRINT_NAME = "auth"
 URL_PREFIX = "/auth"
-# Blueprints whose POSTs are authenticated by a JWS, not by ambient credentials (RFC 8555 §6.2).
-CSRF_EXEMPT_BLUEPRINTS = frozenset({"acme"})
+# Blueprints whose POSTs are authenticated by a JWS, not by ambient credentials (RFC 8555 §6.2),
+# or, for the STI-PA token API (acme_server/stipa.py), by a password in the body or the access
+# token it returned in the Authorization header: never by a cookie, so there is nothing to forge.
+CSRF_EXEMPT_BLUEPRINTS = frozenset({"acme", "stipa"})
 # The blueprints that accept API tokens (Authorization: Bearer): the read-only audit API.
 BEARER_BLUEPRINTS = frozenset({"audit_api"})
 CSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

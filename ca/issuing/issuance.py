@@ -229,7 +229,7 @@ def issue(
 
     # 3. CSR.
     public_key = _checked_csr_key(request, profile)
-    subject = request.csr.subject if len(request.csr.subject) else policy.certificates.fallback_subject
+    subject = _subject(request, policy)
 
     # 4. Validity.
     not_before, not_after = _validity(request, now, max_lifetime, latest_end, policy)
@@ -364,6 +364,15 @@ def _delegation_constraints(delegation: Delegation, requested: ClaimConstraints 
             field="constraints",
         )
     return granted
+
+
+def _subject(request: IssuanceRequest, policy: Policy) -> x509.Name:
+    """The certificate's subject. Under the SHAKEN profile (``[certificates] profile = "shaken"``)
+    an end-entity subject follows :func:`ca.issuing.profiles.shaken_subject`; otherwise it is the
+    CSR's, or the policy's fallback for an empty one."""
+    if policy.certificates.profile == profiles.SHAKEN and request.kind == END_ENTITY:
+        return profiles.shaken_subject(request.csr.subject, request.scope)
+    return request.csr.subject if len(request.csr.subject) else policy.certificates.fallback_subject
 
 
 def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificatePublicKeyTypes:

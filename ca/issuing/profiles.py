@@ -30,18 +30,20 @@ the RFC 6962 precertificate, the certificate with its SCTs).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from ca.errors import IssuanceError, ScopeError, TransparencyError
+from ca.errors import CSRError, IssuanceError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
 from ca.issuing.signers import Signer
 from ca.issuing.transparency import PRECERT_POISON_OID, SCT_LIST_OID, tbs_without_poison
 from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tnauthlist import TNScope
+from ca.numbers.tn_entries import SPC
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
 from ca.x509util import (
     MALFORMED_X509_ERRORS,
@@ -414,3 +416,81 @@ def sign(linted: LintedDraft) -> x509.Certificate:
     (:data:`FORMS`), it reaches the real key only through :func:`linted_draft`.
     """
     return assemble_certificate(linted.certificate.tbs_certificate_bytes, linted.signer)
+
+
+# --------------------------------------------------------------------------------------------
+# The SHAKEN end-entity subject rule (policy [certificates] profile = "shaken")
+# --------------------------------------------------------------------------------------------
+#
+# A written rule of the SHAKEN certificate profile, kept apart from the rest of this module so it
+# can be read (and reconciled with how other profiles name their subjects) on its own. Deployed
+# SHAKEN clients (docs/shaken.md) accept a certificate only if its subject is byte-equal to their
+# CSR's, so under this profile the subject *is* the CSR's, RDN for RDN, but only after every
+# attribute has been checked against the rule: nothing the rule does not name is echoed.
+
+SHAKEN = "shaken"
+# ATIS-1000080 §6.4.1 (subject: C, O, CN; names must identify the service provider) and the
+# subject the SHAKEN clients send: C, ST, L, O, OU, CN. These, and only these, may be echoed.
+SHAKEN_SUBJECT_ATTRIBUTES = {
+    x509.NameOID.COUNTRY_NAME: "C",
+    x509.NameOID.STATE_OR_PROVINCE_NAME: "ST",
+    x509.NameOID.LOCALITY_NAME: "L",
+    x509.NameOID.ORGANIZATION_NAME: "O",
+    x509.NameOID.ORGANIZATIONAL_UNIT_NAME: "OU",
+    x509.NameOID.COMMON_NAME: "CN",
+}
+SHAKEN_REQUIRED_ATTRIBUTES = ("C", "O", "CN")
+# ATIS-1000080 §6.4.1: CN is "SHAKEN", one space, the SPC of the TNAuthList; clients append one
+# more word (a generation id), which the rule allows.
+_SHAKEN_CN = re.compile(r"SHAKEN ([A-Z0-9]+)(?: [\x21-\x7e]{1,40})?")
+_COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
+MAX_SHAKEN_ATTRIBUTE_CHARS = 64  # RFC 5280 Appendix A upper bounds (ub-common-name 64)
+
+
+def shaken_subject(csr_subject: x509.Name, scope: TNScope) -> x509.Name:
+    """The subject of a SHAKEN end-entity certificate: the CSR's, once it follows the rule.
+
+    The rule (ATIS-1000080 §6.4.1 as docs/shaken.md states it): single-valued RDNs of C, ST, L, O,
+    OU and CN only, each at most once except OU; C, O and CN present; C two upper-case letters;
+    CN ``"SHAKEN <SPC>"`` optionally followed by one word; and the certified TNAuthList is exactly
+    one SPC, the one CN names (so CN's SPC is inside the delegation the order was authorized by,
+    which :func:`ca.issuing.issuance.issue` checks for the scope). Raises :class:`CSRError`
+    naming the first attribute that breaks it; the order stays ready for a better CSR.
+    """
+    entries = scope.entries
+    if len(entries) != 1 or not isinstance(entries[0], SPC):
+        raise CSRError(
+            f"the SHAKEN profile certifies exactly one SPC (ATIS-1000080 §6.4.1), and this order's TNAuthList is "
+            f"{scope.describe()}", field="scope")
+    spc = entries[0].code
+    seen: dict[str, int] = {}
+    for rdn in csr_subject.rdns:
+        if len(rdn) != 1:
+            raise CSRError("the SHAKEN profile takes single-valued RDNs only; the CSR subject has a multi-valued one",
+                           field="csr.subject")
+        attribute = next(iter(rdn))
+        short = SHAKEN_SUBJECT_ATTRIBUTES.get(attribute.oid)
+        if short is None:
+            raise CSRError(
+                f"the SHAKEN profile does not echo the subject attribute {attribute.oid.dotted_string} "
+                f"(allowed: {', '.join(SHAKEN_SUBJECT_ATTRIBUTES.values())})", field="csr.subject")
+        value = attribute.value
+        if not isinstance(value, str) or not value or len(value) > MAX_SHAKEN_ATTRIBUTE_CHARS:
+            raise CSRError(f"subject {short} must be 1 to {MAX_SHAKEN_ATTRIBUTE_CHARS} characters", field="csr.subject")
+        seen[short] = seen.get(short, 0) + 1
+        if short != "OU" and seen[short] > 1:
+            raise CSRError(f"the CSR subject has {short} more than once", field="csr.subject")
+        if short == "C" and not _COUNTRY.fullmatch(value):
+            raise CSRError(f"subject C must be an ISO 3166-1 alpha-2 code, got {value[:8]!r}", field="csr.subject")
+        if short == "CN":
+            match = _SHAKEN_CN.fullmatch(value)
+            if match is None:
+                raise CSRError(f"subject CN must be 'SHAKEN <SPC>' (ATIS-1000080 §6.4.1), got {value[:64]!r}",
+                               field="csr.subject")
+            if match.group(1) != spc:
+                raise CSRError(f"subject CN names SPC {match.group(1)!r}, but the order certifies SPC {spc!r}",
+                               field="csr.subject")
+    missing = [name for name in SHAKEN_REQUIRED_ATTRIBUTES if name not in seen]
+    if missing:
+        raise CSRError(f"the SHAKEN profile needs subject {', '.join(missing)} (ATIS-1000080 §6.4.1)", field="csr.subject")
+    return csr_subject

@@ -85,12 +85,26 @@ def update_order_from_authorizations(order: Order) -> None:
     statuses = [authz.status for authz in order.authorizations]
     failed = [authz for authz in order.authorizations if authz.status in _FINAL_UNUSABLE]
     if failed:
-        authz = failed[0]
-        invalidate_order(order, problem("malformed", f"authorization {authz.id} is {authz.status}"))
+        invalidate_order(order, authorization_problem(failed[0]))
     elif statuses and all(status == AuthorizationStatus.VALID for status in statuses):
         order.status = OrderStatus.READY
     else:
         order.status = OrderStatus.PENDING
+
+
+def authorization_problem(authz: Authorization) -> dict[str, Any]:
+    """The ``error`` of an order one of whose authorizations failed (RFC 8555 §7.1.3, §7.1.6).
+
+    An authorization that failed its challenge carries that challenge's problem (its type, say
+    ``unauthorized`` for a refused token, and its detail): the order reports it, prefixed with
+    the authorization, so a client reading only the order learns why. An authorization that is
+    deactivated, expired or revoked has no problem of its own; the order says which state it is in.
+    """
+    failures = [challenge.error for challenge in authz.challenges if challenge.error]
+    if authz.status == AuthorizationStatus.INVALID and failures:
+        error = failures[-1]
+        return {"type": error["type"], "detail": f"authorization {authz.id} is invalid: {error.get('detail', '')}"}
+    return problem("malformed", f"authorization {authz.id} is {authz.status}")
 
 
 def invalidate_order(order: Order, error: dict[str, Any]) -> None:

@@ -82,3 +82,35 @@ class LoginAttempt(Base):
     remote_addr: Mapped[str] = mapped_column(String(64))
     attempted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     succeeded: Mapped[bool] = mapped_column(Boolean)
+
+
+class StipaCredential(Base):
+    """A login of the STI-PA-compatible token API (``ca/tokens/stipa.py``): one per delegation.
+
+    The delegate logs in with ``user_id`` and a generated password (only its argon2id hash is
+    kept, as for people) and may then request authority tokens inside this delegation's scope.
+    ``sp_id`` is the account id the API's token URL names (the delegation's SPC when it has one).
+    """
+
+    __tablename__ = "stipa_credentials"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    delegation_id: Mapped[str] = mapped_column(ForeignKey("delegations.id"), index=True)
+    sp_id: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_by: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_login_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
+
+
+class StipaAccessToken(Base):
+    """An access token the STI-PA API's login handed out; only SHA-256 of it is stored (256
+    random bits need no slow hash)."""
+
+    __tablename__ = "stipa_access_tokens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("stipa_credentials.user_id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)

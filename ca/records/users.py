@@ -378,6 +378,35 @@ def check_throttle(session: Session, *, name: str, remote_addr: str, clock: Cloc
             )
 
 
+def begin_attempt(session: Session, *, name: str, remote_addr: str, clock: Clock) -> LoginAttempt:
+    """Record a password check as failed and commit it, then apply the throttle.
+
+    What every login does before it looks at a password (:func:`authenticate`, and the STI-PA
+    API's logins, ``ca/tokens/stipa.py``, whose names are ``stipa:<userId>``): recorded first,
+    the attempt committed k-th sees at least k-1 others, so no more than the limit reach the
+    password check however many arrive at once. Raises LoginThrottledError when throttled, after
+    deleting the attempt again (committed). The caller sets ``succeeded`` and commits.
+    """
+    attempt = LoginAttempt(username=name[:64], remote_addr=(remote_addr or "unknown")[:64],
+                           attempted_at=clock.now(), succeeded=False)
+    session.add(attempt)
+    session.commit()
+    try:
+        check_throttle(session, name=attempt.username, remote_addr=attempt.remote_addr, clock=clock, reserved=attempt.id)
+    except LoginThrottledError:
+        session.delete(attempt)
+        session.commit()
+        raise
+    return attempt
+
+
+def verify_password(password_hash: str | None, password: object) -> bool:
+    """Whether ``password`` matches ``password_hash``; None (no such login) costs as much as a
+    wrong password, so response times do not reveal which names exist."""
+    return _password_matches(password_hash if password_hash is not None else _dummy_hash(),
+                             password if isinstance(password, str) else "")
+
+
 def authenticate(session: Session, *, name: str, password: str, remote_addr: str, clock: Clock) -> LoginResult:
     """Check a name and password, recording the attempt and appending ``user.login`` or
     ``user.login_failed``. Commit afterwards whatever the result: failures must be counted.
@@ -392,20 +421,12 @@ def authenticate(session: Session, *, name: str, password: str, remote_addr: str
     attempt is deleted again (committed), so a refused attempt leaves nothing behind.
     """
     login_name = normalize_login_name(name)
-    remote_addr = (remote_addr or "unknown")[:64]
     now = clock.now()
-    attempt = LoginAttempt(username=login_name, remote_addr=remote_addr, attempted_at=now, succeeded=False)
-    session.add(attempt)
-    session.commit()
-    try:
-        check_throttle(session, name=login_name, remote_addr=remote_addr, clock=clock, reserved=attempt.id)
-    except LoginThrottledError:
-        session.delete(attempt)
-        session.commit()
-        raise
+    attempt = begin_attempt(session, name=login_name, remote_addr=remote_addr, clock=clock)
+    remote_addr = attempt.remote_addr
     user = session.scalars(select(User).where(User.name == login_name)).one_or_none() if login_name else None
     password_text = password if isinstance(password, str) else ""
-    matches = _password_matches(user.password_hash if user is not None else _dummy_hash(), password_text)
+    matches = verify_password(user.password_hash if user is not None else None, password_text)
     if user is None:
         reason = "unknown name"
     elif not matches:

@@ -74,6 +74,7 @@ def mint(
     actor: str,
     max_ttl: dt.timedelta = DEFAULT_MAX_TOKEN_TTL,
     issuer_url: str | None = None,
+    tkvalue: str | None = None,
 ) -> MintedToken:
     """Mint an authority token for ``scope`` under ``delegation``, bound to one account key.
 
@@ -85,6 +86,11 @@ def mint(
 
     Writes the ``authority_tokens`` row and a ``token.mint`` audit event in the caller's
     transaction. ``iss`` is ``issuer_url``, or the origin of the token authority's ``x5u``.
+
+    ``tkvalue``: the text ``atc.tkvalue`` is written as, when the requester chose it (the STI-PA
+    API echoes what the client asked for, padded standard base64 or base64url; clients compare
+    the strings). It must be the identifier text of exactly ``scope``'s DER (ScopeError otherwise);
+    by default the unpadded base64url of RFC 9448 §3.
     """
     now = clock.now()
     digest = _parse_fingerprint_input(fingerprint)
@@ -115,6 +121,7 @@ def mint(
             field="ttl",
         )
 
+    tkvalue = _tkvalue_text(tkvalue, scope)
     jti = secrets.token_urlsafe(JTI_BYTES)
     header = {"typ": "JWT", "alg": "ES256", "x5u": authority.x5u}
     payload = {
@@ -123,7 +130,7 @@ def mint(
         "jti": jti,
         "atc": {
             "tktype": TKTYPE_TNAUTHLIST,
-            "tkvalue": scope.to_identifier_value(),
+            "tkvalue": tkvalue,
             "ca": bool(ca),
             "fingerprint": fingerprint,
         },
@@ -152,7 +159,7 @@ def mint(
         details={
             "delegation_id": delegation.id,
             "scope": scope.describe(),
-            "tkvalue": scope.to_identifier_value(),
+            "tkvalue": tkvalue,
             "ca": bool(ca),
             "fingerprint": fingerprint,
             "expires": expires.isoformat(),
@@ -168,6 +175,14 @@ def mint(
         ca=bool(ca),
         fingerprint=fingerprint,
     )
+
+
+def _tkvalue_text(requested: str | None, scope: TNScope) -> str:
+    if requested is None:
+        return scope.to_identifier_value()
+    if TNScope.from_identifier_value(requested).to_der() != scope.to_der():
+        raise ScopeError(f"tkvalue {requested[:80]!r} is not the TNAuthList {scope.describe()}", field="tkvalue")
+    return requested
 
 
 def _parse_fingerprint_input(value: str) -> bytes:

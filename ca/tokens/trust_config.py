@@ -44,10 +44,22 @@ class TokenCompat:
 
     ``csr_key_may_equal_account_key``: finalize accepts a CSR whose key is the account key, which
     RFC 8555 §11.1 forbids and deployed SHAKEN clients send (``ca.orders.finalize``).
+
+    ``empty_payload_signed_without_dot``: an ACME request whose payload is empty (POST-as-GET,
+    and newAccount as some SHAKEN clients send it) may be signed over ``ASCII(BASE64URL(protected))``
+    alone, without the "." RFC 7515 §5.1 puts before the empty payload
+    (``acme_server/acme/jws.py``). Only for an empty payload: a signature over a non-empty
+    payload must cover it.
+
+    ``new_account_empty_payload``: newAccount with an empty payload is read as ``{}`` (RFC 8555
+    §7.3 asks for a JSON object): it returns the key's account, or creates one where ``{}``
+    would (no terms of service to agree to, no external account binding required).
     """
 
     fingerprint_spki_sha256: bool = False
     csr_key_may_equal_account_key: bool = False
+    empty_payload_signed_without_dot: bool = False
+    new_account_empty_payload: bool = False
 
     @classmethod
     def from_config(cls, section: Mapping[str, Any]) -> TokenCompat:

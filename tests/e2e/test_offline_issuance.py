@@ -102,6 +102,8 @@ def test_init_with_an_operator_scope_and_base_url(tmp_path: Path, session_factor
     points = issuing.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
     assert points[0].full_name[0].value == "https://ca.example.net/crl/root.crl"
     assert home.home.token_authority().x5u == "https://ca.example.net/token-authority.pem"
+    # What init prints is the x5u the minted tokens carry, not the default URL's.
+    assert "(x5u https://ca.example.net/token-authority.pem)" in result.stdout, result.stdout
     home.close()
 
 

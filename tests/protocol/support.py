@@ -502,6 +502,13 @@ def with_policy(home: Home, section: str, **settings: Any) -> Home:
     return Home(home.path)
 
 
+def with_compat(home: Home, **switches: bool) -> Home:
+    """The same home with ``[compat]`` switches appended to its tnca.toml, as an operator sets them."""
+    lines = "".join(f"{key} = {'true' if value else 'false'}\n" for key, value in switches.items())
+    home.config_path.write_text(home.config_path.read_text() + "\n[compat]\n" + lines)
+    return Home(home.path)
+
+
 def sign_compact(header: dict[str, Any], payload: dict[str, Any], key: ec.EllipticCurvePrivateKey) -> str:
     """A compact ES256 JWS (RFC 7515 §7.1): how a token authority signs an authority token."""
     signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode())

@@ -29,7 +29,7 @@ import click
 from ca.records import users
 from ca.config import POLICY_FILE
 from ca.home import Home
-from ca.errors import UserError
+from ca.errors import TNCAError, UserError
 from tnca.context import pass_home
 
 DEV_LOG_NAMES = ("dev1", "dev2")
@@ -136,14 +136,21 @@ def admin_login(home: Home) -> list[str]:
 @click.command("dev")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), metavar="N",
               help="ACME server worker processes.")
+@click.option("--profile", type=click.Choice(("stir", "shaken")), default=None,
+              help="The profile of a home made now (tnca init --profile): shaken serves deployed SHAKEN clients "
+                   "(docs/shaken.md). An existing home keeps its own.")
 @click.option("--ct-port", default=8091, show_default=True, type=click.IntRange(1, 65534), metavar="PORT",
               help="Port of the first CT log; the second listens on the next one.")
 @pass_home
-def command(home: Home, workers: int, ct_port: int) -> None:
-    """Run the development stack: init if needed, two CT logs, the ACME server, a renewal worker."""
+def command(home: Home, workers: int, profile: str | None, ct_port: int) -> None:
+    """Run the development stack: init if needed, two CT logs, the ACME server, a renewal worker.
+
+    A SHAKEN home (--profile shaken) gets no CT logs: the SHAKEN certificate profile allows no
+    extension it does not name (ATIS-1000080 §6.4.1), an SCT list included.
+    """
     if not home.exists():
         click.echo(f"Creating the development home {home.path} …")
-        result = subprocess.run(_tnca(home, "init"), text=True)
+        result = subprocess.run(_tnca(home, "init", *(("--profile", profile) if profile else ())), text=True)
         if result.returncode != 0:
             raise click.ClickException("tnca init failed (see above)")
 
@@ -161,8 +168,12 @@ def command(home: Home, workers: int, ct_port: int) -> None:
 
     signal.signal(signal.SIGTERM, lambda *_: (stop_all(), sys.exit(0)))
     try:
+        shaken = Home(home.path).policy.certificates.profile == "shaken"
+    except TNCAError as error:
+        raise click.ClickException(error.detail) from None
+    try:
         logs = []
-        for offset, name in enumerate(DEV_LOG_NAMES):
+        for offset, name in enumerate(() if shaken else DEV_LOG_NAMES):
             port = ct_port + offset
             child = Child(f"ctlog {name}", subprocess.Popen(
                 _tnca(home, "ctlog", "serve", "--name", name, "--port", str(port)),
@@ -170,7 +181,7 @@ def command(home: Home, workers: int, ct_port: int) -> None:
             children.append(child)
             url = _wait_for_line(child, _LOG_READY).group(2)
             logs.append((name, url, home.path / "ctlog" / name / "key.pem"))
-        if configure_dev_logs(home.path / POLICY_FILE, logs):
+        if logs and configure_dev_logs(home.path / POLICY_FILE, logs):
             click.echo(f"Configured {POLICY_FILE}: SCTs from {', '.join(n for n, _u, _k in logs)} required")
 
         bind = urllib.parse.urlsplit(home.base_url)
@@ -194,6 +205,9 @@ def command(home: Home, workers: int, ct_port: int) -> None:
             click.echo(line)
         for name, url, _key in logs:
             click.echo(f"  CT log {name}:     {url}")
+        if shaken:
+            click.echo(f"  STI-PA API:      {home.base_url}/stipa   (logins: tnca --home {home.path} stipa credentials "
+                       "--delegation ID; docs/shaken.md)")
         click.echo("  renewal worker:  STAR orders renewed as they fall due")
         click.echo(f"  home:            {home.path}")
         click.echo("Walk-through: README.md, 'Issue a certificate'. Ctrl-C stops everything.")

@@ -46,6 +46,30 @@ from tnca.options import parse_scope
 DEFAULT_RANGES = ("12025550000:10000",)
 DEFAULT_SPCS = ("1234",)
 
+# The profiles `tnca init --profile` makes a home for: RFC-strict STIR delegate certificates (the
+# default), or one that serves deployed SHAKEN tooling unchanged (docs/shaken.md).
+PROFILES = ("stir", "shaken")
+# What --profile shaken changes in policies/default.toml: the SHAKEN end-entity profile, the SHAKEN
+# certificate policy of the STI-PA (ATIS-1000080 §6.4.1; edit policy.toml for another OID), and
+# CRL distribution points under the STI-PA API's path, which hands the same URL to clients.
+SHAKEN_POLICY = {
+    ("certificates", "profile"): '"shaken"',
+    ("certificates", "policy_oids"): '["2.16.840.1.114569.1.1.3"]',
+    ("certificates", "crl_distribution_point"): '"{base_url}/stipa/download/v1/crl/{issuer}.crl"',
+}
+# And in tnca.toml: every compatibility switch those clients need, and the STI-PA API served.
+SHAKEN_SETTINGS = (
+    "\n[compat]\n"
+    "# Deployed SHAKEN clients (docs/shaken.md); each switch is a divergence documented in docs/rfc-support.md.\n"
+    "fingerprint_spki_sha256 = true\n"
+    "csr_key_may_equal_account_key = true\n"
+    "empty_payload_signed_without_dot = true\n"
+    "new_account_empty_payload = true\n\n"
+    "[stipa]\n"
+    "# The STI-PA-compatible token API under /stipa; logins: tnca stipa credentials --delegation ID.\n"
+    "enabled = true\n"
+)
+
 KEY_FILES = {ROOT_ISSUER: "keys/root.key", ISSUING_ISSUER: "keys/issuing.key", "token-authority": "keys/token-authority.key"}
 
 
@@ -59,6 +83,24 @@ def _signer_uris(pkcs11_token: str | None) -> dict[str, str]:
     if pkcs11_token is None:
         return {name: f"file:{path}" for name, path in KEY_FILES.items()}
     return {name: pkcs11_key_uri(pkcs11_token, name) for name in KEY_FILES}
+
+
+def shaken_policy_text(text: str) -> str:
+    """policies/default.toml with the keys of :data:`SHAKEN_POLICY` set (each must be there once)."""
+    lines, section, done = [], None, set()
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("[") and stripped.endswith("]"):
+            section = stripped[1:-1]
+        key = stripped.split("=", 1)[0].strip() if "=" in stripped and not stripped.startswith("#") else None
+        if (section, key) in SHAKEN_POLICY:
+            line = f"{key} = {SHAKEN_POLICY[(section, key)]}"
+            done.add((section, key))
+        lines.append(line)
+    missing = set(SHAKEN_POLICY) - done
+    if missing:
+        raise click.ClickException(f"the default policy lacks {sorted(missing)}; cannot make a SHAKEN home")
+    return "\n".join(lines) + "\n"
 
 
 def _config_text(base_url: str, database_url: str, token_authority_signer: str) -> str:
@@ -86,12 +128,15 @@ def _config_text(base_url: str, database_url: str, token_authority_signer: str) 
               help="External URL of the ACME server [default: http://127.0.0.1:8080].")
 @click.option("--database-url", default=None, metavar="URL",
               help="SQLAlchemy database URL [default: TNCA_DATABASE_URL, else HOME/tnca.db].")
+@click.option("--profile", type=click.Choice(PROFILES), default="stir", show_default=True,
+              help="stir: RFC-strict delegate certificates. shaken: serve deployed SHAKEN clients unchanged "
+                   "(SHAKEN certificate profile, STI-PA token API, compatibility switches; docs/shaken.md).")
 @click.option("--pkcs11-token", default=None, metavar="URI",
               help="Create the CA and token-authority keys in an HSM: an RFC 7512 URI without 'object', e.g. "
                    "'pkcs11:token=tnca?module-path=/usr/lib/softhsm/libsofthsm2.so&pin-source=env:TNCA_HSM_PIN'. "
                    "Default: PEM key files in HOME/keys.")
 @pass_home
-def command(home: Home, tns, ranges, spcs, base_url, database_url, pkcs11_token) -> None:
+def command(home: Home, tns, ranges, spcs, base_url, database_url, profile, pkcs11_token) -> None:
     """Create the home: config, database, dev root, issuing CA and token authority.
 
     The issuing CA's TNAuthList is the operator's scope (--tn/--range/--spc); without any, the
@@ -113,15 +158,20 @@ def command(home: Home, tns, ranges, spcs, base_url, database_url, pkcs11_token)
 
     created_dir = not home.path.exists()
     try:
-        _initialise(home, scope, base_url or "http://127.0.0.1:8080", database_url, pkcs11_token)
+        _initialise(home, scope, base_url or "http://127.0.0.1:8080", database_url, pkcs11_token, profile)
     except BaseException:
         _remove_created(home.path, created_dir)
         raise
+    # A fresh Home: this one read the settings before tnca.toml was written (its defaults).
+    written = Home(home.path)
     click.echo(f"Initialised {home.path}")
     click.echo(f"  issuing CA scope: {scope.describe()}")
     click.echo(f"  trust anchor:     {home.path / ROOT_CERT_FILE}")
     click.echo(f"  issuing CA:       {home.path / ISSUING_CERT_FILE}")
-    click.echo(f"  token authority:  {home.path / TOKEN_AUTHORITY_CERT_FILE} (x5u {home.base_url}/token-authority.pem)")
+    click.echo(f"  token authority:  {home.path / TOKEN_AUTHORITY_CERT_FILE} (x5u {written.token_authority_x5u})")
+    if profile == "shaken":
+        click.echo(f"  profile:          shaken; STI-PA token API at {written.base_url}/stipa "
+                   f"(logins: tnca --home {home.path} stipa credentials --delegation ID)")
 
 
 def _remove_created(path: Path, created_dir: bool) -> None:
@@ -151,13 +201,17 @@ def pkcs11_key_uri(token_uri: str, label: str) -> str:
 
 
 def _initialise(home: Home, scope: TNScope, base_url: str, database_url: str | None,
-                pkcs11_token: str | None = None) -> None:
+                pkcs11_token: str | None = None, profile: str = "stir") -> None:
     home.path.mkdir(parents=True, exist_ok=True)
     if database_url is None:
         database_url = home.database_url  # env, else the default SQLite file in the home
     signer_uris = _signer_uris(pkcs11_token)
-    (home.path / CONFIG_FILE).write_text(_config_text(base_url, database_url, signer_uris["token-authority"]))
-    shutil.copyfile(DEFAULT_POLICY_PATH, home.path / POLICY_FILE)
+    config = _config_text(base_url, database_url, signer_uris["token-authority"])
+    (home.path / CONFIG_FILE).write_text(config + (SHAKEN_SETTINGS if profile == "shaken" else ""))
+    if profile == "shaken":
+        (home.path / POLICY_FILE).write_text(shaken_policy_text(DEFAULT_POLICY_PATH.read_text()))
+    else:
+        shutil.copyfile(DEFAULT_POLICY_PATH, home.path / POLICY_FILE)
     try:
         policy = Policy.load(home.path / POLICY_FILE)
         home = Home(home.path)  # re-read the files just written
@@ -239,6 +293,7 @@ def _create_pki(home: Home, session, scope: TNScope, policy: Policy, base_url: s
         subject_id=ISSUING_ISSUER,
         details={
             "base_url": base_url,
+            "profile": policy.certificates.profile,
             "scope": scope.describe(),
             "scope_der": scope.to_identifier_value(),
             "root": {"subject": root.subject.rfc4514_string(), "serial": format(root.serial_number, "x")},

@@ -38,6 +38,7 @@ from protocol.support import (
     raw_new_order,
     raw_ready_order,
     table_counts,
+    with_compat,
 )
 
 JWT_CLAIM_CONSTRAINTS = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.27")
@@ -305,13 +306,6 @@ def test_rfc9448_s6_ca_token_and_ca_csr_give_a_delegate_ca_certificate(registere
     assert leaf.extensions.get_extension_for_class(x509.BasicConstraints).value.ca is True
     assert leaf.extensions.get_extension_for_class(x509.KeyUsage).value.key_cert_sign is True
     assert TNScope.from_der(leaf.extensions.get_extension_for_oid(OID_TN_AUTH_LIST).value.value) == RANGE_SCOPE
-
-
-def with_compat(home: Home, **switches: bool) -> Home:
-    """The same home with ``[compat]`` switches appended to its tnca.toml, as an operator sets them."""
-    lines = "".join(f"{key} = {'true' if value else 'false'}\n" for key, value in switches.items())
-    home.config_path.write_text(home.config_path.read_text() + "\n[compat]\n" + lines)
-    return Home(home.path)
 
 
 def test_finalize_with_the_account_key_in_the_csr_is_accepted(registered, authority, home):

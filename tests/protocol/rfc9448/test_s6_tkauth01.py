@@ -49,7 +49,10 @@ def assert_challenge_failed(raw, order, response, code: str, fragment: str, befo
     assert error.typ == "urn:ietf:params:acme:error:" + code, error
     assert fragment in error.detail, error.detail
     assert raw.post(order.authz_url, None).get_json()["status"] == "invalid"
-    assert raw.post(order.url, None).get_json()["status"] == "invalid"
+    order_body = raw.post(order.url, None).get_json()
+    assert order_body["status"] == "invalid"
+    # RFC 8555 §7.1.3/§7.1.6: the order's error is the failed authorization's own problem.
+    assert order_body["error"]["type"] == error.typ, order_body["error"]
     assert table_counts(session_factory) == before
 
 
@@ -235,6 +238,21 @@ def test_s6_step6_token_for_another_tnauthlist_is_refused(registered, authority,
     before = table_counts(session_factory)
     assert_challenge_failed(registered, order, raw_answer(registered, order, token), "unauthorized",
                             "'atc.tkvalue' is for another TNAuthList", before, session_factory)
+
+
+def test_rfc8555_s7_1_3_order_error_carries_the_authorization_problem_type(registered, authority, session_factory):
+    """RFC 8555 §7.1.3 ("error": the error that occurred while processing the order) and §7.1.6
+    (a failed authorization makes the order invalid): the order's error is the challenge's
+    problem, type and detail, not a generic ``malformed``."""
+    delegation_id = authority.delegate()
+    token = authority.token(delegation_id, registered.jwk, RANGE_SCOPE)
+    order = raw_new_order(registered, TN_SCOPE.to_identifier_value())
+    challenge = raw_answer(registered, order, token).get_json()
+    body = registered.post(order.url, None).get_json()
+    assert body["status"] == "invalid"
+    assert body["error"]["type"] == "urn:ietf:params:acme:error:unauthorized"
+    assert "'atc.tkvalue' is for another TNAuthList" in body["error"]["detail"]
+    assert challenge["error"]["detail"] in body["error"]["detail"]
 
 
 def test_s6_step7_expired_token_is_refused(registered, home, authority, session_factory):
