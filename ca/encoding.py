@@ -12,6 +12,7 @@ import base64
 import binascii
 import datetime as dt
 import re
+import unicodedata
 
 # RFC 8555 §6.1 / RFC 7515 §2: base64url without "=" padding. RFC 8555 §6.1: "values with
 # trailing '=' ... MUST be rejected".
@@ -67,3 +68,25 @@ def parse_rfc3339(value: object, *, field: str) -> dt.datetime:
 def isoformat_or_none(value: dt.datetime | None) -> str | None:
     """A stored time for JSON views (ISO 8601 with its offset, as Python writes it), None as None."""
     return value.isoformat() if value is not None else None
+
+
+# Unicode general categories a name shown to people must not contain: controls (Cc), format
+# characters (Cf: the bidi overrides U+202A-U+202E and isolates U+2066-U+2069, zero-width
+# joiners, the BOM), line and paragraph separators (Zl, Zp), surrogates (Cs), private use (Co)
+# and unassigned code points (Cn). A right-to-left override in a subject makes a page render
+# "gnp.exe" as "exe.png" (Unicode Technical Report #36 §2.1, "Bidirectional Text Spoofing").
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
+
+
+def unsafe_text(text: str) -> str | None:
+    """Why ``text`` must not be a name shown to people (a control or bidi character), or None.
+
+    The reason names the first offending code point (``U+202E``), never the raw character, so
+    it can be printed safely.
+    """
+    for index, char in enumerate(text):
+        category = unicodedata.category(char)
+        if category in _UNSAFE_CATEGORIES:
+            name = unicodedata.name(char, "unnamed")
+            return f"character {index} is U+{ord(char):04X} ({name}, category {category}): control and bidi characters are refused"
+    return None

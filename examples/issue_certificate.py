@@ -70,8 +70,9 @@ def main() -> None:
 
     token = args.token_file.read_text().strip()
     certificate_key = load_or_create_key(args.key)
+    # An empty subject: the authority writes the delegation's name (docs/identity.md).
     csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name.from_rfc4514_string("CN=STIR delegate"))
+           .subject_name(x509.Name([]))
            .sign(certificate_key, hashes.SHA256()))
     client = STIRClient.connect(args.directory, account_key)
     client.register(terms_of_service_agreed=True)

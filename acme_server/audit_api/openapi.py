@@ -187,6 +187,8 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "scope": _ref("Scope"),
         "ca": {"type": "boolean"},
         "max_lifetime_seconds": {"type": "integer"},
+        "profile": {"type": "string", "description": "The certificate profile of its certificates: "
+                                                     "delegate or vesper (docs/identity.md)."},
         "constraints": {"type": ["object", "null"],
                         "description": "The claim constraints certificates under it carry: JWTClaimConstraints "
                                        "(RFC 8226 §8) or EnhancedJWTClaimConstraints (RFC 9118) as JSON; null: none."},

@@ -11,7 +11,10 @@ The pipeline, in the order :func:`issue` runs it (docs/architecture.md, "The iss
    Errors name the part that is outside.
 3. **CSR.** Signature valid, key type allowed by policy (RFC 8226 §4: ES256-capable, P-256), and
    nothing in it contradicts the request (its TNAuthList, if present, equals the request's; its
-   basicConstraints agree with the kind).
+   basicConstraints agree with the kind; no extension the profile does not accept). The subject
+   comes from the record, never from the CSR: the delegation's profile rule
+   (``ca/issuing/subjects.py``) builds it from the delegation and its vetting record and refuses a
+   CSR naming anything the record does not support (``CSRError`` naming the attribute).
 4. **Validity.** notBefore = now − backdate (or the request's, if later); notAfter capped by the policy, the
    delegation's max lifetime and end, and the issuer's notAfter; never below the minimum.
 5. **Build and lint.** The profile builds the TBS; a draft signed by a throwaway key is linted
@@ -48,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 from sqlalchemy.orm import Session
 
-from ca.issuing import profiles
+from ca.issuing import profiles, subjects
 from ca.records import audit
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
@@ -227,9 +230,9 @@ def issue(
             raise PolicyError("claim constraints go on end-entity certificates only (RFC 8226 §8)", field="constraints")
         constraints.check_issuable()
 
-    # 3. CSR.
+    # 3. CSR: its key and extensions; the subject from the record (ca/issuing/subjects.py).
     public_key = _checked_csr_key(request, profile)
-    subject = _subject(request, policy)
+    subject = _subject(request, delegation, issuer, policy)
 
     # 4. Validity.
     not_before, not_after = _validity(request, now, max_lifetime, latest_end, policy)
@@ -366,13 +369,63 @@ def _delegation_constraints(delegation: Delegation, requested: ClaimConstraints 
     return granted
 
 
-def _subject(request: IssuanceRequest, policy: Policy) -> x509.Name:
+def subject_record(delegation: Delegation | None, policy: Policy) -> subjects.SubjectRecord:
+    """What the records say about the holder: the delegation (its name, its vetting record) or,
+    without one, the policy's fallback subject."""
+    if delegation is None:
+        return subjects.SubjectRecord(source="the policy's fallback_subject (no delegation)",
+                                      fallback=policy.certificates.fallback_subject)
+    return subjects.SubjectRecord(source=f"delegation {delegation.id}", delegate=delegation.delegate)
+
+
+def _subject(request: IssuanceRequest, delegation: Delegation | None, issuer: IssuerHandle, policy: Policy) -> x509.Name:
     """The certificate's subject. Under the SHAKEN profile (``[certificates] profile = "shaken"``)
-    an end-entity subject follows :func:`ca.issuing.profiles.shaken_subject`; otherwise it is the
-    CSR's, or the policy's fallback for an empty one."""
+    an end-entity subject follows :func:`ca.issuing.profiles.shaken_subject` (the CSR's, checked
+    against the certified SPC, as deployed SHAKEN clients require); otherwise the delegation's
+    profile rule builds it from the record (ca/issuing/subjects.py)."""
     if policy.certificates.profile == profiles.SHAKEN and request.kind == END_ENTITY:
         return profiles.shaken_subject(request.csr.subject, request.scope)
-    return request.csr.subject if len(request.csr.subject) else policy.certificates.fallback_subject
+    rule = delegation.profile if delegation is not None else subjects.DELEGATE
+    issuer_names = (issuer.certificate.subject, issuer.certificate.issuer)
+    return subjects.subject_for(rule, subject_record(delegation, policy), request.csr.subject, issuer_names=issuer_names)
+
+
+# CSR extensions a profile reads (and checks); any other is refused rather than dropped in
+# silence: nothing from a CSR reaches a certificate except through the profile.
+_CSR_EXTENSIONS_READ = (OID_TN_AUTH_LIST, x509.BasicConstraints.oid, x509.KeyUsage.oid)
+
+
+def _check_csr_extensions(extensions: x509.Extensions, profile: Profile) -> None:
+    for extension in extensions:
+        if extension.oid == x509.KeyUsage.oid:
+            asked = {bit for bit in ("digital_signature", "key_cert_sign", "crl_sign")
+                     if getattr(extension.value, bit)}
+            granted = {bit for bit in ("digital_signature", "key_cert_sign", "crl_sign")
+                       if getattr(profile.key_usage, bit)}
+            others = [bit for bit in ("content_commitment", "key_encipherment", "data_encipherment", "key_agreement")
+                      if getattr(extension.value, bit)]
+            if others or not asked <= granted:
+                raise CSRError(
+                    f"CSR asks for keyUsage {', '.join(sorted(asked | set(others)))}; a {profile.name} certificate "
+                    f"has {', '.join(sorted(granted))} only (RFC 5280 §4.2.1.3)",
+                    field="csr.keyUsage",
+                )
+        elif extension.oid == x509.SubjectAlternativeName.oid:
+            raise CSRError(
+                "CSR asks for a subjectAltName, but the order has no dns identifier to prove it; a STIR certificate "
+                "names its numbers in the TNAuthList (RFC 8226 §9), and a domain only after http-01 or dns-01 "
+                "(RFC 8555 §7.4: the CSR asks for exactly the order's identifiers)",
+                field="csr.subjectAltName",
+            )
+        elif extension.oid not in _CSR_EXTENSIONS_READ:
+            name = getattr(extension.oid, "_name", None) or extension.oid.dotted_string
+            if name == "Unknown OID":
+                name = extension.oid.dotted_string
+            raise CSRError(
+                f"CSR asks for extension {name} ({extension.oid.dotted_string}), which the {profile.name} profile "
+                f"does not take from a CSR; remove it (the certificate's extensions come from the profile)",
+                field=f"csr.extensions.{extension.oid.dotted_string}",
+            )
 
 
 def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificatePublicKeyTypes:
@@ -402,6 +455,7 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
         extensions = csr.extensions
     except MALFORMED_X509_ERRORS as exc:
         raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
+    _check_csr_extensions(extensions, profile)
     tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
     if tn_ext is not None:
         try:

@@ -40,6 +40,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from ca.errors import CSRError, IssuanceError, ScopeError, TransparencyError
 from ca.policy import Policy, format_duration
 from ca.issuing.signers import Signer
+from ca.issuing.subjects import subject_problem
 from ca.issuing.transparency import PRECERT_POISON_OID, SCT_LIST_OID, tbs_without_poison
 from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tnauthlist import TNScope
@@ -238,6 +239,11 @@ def lint(
         findings.append("serial number is not a positive integer of at most 20 octets (RFC 5280 §4.1.2.2)")
     if not len(draft.subject):
         findings.append("subject is empty (RFC 5280 §4.1.2.6: a STIR certificate has no SAN to replace it)")
+    elif issuer.certificate is not None:
+        # Not its issuer's name, no control or bidi character, a sane size (ca/issuing/subjects.py).
+        problem = subject_problem(draft.subject, (issuer.certificate.subject, issuer.certificate.issuer))
+        if problem is not None:
+            findings.append(problem)
 
     basic = extension(x509.BasicConstraints)
     if basic is None or not basic.critical:

@@ -34,6 +34,7 @@ from pyasn1.error import PyAsn1Error
 from pyasn1.type import char, namedtype, tag, univ
 
 from ca.errors import ClaimConstraintsError
+from ca.numbers.rcd import RCD_CLAIM, RCDI_CLAIM, pinned_constraints, rcdi_problems, same_json
 
 # What pyasn1 may raise on hostile input. PyAsn1Error is its own family, but some inputs escape
 # it: a length field larger than sys.maxsize raises OverflowError from the stream reader (found
@@ -51,7 +52,7 @@ BASELINE_CLAIMS = ("iat", "orig", "dest")
 ConstraintsKind = Literal["jwt", "enhanced"]
 KINDS: tuple[str, ...] = ("jwt", "enhanced")
 
-_JSON_KEYS = ("mustInclude", "permittedValues", "mustExclude", "enhanced")
+_JSON_KEYS = ("mustInclude", "permittedValues", "mustExclude", "enhanced", "rcd", "rcdi")
 
 
 # --------------------------------------------------------------------------------------------
@@ -384,7 +385,11 @@ class ClaimConstraints:
             {"mustInclude": [...], "permittedValues": {"claim": [...]}, "mustExclude": [...]}
 
         An optional ``"enhanced": true`` asks for the RFC 9118 extension without mustExclude.
-        Issuance rules apply (this is input for a delegation). A JSON string is parsed first.
+        ``"rcd": {...}`` (and ``"rcdi": {...}``) pin Rich Call Data (RFC 9795): they add ``rcd``
+        (``rcdi``) to mustInclude and their RFC 8785 canonical JSON to permittedValues
+        (``ca/numbers/rcd.py``); the other members must not mention those claims then. The
+        three other members may be left out when ``rcd`` is given. Issuance rules apply (this is
+        input for a delegation). A JSON string is parsed first.
         """
         if isinstance(obj, (str, bytes)):
             try:
@@ -416,6 +421,17 @@ class ClaimConstraints:
                     f"permittedValues.{claim} must be a list of strings", field=f"permittedValues.{claim}"
                 )
             permitted.append((claim, tuple(values)))
+        if "rcd" in obj:
+            pinned_include, pinned_values = pinned_constraints(obj["rcd"], obj.get("rcdi"))
+            named = [name for name in (*must_include, *(claim for claim, _ in permitted), *must_exclude)
+                     if name in (RCD_CLAIM, RCDI_CLAIM)]
+            if named:
+                raise ClaimConstraintsError(
+                    f"claim {named[0]!r} is pinned by the 'rcd' member; do not list it elsewhere", field=named[0])
+            must_include = (*must_include, *pinned_include)
+            permitted.extend(pinned_values)
+        elif "rcdi" in obj:
+            raise ClaimConstraintsError("'rcdi' pins the digests of an 'rcd' object; give 'rcd' too", field="rcdi")
         enhanced = obj.get("enhanced", False)
         if not isinstance(enhanced, bool):
             raise ClaimConstraintsError("enhanced must be true or false", field="enhanced")
@@ -448,8 +464,8 @@ class ClaimConstraints:
 
         RFC 9118 §4 / RFC 8226 §8, in this order: baseline claims present; if a baseline claim is
         in mustExclude the extension is treated as absent (RFC 9118 §3); mustInclude present;
-        permittedValues matched exactly (a present claim whose value is not one of the listed
-        strings, including any non-string value, fails); mustExclude absent.
+        permittedValues matched (strings exactly, JSON values such as an ``rcd`` object in their
+        RFC 8785 canonical form); mustExclude absent. See :func:`evaluate` for ``rcdi``.
         """
         return evaluate(passport_claims, self)
 
@@ -464,11 +480,22 @@ class ClaimConstraints:
         return "; ".join(parts)
 
 
-def evaluate(passport_claims: Mapping[str, Any], constraints: Optional[ClaimConstraints]) -> list[str]:
+def evaluate(
+    passport_claims: Mapping[str, Any],
+    constraints: Optional[ClaimConstraints],
+    *,
+    resources: Optional[Mapping[str, bytes]] = None,
+) -> list[str]:
     """RFC 9118 §4 verification of a PASSporT payload against a certificate's constraints.
 
     ``constraints`` is None when the certificate has no claim-constraint extension; the baseline
-    claims are still required (RFC 8226 §8).
+    claims are still required (RFC 8226 §8). A permitted value is a UTF8String: a string claim
+    matches it exactly, and a claim whose value is JSON (an ``rcd`` object, a list) matches a
+    permitted value holding the same JSON, compared in the RFC 8785 canonical form
+    (``ca/numbers/rcd.py``), so key order and white space do not matter and every member does.
+    An ``rcdi`` claim is checked against the ``rcd`` it protects (RFC 9795): its pointers
+    resolve, every URI has a digest, and, for the URIs in ``resources`` (content the verifier
+    fetched), the digests match.
     """
     if not isinstance(passport_claims, Mapping):
         return [f"PASSporT payload must be a JSON object (got {type(passport_claims).__name__})"]
@@ -477,6 +504,8 @@ def evaluate(passport_claims: Mapping[str, Any], constraints: Optional[ClaimCons
         for name in BASELINE_CLAIMS
         if name not in passport_claims
     ]
+    if RCDI_CLAIM in passport_claims:
+        violations.extend(rcdi_problems(passport_claims.get(RCD_CLAIM), passport_claims[RCDI_CLAIM], resources))
     if constraints is None:
         return violations
     if any(name in BASELINE_CLAIMS for name in constraints.must_exclude):
@@ -489,17 +518,35 @@ def evaluate(passport_claims: Mapping[str, Any], constraints: Optional[ClaimCons
         if claim not in passport_claims:
             continue  # RFC 9118 §4: absence is fine unless mustInclude requires the claim
         value = passport_claims[claim]
-        allowed = ", ".join(repr(v) for v in values)
-        if not isinstance(value, str):
+        allowed = ", ".join(repr(v if len(v) <= 80 else v[:79] + "…") for v in values)
+        if isinstance(value, str):
+            if value not in values:
+                violations.append(f"claim {claim!r} value {_quote(value)} is not one of the permitted values {allowed}")
+        elif not any(same_json(value, permitted) for permitted in values):
             violations.append(
-                f"claim {claim!r} has a {type(value).__name__} value; permittedValues allows only the strings {allowed}"
+                f"claim {claim!r} has a {type(value).__name__} value that equals none of the permitted values "
+                f"{allowed} (compared as RFC 8785 canonical JSON){_differing_members(value, values)}"
             )
-        elif value not in values:
-            violations.append(f"claim {claim!r} value {_quote(value)} is not one of the permitted values {allowed}")
     for name in constraints.must_exclude:
         if name in passport_claims:
             violations.append(f"claim {name!r} is present but mustExclude forbids it")
     return violations
+
+
+def _differing_members(value: Any, permitted: tuple[str, ...]) -> str:
+    """For an object compared with one permitted object: which members differ, for the person
+    reading the violation."""
+    if not isinstance(value, Mapping) or len(permitted) != 1:
+        return ""
+    try:
+        expected = json.loads(permitted[0])
+    except ValueError:
+        return ""
+    if not isinstance(expected, Mapping):
+        return ""
+    differing = sorted(key for key in set(value) | set(expected)
+                       if key not in value or key not in expected or not same_json(value[key], json.dumps(expected[key])))
+    return f"; differing member(s): {', '.join(differing)}" if differing else ""
 
 
 def _json_names(obj: Mapping[str, Any], key: str) -> tuple[str, ...]:

@@ -29,7 +29,7 @@ from ca.records.models_authority import Certificate, Delegation, DelegationScope
 from ca.records.record_json import delegation_fields
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
-from ca.encoding import isoformat_or_none
+from ca.encoding import isoformat_or_none, unsafe_text
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError, ScopeError
 from ca.policy import format_duration
 from ca.numbers.tnauthlist import TNScope
@@ -44,6 +44,10 @@ MAX_DELEGATE_CHARS = 255
 # RFC 8226 §4 certificates are meant to be short-lived; a floor stops nonsense like "0s".
 MIN_CERTIFICATE_LIFETIME = dt.timedelta(minutes=5)
 MAX_REASON_CHARS = 1000
+# The certificate profiles a delegation may name (ca/issuing/subjects.py, docs/identity.md).
+DELEGATE_PROFILE = "delegate"
+VESPER_PROFILE = "vesper"
+PROFILES = (DELEGATE_PROFILE, VESPER_PROFILE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +91,7 @@ def create(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
     max_lifetime_ceiling: dt.timedelta | None = None,
+    profile: str = DELEGATE_PROFILE,
 ) -> Delegation:
     """Record a new active delegation of ``scope`` to ``delegate``; returns the row (flushed).
 
@@ -96,10 +101,8 @@ def create(
     validity window that is empty or already over (PolicyError).
     """
     now = clock.now()
-    if not isinstance(delegate, str) or not delegate.strip():
-        raise PolicyError("delegate name must not be empty", field="delegate")
-    if len(delegate) > MAX_DELEGATE_CHARS:
-        raise PolicyError(f"delegate name is {len(delegate)} characters; the limit is {MAX_DELEGATE_CHARS}", field="delegate")
+    _check_delegate_name(delegate)
+    _check_profile(profile)
     if not issuer_scope.contains(scope):
         raise ScopeError(
             f"scope {scope.describe()} is not inside the issuing CA's scope ({issuer_scope.describe()}): "
@@ -126,6 +129,7 @@ def create(
         not_before=starts,
         not_after=ends,
         status=ACTIVE,
+        profile=profile,
         created_by=actor,
         created_at=now,
         updated_at=now,
@@ -192,10 +196,7 @@ def update(
         )
     changes: dict[str, Any] = {}
     if not isinstance(delegate, _Unchanged):
-        if not isinstance(delegate, str) or not delegate.strip():
-            raise PolicyError("delegate name must not be empty", field="delegate")
-        if len(delegate) > MAX_DELEGATE_CHARS:
-            raise PolicyError(f"delegate name is {len(delegate)} characters; the limit is {MAX_DELEGATE_CHARS}", field="delegate")
+        _check_delegate_name(delegate)
         if delegate != delegation.delegate:
             changes["delegate"] = delegate
     if not isinstance(max_lifetime, _Unchanged):
@@ -236,6 +237,25 @@ def update(
         clock=clock,
     )
     return delegation
+
+
+def _check_delegate_name(delegate: object) -> None:
+    """The delegate name becomes the subject CN of its certificates (ca/issuing/subjects.py) and
+    is shown on every page: non-empty, bounded, no control or bidi character."""
+    if not isinstance(delegate, str) or not delegate.strip():
+        raise PolicyError("delegate name must not be empty", field="delegate")
+    if len(delegate) > MAX_DELEGATE_CHARS:
+        raise PolicyError(f"delegate name is {len(delegate)} characters; the limit is {MAX_DELEGATE_CHARS}", field="delegate")
+    if delegate != delegate.strip():
+        raise PolicyError("delegate name must not begin or end with white space", field="delegate")
+    reason = unsafe_text(delegate)
+    if reason is not None:
+        raise PolicyError(f"delegate name: {reason}", field="delegate")
+
+
+def _check_profile(profile: object) -> None:
+    if profile not in PROFILES:
+        raise PolicyError(f"profile must be one of {', '.join(PROFILES)} (got {profile!r})", field="profile")
 
 
 def _check_max_lifetime(max_lifetime: dt.timedelta, ceiling: dt.timedelta | None) -> None:

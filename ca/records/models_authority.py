@@ -61,6 +61,10 @@ class Delegation(Base):
     # DER of a JWTClaimConstraints or EnhancedJWTClaimConstraints value; kind says which.
     constraints_der: Mapped[Optional[bytes]] = mapped_column(LargeBinary)
     constraints_kind: Mapped[Optional[str]] = mapped_column(String(16))  # "jwt" | "enhanced"
+    # The certificate profile its certificates follow (ca/issuing/subjects.py): "delegate" (the
+    # subject from the delegate name and any vetting record) or "vesper" (vetting and right-to-use
+    # records required, docs/identity.md).
+    profile: Mapped[str] = mapped_column(String(16), default="delegate", server_default="delegate")
     not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     not_after: Mapped[Optional[dt.datetime]] = mapped_column(UTCDateTime)
     status: Mapped[str] = mapped_column(String(16), default=DelegationStatus.ACTIVE)

@@ -127,6 +127,7 @@ def delegation_fields(delegation: Delegation) -> dict[str, Any]:
         "scope": scope_json(delegation.scope_der),
         "ca": delegation.ca_allowed,
         "max_lifetime_seconds": delegation.max_lifetime_seconds,
+        "profile": delegation.profile,
         "constraints": constraints,
         "not_before": _iso(delegation.not_before),
         "not_after": _iso(delegation.not_after),

@@ -121,11 +121,11 @@ def make_delegation(home: Home, scope: TNScope, *, delegate: str = "Example Ente
         return delegation.id
 
 
-def issue_certificate(home: Home, delegation_id: str, scope: TNScope, *, subject: str = "Example Enterprise") -> str:
+def issue_certificate(home: Home, delegation_id: str, scope: TNScope, *, subject: str = "") -> str:
     """A certificate under the delegation, issued as ``tnca cert issue`` issues it; its serial."""
     key = ec.generate_private_key(ec.SECP256R1())
     csr = (x509.CertificateSigningRequestBuilder()
-           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+           .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)] if subject else []))
            .sign(key, hashes.SHA256()))
     with home.sessionmaker() as session:
         issued = issue(session, IssuanceRequest(csr=csr, scope=scope, delegation_id=delegation_id, actor="test"),

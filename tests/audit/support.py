@@ -46,7 +46,7 @@ def utc_now_seconds() -> dt.datetime:
 _CSR_KEY = ec.generate_private_key(ec.SECP256R1())
 
 
-def make_csr(subject: str = "CN=Example Enterprise,O=Example,C=US") -> x509.CertificateSigningRequest:
+def make_csr(subject: str = "") -> x509.CertificateSigningRequest:
     return (x509.CertificateSigningRequestBuilder()
             .subject_name(x509.Name.from_rfc4514_string(subject))
             .sign(_CSR_KEY, hashes.SHA256()))
@@ -96,7 +96,7 @@ class Authority:
             session.commit()
 
     def issue(self, scope: TNScope, *, delegation_id: str, lifetime: dt.timedelta = dt.timedelta(hours=24),
-              subject: str = "CN=Example Enterprise,O=Example,C=US", actor: str = "acme:account") -> str:
+              subject: str = "", actor: str = "acme:account") -> str:
         """Issue through ca.issuing.issuance.issue; returns the serial."""
         with self.session() as session:
             issued = issue(

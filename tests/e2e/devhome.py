@@ -85,7 +85,7 @@ class DevHome:
             capture_output=True, text=True, env={**os.environ, **self.env()}, timeout=120,
         )
 
-    def make_csr(self, name: str = "ee", *, subject: str = "CN=Example Enterprise,O=Example,C=US",
+    def make_csr(self, name: str = "ee", *, subject: str = "",
                  key: ec.EllipticCurvePrivateKey | None = None) -> CSRFiles:
         key = key or ec.generate_private_key(ec.SECP256R1())
         key_path = self.work / f"{name}.key"

@@ -360,7 +360,7 @@ def test_pkilint_finds_nothing_at_notice_or_above_in_root_issuing_token_authorit
 
 def _bad_signature_csr(dev_home: DevHome) -> Path:
     """A well-formed CSR with one bit of its subject flipped: it parses, its signature fails."""
-    files = dev_home.make_csr("tampered")
+    files = dev_home.make_csr("tampered", subject="CN=Example Enterprise")
     der = bytearray(x509.load_pem_x509_csr(files.csr_path.read_bytes()).public_bytes(serialization.Encoding.DER))
     index = der.find(b"Example Enterprise")
     der[index] ^= 0x01

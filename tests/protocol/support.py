@@ -154,12 +154,14 @@ def make_csr(
     *,
     scope: TNScope | None = None,
     ca: bool | None = None,
-    subject: str = "Example Enterprise",
+    subject: str = "",
 ) -> tuple[bytes, Any]:
-    """(PEM CSR, private key). ``scope`` adds a TNAuthList request; ``ca`` a basicConstraints one."""
+    """(PEM CSR, private key). ``scope`` adds a TNAuthList request; ``ca`` a basicConstraints one.
+    ``subject`` is a commonName; empty by default: the certificate's subject comes from the
+    delegation's record (ca/issuing/subjects.py), which a CSR may only repeat."""
     key = key or new_key()
     builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)] if subject else [])
     )
     if scope is not None:
         builder = builder.add_extension(scope.to_extension(), critical=False)

@@ -113,7 +113,8 @@ def test_rfc9118_s4_permitted_values_match_strings_exactly():
     constraints = ClaimConstraints(permitted_values=(("confidence", ("high",)), ("attest", ("A", "B"))))
     assert constraints.evaluate({**BASELINE, "confidence": "High"}) != []
     assert constraints.evaluate({**BASELINE, "attest": ["A"]}) == [
-        "claim 'attest' has a list value; permittedValues allows only the strings 'A', 'B'"
+        "claim 'attest' has a list value that equals none of the permitted values 'A', 'B' "
+        "(compared as RFC 8785 canonical JSON)"
     ]
     assert constraints.evaluate({**BASELINE, "confidence": "high", "attest": "B"}) == []
 
