@@ -48,6 +48,8 @@ ISSUING_CERT_FILE = "certs/issuing.pem"
 TOKEN_AUTHORITY_CERT_FILE = "certs/token-authority.pem"
 # Where the ACME server publishes the token authority's certificate (the tokens' x5u).
 TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
+# Plain-GET chains of issued certificates, {base_url}/cert-repo/<serial>.pem (RFC 9448 §7 "x5u").
+CERT_REPO_PATH = "/cert-repo"
 # The audit checkpoint key (ca/records/audit_keys.py) when [audit] does not name another.
 AUDIT_SIGNER_URI = "file:keys/audit.key"
 AUDIT_CERT_FILE = "certs/audit.pem"
