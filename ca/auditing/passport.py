@@ -130,6 +130,11 @@ class Verdict:
     checks: tuple[Check, ...]
     found_in: str | None = None  # "records" | "x5u"
 
+    @classmethod
+    def unreadable(cls, error: PassportInputError) -> Verdict:
+        """The verdict on input that is not a PASSporT (the API answers with it; the CLI exits 2)."""
+        return cls(valid=False, at=None, serial=None, checks=(Check("passport", False, error.detail),))
+
     @property
     def reasons(self) -> list[str]:
         return [f"{check.name}: {check.detail}" for check in self.checks if not check.ok]

@@ -10,6 +10,7 @@ certificate is revoked), fetched with the x5u fetcher when it names any other ho
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import subprocess
 from pathlib import Path
@@ -31,6 +32,7 @@ from protocol.support import (  # noqa: F401  (fixtures)
     port,
     server,
 )
+from tests.admin.support import PageClient, create_people, element, field_error, text_of
 from tests.lifecycle.lifecycle_support import FileServer, Secsipidx, issue
 from tnca.cli import cli
 
@@ -180,3 +182,38 @@ def test_certificate_named_by_another_host_is_fetched_from_x5u(server, authority
             assert not verdict.valid and [c.name for c in verdict.checks if not c.ok] == ["certificate"]
     finally:
         files.close()
+
+
+def test_the_api_and_the_auditor_page_give_the_same_verdict_as_the_cli(server, authority, home, app, tmp_path,
+                                                                       secsipidx):  # noqa: F811
+    """GET /api/v1/passports/verification answers what `tnca verify passport --json` prints; the
+    auditor page takes the PASSporT pasted or uploaded and shows each step."""
+    subscriber = Subscriber(server)
+    subscriber.register()
+    issued = issue(subscriber, authority, authority.delegate(DELEGATED_SCOPE), TN_SCOPE)
+    key_path, _, _ = issued.write(tmp_path, "delegate")
+    identity = sign(secsipidx, key_path, f"{home.base_url}/cert-repo/{issued.serial}.pem", orig="12025550101")
+    _, printed = verify(home, tmp_path, identity)
+
+    people = create_people(home)
+    auditor = PageClient(app, people["auditor"])
+    answer = auditor.get("/api/v1/passports/verification", query_string={"passport": identity})
+    assert answer.status_code == 200 and answer.json == printed
+    assert answer.json["reasons"][0].startswith("tnauthlist: orig 12025550101 is outside")
+    garbage = auditor.get("/api/v1/passports/verification", query_string={"passport": "not a passport"})
+    assert garbage.status_code == 200 and garbage.json["valid"] is False
+    assert [c["name"] for c in garbage.json["checks"]] == ["passport"]
+    missing = auditor.get("/api/v1/passports/verification")
+    assert missing.status_code == 400 and missing.json["parameter"] == "passport"
+    assert PageClient(app).get("/api/v1/passports/verification", query_string={"passport": identity}).status_code == 401
+
+    pasted = auditor.post("/admin/passport", {"passport": identity, "at": ""})
+    assert pasted.status_code == 200
+    verdict = element(text_of(pasted), "passport-verdict")
+    assert "Not valid" in verdict and "tnauthlist" in verdict and "FAILED" in verdict
+    uploaded = auditor.client.post("/admin/passport", content_type="multipart/form-data", data={
+        "csrf_token": auditor.csrf_token(), "at": "",
+        "upload": (io.BytesIO(identity.encode()), "identity.txt")})
+    assert uploaded.status_code == 200 and element(text_of(uploaded), "passport-verdict") == verdict
+    refused = auditor.post("/admin/passport", {"passport": "", "at": "yesterday"})
+    assert refused.status_code == 400 and field_error(text_of(refused), "at")
