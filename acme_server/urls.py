@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import re
 
+from ca.config import CERT_REPO_PATH
+
 # Mount point of the ACME resources below the base URL.
 ACME_PREFIX = "/acme"
-# Plain-GET chains of issued certificates (RFC 9448 §7 "x5u").
-CERT_REPO_PATH = "/cert-repo"
+# Plain-GET chains of issued certificates (RFC 9448 §7 "x5u"): CERT_REPO_PATH, from ca.config
+# because the auditors' PASSporT verification recognises these URLs too.
+__all__ = ["ACME_PREFIX", "CERT_REPO_PATH", "CRL_PATH", "Urls"]
 # CRLs, one per issuer (the default [certificates] crl_distribution_point is {base_url}/crl/{issuer}.crl).
 CRL_PATH = "/crl"
 

@@ -25,6 +25,7 @@ settings is :class:`ca.home.Home`'s job, above issuance.
 from __future__ import annotations
 
 import ipaddress
+import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,9 +50,13 @@ ISSUING_CERT_FILE = "certs/issuing.pem"
 TOKEN_AUTHORITY_CERT_FILE = "certs/token-authority.pem"
 # Where the ACME server publishes the token authority's certificate (the tokens' x5u).
 TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
+# Plain-GET chains of issued certificates, {base_url}/cert-repo/<serial>.pem (RFC 9448 §7 "x5u").
+CERT_REPO_PATH = "/cert-repo"
 # The audit checkpoint key (ca/records/audit_keys.py) when [audit] does not name another.
 AUDIT_SIGNER_URI = "file:keys/audit.key"
 AUDIT_CERT_FILE = "certs/audit.pem"
+# The Ed25519 key that signs the published checkpoint notes (ca/records/audit_notes.py).
+AUDIT_NOTE_SIGNER_URI = "file:keys/audit-note.key"
 
 SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "metrics", "health", "stipa")
 
@@ -99,10 +104,14 @@ class TokenAuthoritySettings:
 
 @dataclass(frozen=True)
 class AuditSettings:
-    """``[audit]``: the key that signs audit checkpoints, and its certificate."""
+    """``[audit]``: the key that signs audit checkpoints, and its certificate; the Ed25519 key
+    of the published checkpoint notes; when the worker signs a checkpoint."""
 
     signer: str
     certificate: Path  # PEM file, absolute (relative ones are relative to the home)
+    note_signer: str = AUDIT_NOTE_SIGNER_URI
+    checkpoint_interval: dt.timedelta = dt.timedelta(hours=1)
+    checkpoint_max_events: int = 1000
 
 
 @dataclass(frozen=True)
@@ -193,6 +202,10 @@ class Settings:
                 signer=reader.optional(reader.string, "audit", "signer", AUDIT_SIGNER_URI),
                 certificate=reader.path("audit", "certificate",
                                         reader.optional(reader.string, "audit", "certificate", AUDIT_CERT_FILE)),
+                note_signer=reader.optional(reader.string, "audit", "note_signer", AUDIT_NOTE_SIGNER_URI),
+                checkpoint_interval=reader.optional(reader.duration, "audit", "checkpoint_interval",
+                                                    dt.timedelta(hours=1), minimum=dt.timedelta(seconds=1)),
+                checkpoint_max_events=reader.optional(reader.integer, "audit", "checkpoint_max_events", 1000, minimum=1),
             ),
             metrics=MetricsSettings(allow=_networks(reader, "metrics", "allow", DEFAULT_METRICS_ALLOW)),
             health=HealthSettings(readiness_deadline_seconds=reader.optional(

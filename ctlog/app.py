@@ -119,6 +119,12 @@ def get_entries(ct_log: Log) -> Response:  # RFC 6962 §4.6
     ]})
 
 
+def get_entry_and_proof(ct_log: Log) -> Response:  # RFC 6962 §4.8
+    leaf, extra, path = ct_log.get_entry_and_proof(_decimal("leaf_index"), _decimal("tree_size"))
+    return _json({"leaf_input": base64.b64encode(leaf).decode(), "extra_data": base64.b64encode(extra).decode(),
+                  "audit_path": [base64.b64encode(h).decode() for h in path]})
+
+
 def get_roots(ct_log: Log) -> Response:  # RFC 6962 §4.7
     return _json({"certificates": [base64.b64encode(der).decode() for der in ct_log.get_roots()]})
 
@@ -132,6 +138,7 @@ ROUTES = (
     ("get-proof-by-hash",   "GET",  get_proof_by_hash),
     ("get-entries",         "GET",  get_entries),
     ("get-roots",           "GET",  get_roots),
+    ("get-entry-and-proof", "GET",  get_entry_and_proof),
 )
 
 

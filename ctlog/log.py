@@ -335,6 +335,21 @@ class Log:
             ).all()
         return [(row.leaf_input, row.extra_data) for row in rows]
 
+    def get_entry_and_proof(self, leaf_index: int, tree_size: int) -> tuple[bytes, bytes, list[bytes]]:
+        """RFC 6962 §4.8: (leaf_input, extra_data, audit_path) of entry ``leaf_index`` in the tree
+        of ``tree_size`` entries (a size this log has signed a head for, or any size up to it)."""
+        current = self.get_sth().tree_size
+        if not 0 < tree_size <= current:
+            raise LogError(f"'tree_size' ({tree_size}) must be between 1 and the current tree size ({current})")
+        if leaf_index >= tree_size:
+            raise LogError(f"'leaf_index' ({leaf_index}) must be less than 'tree_size' ({tree_size})")
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(store.entries.c.leaf_input, store.entries.c.extra_data)
+                .where(store.entries.c.leaf_index == leaf_index)
+            ).one()
+            return row.leaf_input, row.extra_data, merkle.inclusion_path(leaf_index, tree_size, store.StoredSubtreeHashes(conn))
+
     def get_roots(self) -> list[bytes]:
         return self.roots.der_list()
 

@@ -16,6 +16,7 @@ from ca.home import Home
 COMMAND_MODULES = (
     "init", "cert", "delegation", "eab", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit",
     "stipa",
+    "init", "cert", "delegation", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit", "verify",
 )
 
 

@@ -13,9 +13,20 @@
   ``application/pkix-crl`` (RFC 5280 §4.2.1.13 with RFC 2585 §4.2). Caches may keep it for
   ``[crl] cache_max_age``, never past its nextUpdate; ETag and Last-Modified allow conditional
   GETs.
+- ``/audit/checkpoint``: the newest published checkpoint of the audit trail, a C2SP tlog-checkpoint
+  signed note (``ca/records/audit_notes.py``, ``text/plain; charset=utf-8``); auditors keep copies
+  and later run ``tnca audit verify --against``. ``/audit/checkpoint/<size>``: the one of that size.
+  ``/audit/consistency?first=N&second=M``: the RFC 6962 §2.1.2 proof that the tree of M events
+  extends the one of N, as ``{"consistency": [base64, …]}`` (the shape of RFC 6962 §4.4).
+  ``/audit/checkpoint-key``: the notes' verifier key, for convenience (pin the one you got
+  independently).
 """
 
 from __future__ import annotations
+
+import base64
+import json
+import re
 
 from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, request
@@ -26,6 +37,9 @@ from acme_server.urls import CERT_REPO_PATH, CRL_PATH
 from acme_server.state import current_state, db_session
 from ca.lifecycle import crl as crls
 from ca.config import TOKEN_AUTHORITY_X5U_PATH
+from ca.errors import NotFoundError
+from ca.records import audit_keys, audit_notes
+from ca.records.models_audit import AuditCheckpoint
 from ca.records.models_authority import Certificate, Revocation
 from ca.records.statuses import CertificateStage
 
@@ -78,9 +92,65 @@ def crl(issuer: str) -> Response:
     return response.make_conditional(request)
 
 
+NOTE_CONTENT_TYPE = "text/plain; charset=utf-8"
+# Query numbers are decimal, as in RFC 6962 §4 (ctlog/app.py reads them the same way).
+_DECIMAL = re.compile(r"[0-9]{1,18}")
+
+
+def audit_checkpoint(size: int | None = None) -> Response:
+    stmt = select(AuditCheckpoint).where(AuditCheckpoint.note.is_not(None))
+    if size is not None:
+        stmt = stmt.where(AuditCheckpoint.seq == size)
+    row = db_session().scalars(stmt.order_by(AuditCheckpoint.id.desc()).limit(1)).first()
+    if row is None:
+        return Response("no published checkpoint" + (f" of size {size}" if size is not None else "") + "\n",
+                        status=404, content_type="text/plain")
+    response = Response(row.note, status=200, content_type=NOTE_CONTENT_TYPE)
+    # The newest one changes with every checkpoint; one of a given size never does.
+    response.headers["Cache-Control"] = "no-cache" if size is None else f"public, max-age={CACHE_SECONDS}"
+    return response
+
+
+def audit_checkpoint_of_size(size: str) -> Response:
+    if not _DECIMAL.fullmatch(size):
+        return Response("the size is a decimal number\n", status=400, content_type="text/plain")
+    return audit_checkpoint(int(size))
+
+
+def audit_consistency() -> Response:
+    values = {}
+    for name in ("first", "second"):
+        raw = request.args.get(name, "")
+        if not _DECIMAL.fullmatch(raw):
+            return _json_error(f"query parameter '{name}' must be a decimal number", 400)
+        values[name] = int(raw)
+    try:
+        proof = audit_notes.consistency(db_session(), values["first"], values["second"])
+    except ValueError as error:
+        return _json_error(str(error), 400)
+    return Response(json.dumps({"consistency": [base64.b64encode(h).decode() for h in proof]}), status=200,
+                    content_type="application/json")
+
+
+def audit_checkpoint_key() -> Response:
+    try:
+        key = audit_keys.note_key(current_state().home, create=False)
+    except NotFoundError:
+        return Response("no checkpoint has been published yet\n", status=404, content_type="text/plain")
+    return Response(key.vkey + "\n", status=200, content_type=NOTE_CONTENT_TYPE)
+
+
+def _json_error(message: str, status: int) -> Response:
+    return Response(json.dumps({"error": message}), status=status, content_type="application/json")
+
+
 def create_blueprint() -> Blueprint:
     blueprint = Blueprint("repository", __name__)
     blueprint.add_url_rule(TOKEN_AUTHORITY_X5U_PATH, view_func=token_authority_certificate, methods=["GET"])
     blueprint.add_url_rule(CERT_REPO_PATH + "/<serial>.pem", view_func=certificate_chain, methods=["GET"])
     blueprint.add_url_rule(CRL_PATH + "/<issuer>.crl", view_func=crl, methods=["GET"])
+    blueprint.add_url_rule("/audit/checkpoint", view_func=audit_checkpoint, methods=["GET"])
+    blueprint.add_url_rule("/audit/checkpoint/<size>", view_func=audit_checkpoint_of_size, methods=["GET"])
+    blueprint.add_url_rule("/audit/consistency", view_func=audit_consistency, methods=["GET"])
+    blueprint.add_url_rule("/audit/checkpoint-key", view_func=audit_checkpoint_key, methods=["GET"])
     return blueprint

@@ -46,6 +46,7 @@ from acme_server.admin import (
     people_pages,
     present,
     revocation_pages,
+    verification_pages,
 )
 from acme_server.auth import RoleRequired, current_principal, register_page_handlers, require_role
 from ca.errors import NotFoundError, QueryError, TNCAError
@@ -86,6 +87,7 @@ PAGES: tuple[Page, ...] = (
     Page("/eab", eab_pages.eab_keys, OPERATOR, GET_POST),
     Page("/eab/<key_id>/revoke", eab_pages.eab_revoke, OPERATOR, POST),
     Page("/audit", audit_pages.event_search, AUDITOR),
+    Page("/passport", verification_pages.passport_check, AUDITOR, GET_POST),
     Page("/people", people_pages.people, ADMIN, GET_POST),
     Page("/people/<name>/role", people_pages.person_role, ADMIN, POST),
     Page("/people/<name>/disable", people_pages.person_disable, ADMIN, POST),
@@ -101,6 +103,7 @@ NAVIGATION = (
     ("certificate_search", "Certificates", AUDITOR),
     ("revocation_search", "Revocations", AUDITOR),
     ("event_search", "Audit trail", AUDITOR),
+    ("passport_check", "Check a PASSporT", AUDITOR),
     ("revoke_numbers", "Revoke by number", OPERATOR),
     ("eab_keys", "Account keys", OPERATOR),
     ("people", "People", ADMIN),

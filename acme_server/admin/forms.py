@@ -9,6 +9,7 @@ rule, shared with the CLI.
 from __future__ import annotations
 
 from flask_wtf import FlaskForm
+from flask_wtf.file import FileField
 from wtforms import BooleanField, HiddenField, PasswordField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, Optional
 
@@ -151,3 +152,11 @@ class ExternalAccountKeyForm(FlaskForm):
     expires = StringField("Unused after", validators=[Optional(), Length(max=64)],
                           description="A date (2026-12-31) or an RFC 3339 time; empty: never.")
 
+class PassportForm(FlaskForm):
+    """Paste a PASSporT / Identity header value, or upload a file holding one (``tnca verify passport``)."""
+
+    passport = TextAreaField("PASSporT or SIP Identity header", validators=[Optional(), Length(max=32 * 1024)],
+                             description="From a call record or a complaint: eyJ… or the whole Identity header value.")
+    upload = FileField("…or a file holding it")
+    at = StringField("As of", validators=[Optional(), Length(max=64)],
+                     description="An RFC 3339 time or a date. Empty: the PASSporT's iat, when the call was placed.")

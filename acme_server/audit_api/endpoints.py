@@ -9,16 +9,18 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Response, current_app, request, stream_with_context, url_for
 
-from acme_server.audit_api.openapi import document
+from acme_server.audit_api.openapi import MAX_PASSPORT_CHARS, PASSPORT_TEXT, document
 from acme_server.audit_api.routes import CSV, EXPORT_FORMATS, JSON, JSON_LINES, PAGINATION_PARAMETERS
 from acme_server.auth import current_principal
 from acme_server.state import current_state, db_session
+from ca.auditing import passport
 from ca.records import audit, audit_export, exports, queries, query_filters
 from ca.errors import NotFoundError, QueryError
 
@@ -169,6 +171,30 @@ def export_audit_trail() -> Response:
     response = Response(stream_with_context(generate()), mimetype=JSON_LINES)
     response.headers["Content-Disposition"] = f'attachment; filename="audit-{stamp}.jsonl"'
     return response
+
+
+def verify_passport() -> Response:
+    """``tnca verify passport --json`` over HTTP: the same verdict (ca.auditing.passport)."""
+    params = query_parameters()
+    unknown = sorted(set(params) - {"passport", "at"})
+    if unknown:
+        raise QueryError(f"unknown parameter {unknown[0][:40]!r}; this resource takes passport and at",
+                         field=unknown[0][:64])
+    text = params.get("passport")
+    if not text:
+        raise QueryError("passport is required: a PASSporT or a SIP Identity header value", field="passport")
+    if len(text) > MAX_PASSPORT_CHARS:
+        raise QueryError(f"passport is longer than {MAX_PASSPORT_CHARS} characters", field="passport")
+    if not re.fullmatch(PASSPORT_TEXT, text):
+        raise QueryError("passport must be printable ASCII text (a JWS and Identity header parameters)", field="passport")
+    at = query_filters.parse_time(params["at"], field="at") if "at" in params else None
+    state, session = current_state(), db_session()
+    try:
+        verdict = passport.verify(text, at=at, finder=passport.finder_of_home(state.home, session, state.x5u_fetcher),
+                                  trust=passport.trust_of_home(state.home), session=session)
+    except passport.PassportInputError as error:
+        verdict = passport.Verdict.unreadable(error)
+    return json_response(verdict.to_json())
 
 
 def get_me() -> Response:

@@ -38,6 +38,11 @@ _TIME = {
 _INT_CURSOR = {"type": "string", "pattern": r"^[0-9]{1,18}$"}
 _DELEGATION_CURSOR = {"type": "string", "pattern": r"^[0-9]{1,17}\.[A-Za-z0-9_-]{1,64}$"}
 _SERIAL = {"type": "string", "pattern": r"^(0|[1-9a-f][0-9a-f]{0,63})$"}
+# A PASSporT or Identity header value is printable ASCII (RFC 8224 §4.1, base64url JWS) and, with
+# x5u, well under 1 KiB; in a query string it must stay far below what HTTP servers accept in a
+# request line (the page and the CLI take larger input).
+MAX_PASSPORT_CHARS = 8 * 1024
+PASSPORT_TEXT = r"^[\x20-\x7e\t\r\n]*$"
 
 PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "tn": {"type": "string", "pattern": r"^[0-9*#]{1,15}$"},
@@ -66,6 +71,7 @@ PARAMETER_SCHEMAS: dict[str, dict[str, Any]] = {
     "limit": {"type": "integer", "minimum": 1, "maximum": query_filters.MAX_LIMIT},
     "cursor": _INT_CURSOR,
     "format": {"type": "string", "enum": list(routes.EXPORT_FORMATS)},
+    "passport": {"type": "string", "minLength": 1, "maxLength": MAX_PASSPORT_CHARS, "pattern": PASSPORT_TEXT},
 }
 
 # Where one operation reads a parameter differently from the rest.
@@ -233,6 +239,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "via": {"type": "string", "enum": ["session", "api-token"]},
         "token_id": {"type": ["string", "null"]},
     }),
+    "PassportCheck": _object({
+        "name": {"type": "string", "enum": ["passport", "certificate", "signature", "chain", "tnauthlist",
+                                            "claim-constraints", "validity", "revocation", "scts"]},
+        "ok": {"type": "boolean"},
+        "detail": {"type": "string"},
+    }),
+    "PassportVerdict": _object({
+        "valid": {"type": "boolean", "description": "Every check passed."},
+        "at": {**_NULLABLE_TIMESTAMP, "description": "The time judged at; null when there is none."},
+        "certificate": _object({
+            "serial": {"type": ["string", "null"]},
+            "source": {"type": ["string", "null"], "enum": ["records", "x5u", None]},
+        }),
+        "checks": {"type": "array", "items": _ref("PassportCheck")},
+        "reasons": {"type": "array", "items": {"type": "string"}, "description": "'name: detail' of each failed check."},
+    }),
     "CertificatePage": _page("Certificate"),
     "RevocationPage": _page("Revocation"),
     "DelegationPage": _page("Delegation"),
@@ -255,7 +277,7 @@ def _operation(endpoint: routes.Endpoint) -> dict[str, Any]:
          "schema": parameter_schema(endpoint.operation_id, name)}
         for name, description in endpoint.path_parameters.items()
     ] + [
-        {"name": name, "in": "query", "required": False, "description": description,
+        {"name": name, "in": "query", "required": name in endpoint.required, "description": description,
          "schema": parameter_schema(endpoint.operation_id, name)}
         for name, description in endpoint.query.items()
     ]

@@ -35,6 +35,7 @@ class Endpoint:
     path_parameters: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # media type -> schema name in openapi.SCHEMAS (or an inline schema)
     responses: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    required: tuple[str, ...] = ()  # query parameters that must be given
     not_found: bool = False  # may answer 404
     paged: bool = False  # sends Link: rel="next"
 
@@ -110,6 +111,18 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "auditor", _export_query(query_filters.REVOCATION_PARAMETERS),
         responses={JSON: {"type": "array", "items": {"$ref": "#/components/schemas/Revocation"}},
                    CSV: {"type": "string"}},
+    ),
+    Endpoint(
+        "/passports/verification", "verify_passport", "Was this PASSporT valid when the call was placed?",
+        "passport: a PASSporT (JWS compact serialization, RFC 8225) or a SIP Identity header value "
+        "(RFC 8224 §4.1); at: judge as of this time (default: the PASSporT's iat). Each step is a "
+        "check: passport, certificate (from the records when x5u names this authority's repository, "
+        "else fetched), signature, chain, tnauthlist, claim-constraints, validity, revocation, scts. "
+        "Input that is not a PASSporT is a verdict with one failed 'passport' check, not an error. "
+        "'tnca verify passport FILE --json' prints the same object.",
+        "auditor", {"passport": "The PASSporT or Identity header value.",
+                    "at": "RFC 3339 time to judge at; default the PASSporT's iat."},
+        responses={JSON: "PassportVerdict"}, required=("passport",),
     ),
     Endpoint(
         "/me", "get_me", "Who is asking", "The person behind the session or API token, and the role in effect.",

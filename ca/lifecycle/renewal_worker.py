@@ -24,6 +24,12 @@ log down, an HSM busy) is retried after :data:`RETRY_DELAY`.
 3. *Schedule.* The certificate, its audit event and the order's next ``next_renewal_at`` are one
    transaction.
 
+**Checkpoints** (:func:`checkpoint_if_due`; each worker tick). The worker also anchors the audit
+trail: it signs a checkpoint (the JSON statement and the published C2SP note, both of the same
+head) when the trail moved and ``[audit] checkpoint_interval`` passed or
+``checkpoint_max_events`` events were added since the last one, and at once when a revocation
+was recorded since. The head row's lock makes two workers' checkpoints follow one another.
+
 On SQLite the write lock is held for the CT round trip of one renewal (bounded by the policy's
 ``[ct] submission_deadline``), during which other writers queue; SQLite is the single-host store,
 PostgreSQL the one for several workers.
@@ -57,6 +63,8 @@ from ca.records.statuses import CertificateStage, OrderStatus
 from ca.policy import format_duration
 from ca.records.models_acme import Account, Order
 from ca.records.models_authority import Certificate
+from ca.records import audit_checkpoints, audit_keys
+from ca.records.models_audit import AuditCheckpoint
 
 from ca.clock import Clock
 from ca.home import Home
@@ -270,3 +278,21 @@ def _abandon_precertificates(session: Session, ids: list[int], reason: str) -> N
             .execution_options(synchronize_session=False)
         )
         session.commit()
+
+
+def checkpoint_if_due(home: "Home", *, clock: "Clock") -> AuditCheckpoint | None:
+    """Sign a checkpoint of the audit trail when one is due (module docstring); commits it.
+
+    The audit key and its certificate, and the note key, are created on first use."""
+    settings = home.config.audit
+    signer, _ = audit_keys.ensure_checkpoint_signer(home, clock=clock)
+    note_key = audit_keys.note_key(home)
+    with home.sessionmaker() as session:
+        made = audit_checkpoints.checkpoint_if_due(
+            session, signer=signer, clock=clock, interval=settings.checkpoint_interval,
+            max_events=settings.checkpoint_max_events, note_key=note_key,
+            due_after=audit_checkpoints.REVOCATION_ACTIONS)
+        session.commit()
+        if made is not None:
+            log.info("audit checkpoint %d signed: %d events", made.id, made.seq)
+        return made

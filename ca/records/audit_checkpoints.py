@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from ca.clock import Clock
 from ca.errors import AuditChainError
 from ca.issuing.signers import Signer
+from ca.records.audit_notes import NoteKey, make_note
 from ca.records.audit import GENESIS_HASH, canonical_json, event_body, head, locked_head, utc_timestamp, verify_link
 from ca.records.models_audit import AuditCheckpoint, AuditEvent
 
@@ -101,8 +102,10 @@ def _spki_sha256(certificate: x509.Certificate) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
-def checkpoint(session: Session, *, signer: CheckpointSigner, clock: Clock) -> AuditCheckpoint:
-    """Sign the current chain head and store the checkpoint (the caller commits).
+def checkpoint(session: Session, *, signer: CheckpointSigner, clock: Clock,
+               note_key: NoteKey | None = None) -> AuditCheckpoint:
+    """Sign the current chain head and store the checkpoint (the caller commits); with
+    ``note_key``, also the C2SP tlog-checkpoint note of the same head (ca/records/audit_notes.py).
 
     The head row is locked as for an append, so the signed (seq, hash) is the committed head
     and no append can slip in between reading and signing it.
@@ -125,23 +128,34 @@ def checkpoint(session: Session, *, signer: CheckpointSigner, clock: Clock) -> A
         signature=signature,
         certificate_der=signer.certificate.public_bytes(serialization.Encoding.DER),
     )
+    if note_key is not None:
+        row.note, row.tree_root = make_note(session, seq=seq, key=note_key)
     session.add(row)
     session.flush()
     return row
 
 
+# Events after which a checkpoint is due at once (the renewal worker's rule): a revocation is
+# what a relying party's verdict on a past call turns on, so it is anchored without waiting.
+REVOCATION_ACTIONS = ("certificate.revoke", "delegation.revoke")
+
+
 def checkpoint_if_due(session: Session, *, signer: CheckpointSigner, clock: Clock,
-                      interval: dt.timedelta, max_events: int) -> AuditCheckpoint | None:
-    """A checkpoint when the chain moved and either ``interval`` passed since the last one or
-    ``max_events`` events were appended since; else None. For cron / a scheduler loop."""
+                      interval: dt.timedelta, max_events: int, note_key: NoteKey | None = None,
+                      due_after: tuple[str, ...] = ()) -> AuditCheckpoint | None:
+    """A checkpoint when the chain moved and either ``interval`` passed since the last one,
+    ``max_events`` events were appended since, or one of them is a ``due_after`` action; else
+    None. For cron / a scheduler loop."""
     seq, _ = head(session)
     last = session.scalars(select(AuditCheckpoint).order_by(AuditCheckpoint.id.desc()).limit(1)).first()
     if last is not None:
         if seq == last.seq:
             return None
-        if seq - last.seq < max_events and clock.now() - last.signed_at < interval:
+        if seq - last.seq < max_events and clock.now() - last.signed_at < interval and not (
+                due_after and session.scalar(
+                    select(AuditEvent.seq).where(AuditEvent.seq > last.seq, AuditEvent.action.in_(due_after)).limit(1))):
             return None
-    return checkpoint(session, signer=signer, clock=clock)
+    return checkpoint(session, signer=signer, clock=clock, note_key=note_key)
 
 
 def _check_signature(statement: bytes, signature: bytes, certificate: x509.Certificate, algorithm: str,

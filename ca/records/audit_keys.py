@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ca.records.audit_checkpoints import CheckpointSigner
+from ca.records.audit_notes import NoteKey, origin_for
 from ca.clock import Clock
 from ca.config import ROOT_ISSUER
 from ca.home import Home
@@ -120,3 +121,22 @@ def _subject(root: x509.Certificate) -> x509.Name:
 
 def _same_key(signer: Signer, certificate: x509.Certificate) -> bool:
     return signer.public_key == certificate.public_key()
+
+
+def note_key(home: Home, *, create: bool = True) -> NoteKey:
+    """The Ed25519 key of the published checkpoint notes (``[audit] note_signer``), named by the
+    trail's origin (``host[:port]/audit``); a ``file:`` key is generated on first use (it needs no
+    certificate: auditors pin its verifier key, ``tnca audit note-key``)."""
+    uri = home.config.audit.note_signer
+    if uri.startswith("file:"):
+        path = Path(uri[len("file:"):])
+        path = path if path.is_absolute() else home.path / path
+        if not path.exists():
+            if not create:
+                raise NotFoundError(f"the home has no checkpoint note key {path}", field="note_key")
+            generate_file_key(path, "ed25519")
+    signer = home.signer(uri)
+    try:
+        return NoteKey(name=origin_for(home.base_url), signer=signer)
+    except ValueError as error:
+        raise SignerError(f"[audit] note_signer {uri}: {error}", field="note_signer") from None

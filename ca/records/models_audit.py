@@ -7,7 +7,7 @@ The rules (what is hashed, how appends are serialized, what a checkpoint signs) 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Optional
 
 from sqlalchemy import (
     JSON,
@@ -68,3 +68,8 @@ class AuditCheckpoint(Base):
     statement: Mapped[str] = mapped_column(Text)
     signature: Mapped[bytes] = mapped_column(LargeBinary)
     certificate_der: Mapped[bytes] = mapped_column(LargeBinary)
+    # The same head published as a C2SP tlog-checkpoint signed note (ca/records/audit_notes.py):
+    # the Merkle root over events 1..seq (hex) and the note text. None for checkpoints made
+    # before notes existed.
+    tree_root: Mapped[Optional[str]] = mapped_column(String(64))
+    note: Mapped[Optional[str]] = mapped_column(Text)

@@ -23,7 +23,7 @@ import click
 from cryptography import x509
 from sqlalchemy.orm import Session
 
-from ca.records import audit_checkpoints, audit_export, audit_keys, exports, queries, query_filters
+from ca.records import audit_checkpoints, audit_export, audit_keys, audit_notes, exports, queries, query_filters
 from ca.config import ROOT_CERT_FILE
 from ca.home import Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
@@ -205,16 +205,51 @@ def _report(result: audit_checkpoints.Verification, as_json: bool, source: str) 
         click.echo("    no checkpoints: a truncated tail could not be detected")
 
 
+def _verify_against(home: Home, against: str, vkey: str | None, as_json: bool) -> None:
+    """``--against``: the trail a kept checkpoint note signed is still a prefix of today's."""
+    try:
+        text = Path(against).read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise BadInput("--against", f"cannot read {against} as UTF-8 text: {error}") from error
+    try:
+        if vkey is not None:
+            name, public_key = audit_notes.parse_verifier_key(Path(vkey).read_text() if Path(vkey).is_file() else vkey)
+        else:
+            key = audit_keys.note_key(home, create=False)
+            name, public_key = key.name, key.public_key
+        seen = audit_notes.open_note(text, name=name, public_key=public_key)
+    except AuditExportError as error:
+        raise BadInput("--vkey" if "verifier key" in error.detail else "--against", error.detail) from error
+    except TNCAError as error:
+        raise click.ClickException(f"no checkpoint note key: {error.detail}") from error
+    with read_session(home) as session:
+        report = audit_notes.verify_against(session, seen, name=name, public_key=public_key)
+    if as_json:
+        echo_json({"ok": True, "against": seen.to_json(), **report.to_json()})
+        return
+    click.echo(f"OK: the trail of {report.seen} events the checkpoint signed ({seen.origin}) is a prefix of today's "
+               f"{report.today} events; consistency proof of {report.proof_hashes} hash(es) verified")
+
+
 @command.command("verify")
 @click.option("--export", "export_file", metavar="FILE", type=click.Path(dir_okay=False),
               help="Verify an export file offline (no database, no home) instead of the home's database.")
+@click.option("--against", metavar="FILE", type=click.Path(dir_okay=False),
+              help="A checkpoint note kept earlier (GET /audit/checkpoint): prove the trail it signed is still a "
+                   "prefix of today's, or name the first event that differs.")
+@click.option("--vkey", metavar="KEY", help="With --against: the note key you pinned (name+id+base64, or a file "
+              "holding it; 'tnca audit note-key' prints it). Default: the home's.")
 @click.option("--root", metavar="PEM", help="Trust anchor for checkpoint certificates. Default for the database: "
               "the home's root; for --export: none (signatures are checked, their certificates are not anchored).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @pass_home
-def verify(home: Home, export_file: str | None, root: str | None, as_json: bool) -> None:
+def verify(home: Home, export_file: str | None, against: str | None, vkey: str | None, root: str | None,
+           as_json: bool) -> None:
     """Recompute the hash chain and check every signed checkpoint; name the first broken link."""
     try:
+        if against is not None:
+            _verify_against(home, against, vkey, as_json)
+            return
         if export_file is not None:
             trust_anchor = _load_root(root) if root else None
             try:
@@ -257,17 +292,32 @@ def checkpoint(home: Home, if_due: bool, interval: str, max_events: int) -> None
         raise click.ClickException(f"no audit key: {error.detail}") from error
     if created:
         click.echo(f"Created the audit key certificate {audit_keys.settings(home)[1]} (issued by the root).")
+    try:
+        note_key = audit_keys.note_key(home)
+    except TNCAError as error:
+        raise click.ClickException(f"no checkpoint note key: {error.detail}") from error
     with read_session(home) as session:
         if if_due:
             row = audit_checkpoints.checkpoint_if_due(session, signer=signer, clock=home.clock, interval=interval_delta,
-                                          max_events=max_events)
+                                                      max_events=max_events, note_key=note_key)
         else:
-            row = audit_checkpoints.checkpoint(session, signer=signer, clock=home.clock)
+            row = audit_checkpoints.checkpoint(session, signer=signer, clock=home.clock, note_key=note_key)
         summary = None if row is None else (row.id, row.seq, row.head_hash)
     if summary is None:
         click.echo("No checkpoint due.")
     else:
         click.echo(f"Checkpoint {summary[0]}: event {summary[1]}, head {summary[2]}")
+
+
+@command.command("note-key")
+@pass_home
+def note_key(home: Home) -> None:
+    """Print the verifier key of the published checkpoint notes (name+keyid+base64), to pin."""
+    require_home(home)
+    try:
+        click.echo(audit_keys.note_key(home).vkey)
+    except TNCAError as error:
+        raise click.ClickException(f"no checkpoint note key: {error.detail}") from error
 
 
 @command.command("export")

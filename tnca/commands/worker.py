@@ -2,7 +2,8 @@
 
 Every ``--interval`` it issues the next certificate of each STAR order that is due
 (``ca.lifecycle.renewal_worker.renew_due``: through the whole issuance pipeline, CT included, with the audit
-event), and signs a fresh CRL for each issuer whose CRL is due (``ca.lifecycle.crl.refresh_due``). Run
+event), signs a fresh CRL for each issuer whose CRL is due (``ca.lifecycle.crl.refresh_due``), and
+signs an audit checkpoint when one is due (``ca.lifecycle.renewal_worker.checkpoint_if_due``). Run
 as many as you like against one PostgreSQL database: each renewal happens once (ca/lifecycle/renewal_worker.py
 says how). ``tnca dev`` starts one.
 
@@ -44,10 +45,15 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.ti
 
 
 def run_tick(home: Home, *, limit: int) -> int:
-    """One tick: renew what is due, refresh the CRLs that are due. Returns renewals issued."""
+    """One tick: renew what is due, refresh the CRLs that are due, sign an audit checkpoint when
+    one is due. Returns renewals issued."""
     renewed = renewal_worker.renew_due(home.sessionmaker, home, clock=home.clock, limit=limit)
     with home.sessionmaker() as session:
         crl.refresh_due(session, home, home.clock)  # commits each CRL it signs
+    try:
+        renewal_worker.checkpoint_if_due(home, clock=home.clock)
+    except TNCAError as error:  # no root key on this host for the first audit certificate, say
+        log.warning("no audit checkpoint signed: %s", error.detail)
     return renewed
 
 

@@ -114,6 +114,25 @@ def test_s4_4_consistency_between_two_signed_tree_heads(log, pki):
                               base64.b64decode(second["sha256_root_hash"]), [base64.b64decode(h) for h in proof])
 
 
+def test_s4_8_get_entry_and_proof_returns_the_entry_and_its_audit_path(log, pki):
+    """RFC 6962 §4.8 get-entry-and-proof: "leaf_input", "extra_data" and an "audit_path" that leads
+    from the leaf to the root of the tree of the requested size."""
+    client = log.client()
+    for _ in range(3):
+        client.add_pre_chain([make_delegate(pki.issuing).precert_der, pki.issuing.der], timeout=10)
+    sth = wait_for_tree_size(log, 3)
+    entries = log.get("get-entries", start=0, end=2).json()["entries"]
+    for index in range(3):
+        answer = log.get("get-entry-and-proof", leaf_index=index, tree_size=sth["tree_size"]).json()
+        assert (answer["leaf_input"], answer["extra_data"]) == (entries[index]["leaf_input"], entries[index]["extra_data"])
+        leaf_hash = hashlib.sha256(b"\x00" + base64.b64decode(answer["leaf_input"])).digest()
+        merkle.verify_inclusion(leaf_hash, index, sth["tree_size"], [base64.b64decode(h) for h in answer["audit_path"]],
+                                base64.b64decode(sth["sha256_root_hash"]))
+    refused = log.get("get-entry-and-proof", leaf_index=3, tree_size=3)
+    assert refused.status_code == 400
+    assert refused.json()["error_message"] == "'leaf_index' (3) must be less than 'tree_size' (3)"
+
+
 def test_s4_1_final_certificate_is_logged_as_an_x509_entry(log, pki):
     """RFC 6962 §4.1 add-chain: the entry is x509_entry(0) over the whole certificate."""
     delegate = make_delegate(pki.issuing)
@@ -194,6 +213,9 @@ def test_s4_2_issuer_that_is_not_a_ca_is_refused(empty_log, pki):
          "query parameter 'second' must be a decimal number of at most 2^63-1, got '9223372036854775808'"),
         ("get-proof-by-hash", {"hash": "AA==", "tree_size": "1"}, 400, "query parameter 'hash' must be a 32-byte SHA-256 leaf hash, got 1 bytes"),
         ("get-proof-by-hash", {"hash": "*", "tree_size": "1"}, 400, "query parameter 'hash' is not valid base64"),
+        ("get-entry-and-proof", {"leaf_index": "0"}, 400, "query parameter 'tree_size' is missing"),
+        ("get-entry-and-proof", {"leaf_index": "0", "tree_size": "1"}, 400,
+         "'tree_size' (1) must be between 1 and the current tree size (0)"),
         ("get-nothing", {}, 404, None),
     ],
 )
