@@ -8,6 +8,7 @@ SYSTEM := $(VENV)/.system-packages
 TNCA_HOME ?= ./tnca-home
 PYTEST_ARGS ?=
 SOAK_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: setup run test test-browser test-postgres bench soak lint wheel-smoke clean
 
@@ -37,7 +38,7 @@ test-browser: setup
 	$(PY) -m pytest tests/browser $(PYTEST_ARGS)
 
 bench: setup
-	$(PY) -m bench.issuance --home $(TNCA_HOME)-bench
+	$(PY) -m bench.issuance --home $(TNCA_HOME)-bench $(BENCH_ARGS)
 
 # Ten minutes of paced issuance at half the measured capacity; not run in CI (bench/soak.py).
 soak: setup

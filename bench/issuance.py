@@ -1,24 +1,36 @@
-"""Issuance benchmark: real ACME clients over HTTP against a real server, logs and database.
+"""Issuance benchmark, measured as a capacity planner would (docs/performance.md).
 
-    make bench                                   # defaults below, SQLite, two CT logs
-    python -m bench.issuance --clients 8 --issuances 200 --workers 4
-    python -m bench.issuance --database-url postgresql+psycopg://postgres@127.0.0.1:5432/bench
+    make bench                                             # SQLite, 8 clients, 320 issuances
+    make bench BENCH_ARGS="--database-url postgresql+psycopg://postgres@127.0.0.1:5432/tnca_bench --reset-database"
+    python -m bench.issuance --clients 8 --issuances 800 --stored 300000 --json
 
-What runs: ``tnca init`` into a fresh home; two RFC 6962 logs (``tnca ctlog serve``) with the
-policy requiring an SCT from each (skip with ``--no-ct``); ``tnca serve`` under gunicorn. One
-delegation covers the numbers; each issuance has its own account key and authority token (minted
-beforehand, as a carrier would). ``--clients`` threads each run certbot's ``acme`` client
-(tnca.acme_client) through the whole flow: newAccount, newOrder, tkauth-01, finalize (the server
-issues synchronously: precertificate, both logs, final certificate), certificate download.
+The server side is ``tnca dev --workers 2`` on a fresh home (``tnca init``): two RFC 6962 logs
+with the policy requiring an SCT from each, the ACME server under gunicorn, the renewal worker.
+One delegation (``tnca delegation create``) covers the numbers. Before the timed window every
+issuance gets its own account key and single-use authority token (one ``tnca token mint
+--fingerprints-from`` per client process), each client process (bench/client.py) registers its
+accounts and makes one CSR with its own key per issuance. In the window the ``--clients``
+processes run the whole flow one issuance after another: newOrder, authorization, tkauth-01,
+poll the authorization, finalize (the server issues synchronously: precertificate, both logs,
+final certificate), poll the order, download the chain.
 
-Reported: per-issuance latency (newOrder to downloaded chain) p50/p95/p99/max, and throughput
-(issued certificates per second of wall time). Account creation is outside the timed window.
-Nothing here asserts on time: the figures go into docs/performance.md with the machine noted.
+Reported: issuances per second of the window; server CPU per issuance summed over the whole
+``tnca dev`` process tree (utime + stime from /proc, before and after the window) and per role,
+PostgreSQL's backends apart; p50/p95/p99/max per step and end to end; the peak RSS of the tree;
+SQL statements per issuance (bench/sqlcount.py, the same flow in-process on the same database
+after the window); the crypto-only cost of an issuance (bench/crypto_baseline.py, in the same
+run) and the ratio of server CPU to it; the load average before and after, since other work on
+the machine inflates wall-clock figures. ``--stored N`` bulk-loads N orders with their
+certificates first (bench/history.py). Nothing here asserts on time.
+
+``Stack``, ``mint_jobs`` and ``issue_one`` (in-process client threads against ``tnca serve``)
+serve bench/soak.py.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import datetime as dt
 import json
 import os
@@ -40,6 +52,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from bench import proctree
 from ca.records import delegations
 from ca.tokens import fingerprints, minting
 from ca.config import POLICY_FILE
@@ -221,45 +234,343 @@ def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
     return latencies, time.perf_counter() - started
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="tnca issuance benchmark (real ACME clients over HTTP)")
-    parser.add_argument("--home", type=Path, default=Path("./tnca-home-bench"))
-    parser.add_argument("--clients", type=int, default=4, help="concurrent ACME clients")
-    parser.add_argument("--issuances", type=int, default=100)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
-    parser.add_argument("--database-url", default=None, help="default: SQLite in the home")
-    parser.add_argument("--no-ct", action="store_true", help="issue without CT logs")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
+# ------------------------------------------------------------------------------------------
+# make bench: separate client processes against a `tnca dev`-shaped server side
+# ------------------------------------------------------------------------------------------
 
-    with Stack(args.home, workers=args.workers, ct=not args.no_ct, database_url=args.database_url) as stack:
-        jobs = prepare(stack, args.issuances)
-        latencies, wall = run(stack, jobs, args.clients)
+
+def free_port_pair() -> int:
+    """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both)."""
+    for _ in range(200):
+        port = free_port()
+        try:
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", port + 1))
+            return port
+        except OSError:
+            continue
+    raise SystemExit("no two adjacent free ports")
+
+
+def reset_database(url: str) -> None:
+    """Empty a PostgreSQL database (schema ``public`` dropped) so ``tnca init`` can build it afresh."""
+    from sqlalchemy import text
+
+    from ca.records.store import make_engine
+
+    engine = make_engine(url)
+    try:
+        if engine.dialect.name != "postgresql":
+            raise SystemExit("--reset-database is for PostgreSQL URLs")
+        with engine.begin() as connection:
+            connection.execute(text("DROP SCHEMA public CASCADE"))
+            connection.execute(text("CREATE SCHEMA public"))
+    finally:
+        engine.dispose()
+
+
+def run_cli(home: Path, *args: str) -> str:
+    done = subprocess.run(tnca(home, *args), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"tnca {' '.join(args)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+class DevStack:
+    """``tnca dev --workers N`` on a fresh home: two CT logs, the ACME server under gunicorn, the
+    renewal worker, as the development stack runs them; its output kept in the home's dev.log."""
+
+    def __init__(self, home: Path, workers: int) -> None:
+        self.home_path = home
+        self.workers = workers
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log_path = self.home_path / "dev.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
+        self.process = subprocess.Popen(
+            tnca(self.home_path, "dev", "--workers", str(self.workers), "--ct-port", str(free_port_pair())),
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if "tnca development stack is running" in self.log_path.read_text():
+                return
+            if self.process.poll() is not None:
+                raise SystemExit(f"tnca dev exited ({self.process.returncode}):\n{self.log_path.read_text()[-3000:]}")
+            time.sleep(0.2)
+        raise SystemExit("tnca dev was not running after 90 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+        if hasattr(self, "log"):
+            self.log.close()
+
+
+def roles(root: int, pids: list[int]) -> dict[int, str]:
+    """Name each process of the server tree by what it runs."""
+    named = {}
+    for pid in pids:
+        words = proctree.command_line(pid).split()
+        if pid == root:
+            named[pid] = "tnca dev"
+        elif "ctlog" in words:
+            name = words[words.index("--name") + 1] if "--name" in words[:-1] else "?"
+            named[pid] = f"ct log {name}"
+        elif "worker" in words:
+            named[pid] = "renewal worker"
+        elif "serve" in words:
+            named[pid] = "ACME workers"
+        else:
+            named[pid] = "other"
+    # gunicorn's master is the serve process whose parent is tnca dev; its forks are the workers.
+    for pid in pids:
+        if named[pid] == "ACME workers" and _parent(pid) == root:
+            named[pid] = "ACME master"
+    return named
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(text[text.rindex(")") + 2:].split()[1])
+
+
+def postgres_backends(url: str) -> list[int]:
+    """The PostgreSQL server processes serving the benchmark's database (their CPU is counted apart)."""
+    import psycopg
+
+    dsn = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn, autocommit=True) as connection:
+        rows = connection.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                  "AND pid <> pg_backend_pid()").fetchall()
+    return [row[0] for row in rows]
+
+
+class RSSSampler(threading.Thread):
+    """The peak of the server tree's summed RSS, sampled every ``interval`` seconds."""
+
+    def __init__(self, root: int, interval: float = 0.25) -> None:
+        super().__init__(daemon=True, name="rss-sampler")
+        self.root, self.interval = root, interval
+        self.peak_kib = 0
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.peak_kib = max(self.peak_kib, proctree.rss_kib(proctree.process_tree([self.root])))
+            self.stopped.wait(self.interval)
+
+
+def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int, directory_url: str,
+                    work: Path) -> list[Path]:
+    """Per client process: its accounts' keys and one single-use token for each, minted by one
+    ``tnca token mint --fingerprints-from`` per client (client c orders number FIRST_NUMBER + c)."""
+    shares = [issuances // clients + (1 if c < issuances % clients else 0) for c in range(clients)]
+    minting_runs = []
+    specs = []
+    for c, share in enumerate(shares):
+        keys = [ec.generate_private_key(ec.SECP256R1()) for _ in range(share)]
+        listing = work / f"client{c}.fingerprints"
+        listing.write_text("".join(fingerprints.account_fingerprint(jose.JWKEC(key=k.public_key())) + "\n"
+                                   for k in keys))
+        number = str(FIRST_NUMBER + c)
+        minting_runs.append(subprocess.Popen(
+            tnca(home, "token", "mint", "--delegation", delegation_id, "--fingerprints-from", str(listing),
+                 "--tn", number, "--ttl", "1h", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        specs.append((keys, TNScope.parse(tns=[number]).to_identifier_value()))
+    paths = []
+    for c, (run, (keys, identifier)) in enumerate(zip(minting_runs, specs)):
+        out, err = run.communicate()
+        if run.returncode != 0:
+            raise SystemExit(f"tnca token mint failed: {err}")
+        tokens = [json.loads(line)["token"] for line in out.splitlines()]
+        assert len(tokens) == len(keys)
+        jobs = [{"key": k.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                        serialization.NoEncryption()).decode(),
+                 "token": token, "identifier": identifier} for k, token in zip(keys, tokens)]
+        path = work / f"client{c}.json"
+        path.write_text(json.dumps({"directory": directory_url, "jobs": jobs}))
+        paths.append(path)
+    return paths
+
+
+def summarize_latencies(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "max": None}
+    return {"p50": round(statistics.median(values) * 1000, 1), "p95": round(percentile(values, 0.95) * 1000, 1),
+            "p99": round(percentile(values, 0.99) * 1000, 1), "max": round(max(values) * 1000, 1)}
+
+
+def capacity_run(args: argparse.Namespace) -> dict:
+    from bench import crypto_baseline, sqlcount
+    from bench.client import STEPS
+
+    home_path: Path = args.home
+    shutil.rmtree(home_path, ignore_errors=True)
+    if args.database_url and args.reset_database:
+        reset_database(args.database_url)
+    port = free_port()
+    init = ["init", "--base-url", f"http://127.0.0.1:{port}"]
+    if args.database_url:
+        init += ["--database-url", args.database_url]
+    run_cli(home_path, *init)
+    work = home_path / "bench"
+    work.mkdir()
+    stored = None
+    if args.stored:
+        from bench import history
+
+        stored = history.load(Home(home_path), args.stored)
+    delegation_id = json.loads(run_cli(home_path, "delegation", "create", "--delegate", "Bench Enterprise",
+                                       "--range", DELEGATED_RANGE, "--max-lifetime", "24h", "--json"))["id"]
+    directory_url = f"http://127.0.0.1:{port}/acme/directory"
+    prepared = time.perf_counter()
+    job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work)
+    stack = DevStack(home_path, args.workers)
+    clients: list[subprocess.Popen] = []
+    try:
+        stack.start()
+        assert stack.process is not None
+        root = stack.process.pid
+        for path in job_files:
+            clients.append(subprocess.Popen([sys.executable, "-m", "bench.client", str(path)], stdin=subprocess.PIPE,
+                                            stdout=subprocess.PIPE, text=True))
+        for client in clients:
+            assert client.stdout is not None
+            if client.stdout.readline().strip() != "ready":
+                raise SystemExit("a client process failed before the window (see above)")
+        preparation_s = time.perf_counter() - prepared
+        load_before = proctree.load_average()
+        pids = proctree.process_tree([root])
+        named = roles(root, pids)
+        pg_pids = postgres_backends(args.database_url) if args.database_url else []
+        sampler = RSSSampler(root)
+        sampler.start()
+        cpu_before = proctree.cpu_by_process(pids + pg_pids)
+        started = time.perf_counter()
+        for client in clients:
+            assert client.stdin is not None
+            client.stdin.write("go\n")
+            client.stdin.flush()
+        outputs = []
+        for client in clients:
+            assert client.stdout is not None
+            outputs.append(json.loads(client.stdout.readline()))
+        wall = time.perf_counter() - started
+        pids_after = proctree.process_tree([root])
+        pg_after = postgres_backends(args.database_url) if args.database_url else []
+        cpu_after = proctree.cpu_by_process(pids_after + pg_after)
+        sampler.stopped.set()
+        sampler.join()
+        load_after = proctree.load_average()
+        for pid in pids_after:
+            named.setdefault(pid, roles(root, pids_after).get(pid, "other"))
+        sql = sqlcount.count(home_path, delegation_id, str(FIRST_NUMBER + args.clients)) if not args.no_sql_count else None
+    finally:
+        for client in clients:
+            if client.poll() is None:
+                client.kill()
+        stack.stop()
+    crypto = crypto_baseline.measure()
+
+    def used(pid: int) -> float:
+        return cpu_after.get(pid, 0.0) - cpu_before.get(pid, 0.0)
+
+    results = [r for output in outputs for r in output["results"]]
+    errors = collections.Counter(e for output in outputs for e in output["errors"])
+    issued = len(results)
+    server_pids = set(pids) | set(pids_after)
+    by_role: dict[str, float] = collections.defaultdict(float)
+    for pid in server_pids:
+        by_role[named.get(pid, "other")] += used(pid)
+    server_cpu = sum(by_role.values())
+    postgres_cpu = sum(used(pid) for pid in set(pg_pids) | set(pg_after))
+    per_issuance_ms = server_cpu / issued * 1000 if issued else None
     result = {
         "machine": machine(),
-        "database": (args.database_url or "sqlite").split(":")[0],
-        "ct_logs": 0 if args.no_ct else 2,
+        "load_average": {"before": load_before, "after": load_after},
+        "database": (args.database_url or "sqlite").split(":")[0].split("+")[0],
+        "stored": stored,
         "clients": args.clients,
         "workers": args.workers,
-        "issuances": len(latencies),
-        "throughput_per_s": round(len(latencies) / wall, 2),
-        "latency_ms": {
-            "p50": round(statistics.median(latencies) * 1000, 1),
-            "p95": round(percentile(latencies, 0.95) * 1000, 1),
-            "p99": round(percentile(latencies, 0.99) * 1000, 1),
-            "max": round(max(latencies) * 1000, 1),
-        },
+        "issued": issued,
+        "errors": dict(errors),
+        "wall_s": round(wall, 2),
+        "preparation_s": round(preparation_s, 1),
+        "issuances_per_s": round(issued / wall, 2),
+        "server_cpu_ms_per_issuance": round(per_issuance_ms, 2) if per_issuance_ms else None,
+        "server_cpu_ms_per_issuance_by_role": {role: round(seconds / issued * 1000, 2)
+                                               for role, seconds in sorted(by_role.items())} if issued else {},
+        "server_cpu_utilisation": round(server_cpu / wall, 2),
+        "postgres_cpu_ms_per_issuance": round(postgres_cpu / issued * 1000, 2) if (issued and pg_pids) else None,
+        "peak_rss_mb": round(sampler.peak_kib / 1024, 1),
+        "server_processes": len(server_pids),
+        "latency_ms": {"end_to_end": summarize_latencies([r["total"] for r in results]),
+                       **{step: summarize_latencies([r[step] for r in results]) for step in STEPS}},
+        "sql_statements_per_issuance": sql["per_issuance"] if sql else None,
+        "sql_statements_per_step": sql["per_step"] if sql else None,
+        "crypto_baseline": crypto,
+        "ratio_to_crypto": round(per_issuance_ms / crypto["ms_per_issuance"], 1) if per_issuance_ms else None,
     }
+    return result
+
+
+def print_summary(result: dict) -> None:
+    print(f"machine:      {result['machine']}")
+    print(f"load average: {result['load_average']['before']} before, {result['load_average']['after']} after "
+          "(other work on the machine inflates wall-clock figures; CPU per issuance is less affected)")
+    stored = f", {result['stored']['orders']} orders stored before" if result["stored"] else ""
+    print(f"setup:        {result['database']}{stored}; tnca dev --workers {result['workers']} "
+          f"({result['server_processes']} processes: 2 CT logs, gunicorn, renewal worker); "
+          f"{result['clients']} client processes")
+    errors = ", ".join(f"{kind} ×{n}" for kind, n in result["errors"].items()) or "none"
+    print(f"issued:       {result['issued']} in {result['wall_s']} s = {result['issuances_per_s']}/s   errors: {errors}")
+    print(f"server CPU:   {result['server_cpu_ms_per_issuance']} ms per issuance "
+          f"({result['server_cpu_utilisation']} cores busy)")
+    for role, ms in result["server_cpu_ms_per_issuance_by_role"].items():
+        print(f"  {role:<16} {ms:>8} ms")
+    if result["postgres_cpu_ms_per_issuance"] is not None:
+        print(f"  (PostgreSQL backends, not in the total: {result['postgres_cpu_ms_per_issuance']} ms)")
+    crypto = result["crypto_baseline"]
+    print(f"crypto only:  {crypto['ms_per_issuance']} ms per issuance ({crypto['issuances_per_core_s']}/s per core; "
+          f"{crypto['certificate_signatures_per_core_s']} certificate signatures/s) → ratio {result['ratio_to_crypto']}×")
+    print(f"SQL:          {result['sql_statements_per_issuance']} statements per issuance "
+          f"{result['sql_statements_per_step']}")
+    print(f"peak RSS:     {result['peak_rss_mb']} MB (server tree, summed)")
+    print("latency (ms)         p50      p95      p99      max")
+    for step, values in result["latency_ms"].items():
+        print(f"  {step:<16} {values['p50']!s:>8} {values['p95']!s:>8} {values['p99']!s:>8} {values['max']!s:>8}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="tnca issuance benchmark: client processes against tnca dev (see docs/performance.md)")
+    parser.add_argument("--home", type=Path, default=Path("./tnca-home-bench"))
+    parser.add_argument("--clients", type=int, default=8, help="client processes (default 8)")
+    parser.add_argument("--issuances", type=int, default=320, help="issuances in the timed window (default 320)")
+    parser.add_argument("--workers", type=int, default=2, help="tnca dev --workers (default 2)")
+    parser.add_argument("--database-url", default=None, help="PostgreSQL URL; default SQLite in the home")
+    parser.add_argument("--reset-database", action="store_true",
+                        help="drop the PostgreSQL database's public schema first (it must be a bench database)")
+    parser.add_argument("--stored", type=int, default=0, metavar="N",
+                        help="pre-load N stored orders and certificates (bulk insert) before the run")
+    parser.add_argument("--no-sql-count", action="store_true", help="skip counting SQL statements per issuance")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    args = parser.parse_args()
+    if args.clients < 1 or args.issuances < args.clients:
+        parser.error("--issuances must be at least --clients")
+    result = capacity_run(args)
     if args.json:
         print(json.dumps(result, indent=2))
-        return
-    print(f"machine:    {result['machine']}")
-    print(f"setup:      {result['database']}, {result['ct_logs']} CT logs, {args.workers} gunicorn workers, "
-          f"{args.clients} concurrent clients")
-    print(f"issued:     {result['issuances']} certificates in {wall:.1f}s = {result['throughput_per_s']}/s")
-    lat = result["latency_ms"]
-    print(f"latency:    p50 {lat['p50']} ms, p95 {lat['p95']} ms, p99 {lat['p99']} ms, max {lat['max']} ms "
-          "(newOrder → chain downloaded)")
+    else:
+        print_summary(result)
 
 
 if __name__ == "__main__":

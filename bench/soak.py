@@ -36,6 +36,7 @@ import requests
 from acme import errors as acme_errors
 from acme import messages
 
+from bench.proctree import process_tree, rss_kib
 from bench.issuance import (Stack, create_delegation, issue_one, machine, make_csr, mint_jobs,
                             percentile)
 
@@ -43,37 +44,6 @@ NUMBERS = 10000  # the size of bench.issuance.DELEGATED_RANGE: one number per is
 RSS_GROWTH_LIMIT = 10.0  # %
 DRIFT_LIMIT = 10.0  # %
 GRACE = 120.0  # seconds after the last paced start before pending issuances are abandoned
-
-
-def process_tree(roots: list[int]) -> list[int]:
-    """The roots and all their descendants, from /proc/*/stat."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        ppid = int(text[text.rindex(")") + 2:].split()[1])
-        children.setdefault(ppid, []).append(int(stat.parent.name))
-    found, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    break
-        except OSError:
-            continue
-    return total
 
 
 def error_kind(exc: BaseException) -> str:

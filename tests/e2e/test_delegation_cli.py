@@ -257,6 +257,65 @@ class TestTokenMint:
                          "--delegation", "is revoked")
 
 
+class TestTokenMintBatch:
+    """``--count N`` / ``--fingerprints-from FILE``: N tokens in one process and one transaction."""
+
+    def test_count_json_prints_one_object_a_line_each_a_distinct_single_use_token(self, tnca, home) -> None:
+        delegation_id = create(tnca, "--range", "12025551100:100")
+        account = jose.JWKEC(key=ec.generate_private_key(ec.SECP256R1())).public_key()
+        before = counts(home)
+        result = tnca("token", "mint", "--delegation", delegation_id, "--fingerprint",
+                      fingerprints.account_fingerprint(account), "--tn", "12025551142", "--count", "3", "--json")
+        assert result.exit_code == 0, result.output
+        answers = [json.loads(line) for line in result.stdout.splitlines()]
+        assert len(answers) == 3 and len({a["jti"] for a in answers}) == 3
+        assert all(set(a) == {"token", "jti", "expires", "fingerprint"} for a in answers)
+        after = counts(home)
+        assert after["authority_tokens"] - before["authority_tokens"] == 3
+        assert after["audit_events"] - before["audit_events"] == 3
+        authority = home.home.token_authority()
+        for answer in answers:
+            verified = verification.verify(
+                answer["token"], identifier_scope=TNScope.parse(tns=["12025551142"]), account_jwk=account,
+                trust=trust_config.trust_from_policy(home.home.policy.tokens, local_authority=authority.certificate),
+                clock=SystemClock(), fetcher=X5UFetcher(overrides={authority.x5u: [authority.certificate]}))
+            assert verified.jti == answer["jti"]
+
+    def test_fingerprints_from_file_binds_each_token_to_its_line(self, tnca, home) -> None:
+        delegation_id = create(tnca, "--range", "12025551200:100")
+        wanted = [fingerprint() for _ in range(4)]
+        listing = home.work / "fingerprints.txt"
+        listing.write_text("\n".join(wanted) + "\n")
+        result = tnca("token", "mint", "--delegation", delegation_id, "--fingerprints-from", str(listing), "--json")
+        assert result.exit_code == 0, result.output
+        assert [json.loads(line)["fingerprint"] for line in result.stdout.splitlines()] == wanted
+
+    def test_without_json_one_token_a_line(self, tnca) -> None:
+        delegation_id = create(tnca, "--range", "12025551300:100")
+        result = tnca("token", "mint", "--delegation", delegation_id, "--fingerprint", fingerprint(), "--count", "2")
+        assert result.exit_code == 0, result.output
+        assert [line.count(".") for line in result.stdout.splitlines()] == [2, 2]
+
+    def test_one_bad_fingerprint_refuses_the_whole_batch(self, tnca, home) -> None:
+        delegation_id = create(tnca, "--range", "12025551400:100")
+        listing = home.work / "bad-fingerprints.txt"
+        listing.write_text(f"{fingerprint()}\nSHA256 AB\n")
+        assert_bad_input(tnca, home, ["token", "mint", "--delegation", delegation_id, "--fingerprints-from",
+                                      str(listing)], "--fingerprints-from", "32 colon-separated hex bytes")
+
+    def test_count_must_match_the_file(self, tnca, home) -> None:
+        delegation_id = create(tnca, "--range", "12025551500:100")
+        listing = home.work / "two-fingerprints.txt"
+        listing.write_text(f"{fingerprint()}\n{fingerprint()}\n")
+        assert_bad_input(tnca, home, ["token", "mint", "--delegation", delegation_id, "--fingerprints-from",
+                                      str(listing), "--count", "3"], "--count", "the file names 2 fingerprints")
+
+    def test_neither_fingerprint_nor_file_exits_2(self, tnca, home) -> None:
+        delegation_id = create(tnca, "--range", "12025551600:100")
+        assert_bad_input(tnca, home, ["token", "mint", "--delegation", delegation_id, "--count", "2"],
+                         "--fingerprint", "give exactly one of")
+
+
 def test_console_script_round_trip(dev_home) -> None:  # type: ignore[no-untyped-def]
     """The installed `tnca` script: create, mint, bad input, revoke, each in its own process."""
     created = dev_home.run_subprocess("delegation", "create", "--delegate", "Script Co", "--range", "12025551000:100", "--json")
