@@ -1,7 +1,7 @@
 """auditors: checkpoint notes (C2SP tlog-checkpoint) and the number monitor's state
 
 Revision ID: 0002_auditors
-Revises: 0001
+Revises: 0002_identity
 Create Date: 2026-12-04 22:00:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0002_auditors'
-down_revision: Union[str, Sequence[str], None] = '0001'
+down_revision: Union[str, Sequence[str], None] = '0002_identity'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

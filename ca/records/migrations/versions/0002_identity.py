@@ -1,7 +1,7 @@
 """accountable identity: delegation profiles (docs/identity.md)
 
 Revision ID: 0002_identity
-Revises: 0001
+Revises: 0002_shaken
 Create Date: 2026-12-04 21:45:00
 
 """
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0002_identity'
-down_revision: Union[str, Sequence[str], None] = '0001'
+down_revision: Union[str, Sequence[str], None] = '0002_shaken'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

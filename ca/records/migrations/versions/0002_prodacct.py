@@ -1,7 +1,7 @@
 """external account keys name their delegate, expire and can be revoked; rate-limit counters
 
 Revision ID: 0002_prodacct
-Revises: 0001
+Revises: 0002_reliability
 Create Date: 2026-12-04 22:00:00
 
 """
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision: str = '0002_prodacct'
-down_revision: Union[str, Sequence[str], None] = '0001'
+down_revision: Union[str, Sequence[str], None] = '0002_reliability'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

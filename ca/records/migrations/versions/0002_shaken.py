@@ -1,7 +1,7 @@
 """STI-PA token API: credentials and access tokens (ca/tokens/stipa.py)
 
 Revision ID: 0002_shaken
-Revises: 0001
+Revises: 0002_prodacct
 """
 from typing import Sequence, Union
 
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0002_shaken'
-down_revision: Union[str, Sequence[str], None] = '0001'
+down_revision: Union[str, Sequence[str], None] = '0002_prodacct'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
