@@ -25,7 +25,7 @@ from ca.clock import Clock
 from ca.errors import RevocationError
 from ca.lifecycle.reasons import CRLReason
 from ca.numbers.tnauthlist import TNScope
-from ca.records import audit, delegations
+from ca.records import audit, delegations, store
 from ca.records.models_acme import Authorization
 from ca.records.models_authority import Certificate, Delegation, Revocation
 
@@ -84,7 +84,7 @@ def revoke_certificate(
         comment=comment,
     )
     try:
-        with session.begin_nested():
+        with store.savepoint(session):
             session.add(revocation)
             session.flush()
     except IntegrityError as exc:

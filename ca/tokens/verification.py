@@ -56,7 +56,7 @@ from ca.errors import ScopeError, TokenError, UnavailableError
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import decode_identifier_value
 from ca.policy import format_duration
-from ca.records import models_acme, models_authority
+from ca.records import models_acme, models_authority, store
 from ca.tokens.fingerprints import certificate_issuer_id, check_account_fingerprint
 from ca.tokens.jws import check_signature, excerpt, json_type, parse_compact_jws
 from ca.tokens.trust_config import TokenTrust
@@ -421,7 +421,7 @@ def record_use(session: Session, verified: VerifiedToken, account_id: str, chall
         expires_at=verified.expires,
     )
     try:
-        with session.begin_nested():
+        with store.savepoint(session):
             session.add(row)
             session.flush()
     except IntegrityError as exc:
