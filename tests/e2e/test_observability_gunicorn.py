@@ -169,4 +169,3 @@ def test_metrics_move_under_two_workers_and_every_request_is_a_json_line(served,
     # The line a problem writes during that request carries its id too.
     assert any(line["logger"] == "tnca.acme" and line["request_id"] == "support-ticket-4711" for line in lines)
     assert len({line["request_id"] for line in requests_logged}) == len(requests_logged)
-
