@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("tnca.readiness")
 
 PROBE_MESSAGE = b"tnca readiness probe"
+LOG_SHARE_OF_DEADLINE = 0.9
 DATABASE, ISSUING_KEY, TOKEN_AUTHORITY_KEY, CT_LOGS = "database", "issuing_key", "token_authority_key", "ct_logs"
 
 
@@ -134,10 +135,12 @@ class ReadinessProbe:
         if required == 0 or submitter is None:
             return Check(CT_LOGS, True, "transparency is off: the policy requires no SCTs")
         answered = []
+        # A little inside the probe's deadline, so the answer says how many logs answered.
+        timeout = self.deadline * LOG_SHARE_OF_DEADLINE
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(submitter.logs), thread_name_prefix="readyz-ct")
         try:
-            futures = {pool.submit(_tree_head, log, self.deadline): log for log in submitter.logs}
-            done, _ = concurrent.futures.wait(futures, timeout=self.deadline)
+            futures = {pool.submit(_tree_head, log, timeout): log for log in submitter.logs}
+            done, _ = concurrent.futures.wait(futures, timeout=timeout)
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         for future in done:

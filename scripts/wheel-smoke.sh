@@ -37,6 +37,16 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "wheel smoke: FAILED: $*" >&2; exit 1; }
+# http_get URL [FILE]: succeeds on HTTP 200 only, the body into FILE (python: no curl needed).
+http_get() {
+  "$checkout_py" -c '
+import sys, urllib.request
+with urllib.request.urlopen(sys.argv[1], timeout=10) as response:
+    body = response.read()
+if len(sys.argv) > 2:
+    open(sys.argv[2], "wb").write(body)
+' "$@" 2>/dev/null
+}
 
 echo "== build the sdist, then the wheel from it"
 "$checkout_py" -m build --outdir "$work/dist" "$repo" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "build"; }
@@ -55,7 +65,10 @@ for member in ca/policies/default.toml ca/records/migrations/env.py ca/records/m
   grep -q "^$member " "$work/wheel.txt" || fail "the wheel lacks $member"
 done
 if grep -q "^migrations/\|^policies/" "$work/wheel.txt"; then fail "the wheel has top-level data directories"; fi
-unzip -p "$wheel" '*.dist-info/METADATA' >"$work/METADATA"
+"$checkout_py" -c 'import sys, zipfile
+wheel = zipfile.ZipFile(sys.argv[1])
+sys.stdout.write(wheel.read(next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))).decode())
+' "$wheel" >"$work/METADATA"
 grep -qx "License-Expression: Apache-2.0" "$work/METADATA" || fail "no SPDX License-Expression"
 
 echo "== a fresh venv outside the checkout, and the wheel with its dependencies"
@@ -74,7 +87,7 @@ server_pid=$!
 ready=no
 for _ in $(seq 150); do
   kill -0 "$server_pid" 2>/dev/null || fail "tnca serve exited"
-  if curl -fsS -o /dev/null "$base/readyz" 2>/dev/null; then ready=yes; break; fi
+  if http_get "$base/readyz"; then ready=yes; break; fi
   sleep 0.2
 done
 [ "$ready" = yes ] || fail "/readyz did not answer 200 within 30 s"
@@ -101,7 +114,7 @@ client issue --directory "$base/acme/directory" --account-key account.key --toke
 openssl verify -CAfile "$home/certs/root.pem" -untrusted "$home/certs/issuing.pem" chain.pem
 
 echo "== /metrics counted it; the request log is JSON with request ids"
-curl -fsS "$base/metrics" >metrics.txt
+http_get "$base/metrics" metrics.txt || fail "/metrics"
 grep -qE '^tnca_issuance_duration_seconds_count\{.*outcome="issued".*\} 1\.0$' metrics.txt \
   || { grep "^tnca_issuance" metrics.txt; fail "/metrics has no issuance"; }
 "$work/venv/bin/python" - "$work/serve.log" <<'PY'

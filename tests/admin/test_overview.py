@@ -9,16 +9,20 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
+from acme_server import create_app
 from acme_server.admin.chart import activity_chart, tick_step
 from ca.lifecycle import certificate_revocation
 from ca.records import delegations, overview
 from ca.tokens import fingerprints, minting
 from ca.clock import FixedClock
+from ca.home import Home
 from ca.records.overview import DayCount
 from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
-from tests.admin.support import issue_certificate, make_delegation
+from tests.admin.support import PageClient, issue_certificate, make_delegation
 
 START = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
 DAY = dt.timedelta(days=1)
@@ -110,3 +114,21 @@ def test_bars_are_proportional_and_each_has_a_title():
     assert chart.summary.endswith("14 issued, 3 revoked, at most 8 on one day.")
     # The last day (today) is labelled, and every seventh day before it.
     assert [tick.label for tick in chart.x_ticks] == ["Mar 04"]
+
+
+def test_dashboard_says_transparency_is_off_when_the_policy_requires_no_scts(auditor, home):
+    """What ``tnca init`` writes requires no SCT: the dashboard says so, and why."""
+    page = auditor.get("/admin/").get_data(as_text=True)
+    assert 'id="transparency-off"' in page
+    assert "Transparency is off." in page and "[ct] required_scts = 0 in policy.toml" in page
+
+
+def test_dashboard_has_no_transparency_warning_when_the_policy_requires_scts(home, people):
+    key = home.path / "log.pem"
+    key.write_bytes(ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    entry = f'{{ name = "one", url = "http://127.0.0.1:9", public_key = "{key}" }}'
+    policy = home.policy_path.read_text().replace("\nlogs = []\n", f"\nlogs = [{entry}]\n")
+    home.policy_path.write_text(policy.replace("\nrequired_scts = 0\n", "\nrequired_scts = 1\n"))
+    page = PageClient(create_app(Home(home.path)), people["auditor"]).get("/admin/").get_data(as_text=True)
+    assert "Dashboard" in page and 'id="transparency-off"' not in page
