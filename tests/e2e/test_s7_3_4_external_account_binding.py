@@ -21,7 +21,6 @@ from ca.records.models_audit import AuditEvent
 from protocol.support import (  # noqa: F401  (fixtures)
     DELEGATED_SCOPE,
     TN_SCOPE,
-    Authority,
     Subscriber,
     authority,
     home,
