@@ -1,8 +1,7 @@
-"""docs/deployment.md "Backup and restore", walked: the shell block is read from the document and
-run verbatim with bash (pg_dump, createdb, pg_restore, ``tnca audit verify``) against a database
-populated through the ACME server, and the restored authority then serves.
-
-PostgreSQL only (the block is pg_dump's); skipped on SQLite with the reason.
+"""docs/deployment.md "Backup and restore", walked: the shell blocks are read from the document
+and run verbatim with bash. On PostgreSQL (pg_dump, createdb, pg_restore, ``tnca audit verify``)
+against a database populated through the ACME server, after which the restored authority serves;
+on SQLite (``sqlite3 .backup``, ``tnca audit verify``). Each test skips on the other database.
 """
 
 from __future__ import annotations
@@ -46,11 +45,12 @@ REPO = Path(__file__).resolve().parents[2]
 DEPLOYMENT = REPO / "docs" / "deployment.md"
 
 
-def restore_block() -> str:
+def restore_block(index: int = 0) -> str:
+    """The ``index``-th shell block under "Backup and restore": 0 PostgreSQL, 1 SQLite."""
     section = DEPLOYMENT.read_text().split("## Backup and restore", 1)[1]
-    match = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert match, "docs/deployment.md has no shell block under 'Backup and restore'"
-    return match.group(1)
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert len(blocks) == 2, "docs/deployment.md should have the PostgreSQL and the SQLite block under 'Backup and restore'"
+    return blocks[index]
 
 
 def tnca(home, *args: str) -> str:
@@ -93,7 +93,7 @@ def test_backup_restores_into_a_new_database_whose_chain_verifies_and_which_serv
     engine = None
     process = None
     try:
-        result = subprocess.run(["bash", "-euo", "pipefail", "-c", restore_block()], cwd=tmp_path, env=env,
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", restore_block(0)], cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stdout + result.stderr
         assert result.stdout.startswith("OK: ") and "1 checkpoint(s)" in result.stdout, result.stdout
@@ -143,6 +143,28 @@ def test_backup_restores_into_a_new_database_whose_chain_verifies_and_which_serv
             engine.dispose()
         subprocess.run(["dropdb", "--if-exists", f"--maintenance-db={server}/{url.database}", restored],
                        capture_output=True, timeout=60)
+
+
+def test_sqlite_backup_copy_verifies(home, authority, database_url, tmp_path):
+    if not database_url.startswith("sqlite"):
+        pytest.skip("the SQLite block copies a database file; this run's database is PostgreSQL")
+    authority.delegate(DELEGATED_SCOPE)
+    tnca(home, "eab", "create", "--delegate", "Example Enterprise")
+    tnca(home, "audit", "checkpoint")
+    with authority.session_factory() as session:
+        head_before = audit.head(session)
+    env = {**os.environ, "DATABASE_FILE": make_url(database_url).database, "TNCA_HOME": str(home.path),
+           "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", restore_block(1)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("OK: ") and "1 checkpoint(s)" in result.stdout, result.stdout
+    engine = store.make_engine(f"sqlite:///{tmp_path / 'tnca-backup.db'}")
+    try:
+        with store.make_sessionmaker(engine)() as session:
+            assert audit.head(session) == head_before
+    finally:
+        engine.dispose()
 
 
 def _serials(authority: Authority) -> list[str]:
