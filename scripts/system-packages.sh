@@ -7,7 +7,9 @@ set -euo pipefail
 # softhsm2: the PKCS#11 token for the HSM signer; certspotter: an outside CT log monitor;
 # chromium: the browser the operator/auditor UI tests drive through Playwright (tests/browser),
 # launched from /usr/bin/chromium (Playwright's own browser downloads are never used).
-PACKAGES=(openssl secsipidx softhsm2 certspotter chromium ${TNCA_EXTRA_PACKAGES:-})
+# sqlite3 and postgresql-client-15 (pg_dump, pg_restore, createdb): the backup and restore
+# walked from docs/deployment.md (tests/e2e/test_deployment_restore.py).
+PACKAGES=(openssl secsipidx softhsm2 certspotter chromium sqlite3 postgresql-client-15 ${TNCA_EXTRA_PACKAGES:-})
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

@@ -3,7 +3,9 @@ the order with its one authorization and one ``tkauth-01`` challenge (RFC 9448 ย
 
 The checks, in order: the scope has at most :data:`MAX_ORDER_SCOPE_ENTRIES` entries
 (ScopeError, field "entries"); the scope is inside the issuing CA's TNAuthList (ScopeError, field
-"issuer"); the delegations covering it are not all withdrawn (DelegationError); the requested
+"issuer"); the delegations covering it are not all withdrawn (DelegationError); an account
+bound by external account binding orders numbers its delegate's delegations cover
+(DelegationError, field "account"); the requested
 validity is one the policy can honour (:func:`ca.orders.validity.check_order_request`,
 PolicyError); the certificate named by ``replaces`` may be replaced (RFC 9773 ยง5:
 PolicyError/NotOwnedError field "replaces", AlreadyReplacedError).
@@ -108,6 +110,8 @@ def place_order(session: Session, authority: Authority, account: Account, reques
     # A scope whose delegations were all revoked or have ended is refused here, naming them; one
     # an active delegation covers, or none yet, proceeds (the challenge decides).
     delegations.check_not_withdrawn(session, request.scope, clock=authority.clock)
+    # An account bound by external account binding orders its delegate's numbers only.
+    external_accounts.check_may_order(session, account, request.scope, clock=authority.clock)
     if request.auto_renewal is None:
         check_order_request(requested, now=now, policy=authority.policy, issuer_not_after=issuer_not_after)
     replaced = _replaced_certificate(session, request, account, now=now)

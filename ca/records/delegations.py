@@ -306,7 +306,7 @@ def is_active(delegation: Delegation, now: dt.datetime) -> bool:
 
 
 def find_covering(
-    session: Session, scope: TNScope, *, clock: Clock, delegation_id: str | None = None
+    session: Session, scope: TNScope, *, clock: Clock, delegation_id: str | None = None, delegate: str | None = None
 ) -> Delegation:
     """The active delegation whose scope contains ``scope`` (RFC 9060 §4 "encompassing").
 
@@ -318,7 +318,8 @@ def find_covering(
     the search is one statement whatever the size of the scope. When several delegations
     contain the scope, the oldest wins, so
     the answer is stable. ``delegation_id`` restricts the search to that delegation (a token
-    minted here names the one it was minted under).
+    minted here names the one it was minted under); ``delegate`` to that delegate's delegations
+    (an account bound to it by external account binding).
 
     Raises DelegationError naming the scope when none covers it (missing, revoked, expired or
     not yet valid all read the same to the requester; the detail says which when it is one).
@@ -337,6 +338,8 @@ def find_covering(
         candidates = [named] if named is not None else []
     else:
         candidates = _candidates(session, rows)
+    if delegate is not None:
+        candidates = [candidate for candidate in candidates if candidate.delegate == delegate]
     inactive: list[Delegation] = []
     for delegation in candidates:
         if not TNScope.from_der(delegation.scope_der).contains(requested):
@@ -344,7 +347,8 @@ def find_covering(
         if is_active(delegation, now):
             return delegation
         inactive.append(delegation)
-    where = f"delegation {delegation_id}" if delegation_id is not None else "any active delegation"
+    where = (f"delegation {delegation_id}" if delegation_id is not None
+             else f"any active delegation of {delegate!r}" if delegate is not None else "any active delegation")
     if inactive:
         reasons = "; ".join(f"{d.id} {_inactive_reason(d, now)}" for d in inactive)
         raise DelegationError(f"TN scope {scope.describe()} is not covered by {where} ({reasons})", field="scope")

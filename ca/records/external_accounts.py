@@ -24,7 +24,8 @@ from sqlalchemy.orm import Session
 from ca.clock import Clock
 from ca.encoding import b64url_encode, isoformat_or_none
 from ca.errors import DelegationError, NotFoundError, PolicyError, RevocationError
-from ca.records import audit
+from ca.numbers.tnauthlist import TNScope
+from ca.records import audit, delegations
 from ca.records.models_acme import Account, ExternalAccountKey
 from ca.records.models_authority import Delegation
 from ca.records.models_base import random_id
@@ -206,6 +207,32 @@ def check_may_act_for(session: Session, account: Account | None, delegation: Del
             f"the scope is delegated to {delegation.delegate!r}",
             field="account",
         )
+
+
+def check_may_order(session: Session, account: Account, scope: TNScope, *, clock: Clock) -> None:
+    """newOrder by an account bound by external account binding: an active delegation of its
+    delegate must cover ``scope``, and the key must not be revoked. Raises DelegationError
+    (field "account"); accounts without a binding are not limited here."""
+    if account.eab_key_id is None:
+        return
+    key = session.get(ExternalAccountKey, account.eab_key_id)
+    if key is None:
+        return
+    if key.revoked_at is not None:
+        raise DelegationError(
+            f"account {account.id} was bound by external account key {key.key_id}, revoked at {key.revoked_at.isoformat()}",
+            field="account",
+        )
+    bound = delegate_of(session, key)
+    if bound is None:
+        return
+    try:
+        delegations.find_covering(session, scope, clock=clock, delegate=bound)
+    except DelegationError as error:
+        raise DelegationError(
+            f"account {account.id} is bound (external account key {key.key_id}) to delegate {bound!r}: {error.detail}",
+            field="account",
+        ) from error
 
 
 def bound_delegate(session: Session, account: Account) -> str | None:

@@ -37,7 +37,7 @@ import threading
 import time
 from typing import NoReturn
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -48,8 +48,9 @@ from ca.policy import RateLimit, RateLimits, format_duration
 from ca.records import audit
 from ca.records.models_acme import RateLimitCounter
 
-# Ended windows are swept this often (seconds, per process).
+# Ended windows are swept this often (seconds, per process), at most this many rows at a time.
 PRUNE_INTERVAL_SECONDS = 60.0
+PRUNE_BATCH = 10_000
 # The longest key stored as is; longer keys (a delegate name is up to 255 characters, the column
 # is 255) are stored as their SHA-256.
 MAX_KEY_CHARS = 255
@@ -189,9 +190,23 @@ def _audit_once(session: Session, name: str, key: str, stored_key: str, limit: R
 
 
 def _prune_if_due(session: Session, now: dt.datetime) -> None:
+    """Delete up to PRUNE_BATCH rows of ended windows, in the caller's transaction. On PostgreSQL
+    rows another transaction holds are skipped (SKIP LOCKED), so pruning never waits on, or
+    deadlocks with, a request still counting in a window that just ended."""
     global _next_prune
     with _prune_lock:
         if time.monotonic() < _next_prune:
             return
         _next_prune = time.monotonic() + PRUNE_INTERVAL_SECONDS
-    session.execute(delete(RateLimitCounter).where(RateLimitCounter.window_end <= now))
+    ended = (
+        select(_COUNTERS.c.limit_name, _COUNTERS.c.key, _COUNTERS.c.window_start)
+        .where(_COUNTERS.c.window_end <= now)
+        .limit(PRUNE_BATCH)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        ended = ended.with_for_update(skip_locked=True)
+    session.execute(
+        delete(RateLimitCounter).where(
+            tuple_(_COUNTERS.c.limit_name, _COUNTERS.c.key, _COUNTERS.c.window_start).in_(ended)
+        )
+    )

@@ -21,7 +21,6 @@ from ca.records.models_audit import AuditEvent
 from protocol.support import (  # noqa: F401  (fixtures)
     DELEGATED_SCOPE,
     TN_SCOPE,
-    Authority,
     Subscriber,
     authority,
     home,
@@ -40,6 +39,8 @@ pytestmark = pytest.mark.e2e
 OTHER_DELEGATE = "Other Enterprise"
 # Inside the issuing CA's scope, outside DELEGATED_SCOPE (12025550000+1000).
 OTHER_SCOPE = TNScope.parse(tns=["12025551900"])
+# Inside DELEGATED_SCOPE too: delegated to both delegates.
+OVERLAP_SCOPE = TNScope.parse(tns=["12025550900"])
 
 
 def tnca(home, *args: str):
@@ -117,25 +118,30 @@ def test_s7_3_4_without_a_binding_certbot_gets_external_account_required(eab_ser
     assert table_counts(session_factory) == before
 
 
-def test_s7_3_4_bound_account_gets_no_token_or_validation_for_another_delegate(eab_server, home, authority,
-                                                                               session_factory):
-    """An account bound to a delegate acts for that delegate only: the operator cannot mint it a
-    token under another delegate's delegation, and a token minted for its key before it was bound
-    does not validate."""
+def test_s7_3_4_bound_account_gets_no_order_token_or_validation_for_another_delegate(eab_server, home, authority,
+                                                                                     session_factory):
+    """An account bound to a delegate acts for that delegate only: newOrder for numbers none of
+    its delegations cover is refused, the operator cannot mint it a token under another
+    delegate's delegation, and a token minted for its key before it was bound does not validate."""
     subscriber = Subscriber(eab_server)
     fingerprint = fingerprints.account_fingerprint(subscriber.public_jwk)
-    other_scope = OTHER_SCOPE
+    # Another delegate also holds a number inside ours (OVERLAP), and one outside it (OTHER_SCOPE).
+    overlap = authority.delegate(OVERLAP_SCOPE, delegate=OTHER_DELEGATE)
     # Minted while the key was nobody's account: nothing to check yet.
-    early_token = authority.token(eab_server.theirs, subscriber.public_jwk, other_scope)
+    early_token = authority.token(overlap, subscriber.public_jwk, OVERLAP_SCOPE)
     register_with(subscriber, create_key(home, "--delegation", eab_server.ours))
 
     before = table_counts(session_factory)
+    with pytest.raises(messages.Error) as caught:
+        subscriber.new_order(OTHER_SCOPE.to_identifier_value())
+    assert (caught.value.code, caught.value.typ.endswith("unauthorized")) == ("unauthorized", True)
+    assert "is bound" in caught.value.detail and "'Example Enterprise'" in caught.value.detail
     refused = tnca(home, "token", "mint", "--delegation", eab_server.theirs, "--fingerprint", fingerprint)
     assert refused.exit_code == 2
     assert "is bound" in refused.output and "'Example Enterprise'" in refused.output
     assert table_counts(session_factory) == before
 
-    order = subscriber.new_order(other_scope.to_identifier_value())
+    order = subscriber.new_order(OVERLAP_SCOPE.to_identifier_value())
     challenge = subscriber.answer(order, early_token)
     assert challenge.body.status == messages.STATUS_INVALID
     assert challenge.body.error.code == "unauthorized" and "is bound" in challenge.body.error.detail

@@ -9,12 +9,15 @@ the first refusal of a key in a window is audited, later ones are not.
 from __future__ import annotations
 
 import datetime as dt
+import ipaddress
+import json
 import re
 
 import pytest
 from sqlalchemy import func, select
 
 from acme_server import create_app
+from acme_server.client_address import resolve
 from ca import policy
 from ca.clock import FixedClock
 from ca.errors import RateLimitedError
@@ -60,7 +63,7 @@ def assert_rate_limited(response, limit: str) -> None:
     assert 0 < retry_after <= WINDOW_SECONDS
 
 
-def registered_client(client, home: Home, **headers) -> RawClient:
+def registered_client(client, home: Home) -> RawClient:
     raw = RawClient(client, home.base_url)
     raw.register({})
     return raw
@@ -109,7 +112,6 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy_only(home, session_facto
     client = create_app(limited).test_client()
     raw = registered_client(client, limited)
     spoofed = {"environ_base": {"HTTP_X_FORWARDED_FOR": "198.51.100.7"}}
-    assert raw.client.post is not None
     assert raw.post(NEW_ORDER, ORDER).status_code == 201
     # Not trusted: the header changes nothing, the socket's 127.0.0.1 is over its limit.
     response = raw.client.post("/acme/new-order", data=_jws_body(raw), content_type="application/jose+json", **spoofed)
@@ -130,8 +132,6 @@ def test_forwarded_for_is_believed_from_a_trusted_proxy_only(home, session_facto
 
 
 def _jws_body(raw: RawClient) -> str:
-    import json
-
     return json.dumps(raw.jws(NEW_ORDER, ORDER))
 
 
@@ -236,3 +236,21 @@ def test_address_keys_count_ipv6_per_64():
     assert rate_limits.address_key("2001:db8:1:2:3:4:5:6") == rate_limits.address_key("2001:db8:1:2::9") == "2001:db8:1:2::/64"
     assert rate_limits.address_key("::ffff:192.0.2.1") == "192.0.2.1"
     assert rate_limits.address_key("192.0.2.1") == "192.0.2.1"
+
+
+@pytest.mark.parametrize(
+    "peer, forwarded, trusted, expected",
+    [
+        ("192.0.2.9", ["198.51.100.7"], [], "192.0.2.9"),  # no proxy configured: the header is ignored
+        ("192.0.2.9", ["198.51.100.7"], ["10.0.0.0/8"], "192.0.2.9"),  # the peer is not our proxy
+        ("10.0.0.2", ["198.51.100.7"], ["10.0.0.0/8"], "198.51.100.7"),
+        ("10.0.0.2", ["203.0.113.1, 198.51.100.7"], ["10.0.0.0/8"], "198.51.100.7"),  # left entries: the client's own
+        ("10.0.0.2", ["198.51.100.7, 10.0.0.3"], ["10.0.0.0/8"], "198.51.100.7"),  # two proxies of ours
+        ("10.0.0.2", ["198.51.100.7", "10.0.0.3"], ["10.0.0.0/8"], "198.51.100.7"),  # two header lines
+        ("10.0.0.2", ["not-an-address"], ["10.0.0.0/8"], "10.0.0.2"),  # malformed: stop at the last trusted hop
+        ("10.0.0.2", ["10.0.0.3"], ["10.0.0.0/8"], "10.0.0.3"),  # only proxies: the farthest one
+        ("10.0.0.2", [], ["10.0.0.0/8"], "10.0.0.2"),
+    ],
+)
+def test_client_address_from_a_trusted_proxys_forwarded_for(peer, forwarded, trusted, expected):
+    assert resolve(peer, forwarded, [ipaddress.ip_network(n) for n in trusted]) == expected
