@@ -9,7 +9,8 @@ installed by the test extras of pyproject.toml) run as they ship, as subprocesse
   standard base64 identifiers, the STI-PA fingerprint, the account key in the CSR);
 - the toolkit's RFC-signing generic profile (its Python API, spec'd in docs/shaken.md);
 - the clients' own validators accept what was issued (the manager validates every leaf before it
-  activates it; the toolkit returns its validation error; ``validate-key-pair`` and ``inspect``).
+  activates it; the toolkit returns its validation error; ``validate-key-pair``), and so does
+  pkilint's RFC 5280 linter.
 
 On a default (RFC-strict) home the same clients are refused with problems that name the switch
 to turn on.
@@ -174,6 +175,10 @@ def test_shaken_cert_manager_and_toolkit_obtain_certificates_unchanged(shaken_st
                               "--certificate", "state/live/current/leaf.pem"], cwd=work, capture_output=True,
                              text=True, timeout=TIMEOUT, env={**os.environ, "HOME": str(work)})
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # And RFC 5280, by a linter that shares nothing with tnca or the clients.
+    linted = subprocess.run([str(BIN / "lint_pkix_cert"), "lint", "-s", "NOTICE", "-f", "JSON",
+                             "state/live/current/leaf.pem"], cwd=work, capture_output=True, text=True, timeout=TIMEOUT)
+    assert json.loads(linted.stdout)["results"] == [], linted.stdout
 
     generic = run_generic(tmp_path / "generic", base, crl, creds)
     assert generic.returncode == 0, generic.stdout + generic.stderr
