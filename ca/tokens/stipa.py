@@ -15,7 +15,8 @@ token an operator mints. It is also the RFC 9447 §5 token-acquisition path for 
   ``login_attempts`` table, under the name ``stipa:<userId>``); every attempt is audited. Returns
   an opaque access token (256 random bits, only SHA-256 stored) valid for :data:`ACCESS_TOKEN_LIFETIME`.
 - :func:`request_token`: checks the access token, the account id in the URL and the ``atc`` the
-  client sent, and mints a token that echoes that ``atc`` exactly. A refusal appends a
+  client sent, and mints a token that echoes that ``atc`` (``tkvalue`` as sent, the fingerprint in
+  upper-case hex as STI-PA clients send it). A refusal appends a
   ``stipa.token_refused`` event and mints nothing; the caller commits in both cases.
 
 Front end: ``acme_server/stipa.py`` (a thin blueprint under ``/stipa``). Nothing here knows HTTP.

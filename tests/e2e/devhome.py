@@ -16,11 +16,14 @@ about what a person sees in a terminal (exit status, stderr lines).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,3 +140,24 @@ def require_tool(name: str) -> str:
 
 def run_tool(args: Sequence[str], **kwargs) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(args), capture_output=True, text=True, timeout=60, **kwargs)
+
+
+_BANNER_END = re.compile(r"^Walk-through:")
+
+
+@contextlib.contextmanager
+def running_dev_stack(command: Sequence[str], *, env: dict[str, str], cwd: Path) -> Iterator[str]:
+    """Run ``tnca … dev …`` in its own process group until its banner is printed; yield the
+    banner, then stop the whole stack (SIGTERM to the group) when the block ends."""
+    dev = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, start_new_session=True)
+    try:
+        lines: list[str] = []
+        while not lines or not _BANNER_END.search(lines[-1]):
+            line = dev.stdout.readline()
+            assert line, "tnca dev exited early:\n" + "".join(lines)
+            lines.append(line)
+        yield "".join(lines)
+    finally:
+        os.killpg(dev.pid, signal.SIGTERM)
+        dev.communicate(timeout=60)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,12 +19,12 @@ import requests
 
 from ca.home import Home
 from tests.admin.support import csrf_token_of
+from tests.e2e.devhome import running_dev_stack
 from tests.protocol.support import free_port, free_port_pair
 from tnca.commands.dev import admin_login
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-BANNER_END = re.compile(r"^Walk-through:")
 
 
 def test_tnca_dev_prints_an_admin_login_that_signs_in(tmp_path, session_factory, database_url):
@@ -36,15 +35,7 @@ def test_tnca_dev_prints_an_admin_login_that_signs_in(tmp_path, session_factory,
     tnca = [sys.executable, "-m", "tnca", "--home", str(home_path)]
     subprocess.run([*tnca, "init", "--base-url", f"http://127.0.0.1:{port}"], check=True, env=env,
                    capture_output=True, cwd=REPO)
-    dev = subprocess.Popen([*tnca, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env, cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        lines: list[str] = []
-        while not lines or not BANNER_END.search(lines[-1]):
-            line = dev.stdout.readline()
-            assert line, "tnca dev exited early:\n" + "".join(lines)
-            lines.append(line)
-        banner = "".join(lines)
+    with running_dev_stack([*tnca, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env, cwd=REPO) as banner:
         assert f"  ACME directory:  http://127.0.0.1:{port}/acme/directory\n" in banner
         assert f"  Operator pages:  http://127.0.0.1:{port}/admin/\n" in banner
         login = re.search(r"^  Admin login:     (\S+) / (\S+)   \(shown this once\)$", banner, re.M)
@@ -61,9 +52,6 @@ def test_tnca_dev_prints_an_admin_login_that_signs_in(tmp_path, session_factory,
         dashboard = browser.get(f"{base}/admin/", timeout=10)
         assert dashboard.status_code == 200
         assert 'id="signed-in-role">admin<' in dashboard.text
-    finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        dev.communicate(timeout=60)
 
     # The next run: the admin exists, its password is not known and not printed.
     home = Home(home_path)

@@ -27,6 +27,8 @@ from pyasn1_alt_modules import rfc8226
 from sqlalchemy import select
 
 from ca.config import Settings
+from ca.home import Home
+from ca.policy import Policy
 from ca.records import audit, models_audit, models_authority
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
@@ -435,3 +437,27 @@ def test_cli_issue_writes_one_certificate_and_one_audit_event(dev_home: DevHome)
     assert after["audit_events"] == before["audit_events"] + 1
     with dev_home.sessionmaker() as session:
         assert audit.verify(session) == 2
+
+
+def test_init_profile_shaken_writes_the_shaken_policy_switches_and_api(tmp_path: Path, session_factory, database_url):
+    """tnca init --profile shaken (docs/shaken.md): the SHAKEN profile and policy OID, CRL
+    distribution points under /stipa, every [compat] switch and the STI-PA API on; the default
+    profile stays RFC-strict."""
+    home = DevHome(path=tmp_path / "h", database_url=database_url, work=tmp_path)
+    result = home.run("init", "--profile", "shaken", "--base-url", "https://sti-ca.example.net")
+    assert result.exit_code == 0, result.stderr
+    assert "STI-PA token API at https://sti-ca.example.net/stipa" in result.stdout
+    settled = Home(home.path)
+    certificates = settled.policy.certificates
+    assert certificates.profile == "shaken"
+    assert [oid.dotted_string for oid in certificates.policy_oids] == ["2.16.840.1.114569.1.1.3"]
+    assert settled.issuing_ca().crl_url == "https://sti-ca.example.net/stipa/download/v1/crl/issuing.crl"
+    compat = settled.token_compat
+    assert compat.fingerprint_spki_sha256 and compat.csr_key_may_equal_account_key
+    assert compat.empty_payload_signed_without_dot and compat.new_account_empty_payload
+    assert settled.config.stipa.enabled
+    settled.close()
+    home.close()
+    # What a default init copies and writes: the RFC-strict profile, no switch, no STI-PA API.
+    defaults = Settings.load(tmp_path / "none.toml")
+    assert Policy.default().certificates.profile == "stir" and not defaults.stipa.enabled and not defaults.compat

@@ -9,7 +9,8 @@ installed by the test extras of pyproject.toml) run as they ship, as subprocesse
   standard base64 identifiers, the STI-PA fingerprint, the account key in the CSR);
 - the toolkit's RFC-signing generic profile (its Python API, spec'd in docs/shaken.md);
 - the clients' own validators accept what was issued (the manager validates every leaf before it
-  activates it; the toolkit returns its validation error; ``validate-key-pair`` and ``inspect``).
+  activates it; the toolkit returns its validation error; ``validate-key-pair``), and so does
+  pkilint's RFC 5280 linter.
 
 On a default (RFC-strict) home the same clients are refused with problems that name the switch
 to turn on.
@@ -20,7 +21,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -31,6 +31,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.e2e.devhome import running_dev_stack
 from tests.protocol.support import app, free_port, home, port, server  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +39,6 @@ REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 MANAGER = BIN / "shaken-cert-manager"
 TOOLKIT = BIN / "stir-shaken-toolkit"
-BANNER_END = re.compile(r"^Walk-through:")
 TIMEOUT = 60
 
 
@@ -123,15 +123,8 @@ def shaken_stack(tmp_path, database_url):
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "TNCA_DATABASE_URL": database_url, "TNCA_BASE_URL": base}
     tnca = [sys.executable, "-m", "tnca", "--home", str(tmp_path / "home")]
-    dev = subprocess.Popen([*tnca, "dev", "--profile", "shaken", "--workers", "1"], env=env, cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        lines: list[str] = []
-        while not lines or not BANNER_END.search(lines[-1]):
-            line = dev.stdout.readline()
-            assert line, "tnca dev exited early:\n" + "".join(lines)
-            lines.append(line)
-        assert f"  STI-PA API:      {base}/stipa" in "".join(lines)
+    with running_dev_stack([*tnca, "dev", "--profile", "shaken", "--workers", "1"], env=env, cwd=REPO) as banner:
+        assert f"  STI-PA API:      {base}/stipa" in banner
 
         def cli(*args: str) -> dict:
             done = subprocess.run([*tnca, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT)
@@ -139,9 +132,6 @@ def shaken_stack(tmp_path, database_url):
             return json.loads(done.stdout)
 
         yield base, cli
-    finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        dev.communicate(timeout=60)
 
 
 def test_shaken_cert_manager_and_toolkit_obtain_certificates_unchanged(shaken_stack, tmp_path):
@@ -185,6 +175,10 @@ def test_shaken_cert_manager_and_toolkit_obtain_certificates_unchanged(shaken_st
                               "--certificate", "state/live/current/leaf.pem"], cwd=work, capture_output=True,
                              text=True, timeout=TIMEOUT, env={**os.environ, "HOME": str(work)})
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    # And RFC 5280, by a linter that shares nothing with tnca or the clients.
+    linted = subprocess.run([str(BIN / "lint_pkix_cert"), "lint", "-s", "NOTICE", "-f", "JSON",
+                             "state/live/current/leaf.pem"], cwd=work, capture_output=True, text=True, timeout=TIMEOUT)
+    assert json.loads(linted.stdout)["results"] == [], linted.stdout
 
     generic = run_generic(tmp_path / "generic", base, crl, creds)
     assert generic.returncode == 0, generic.stdout + generic.stderr
