@@ -3,7 +3,7 @@
 Layout of a home (created by ``tnca init``)::
 
     HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
-                          [x5u], [compat]
+                          [x5u], [compat], [domains]
     HOME/policy.toml      issuance policy (a copy of policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
@@ -24,6 +24,7 @@ settings is :class:`ca.home.Home`'s job, above issuance.
 
 from __future__ import annotations
 
+import datetime as dt
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ TOKEN_AUTHORITY_X5U_PATH = "/token-authority.pem"
 AUDIT_SIGNER_URI = "file:keys/audit.key"
 AUDIT_CERT_FILE = "certs/audit.pem"
 
-SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat")
+SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "domains")
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,24 @@ class AuditSettings:
 
 
 @dataclass(frozen=True)
+class DomainSettings:
+    """``[domains]``: how http-01 and dns-01 (RFC 8555 §8.3, §8.4) reach a delegate's domain
+    (ca/orders/domains.py). The defaults are the production settings."""
+
+    # "host:port" (or "host", port 53) of the DNS resolver asked for A and TXT records; None:
+    # the first nameserver of /etc/resolv.conf.
+    resolver: str | None = None
+    # The port http-01 connects to (RFC 8555 §8.3: 80); tests point it at a loopback server.
+    http_port: int = 80
+    # One deadline over each whole validation: every DNS query, the connection, the response.
+    deadline: dt.timedelta = dt.timedelta(seconds=10)
+    # The most bytes of an http-01 response body read (RFC 8555 §8.3 key authorizations are ~90).
+    max_response_bytes: int = 8192
+    # Allow domains resolving to private, loopback or link-local addresses (development, tests).
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole of ``tnca.toml``.
 
@@ -109,6 +128,7 @@ class Settings:
     audit: AuditSettings
     x5u: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     compat: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    domains: DomainSettings = field(default_factory=DomainSettings)
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -147,6 +167,7 @@ class Settings:
             ),
             x5u=MappingProxyType(dict(reader.table("x5u"))),
             compat=MappingProxyType(dict(reader.table("compat"))),
+            domains=_domains(reader),
             source=source,
         )
         reader.refuse_unknown()
@@ -159,6 +180,24 @@ def _server(reader: TableReader) -> ServerSettings:
         base_url=reader.optional(reader.url, s, "base_url", DEFAULT_BASE_URL),
         token_authority_url=reader.optional(reader.url, s, "token_authority_url", None),
         website=reader.optional(reader.url, s, "website", None),
+    )
+
+
+def _domains(reader: TableReader) -> DomainSettings:
+    s, default = "domains", DomainSettings()
+    resolver = _nonempty(reader, s, "resolver")
+    if resolver is not None:
+        host, _, port = resolver.rpartition(":") if resolver.count(":") == 1 else (resolver, "", "53")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PolicyError(f"[domains] resolver must be host or host:port, got {resolver!r}", field="[domains] resolver")
+    return DomainSettings(
+        resolver=resolver,
+        http_port=reader.optional(reader.integer, s, "http_port", default.http_port, minimum=1),
+        deadline=reader.optional(reader.duration, s, "deadline", default.deadline, minimum=dt.timedelta(seconds=1)),
+        max_response_bytes=reader.optional(reader.integer, s, "max_response_bytes", default.max_response_bytes,
+                                           minimum=128),
+        allow_private_addresses=reader.optional(reader.boolean, s, "allow_private_addresses",
+                                                default.allow_private_addresses),
     )
 
 
