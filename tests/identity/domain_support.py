@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from dnslib import QTYPE, RCODE, RR, TXT, A
-from dnslib.server import BaseResolver, DNSServer
+from dnslib.server import BaseResolver, DNSHandler, DNSServer
 
 from tests.helpers import free_port
 
@@ -43,17 +43,26 @@ class Zone(BaseResolver):
         return reply
 
 
+class _ClassicHandler(DNSHandler):
+    # RFC 1035 §4.2.1: UDP messages are at most 512 octets; longer answers are truncated (TC)
+    # and the client asks again over TCP.
+    udplen = 512
+
+
 @contextmanager
 def dns_server(zone: Zone) -> Iterator[int]:
-    """dnslib's UDP server on 127.0.0.1:<port>, answering from ``zone``; yields the port."""
+    """dnslib's UDP and TCP servers on 127.0.0.1:<port>, answering from ``zone``; yields the port."""
     port = free_port()
-    server = DNSServer(zone, port=port, address="127.0.0.1", logger=_QuietLogger())
-    server.start_thread()
+    servers = [DNSServer(zone, port=port, address="127.0.0.1", logger=_QuietLogger(), tcp=tcp,
+                         handler=_ClassicHandler) for tcp in (False, True)]
+    for server in servers:
+        server.start_thread()
     try:
         yield port
     finally:
-        server.stop()
-        server.server.server_close()
+        for server in servers:
+            server.stop()
+            server.server.server_close()
 
 
 class _QuietLogger:
