@@ -16,6 +16,7 @@ from flask import Flask
 
 from acme_server import admin, audit_api, auth, observability, stipa
 from acme_server.acme import errors, repository, routes
+from acme_server.admin.present import visible
 from acme_server.acme.jws import MAX_JWS_BODY_BYTES
 from acme_server.state import EXTENSION_KEY, ServerState, close_db_session
 from ca.home import Home
@@ -56,4 +57,6 @@ def create_app(home_or_path: Home | str | os.PathLike[str], config: dict[str, An
     # API after it.
     for front_end in (auth, admin, audit_api):
         app.register_blueprint(front_end.create_blueprint())
+    # Every {{ expression }} of every page: control and bidi characters shown, never obeyed.
+    app.jinja_env.finalize = visible
     return app

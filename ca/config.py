@@ -3,7 +3,7 @@
 Layout of a home (created by ``tnca init``)::
 
     HOME/tnca.toml        settings (this module): [server], [database], [token_authority], [audit],
-                          [x5u], [compat], [metrics], [health], [stipa]
+                          [x5u], [compat], [metrics], [health], [stipa], [domains]
     HOME/policy.toml      issuance policy (a copy of ca/policies/default.toml; see ca/policy.py)
     HOME/tnca.db          SQLite database (default; TNCA_DATABASE_URL or [database] url override)
     HOME/keys/            file-backed private keys (mode 0600)
@@ -58,7 +58,7 @@ AUDIT_CERT_FILE = "certs/audit.pem"
 # The Ed25519 key that signs the published checkpoint notes (ca/records/audit_notes.py).
 AUDIT_NOTE_SIGNER_URI = "file:keys/audit-note.key"
 
-SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "metrics", "health", "stipa")
+SECTIONS = ("server", "database", "token_authority", "audit", "x5u", "compat", "metrics", "health", "stipa", "domains")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Who may read /metrics by default: this host only.
@@ -149,6 +149,24 @@ class StipaSettings:
 
 
 @dataclass(frozen=True)
+class DomainSettings:
+    """``[domains]``: how http-01 and dns-01 (RFC 8555 §8.3, §8.4) reach a delegate's domain
+    (ca/orders/domains.py). The defaults are the production settings."""
+
+    # "host:port" (or "host", port 53) of the DNS resolver asked for A and TXT records; None:
+    # the first nameserver of /etc/resolv.conf.
+    resolver: str | None = None
+    # The port http-01 connects to (RFC 8555 §8.3: 80); tests point it at a loopback server.
+    http_port: int = 80
+    # One deadline over each whole validation: every DNS query, the connection, the response.
+    deadline: dt.timedelta = dt.timedelta(seconds=10)
+    # The most bytes of an http-01 response body read (RFC 8555 §8.3 key authorizations are ~90).
+    max_response_bytes: int = 8192
+    # Allow domains resolving to private, loopback or link-local addresses (development, tests).
+    allow_private_addresses: bool = False
+
+
+@dataclass(frozen=True)
 class Settings:
     """The whole of ``tnca.toml``.
 
@@ -167,6 +185,7 @@ class Settings:
     stipa: StipaSettings = StipaSettings()
     x5u: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     compat: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    domains: DomainSettings = field(default_factory=DomainSettings)
     source: Path | None = field(default=None, compare=False)
 
     @classmethod
@@ -214,6 +233,7 @@ class Settings:
             stipa=StipaSettings(enabled=reader.optional(reader.boolean, "stipa", "enabled", False)),
             x5u=MappingProxyType(dict(reader.table("x5u"))),
             compat=MappingProxyType(dict(reader.table("compat"))),
+            domains=_domains(reader),
             source=source,
         )
         reader.refuse_unknown()
@@ -244,6 +264,22 @@ def _networks(reader: TableReader, section: str, key: str,
             raise PolicyError(f"{CONFIG_FILE} key [{section}] {key}: {text!r} is not an IP address or network ({exc})",
                               field=f"[{section}] {key}") from None
     return tuple(networks)
+def _domains(reader: TableReader) -> DomainSettings:
+    s, default = "domains", DomainSettings()
+    resolver = _nonempty(reader, s, "resolver")
+    if resolver is not None:
+        host, _, port = resolver.rpartition(":") if resolver.count(":") == 1 else (resolver, "", "53")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise PolicyError(f"[domains] resolver must be host or host:port, got {resolver!r}", field="[domains] resolver")
+    return DomainSettings(
+        resolver=resolver,
+        http_port=reader.optional(reader.integer, s, "http_port", default.http_port, minimum=1),
+        deadline=reader.optional(reader.duration, s, "deadline", default.deadline, minimum=dt.timedelta(seconds=1)),
+        max_response_bytes=reader.optional(reader.integer, s, "max_response_bytes", default.max_response_bytes,
+                                           minimum=128),
+        allow_private_addresses=reader.optional(reader.boolean, s, "allow_private_addresses",
+                                                default.allow_private_addresses),
+    )
 
 
 def _nonempty(reader: TableReader, section: str, key: str) -> str | None:

@@ -116,6 +116,16 @@ class Home:
         """What the x5u fetcher may do (``[x5u]``; production defaults when absent)."""
         return FetchPolicy.from_config(self.config.x5u)
 
+    def domain_validator(self) -> "DomainValidator":
+        """http-01 / dns-01 as ``[domains]`` says (ca/orders/domains.py), one per home."""
+        from ca.orders.domains import DomainValidator  # above this module; only ACME front ends need it
+
+        with self._lock:
+            validator = self.__dict__.get("_domain_validator")
+            if validator is None:
+                validator = self.__dict__["_domain_validator"] = DomainValidator(self.config.domains)
+            return validator
+
     @functools.cached_property
     def token_compat(self) -> TokenCompat:
         """Token-validation compatibility switches (``[compat]``; all off when absent)."""

@@ -33,6 +33,17 @@ _FIELD_OPTIONS = {
     "ttl": "--ttl",
     "fingerprint": "--fingerprint",
     "delegation": "--delegation",
+    "profile": "--profile",
+    "legal_name": "--legal-name",
+    "country": "--country",
+    "lei": "--lei",
+    "assurance": "--assurance",
+    "vetted_by": "--vetted-by",
+    "vetted_at": "--vetted-at",
+    "evidence": "--evidence",
+    "source": "--source",
+    "verified_by": "--verified-by",
+    "verified_at": "--verified-at",
 }
 
 

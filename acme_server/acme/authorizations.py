@@ -34,6 +34,7 @@ from acme_server.acme.responses import acme_json
 from acme_server.state import current_state, db_session
 from ca.errors import TNCAError, UnavailableError
 from ca.orders import answer
+from ca.orders.domains import DOMAIN_CHALLENGES, DomainValidationError
 from ca.orders.status import deactivate_authorization
 from ca.records.statuses import AuthorizationStatus, ChallengeStatus
 from ca.records.models_acme import Authorization, Challenge, Order
@@ -91,6 +92,8 @@ def challenge(challenge_id: str) -> Response:
     payload = g.payload
     if payload is None:
         return _challenge_response(chall, up)
+    if chall.type in DOMAIN_CHALLENGES:
+        return _domain_challenge(chall, authz, payload, up)
     token = response_token(payload)
     if chall.status != ChallengeStatus.PENDING:
         # Answering again is harmless: the first answer decided, and it is shown unchanged.
@@ -110,6 +113,27 @@ def challenge(challenge_id: str) -> Response:
             raise problem from failure  # not judged yet: the challenge stays pending; Retry-After
         answer.reject_answer(chall, problem.to_json(top_level=False))
         rate_limiting.record(policy.FAILED_VALIDATIONS_PER_ACCOUNT, g.account.id)
+    session.commit()
+    return _challenge_response(chall, up)
+
+
+def _domain_challenge(chall: Challenge, authz: Authorization, payload: dict[str, Any],
+                      up: tuple[tuple[str, str], ...]) -> Response:
+    """http-01 / dns-01 (RFC 8555 §8.3, §8.4): the response is an empty object; the server then
+    validates, synchronously and under one deadline (ca/orders/domains.py). A failure is final:
+    the challenge, its authorization and the order become invalid (so nothing is issued)."""
+    state, session = current_state(), db_session()
+    if payload != {}:
+        raise problems.malformed(f"a {chall.type} response is the empty JSON object {{}} (RFC 8555 §8.3, §8.4)")
+    if chall.status != ChallengeStatus.PENDING:
+        return _challenge_response(chall, up)
+    if authz.status != AuthorizationStatus.PENDING:
+        raise problems.malformed(f"authorization {authz.id} is {authz.status}; its challenge can no longer be answered")
+    try:
+        answer.answer_domain_challenge(session, state.authority, chall, g.account, actor=actor(g.account))
+    except DomainValidationError as failure:
+        answer.reject_answer(chall, {"type": f"urn:ietf:params:acme:error:{failure.problem}", "detail": failure.detail,
+                                     "status": 400 if failure.problem != "serverInternal" else 500})
     session.commit()
     return _challenge_response(chall, up)
 

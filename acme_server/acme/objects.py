@@ -15,6 +15,7 @@ from ca.records.models_acme import Account, Authorization, Challenge, Order
 
 # RFC 9448 §4: the token type of a tkauth-01 challenge.
 TKAUTH_TYPE_ATC = "atc"
+TKAUTH_CHALLENGE = "tkauth-01"  # http-01 and dns-01 (RFC 8555 §8.3, §8.4) carry only type, url, status, token
 
 
 def account_object(account: Account, urls: Urls) -> dict[str, Any]:
@@ -88,10 +89,11 @@ def challenge_object(challenge: Challenge, urls: Urls, *, token_authority: str |
         # RFC 9448 §4's example carries a token; tkauth-01 binds through the account key
         # fingerprint instead, but clients written against the example expect it.
         "token": challenge.token,
-        "tkauth-type": TKAUTH_TYPE_ATC,
     }
-    if token_authority:
-        obj["token-authority"] = token_authority
+    if challenge.type == TKAUTH_CHALLENGE:
+        obj["tkauth-type"] = TKAUTH_TYPE_ATC
+        if token_authority:
+            obj["token-authority"] = token_authority
     if challenge.validated is not None:
         obj["validated"] = rfc3339(challenge.validated)
     if challenge.error is not None:

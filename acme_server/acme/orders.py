@@ -35,6 +35,7 @@ from ca.errors import AlreadyReplacedError, ScopeError, TNCAError
 from ca.numbers.tnauthlist import TNScope
 from ca.orders import finalize as finalizing
 from ca.orders import placing
+from ca.orders.domains import DNS_IDENTIFIER, DomainError, check_domain
 from ca.orders.placing import TNAUTHLIST_IDENTIFIER, OrderRequest, Replaces
 from ca.records import rate_limits
 from ca.records.models_acme import Account
@@ -44,6 +45,9 @@ from ca.x509util import MALFORMED_X509_ERRORS, with_names_decoded
 # RFC 8555 §7.4: clients poll a "processing" order after Retry-After seconds. Issuance is
 # synchronous and takes well under a second without CT, a few seconds with it.
 PROCESSING_RETRY_AFTER_SECONDS = 1
+# One TNAuthList identifier and at most one dns identifier (docs/identity.md); more is malformed
+# before any is parsed.
+MAX_IDENTIFIERS = 16
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,10 +58,11 @@ PROCESSING_RETRY_AFTER_SECONDS = 1
 def new_order() -> Response:
     state, session = current_state(), db_session()
     payload: dict[str, Any] = g.payload
-    identifier, scope = _parse_identifiers(payload.get("identifiers"))
+    identifier, scope, domain = _parse_identifiers(payload.get("identifiers"))
     request = OrderRequest(
         identifier=identifier,
         scope=scope,
+        domain=domain,
         # RFC 8739 §3.1.1: an "auto-renewal" object makes this a STAR order.
         auto_renewal=star.parse_auto_renewal(payload, policy=state.policy),
         not_before=_optional_time(payload, "notBefore"),
@@ -93,21 +98,32 @@ def new_order() -> Response:
     return acme_json(order_object(order, state.urls), 201, location=state.urls.order(order.id))
 
 
-def _parse_identifiers(value: Any) -> tuple[dict[str, str], TNScope]:
-    """The one TNAuthList identifier of the order and its scope; subproblems name each bad one."""
+def _parse_identifiers(value: Any) -> tuple[dict[str, str], TNScope, str | None]:
+    """The one TNAuthList identifier of the order, its scope, and the domain of at most one
+    ``dns`` identifier beside it (ca/orders/domains.py); subproblems name each bad one."""
     if not isinstance(value, list) or not value:
         raise problems.malformed("'identifiers' must be a non-empty array of identifier objects")
+    if len(value) > MAX_IDENTIFIERS:
+        raise problems.malformed(f"'identifiers' has {len(value)} entries; an order carries one TNAuthList identifier "
+                                 f"and at most one dns identifier")
     subproblems: list[AcmeProblem] = []
     accepted: list[tuple[dict[str, str], TNScope]] = []
+    domains: list[tuple[dict[str, str], str]] = []
     for index, item in enumerate(value):
         if not isinstance(item, dict) or not isinstance(item.get("type"), str) or not isinstance(item.get("value"), str):
             raise problems.malformed(f"'identifiers[{index}]' must be an object with string 'type' and 'value'")
         identifier = {"type": item["type"], "value": item["value"]}
+        if identifier["type"] == DNS_IDENTIFIER:
+            try:
+                domains.append((identifier, check_domain(identifier["value"])))
+            except DomainError as exc:
+                subproblems.append(problems.rejected_identifier(exc.detail, identifier=identifier))
+            continue
         if identifier["type"] != TNAUTHLIST_IDENTIFIER:
             subproblems.append(
                 problems.unsupported_identifier(
                     f"identifier type {identifier['type'][:40]!r} is not supported; this authority issues for "
-                    f"{TNAUTHLIST_IDENTIFIER!r} identifiers only (RFC 9448 §3)",
+                    f"{TNAUTHLIST_IDENTIFIER!r} identifiers (RFC 9448 §3), with at most one 'dns' identifier beside one",
                     identifier=identifier,
                 )
             )
@@ -135,7 +151,19 @@ def _parse_identifiers(value: Any) -> tuple[dict[str, str], TNScope]:
                 for identifier, _ in accepted[1:]
             ],
         )
-    return accepted[0]
+    if not accepted:
+        raise problems.compound("an order carries exactly one TNAuthList identifier; a dns identifier only beside it",
+                                [problems.rejected_identifier("a domain is bound to telephone numbers: add the "
+                                                              "TNAuthList identifier", identifier=domains[0][0])])
+    if len(domains) > 1:
+        # tn-domain-binding: the certificate carries exactly one dNSName.
+        raise problems.compound(
+            "an order carries at most one dns identifier (one dNSName per certificate)",
+            [problems.rejected_identifier("only one domain is bound per certificate", identifier=identifier)
+             for identifier, _ in domains[1:]],
+        )
+    identifier, scope = accepted[0]
+    return identifier, scope, domains[0][1] if domains else None
 
 
 def _identifier_problem(error: ScopeError, identifier: dict[str, str], detail: str | None = None) -> AcmeProblem:

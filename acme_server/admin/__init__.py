@@ -78,6 +78,8 @@ PAGES: tuple[Page, ...] = (
     Page("/delegations/<delegation_id>", delegation_pages.delegation_detail, AUDITOR),
     Page("/delegations/<delegation_id>/edit", delegation_pages.delegation_edit, OPERATOR, GET_POST),
     Page("/delegations/<delegation_id>/tokens/new", delegation_pages.token_new, OPERATOR, GET_POST),
+    Page("/delegations/<delegation_id>/vetting", delegation_pages.delegation_vet, OPERATOR, GET_POST),
+    Page("/delegations/<delegation_id>/right-to-use", delegation_pages.delegation_right_to_use, OPERATOR, GET_POST),
     Page("/delegations/<delegation_id>/revoke", revocation_pages.revoke_delegation, OPERATOR, GET_POST),
     Page("/certificates", audit_pages.certificate_search, AUDITOR),
     Page("/certificates/<serial>", certificate_pages.certificate_detail, AUDITOR),

@@ -55,6 +55,16 @@ def certificate_status(item: dict[str, Any], moment: dt.datetime) -> str:
     return "valid"
 
 
+def _issued_identity(events: list[Any]) -> dict[str, Any] | None:
+    for event in events:
+        action = event["action"] if isinstance(event, dict) else event.action
+        details = event["details"] if isinstance(event, dict) else event.details
+        if action == "certificate.issue" and isinstance(details, dict) and "profile" in details:
+            return {"profile": details["profile"], "vetting": details.get("vetting"),
+                    "right_to_use": details.get("right_to_use") or []}
+    return None
+
+
 def certificate_detail(serial: str) -> Response:
     session = db()
     try:
@@ -76,6 +86,8 @@ def certificate_detail(serial: str) -> Response:
         inspection=inspection,
         certificate_status=certificate_status(item, moment),
         history=history.items,
+        # What the issue event recorded about who was vouched for (docs/identity.md).
+        issued_identity=_issued_identity(history.items),
         logs_problem=logs_problem,
         required_scts=current_state().policy.ct.required_scts,
     )

@@ -8,11 +8,11 @@ from flask import Response, flash, redirect, url_for
 from sqlalchemy.orm import Session
 
 from acme_server.admin import inputs, present
-from acme_server.admin.common import actor, db, has_errors, now, page, search_parameters
-from acme_server.admin.forms import DelegationEditForm, DelegationForm, TokenForm
+from acme_server.admin.common import actor, db, has_errors, lines, now, page, search_parameters
+from acme_server.admin.forms import DelegationEditForm, DelegationForm, RightToUseForm, TokenForm, VettingForm
 from acme_server.admin.inspect import scope_entry_views
 from acme_server.state import current_state
-from ca.records import delegations, overview, queries, query_filters
+from ca.records import delegations, overview, queries, query_filters, vetting
 from ca.records.models_authority import Delegation
 from ca.tokens import fingerprints, minting
 from ca.errors import QueryError
@@ -149,6 +149,54 @@ def delegation_edit(delegation_id: str) -> Response:
         scope=TNScope.from_der(delegation.scope_der).describe(),
         ceiling=ceiling,
     )
+
+
+def delegation_vet(delegation_id: str) -> Response:
+    """Record (or replace) who vetted the delegate (ca/records/vetting.py; audited)."""
+    session = db()
+    delegation = delegations.get(session, delegation_id)
+    current = delegation.vetting
+    form = VettingForm(data={} if current is None else {
+        "legal_name": current.legal_name, "country": current.country or "", "lei": current.lei or "",
+        "assurance": current.assurance, "vetted_by": current.vetted_by, "vetted_at": present.iso(current.vetted_at),
+        "evidence": "\n".join(f"sha256:{item['sha256']},{item['uri']}" for item in current.evidence),
+    })
+
+    def record(session: Session) -> object:
+        return vetting.record_vetting(
+            session, delegation.id, legal_name=form.legal_name.data.strip(), country=form.country.data.strip() or None,
+            lei=form.lei.data.strip() or None, assurance=form.assurance.data, vetted_by=form.vetted_by.data.strip(),
+            vetted_at=inputs.time_from(form.vetted_at.data, field="vetted_at"),
+            evidence=lines(form.evidence.data), clock=current_state().clock, actor=actor(),
+        )
+
+    if form.validate_on_submit() and inputs.save(form, record) is not None:
+        flash("Vetting recorded; the audit trail keeps the earlier one.", "success")
+        return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
+    return page("admin/identity_form.html", status=400 if has_errors(form) else 200, form=form,
+                delegation=delegation, kind="vetting")
+
+
+def delegation_right_to_use(delegation_id: str) -> Response:
+    """Record right-to-use evidence for numbers of the delegation (ca/records/vetting.py; audited)."""
+    session = db()
+    delegation = delegations.get(session, delegation_id)
+    form = RightToUseForm()
+
+    def record(session: Session) -> object:
+        return vetting.add_right_to_use(
+            session, delegation.id, scope=inputs.scope_from(form.tns.data, form.ranges.data, form.spcs.data),
+            source=form.source.data.strip(), verified_by=form.verified_by.data.strip(),
+            verified_at=inputs.time_from(form.verified_at.data, field="verified_at"),
+            evidence=lines(form.evidence.data), clock=current_state().clock, actor=actor(),
+        )
+
+    if form.validate_on_submit() and inputs.save(form, record) is not None:
+        flash("Right-to-use evidence recorded.", "success")
+        return redirect(url_for(".delegation_detail", delegation_id=delegation.id))
+    return page("admin/identity_form.html", status=400 if has_errors(form) else 200, form=form,
+                delegation=delegation, kind="right_to_use",
+                scope=TNScope.from_der(delegation.scope_der).describe())
 
 
 def token_new(delegation_id: str) -> Response:

@@ -89,6 +89,33 @@ class DelegationEditForm(FlaskForm, ConstraintFields):
                             description="A date (2026-12-31, midnight UTC) or an RFC 3339 time. Empty: no end.")
 
 
+class EvidenceFields:
+    evidence = TextAreaField("Evidence", validators=[DataRequired(), Length(max=20000)],
+                             description="One per line: sha256:<hex>,<uri> — the document's SHA-256 and where it is "
+                                         "kept (https:// or urn:). The document itself is never stored here.")
+
+
+class VettingForm(FlaskForm, EvidenceFields):
+    legal_name = StringField("Vetted legal name", validators=[DataRequired(), Length(max=255)],
+                             description="As registered; it becomes the certificates' O.")
+    country = StringField("Country", validators=[Optional(), Length(max=2)],
+                          description="ISO 3166-1 alpha-2, e.g. US (the certificates' C).")
+    lei = StringField("LEI", validators=[Optional(), Length(max=20)],
+                      description="Legal Entity Identifier (ISO 17442), where one exists.")
+    assurance = SelectField("Level of assurance", choices=["low", "substantial", "high"], default="substantial")
+    vetted_by = StringField("Vetted by", validators=[DataRequired(), Length(max=255)])
+    vetted_at = StringField("Vetted at", validators=[DataRequired(), Length(max=64)],
+                            description="A date (2026-12-31) or an RFC 3339 time.")
+
+
+class RightToUseForm(FlaskForm, ScopeFields, EvidenceFields):
+    source = StringField("Source", validators=[DataRequired(), Length(max=128)],
+                         description="What the evidence is, e.g. number assignment record, letter of authorization.")
+    verified_by = StringField("Checked by", validators=[DataRequired(), Length(max=255)])
+    verified_at = StringField("Checked at", validators=[DataRequired(), Length(max=64)],
+                              description="A date (2026-12-31) or an RFC 3339 time.")
+
+
 class TokenForm(FlaskForm, ScopeFields):
     fingerprint = StringField(
         "Account key fingerprint", validators=[DataRequired(), Length(max=200)],

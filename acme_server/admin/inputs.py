@@ -7,6 +7,7 @@ view can put the message next to the right input (``common.error_to_field``).
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -48,6 +49,16 @@ FORM_FIELDS = {
     "name": "name",
     "role": "role",
     "password": "password",
+    "legal_name": "legal_name",
+    "country": "country",
+    "lei": "lei",
+    "assurance": "assurance",
+    "vetted_by": "vetted_by",
+    "vetted_at": "vetted_at",
+    "evidence": "evidence",
+    "source": "source",
+    "verified_by": "verified_by",
+    "verified_at": "verified_at",
 }
 
 
@@ -65,18 +76,33 @@ def optional_scope_from(tns: str | None, ranges: str | None, spcs: str | None) -
 def constraints_from(must_include: str | None, permitted_values: str | None, must_exclude: str | None,
                      enhanced: bool) -> ClaimConstraints | None:
     """Claim constraints from the form, through ``ClaimConstraints.from_json`` (the issuance
-    rules of RFC 8226 §8 / RFC 9118 apply); None when every field is empty."""
+    rules of RFC 8226 §8 / RFC 9118 apply); None when every field is empty.
+
+    A permitted-values line ``rcd={...}`` (and ``rcdi={...}``) pins Rich Call Data: the JSON is
+    read and pinned in its RFC 8785 canonical form (``ca/numbers/rcd.py``), which also puts the
+    claim in mustInclude."""
     include = _names(must_include)
     exclude = _names(must_exclude)
     permitted: dict[str, list[str]] = {}
+    pinned: dict[str, object] = {}
     for number, line in enumerate(lines(permitted_values), start=1):
         claim, separator, value = line.partition("=")
         if not separator or not claim.strip():
             raise ClaimConstraintsError(
                 f"line {number} ({line[:40]!r}) is not claim=value, e.g. orig=12025550100", field="permittedValues"
             )
+        if claim.strip() in ("rcd", "rcdi"):
+            if claim.strip() in pinned:
+                raise ClaimConstraintsError(f"line {number}: {claim.strip()} is pinned once", field="permittedValues")
+            try:
+                pinned[claim.strip()] = json.loads(value)
+            except ValueError:
+                raise ClaimConstraintsError(f"line {number}: {claim.strip()}= takes a JSON object, e.g. "
+                                            f'rcd={{"nam": "Example Retail"}}', field="permittedValues") from None
+            continue
         permitted.setdefault(claim.strip(), []).append(value.strip())
-    if not (include or exclude or permitted):
+    include = [name for name in include if name not in pinned]
+    if not (include or exclude or permitted or pinned):
         if enhanced:
             raise ClaimConstraintsError("the RFC 9118 extension needs at least one constraint", field="enhanced")
         return None
@@ -89,6 +115,7 @@ def constraints_from(must_include: str | None, permitted_values: str | None, mus
         obj["mustExclude"] = exclude
     if enhanced and not exclude:
         obj["enhanced"] = True
+    obj.update(pinned)
     return ClaimConstraints.from_json(obj)
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint
 
 from acme_server.state import current_state
-from ca.encoding import rfc3339
+from ca.encoding import rfc3339, unsafe_text
 from ca.errors import ScopeError
 from ca.policy import format_duration
 from ca.numbers.tnauthlist import TNScope
@@ -92,6 +92,17 @@ def without(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
     return {key: value for key, value in mapping.items() if key not in keys}
 
 
+def visible(value: Any) -> Any:
+    """Text as it may be shown to people: a control or bidi character (a right-to-left override
+    in a subject read from a certificate) is written as ``⟦U+202E⟧`` instead of reordering the
+    text around it (Unicode Technical Report #36 §2.1). The pages' Jinja ``finalize`` applies
+    it to every expression, so no template can forget it; Markup (already safe HTML) is left alone."""
+    if type(value) is not str or unsafe_text(value) is None:
+        return value
+    # Tab and line breaks reorder nothing and appear in multi-line texts (reasons, comments).
+    return "".join(f"⟦U+{ord(char):04X}⟧" if char not in "\t\n\r" and unsafe_text(char) else char for char in value)
+
+
 def register(blueprint: Blueprint) -> None:
     for name, function in {
         "utc": utc,
@@ -101,5 +112,6 @@ def register(blueprint: Blueprint) -> None:
         "short_hash": short_hash,
         "scope_description": scope_description,
         "without": without,
+        "visible": visible,
     }.items():
         blueprint.add_app_template_filter(function, name)

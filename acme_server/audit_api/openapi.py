@@ -195,6 +195,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "max_lifetime_seconds": {"type": "integer"},
         "profile": {"type": "string", "description": "The certificate profile of its certificates: "
                                                      "delegate or vesper (docs/identity.md)."},
+        "vetting": {"type": ["object", "null"],
+                    "description": "Who vetted the delegate, when, the level of assurance, the vetted legal name, "
+                                   "country and LEI, and evidence references (URI + SHA-256); null: not vetted."},
+        "right_to_use": {"type": "array", "items": {"type": "object"},
+                         "description": "Right-to-use evidence per number scope (source, who checked it, when, "
+                                        "evidence references)."},
         "constraints": {"type": ["object", "null"],
                         "description": "The claim constraints certificates under it carry: JWTClaimConstraints "
                                        "(RFC 8226 §8) or EnhancedJWTClaimConstraints (RFC 9118) as JSON; null: none."},

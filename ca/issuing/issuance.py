@@ -49,10 +49,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ca.issuing import profiles, subjects
-from ca.records import audit
+from ca.records import audit, vetting
 from ca.numbers.claims import ClaimConstraints
 from ca.clock import Clock
 from ca.errors import BadPublicKeyError, CSRError, DelegationError, IssuanceError, PolicyError, ScopeError, TransparencyError
@@ -68,6 +68,7 @@ from ca.issuing.profiles import (
     Profile,
 )
 from ca.issuing.signers import Signer
+from ca.orders.domains import check_domain
 from ca.issuing.transparency import sct_list_extension
 from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation
 from ca.numbers.tnauthlist import TNScope
@@ -119,6 +120,9 @@ class IssuanceRequest:
     account_id: str | None = None
     order_id: str | None = None
     actor: str = "system"
+    # A domain proven with http-01/dns-01 in the same order (ca/orders/domains.py): the
+    # certificate carries it as its one dNSName (draft-wendt-stir-tn-domain-binding-00).
+    domain: str | None = None
 
 
 class EmbeddableSCT(Protocol):
@@ -189,6 +193,11 @@ def issue(
     profile = _profile(request.kind, policy)
     if not request.scope.entries:
         raise ScopeError("the requested TN scope is empty", field="scope")
+    if request.domain is not None:
+        if request.kind != END_ENTITY:
+            raise PolicyError("a domain goes on an end-entity certificate only (tn-domain-binding)", field="domain")
+        if check_domain(request.domain) != request.domain:
+            raise PolicyError(f"domain {request.domain[:80]!r} is not in its canonical form", field="domain")
 
     # 2. Scope: request ⊆ delegation ⊆ issuing CA (RFC 9060 §4, §8).
     constraints = request.constraints
@@ -216,6 +225,8 @@ def issue(
                 f"{_outside(issuer.scope, delegated)}",
                 field="delegation",
             )
+        # A vesper delegation issues only with its vetting and right-to-use records (docs/identity.md).
+        vetting.check_vesper_ready(delegation, request.scope)
         constraints = _delegation_constraints(delegation, constraints)
         max_lifetime = min(max_lifetime, dt.timedelta(seconds=delegation.max_lifetime_seconds))
         if delegation.not_after is not None:
@@ -253,6 +264,7 @@ def issue(
         not_after=not_after,
         scope=request.scope,
         constraints=constraints,
+        domain=request.domain,
     )
     builder = profiles.build(profile, content, issuer_context)
     # Linted before anything is recorded or sent to a log; with CT, the precertificate and the
@@ -318,10 +330,13 @@ def issue(
             "subject": record.subject,
             "scope": request.scope.describe(),
             "scope_der": request.scope.to_identifier_value(),
+            "domain": request.domain,
             "constraints": constraints.to_json() if constraints is not None else None,
             "not_before": not_before.isoformat(),
             "not_after": not_after.isoformat(),
             "delegation_id": request.delegation_id,
+            # Who vouched for the holder (docs/identity.md): the vetting and right-to-use records.
+            **(_identity_details(delegation) if delegation is not None else {}),
             "account_id": request.account_id,
             "order_id": request.order_id,
             "fingerprint_sha256": record.fingerprint_sha256,
@@ -339,8 +354,24 @@ def issue(
     )
 
 
+def _identity_details(delegation: Delegation) -> dict[str, object]:
+    vetted = delegation.vetting
+    return {
+        "profile": delegation.profile,
+        "vetting": None if vetted is None else {
+            "legal_name": vetted.legal_name, "country": vetted.country, "lei": vetted.lei,
+            "assurance": vetted.assurance, "vetted_by": vetted.vetted_by, "vetted_at": vetted.vetted_at.isoformat(),
+            "evidence_sha256": [item["sha256"] for item in vetted.evidence],
+        },
+        "right_to_use": [record.id for record in delegation.right_to_use],
+    }
+
+
 def _active_delegation(session: Session, delegation_id: str, now: dt.datetime) -> Delegation:
-    delegation = session.get(Delegation, delegation_id)
+    # One statement: the vetting and right-to-use records come with the row (LEFT OUTER JOINs),
+    # since the subject and the audit event need them (docs/identity.md).
+    delegation = session.get(Delegation, delegation_id,
+                             options=[joinedload(Delegation.vetting), joinedload(Delegation.right_to_use)])
     if delegation is None:
         raise DelegationError(f"delegation {delegation_id} does not exist", field="delegation")
     if delegation.status != DelegationStatus.ACTIVE:
@@ -375,7 +406,10 @@ def subject_record(delegation: Delegation | None, policy: Policy) -> subjects.Su
     if delegation is None:
         return subjects.SubjectRecord(source="the policy's fallback_subject (no delegation)",
                                       fallback=policy.certificates.fallback_subject)
-    return subjects.SubjectRecord(source=f"delegation {delegation.id}", delegate=delegation.delegate)
+    vetted = delegation.vetting
+    return subjects.SubjectRecord(source=f"delegation {delegation.id}", delegate=delegation.delegate,
+                                  legal_name=vetted.legal_name if vetted is not None else None,
+                                  country=vetted.country if vetted is not None else None)
 
 
 def _subject(request: IssuanceRequest, delegation: Delegation | None, issuer: IssuerHandle, policy: Policy) -> x509.Name:
@@ -395,7 +429,7 @@ def _subject(request: IssuanceRequest, delegation: Delegation | None, issuer: Is
 _CSR_EXTENSIONS_READ = (OID_TN_AUTH_LIST, x509.BasicConstraints.oid, x509.KeyUsage.oid)
 
 
-def _check_csr_extensions(extensions: x509.Extensions, profile: Profile) -> None:
+def _check_csr_extensions(extensions: x509.Extensions, profile: Profile, domain: str | None) -> None:
     for extension in extensions:
         if extension.oid == x509.KeyUsage.oid:
             asked = {bit for bit in ("digital_signature", "key_cert_sign", "crl_sign")
@@ -409,6 +443,17 @@ def _check_csr_extensions(extensions: x509.Extensions, profile: Profile) -> None
                     f"CSR asks for keyUsage {', '.join(sorted(asked | set(others)))}; a {profile.name} certificate "
                     f"has {', '.join(sorted(granted))} only (RFC 5280 §4.2.1.3)",
                     field="csr.keyUsage",
+                )
+        elif extension.oid == x509.SubjectAlternativeName.oid and domain is not None:
+            # RFC 8555 §7.4: the CSR asks for exactly the order's identifiers; here one dNSName.
+            names = list(extension.value)
+            if names != [x509.DNSName(domain)]:
+                asked = ", ".join(getattr(name, "value", str(name)) if isinstance(getattr(name, "value", None), str)
+                                  else type(name).__name__ for name in names[:5])
+                raise CSRError(
+                    f"CSR subjectAltName asks for {asked}; the order proved exactly one domain, {domain} "
+                    f"(RFC 8555 §7.4; tn-domain-binding: exactly one dNSName)",
+                    field="csr.subjectAltName",
                 )
         elif extension.oid == x509.SubjectAlternativeName.oid:
             raise CSRError(
@@ -455,7 +500,7 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
         extensions = csr.extensions
     except MALFORMED_X509_ERRORS as exc:
         raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
-    _check_csr_extensions(extensions, profile)
+    _check_csr_extensions(extensions, profile, request.domain)
     tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
     if tn_ext is not None:
         try:

@@ -132,6 +132,7 @@ class CertificateContent:
     not_after: dt.datetime
     scope: TNScope | None = None
     constraints: ClaimConstraints | None = None
+    domain: str | None = None  # the one dNSName of a domain-bound end-entity certificate
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,12 @@ def build(profile: Profile, content: CertificateContent, issuer: IssuerContext) 
         builder = builder.add_extension(
             x509.UnrecognizedExtension(content.constraints.oid, content.constraints.to_der()), critical=False
         )
+    if content.domain is not None:
+        if profile.name != END_ENTITY:
+            raise IssuanceError(f"a domain goes on end-entity certificates only, not {profile.name}", field="domain")
+        # draft-wendt-stir-tn-domain-binding-00: exactly one dNSName; RFC 5280 §4.2.1.6: non-critical
+        # when the subject is not empty.
+        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(content.domain)]), critical=False)
     return builder
 
 
@@ -320,6 +327,16 @@ def lint(
         findings.append("both JWTClaimConstraints and EnhancedJWTClaimConstraints present (RFC 9118 §6)")
     if any(ext.critical for ext in claim_exts):
         findings.append("claim constraints extension is critical (RFC 8226 §8: non-critical)")
+
+    san = extensions.get(x509.SubjectAlternativeName.oid)
+    if san is not None:
+        names = list(san.value)
+        if profile.name != END_ENTITY:
+            findings.append(f"a {profile.name} certificate carries a subjectAltName (domains go on end-entity certificates)")
+        if len(names) != 1 or not isinstance(names[0], x509.DNSName):
+            findings.append("subjectAltName must be exactly one dNSName (draft-wendt-stir-tn-domain-binding-00)")
+        if san.critical and len(draft.subject):
+            findings.append("subjectAltName is critical although the subject is not empty (RFC 5280 §4.2.1.6)")
 
     findings.extend(_lint_transparency(draft, extensions, form, precertificate))
 

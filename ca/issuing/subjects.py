@@ -41,7 +41,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ca.encoding import unsafe_text
-from ca.errors import CSRError, PolicyError
+from ca.errors import CSRError, DelegationError, PolicyError
 
 DELEGATE = "delegate"
 VESPER = "vesper"
@@ -164,7 +164,7 @@ def delegate_subject(record: SubjectRecord, csr_subject: x509.Name) -> x509.Name
 def vesper_subject(record: SubjectRecord, csr_subject: x509.Name) -> x509.Name:
     """The ``vesper`` rule (module docstring): O is the vetted legal name; no CN."""
     if not record.legal_name:
-        raise PolicyError(
+        raise DelegationError(
             f"{record.source} has the vesper profile but no vetted legal name; record the vetting first "
             f"(tnca delegation vet)",
             field="vetting",

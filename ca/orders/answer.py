@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from ca import metrics
 from ca.errors import DelegationError, TNCAError, UnavailableError
 from ca.numbers.tnauthlist import TNScope
+from ca.orders import domains
 from ca.orders.authority import Authority
 from ca.orders.status import update_order_from_authorizations
 from ca.records.statuses import AuthorizationStatus, ChallengeStatus
@@ -133,6 +134,32 @@ def _answer(session: Session, authority: Authority, chall: Challenge, account: A
             "delegation_id": delegation.id,
         },
         clock=clock,
+    )
+
+
+def answer_domain_challenge(session: Session, authority: Authority, chall: Challenge, account: Account, *,
+                            actor: str) -> None:
+    """Validate the order's domain with ``chall`` (http-01 or dns-01, RFC 8555 §8.3/§8.4) against
+    the domain itself, now, under one deadline (ca/orders/domains.py); on success the challenge
+    and authorization are valid and the order ``ready`` once its TNAuthList authorization is too.
+    Raises DomainValidationError, having recorded nothing, when the domain does not answer right."""
+    authz = chall.authorization
+    key_auth = domains.key_authorization(chall.token, account.jwk_thumbprint)
+    authority.domain_validator().validate(chall.type, authz.identifier_value, chall.token, key_auth)
+    now = authority.clock.now()
+    chall.status = ChallengeStatus.VALID
+    chall.validated = now
+    authz.status = AuthorizationStatus.VALID
+    update_order_from_authorizations(authz.order)
+    audit.append(
+        session,
+        actor=actor,
+        action=AUDIT_ACTION_VALIDATE,
+        subject_type="authorization",
+        subject_id=authz.id,
+        details={"order_id": authz.order_id, "challenge_id": chall.id, "challenge_type": chall.type,
+                 "domain": authz.identifier_value},
+        clock=authority.clock,
     )
 
 

@@ -17,11 +17,16 @@ from ca.home import Home
 from ca.issuing.issuance import IssuerHandle, Transparency
 from ca.policy import Policy
 from ca.tokens.trust_config import TokenTrust
+from ca.orders.domains import DomainValidator
 from ca.tokens.verification import Fetcher
 
 
 def _no_token_trust() -> "TokenTrust":
     raise RuntimeError("this process verifies no authority tokens (Authority.token_trust was not given)")
+
+
+def _no_domain_validator() -> "DomainValidator":
+    raise RuntimeError("this process validates no domains (Authority.domain_validator was not given)")
 
 
 def _no_fetcher() -> "Fetcher":
@@ -39,9 +44,12 @@ class Authority:
     # Only the token answer (tkauth-01) needs these; the renewal worker verifies no tokens.
     token_trust: Callable[[], "TokenTrust"] = _no_token_trust
     x5u_fetcher: Callable[[], "Fetcher"] = _no_fetcher
+    # http-01 / dns-01 for dns identifiers (ca/orders/domains.py, tnca.toml [domains]).
+    domain_validator: Callable[[], "DomainValidator"] = _no_domain_validator
 
     @classmethod
     def of_home(cls, home: "Home", *, clock: Clock | None = None, **token_providers: Callable[[], object]) -> "Authority":
         """The authority of ``home``, with its clock unless ``clock`` replaces it (a test's, a worker's)."""
+        token_providers.setdefault("domain_validator", home.domain_validator)
         return cls(policy=home.policy, clock=clock if clock is not None else home.clock,
                    issuing_ca=home.issuing_ca, transparency=home.transparency, **token_providers)

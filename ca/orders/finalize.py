@@ -52,6 +52,7 @@ from ca.lifecycle.star_schedule import auto_renewal_of, first_window, schedule_a
 from ca.numbers.tnauthlist import TNScope
 from ca.orders import recovery
 from ca.orders.authority import Authority
+from ca.orders.domains import order_domain, tn_authorization
 from ca.orders.status import invalidate_order
 from ca.records.statuses import CertificateStage, OrderStatus
 from ca.records.models_acme import Order
@@ -98,13 +99,15 @@ def issuance_request(order: Order, csr: x509.CertificateSigningRequest, *, not_b
                      not_after: dt.datetime | None, actor: str) -> IssuanceRequest:
     """The issuance request of one certificate of ``order`` for ``csr``, valid from ``not_before``
     to ``not_after`` (each capped by ``issue`` as for any certificate)."""
-    authz = order.authorizations[0]
+    authz = tn_authorization(order)
     return IssuanceRequest(
         csr=csr,
         scope=TNScope.from_der(order.scope_der),
         kind=DELEGATE_CA if csr_requests_ca(csr) else END_ENTITY,
         delegation_id=authz.delegation_id,
         constraints=None,  # the delegation's claim constraints (ca/issuing/issuance.py)
+        # tn-domain-binding: the domain proven by http-01/dns-01 in this same order, if any.
+        domain=order_domain(order),
         not_before=not_before,
         not_after=not_after,
         account_id=order.account_id,
@@ -225,7 +228,7 @@ def _finalize_ready(session: Session, authority: Authority, order: Order, csr: x
             "(an operator whose clients need it can set [compat] csr_key_may_equal_account_key = true in tnca.toml)",
             field="csr.public_key",
         )
-    authz = order.authorizations[0]
+    authz = tn_authorization(order)
     csr_ca = csr_requests_ca(csr)
     if csr_ca != bool(authz.token_ca):
         # RFC 9448 §6 step 9: the token's "ca" must match the CSR's basicConstraints cA.
@@ -263,7 +266,7 @@ def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x5
                    actor: str, claim: str) -> IssuedCertificate:
     """The part of :func:`finalize` after the claim: issue, then the order is ``valid``, committed
     only while ``claim`` still stands (``ca/orders/recovery.py``)."""
-    authz = order.authorizations[0]
+    authz = tn_authorization(order)
     # RFC 9447 §7: never later than the token. A requested notAfter was checked against the
     # token at the challenge; without one, the token's exp is the cap.
     not_before = order.not_before

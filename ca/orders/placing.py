@@ -26,6 +26,7 @@ from ca.lifecycle import renewal_info
 from ca.lifecycle.star_schedule import AutoRenewal
 from ca.numbers.tnauthlist import TNScope
 from ca.orders.authority import Authority
+from ca.orders.domains import DNS_IDENTIFIER, DOMAIN_CHALLENGES
 from ca.orders.status import expire_order
 from ca.records.statuses import AuthorizationStatus, ChallengeStatus, OrderStatus
 from ca.orders.validity import Requested, check_order_request
@@ -62,6 +63,8 @@ class OrderRequest:
     not_after: dt.datetime | None = None
     auto_renewal: AutoRenewal | None = None  # RFC 8739 §3.1.1: a STAR order
     replaces: Replaces | None = None
+    # The one "dns" identifier beside the TNAuthList one (ca/orders/domains.py), checked already.
+    domain: str | None = None
 
 
 def check_scope_size(scope: TNScope) -> None:
@@ -115,13 +118,19 @@ def place_order(session: Session, authority: Authority, account: Account, reques
     if request.auto_renewal is None:
         check_order_request(requested, now=now, policy=authority.policy, issuer_not_after=issuer_not_after)
     replaced = _replaced_certificate(session, request, account, now=now)
+    if request.domain is not None and request.auto_renewal is not None:
+        # tn-domain-binding: the domain and the TNAuthList authority are validated in every
+        # issuance; a STAR renewal would reuse both (spec digest §1.14 point 4).
+        raise PolicyError("a STAR order (auto-renewal) cannot carry a dns identifier: the domain must be validated "
+                          "for every issuance; place an ordinary order instead", field="identifiers")
 
     policy = authority.policy.acme
     order = Order(
         account_id=account.id,
         status=OrderStatus.PENDING,
         expires=now + policy.order_lifetime,
-        identifiers=[request.identifier],
+        identifiers=[request.identifier] + ([{"type": DNS_IDENTIFIER, "value": request.domain}]
+                                            if request.domain is not None else []),
         scope_der=request.scope.to_der(),
         not_before=request.not_before,
         not_after=request.not_after,
@@ -144,6 +153,22 @@ def place_order(session: Session, authority: Authority, account: Account, reques
         Challenge(type=TKAUTH_CHALLENGE, status=ChallengeStatus.PENDING,
                   token=secrets.token_urlsafe(CHALLENGE_TOKEN_BYTES))
     ]
+    if request.domain is not None:
+        # RFC 8555 §7.1.4: one authorization per identifier; http-01 or dns-01 proves it (§8.3, §8.4).
+        domain_authz = Authorization(
+            order=order,
+            account_id=account.id,
+            identifier_type=DNS_IDENTIFIER,
+            identifier_value=request.domain,
+            scope_der=b"",
+            status=AuthorizationStatus.PENDING,
+            expires=authz.expires,
+            created_at=now + dt.timedelta(microseconds=1),  # listed after the TNAuthList authorization
+        )
+        domain_authz.challenges = [
+            Challenge(type=kind, status=ChallengeStatus.PENDING, token=secrets.token_urlsafe(CHALLENGE_TOKEN_BYTES))
+            for kind in DOMAIN_CHALLENGES
+        ]
     session.add(order)
     try:
         session.flush()

@@ -77,6 +77,53 @@ class Delegation(Base):
     scope_entries: Mapped[list["DelegationScopeEntry"]] = relationship(
         back_populates="delegation", cascade="all, delete-orphan"
     )
+    vetting: Mapped[Optional["DelegationVetting"]] = relationship(back_populates="delegation", uselist=False)
+    right_to_use: Mapped[list["RightToUseEvidence"]] = relationship(
+        back_populates="delegation", order_by="RightToUseEvidence.id"
+    )
+
+
+class DelegationVetting(Base):
+    """Who vetted a delegate, when, how well, against what (docs/identity.md, ca/records/vetting.py).
+
+    Evidence is referenced, never stored: ``evidence`` is ``[{"uri": ..., "sha256": hex}, ...]``.
+    One row per delegation; a new vetting replaces it, and the audit trail keeps every version.
+    """
+
+    __tablename__ = "delegation_vettings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delegation_id: Mapped[str] = mapped_column(ForeignKey("delegations.id"), unique=True)
+    legal_name: Mapped[str] = mapped_column(String(255))
+    country: Mapped[Optional[str]] = mapped_column(String(2))  # ISO 3166-1 alpha-2
+    lei: Mapped[Optional[str]] = mapped_column(String(20), index=True)  # ISO 17442 Legal Entity Identifier
+    assurance: Mapped[str] = mapped_column(String(16))  # "low" | "substantial" | "high"
+    vetted_by: Mapped[str] = mapped_column(String(255))
+    vetted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    delegation: Mapped[Delegation] = relationship(back_populates="vetting")
+
+
+class RightToUseEvidence(Base):
+    """Evidence that the delegate has the right to use some of the delegated numbers (VESPER
+    right-to-use, docs/identity.md): which numbers, from what source, checked by whom, when."""
+
+    __tablename__ = "right_to_use_evidence"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    delegation_id: Mapped[str] = mapped_column(ForeignKey("delegations.id"), index=True)
+    scope_der: Mapped[bytes] = mapped_column(LargeBinary)  # DER TNAuthorizationList, inside the delegation's
+    source: Mapped[str] = mapped_column(String(128))  # e.g. "number assignment record", "letter of authorization"
+    evidence: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    verified_by: Mapped[str] = mapped_column(String(255))
+    verified_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    recorded_by: Mapped[str] = mapped_column(String(255))
+    recorded_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    delegation: Mapped[Delegation] = relationship(back_populates="right_to_use")
 
 
 class Certificate(Base):

@@ -26,7 +26,7 @@ from ca.numbers.claims import ClaimConstraints
 from ca.numbers.tn_entries import TN, TNRange
 from ca.numbers.tnauthlist import TNScope
 from ca.records.models_audit import AuditCheckpoint, AuditEvent
-from ca.records.models_authority import Certificate, Delegation, Revocation
+from ca.records.models_authority import Certificate, Delegation, DelegationVetting, Revocation, RightToUseEvidence
 from ca.encoding import b64url_encode
 
 
@@ -112,6 +112,44 @@ def event_ref(event: AuditEvent | None) -> dict[str, Any] | None:
     return {"seq": event.seq, "actor": event.actor, "occurred_at": _iso(event.occurred_at), "hash": event.hash}
 
 
+def vetting_json(vetting: DelegationVetting | None) -> dict[str, Any] | None:
+    if vetting is None:
+        return None
+    return {
+        "legal_name": vetting.legal_name,
+        "country": vetting.country,
+        "lei": vetting.lei,
+        "assurance": vetting.assurance,
+        "vetted_by": vetting.vetted_by,
+        "vetted_at": _iso(vetting.vetted_at),
+        "evidence": list(vetting.evidence),
+        "recorded_by": vetting.recorded_by,
+        "recorded_at": _iso(vetting.recorded_at),
+    }
+
+
+def right_to_use_json(record: RightToUseEvidence) -> dict[str, Any]:
+    return {
+        "id": record.id,
+        "scope": TNScope.from_der(record.scope_der, strict=False).describe(),
+        "source": record.source,
+        "evidence": list(record.evidence),
+        "verified_by": record.verified_by,
+        "verified_at": _iso(record.verified_at),
+        "recorded_by": record.recorded_by,
+        "recorded_at": _iso(record.recorded_at),
+    }
+
+
+def identity_json(delegation: Delegation) -> dict[str, Any]:
+    """The vetting and right-to-use records of ``delegation``: what audit events, the auditor
+    API and the pages show next to the delegation."""
+    return {
+        "vetting": vetting_json(delegation.vetting),
+        "right_to_use": [right_to_use_json(record) for record in delegation.right_to_use],
+    }
+
+
 def delegation_fields(delegation: Delegation) -> dict[str, Any]:
     """What a delegation grants and its state, in the one shape every front end shows.
 
@@ -128,6 +166,7 @@ def delegation_fields(delegation: Delegation) -> dict[str, Any]:
         "ca": delegation.ca_allowed,
         "max_lifetime_seconds": delegation.max_lifetime_seconds,
         "profile": delegation.profile,
+        **identity_json(delegation),
         "constraints": constraints,
         "not_before": _iso(delegation.not_before),
         "not_after": _iso(delegation.not_after),

@@ -9,7 +9,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ca.clock import FixedClock
-from ca.errors import CSRError, PolicyError
+from ca.errors import CSRError, DelegationError, PolicyError
 from ca.issuing import subjects
 from ca.issuing.subjects import SubjectRecord, subject_for
 from ca.numbers.tnauthlist import TNScope
@@ -51,7 +51,7 @@ def test_vesper_rule_is_the_vetted_organisation_and_never_a_cn():
     with pytest.raises(CSRError) as caught:
         subject_for("vesper", VETTED, name("CN=exampleretail.com"), issuer_names=ISSUERS)
     assert caught.value.field == "csr.subject.CN" and "subjectAltName" in caught.value.detail
-    with pytest.raises(PolicyError) as unvetted:
+    with pytest.raises(DelegationError) as unvetted:
         subject_for("vesper", RECORD, name(""), issuer_names=ISSUERS)
     assert unvetted.value.field == "vetting"
 

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from ca.lifecycle import reasons, revocation
-from ca.records import delegations, queries
+from ca.records import delegations, queries, vetting
 from ca.numbers.claims import ClaimConstraints
 from ca.home import Home
 from ca.errors import ClaimConstraintsError, NotFoundError, RevocationError, TNCAError
@@ -44,6 +44,8 @@ def command() -> None:
     help='Claim constraints JSON: {"mustInclude": [...], "permittedValues": {...}, "mustExclude": [...]}.',
 )
 @click.option("--not-after", metavar="DATE", help="When the delegation ends: 2026-12-31 (midnight UTC) or an RFC 3339 time.")
+@click.option("--profile", type=click.Choice(delegations.PROFILES), default=delegations.DELEGATE_PROFILE,
+              show_default=True, help="Certificate profile: vesper needs vetting and right-to-use records (docs/identity.md).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"id": ...} as JSON.')
 @pass_home
 def create_command(
@@ -56,6 +58,7 @@ def create_command(
     max_lifetime: str | None,
     constraints: Path | None,
     not_after: str | None,
+    profile: str,
     as_json: bool,
 ) -> None:
     """Delegate a TN scope (inside the issuing CA's) to DELEGATE."""
@@ -80,6 +83,7 @@ def create_command(
                 ca=ca,
                 constraints=claim_constraints,
                 not_after=ends,
+                profile=profile,
                 clock=home.clock,
                 actor=cli_actor(),
             )
@@ -103,6 +107,69 @@ def _load_constraints(path: Path | None) -> ClaimConstraints | None:
         return ClaimConstraints.from_json(text)
     except ClaimConstraintsError as error:
         raise BadInput("--constraints", error.detail) from error
+
+
+_EVIDENCE_HELP = ("A document the decision rests on, as sha256:<hex>,<uri> (its SHA-256 and where it is kept; the "
+                  "document itself is never stored). Repeatable; at least one.")
+
+
+@command.command("vet")
+@click.argument("delegation_id", metavar="ID")
+@click.option("--legal-name", required=True, metavar="NAME", help="The delegate's vetted legal name (the certificate's O).")
+@click.option("--country", metavar="CC", help="ISO 3166-1 alpha-2 country of registration, e.g. US (the certificate's C).")
+@click.option("--lei", metavar="LEI", help="Legal Entity Identifier (ISO 17442), where one exists.")
+@click.option("--assurance", required=True, type=click.Choice(vetting.ASSURANCE_LEVELS), help="Level of assurance reached.")
+@click.option("--vetted-by", required=True, metavar="WHO", help="Who did the vetting (a person or an agency).")
+@click.option("--vetted-at", required=True, metavar="DATE", help="When: 2026-12-31 or an RFC 3339 time.")
+@click.option("--evidence", multiple=True, metavar="sha256:HEX,URI", help=_EVIDENCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the delegation as JSON.")
+@pass_home
+def vet_command(home: Home, delegation_id: str, legal_name: str, country: str | None, lei: str | None, assurance: str,
+                vetted_by: str, vetted_at: str, evidence: tuple[str, ...], as_json: bool) -> None:
+    """Record who vetted the delegate of delegation ID (replaces an earlier vetting; audited)."""
+    when = date_option(vetted_at, "--vetted-at")
+    with transaction(home) as session:
+        try:
+            vetting.record_vetting(session, delegation_id, legal_name=legal_name, country=country, lei=lei,
+                                   assurance=assurance, vetted_by=vetted_by, vetted_at=when, evidence=evidence,
+                                   clock=home.clock, actor=cli_actor())
+        except TNCAError as error:
+            fail_on(error, default_option="ID")
+        view = queries.delegation_items(session, [delegations.get(session, delegation_id)])[0]
+    _report(view, as_json, f"recorded the vetting of delegation {delegation_id}")
+
+
+@command.command("right-to-use")
+@click.argument("delegation_id", metavar="ID")
+@click.option("--tn", "tns", multiple=True, metavar="N", help="A number the evidence covers. Repeatable.")
+@click.option("--range", "ranges", multiple=True, metavar="START:COUNT", help="A range the evidence covers. Repeatable.")
+@click.option("--spc", "spcs", multiple=True, metavar="CODE", help="A service provider code the evidence covers. Repeatable.")
+@click.option("--source", required=True, metavar="TEXT", help="What the evidence is, e.g. 'number assignment record'.")
+@click.option("--verified-by", required=True, metavar="WHO", help="Who checked the evidence.")
+@click.option("--verified-at", required=True, metavar="DATE", help="When: 2026-12-31 or an RFC 3339 time.")
+@click.option("--evidence", multiple=True, metavar="sha256:HEX,URI", help=_EVIDENCE_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the delegation as JSON.")
+@pass_home
+def right_to_use_command(home: Home, delegation_id: str, tns, ranges, spcs, source: str, verified_by: str,
+                         verified_at: str, evidence: tuple[str, ...], as_json: bool) -> None:
+    """Record right-to-use evidence for numbers of delegation ID (audited)."""
+    scope = parse_scope(tns, ranges, spcs)
+    when = date_option(verified_at, "--verified-at")
+    with transaction(home) as session:
+        try:
+            vetting.add_right_to_use(session, delegation_id, scope=scope, source=source, verified_by=verified_by,
+                                     verified_at=when, evidence=evidence, clock=home.clock, actor=cli_actor())
+        except TNCAError as error:
+            fail_on(error, default_option=given_scope_options(tns, ranges, spcs) if error.field == "scope" else "ID")
+        view = queries.delegation_items(session, [delegations.get(session, delegation_id)])[0]
+    _report(view, as_json, f"recorded right-to-use evidence for delegation {delegation_id}")
+
+
+def _report(view: dict[str, Any], as_json: bool, line: str) -> None:
+    if as_json:
+        echo_json(view)
+    else:
+        click.echo(f"{line}: {_summary(view)}")
 
 
 @command.command("list")
@@ -177,7 +244,7 @@ def _text_fields(view: dict[str, Any]) -> Iterator[tuple[str, Any]]:
             yield "scope", value["description"]
             yield "tnauthlist", value["tnauthlist"]
             continue
-        if key == "constraints" and value is not None:
+        if key in ("constraints", "vetting", "right_to_use") and value:
             value = json.dumps(value, sort_keys=True)
         elif key in ("create_event", "revoke_event") and value is not None:
             value = f"#{value['seq']} by {value['actor']} at {value['occurred_at']}"
@@ -193,5 +260,12 @@ def _summary(view: dict[str, Any]) -> str:
     ]
     if view["constraints"]:
         parts.append("claim constraints " + json.dumps(view["constraints"], sort_keys=True))
+    if view.get("profile", delegations.DELEGATE_PROFILE) != delegations.DELEGATE_PROFILE:
+        parts.append(f"profile {view['profile']}")
+    if view.get("vetting"):
+        vetted = view["vetting"]
+        parts.append(f"vetted as {vetted['legal_name']} ({vetted['assurance']} assurance, by {vetted['vetted_by']})")
+    if view.get("right_to_use"):
+        parts.append("right to use " + "; ".join(record["scope"] for record in view["right_to_use"]))
     return ", ".join(parts)
 
