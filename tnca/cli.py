@@ -14,7 +14,7 @@ from ca.home import Home
 
 # Each module defines one click command or group named ``command``.
 COMMAND_MODULES = (
-    "init", "cert", "delegation", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit", "verify",
+    "init", "cert", "delegation", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit", "verify", "monitor",
 )
 
 

@@ -85,6 +85,7 @@ PAGES: tuple[Page, ...] = (
     Page("/revocations", audit_pages.revocation_search, AUDITOR),
     Page("/audit", audit_pages.event_search, AUDITOR),
     Page("/passport", verification_pages.passport_check, AUDITOR, GET_POST),
+    Page("/numbers", verification_pages.number_history, AUDITOR),
     Page("/people", people_pages.people, ADMIN, GET_POST),
     Page("/people/<name>/role", people_pages.person_role, ADMIN, POST),
     Page("/people/<name>/disable", people_pages.person_disable, ADMIN, POST),
@@ -101,6 +102,7 @@ NAVIGATION = (
     ("revocation_search", "Revocations", AUDITOR),
     ("event_search", "Audit trail", AUDITOR),
     ("passport_check", "Check a PASSporT", AUDITOR),
+    ("number_history", "Numbers in CT logs", AUDITOR),
     ("revoke_numbers", "Revoke by number", OPERATOR),
     ("people", "People", ADMIN),
 )

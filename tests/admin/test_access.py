@@ -120,10 +120,10 @@ def test_unknown_pages_get_a_404_page_and_the_root_leads_to_the_dashboard(admin)
 
 def test_navigation_shows_only_what_the_role_may_use(app, people):
     expected = {
-        "auditor": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT"],
-        "operator": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT",
+        "auditor": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT", "Numbers in CT logs"],
+        "operator": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT", "Numbers in CT logs",
                      "Revoke by number"],
-        "admin": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT",
+        "admin": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT", "Numbers in CT logs",
                   "Revoke by number", "People"],
     }
     for role, labels in expected.items():
