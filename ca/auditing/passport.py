@@ -60,6 +60,7 @@ from ca.lifecycle.reasons import CRLReason
 from ca.issuing.transparency import LogClient, verify_embedded_scts
 from ca.numbers import claims
 from ca.numbers.tnauthlist import TNScope
+from ca.records.audit import utc_timestamp
 from ca.records.models_authority import Certificate, Issuer
 from ca.tokens.jws import parse_compact_jws
 from ca.home import Home
@@ -339,8 +340,8 @@ def _chain_check(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certifi
                 late = [c for c in [*path, root] if not _within(c, when)]
                 if late:
                     return Check("chain", False, f"{_name(late[0])} was not valid at {rfc3339(when)}"), issuer
-                names = " → ".join(_name(c) for c in [*path, root])
-                return Check("chain", True, f"chains to the root {_name(root)} via {names}"), issuer
+                via = f" via {' → '.join(_name(c) for c in path)}" if path else ""
+                return Check("chain", True, f"chains to the root {_name(root)}{via}"), issuer
         parent = next((c for c in pool if _issued_by(current, c)), None)
         if parent is None:
             return Check("chain", False, f"no path from {_name(current)} to a configured root "
@@ -421,11 +422,12 @@ def _revocation_check(session: Session, leaf: x509.Certificate, when: dt.datetim
         return Check("revocation", True, f"not revoked (records of this authority, as of {rfc3339(when)})")
     reason = (CRLReason(revocation.reason_code).asn1_name if revocation.reason_code is not None
               else "no reason code")
+    # To the microsecond: a PASSporT's iat has whole seconds, a revocation a few hundred ms later
+    # in the same second came after it.
+    revoked_at, at = utc_timestamp(revocation.revoked_at), utc_timestamp(when)
     if revocation.revoked_at <= when:
-        return Check("revocation", False, f"revoked at {rfc3339(revocation.revoked_at)} ({reason}), "
-                     f"before {rfc3339(when)}")
-    return Check("revocation", True, f"not revoked at {rfc3339(when)} (revoked later, at "
-                 f"{rfc3339(revocation.revoked_at)}, {reason})")
+        return Check("revocation", False, f"revoked at {revoked_at} ({reason}), not after {at}")
+    return Check("revocation", True, f"not revoked at {at} (revoked later, at {revoked_at}, {reason})")
 
 
 def _sct_check(leaf: x509.Certificate, issuer: x509.Certificate | None, trust: Trust) -> Check:
