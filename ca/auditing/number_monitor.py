@@ -28,6 +28,7 @@ import datetime as dt
 import hmac
 import json
 import struct
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -116,13 +117,21 @@ class LogReader:
         self.http = http or requests.Session()
 
     def _get(self, path: str, **params: Any) -> Any:
+        """One request under one deadline: ``timeout`` bounds each socket wait (connect, first
+        byte) and, checked between chunks, the whole answer (a log dripping bytes is cut off)."""
+        deadline = time.monotonic() + self.timeout
+        body = bytearray()
         try:
-            response = self.http.get(f"{self.url}/ct/v1/{path}", params=params, timeout=self.timeout, stream=True)
-            body = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+            with self.http.get(f"{self.url}/ct/v1/{path}", params=params, timeout=self.timeout,
+                               stream=True) as response:
+                for chunk in response.iter_content(64 * 1024):
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise MonitorError(f"log {self.url}: {path} answered more than {MAX_RESPONSE_BYTES} bytes")
+                    if time.monotonic() > deadline:
+                        raise MonitorError(f"log {self.url}: {path}: no complete answer within {self.timeout} s")
         except requests.RequestException as error:
             raise MonitorError(f"log {self.url}: {path} failed: {type(error).__name__}") from None
-        if len(body) > MAX_RESPONSE_BYTES:
-            raise MonitorError(f"log {self.url}: {path} answered more than {MAX_RESPONSE_BYTES} bytes")
         if response.status_code != 200:
             raise MonitorError(f"log {self.url}: {path} answered {response.status_code}")
         try:

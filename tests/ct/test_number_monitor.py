@@ -23,7 +23,10 @@ from cryptography.x509.oid import NameOID
 from ca.numbers.tnauthlist import TNScope
 from ct_helpers import wait_for_tree_size
 from tests.admin.support import PageClient, create_people, element, text_of
+from sqlalchemy import update
+
 from ca.home import Home
+from ca.records.models_monitor import MonitoredLog
 from tests.protocol.support import app  # noqa: F401  (fixture)
 from tnca.cli import cli
 
@@ -87,7 +90,8 @@ def monitor(home, log, *numbers: str):  # noqa: F811
     return answer
 
 
-def test_monitor_finds_the_certificates_covering_a_watched_number_and_nothing_else(home, app, log_factory, pki):  # noqa: F811
+def test_monitor_finds_the_certificates_covering_a_watched_number_and_nothing_else(home, app, log_factory, pki,  # noqa: F811
+                                                                                 session_factory):
     log = log_factory("monitored")
     policy = home.policy_path.read_text()
     home.policy_path.write_text(policy.replace(
@@ -113,6 +117,13 @@ def test_monitor_finds_the_certificates_covering_a_watched_number_and_nothing_el
     wait_for_tree_size(log, 4)
     answer = monitor(home, log, UNCOVERED)
     assert (answer["previous_size"], answer["tree_size"], answer["stir_entries"], answer["matches"]) == (3, 4, 1, [])
+
+    # A log that shows another root for a size verified before is reported, and nothing is kept.
+    with session_factory() as session:
+        session.execute(update(MonitoredLog).values(root_hash="00" * 32))
+        session.commit()
+    forked = tnca(home, "monitor", "--log", log.url, "--tn", WATCHED)
+    assert forked.exit_code == 1 and "two roots for tree size 4: the log forked" in forked.output, forked.output
 
     # The auditor page: the watched number's history across the followed logs; none for the other.
     auditor = PageClient(app, create_people(home)["auditor"])
