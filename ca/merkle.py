@@ -14,14 +14,16 @@ from ctlog.merkle import (  # noqa: F401  (re-exported)
     LeafHashList,
     ProofError,
     consistency_proof,
+    fold_perfect_subtrees,
     inclusion_path,
     leaf_hash,
+    node_hash,
     root_hash,
     verify_consistency,
     verify_inclusion,
 )
 
 __all__ = [
-    "EMPTY_TREE_HASH", "HASH_SIZE", "LeafHashList", "ProofError", "consistency_proof", "inclusion_path",
-    "leaf_hash", "root_hash", "verify_consistency", "verify_inclusion",
+    "EMPTY_TREE_HASH", "HASH_SIZE", "LeafHashList", "ProofError", "consistency_proof", "fold_perfect_subtrees",
+    "inclusion_path", "leaf_hash", "node_hash", "root_hash", "verify_consistency", "verify_inclusion",
 ]

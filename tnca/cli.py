@@ -15,7 +15,7 @@ from ca.home import Home
 # Each module defines one click command or group named ``command``.
 COMMAND_MODULES = (
     "init", "cert", "delegation", "eab", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit",
-    "stipa", "verify",
+    "stipa", "verify", "monitor",
 )
 
 

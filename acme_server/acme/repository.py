@@ -17,7 +17,8 @@
   signed note (``ca/records/audit_notes.py``, ``text/plain; charset=utf-8``); auditors keep copies
   and later run ``tnca audit verify --against``. ``/audit/checkpoint/<size>``: the one of that size.
   ``/audit/consistency?first=N&second=M``: the RFC 6962 §2.1.2 proof that the tree of M events
-  extends the one of N, as ``{"consistency": [base64, …]}`` (the shape of RFC 6962 §4.4).
+  extends the one of N (both sizes of published checkpoints), as ``{"consistency": [base64, …]}``
+  (the shape of RFC 6962 §4.4).
   ``/audit/checkpoint-key``: the notes' verifier key, for convenience (pin the one you got
   independently).
 """
@@ -27,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 
 from cryptography.hazmat.primitives import serialization
 from flask import Blueprint, Response, request
@@ -93,6 +95,9 @@ def crl(issuer: str) -> Response:
 
 
 NOTE_CONTENT_TYPE = "text/plain; charset=utf-8"
+MAX_CACHED_PROOFS = 256
+_PROOFS: dict[tuple[str, int, int], list[bytes]] = {}  # (home, first, second) -> proof
+_PROOFS_LOCK = threading.Lock()
 # Query numbers are decimal, as in RFC 6962 §4 (ctlog/app.py reads them the same way).
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 
@@ -124,10 +129,24 @@ def audit_consistency() -> Response:
         if not _DECIMAL.fullmatch(raw):
             return _json_error(f"query parameter '{name}' must be a decimal number", 400)
         values[name] = int(raw)
-    try:
-        proof = audit_notes.consistency(db_session(), values["first"], values["second"])
-    except ValueError as error:
-        return _json_error(str(error), 400)
+    published = set(db_session().scalars(select(AuditCheckpoint.seq).where(
+        AuditCheckpoint.note.is_not(None), AuditCheckpoint.seq.in_((values["first"], values["second"])))))
+    for name in ("first", "second"):
+        if values[name] not in published:
+            return _json_error(f"no published checkpoint of size {values[name]} ('{name}')", 404)
+    key = (str(current_state().home.path), values["first"], values["second"])
+    proof = _PROOFS.get(key)
+    if proof is None:
+        # Reading the trail is linear in its size: proofs between published sizes are cached
+        # (they never change), so a public endpoint cannot be made to read it again and again.
+        try:
+            proof = audit_notes.consistency(db_session(), values["first"], values["second"])
+        except ValueError as error:
+            return _json_error(str(error), 400)
+        with _PROOFS_LOCK:
+            if len(_PROOFS) >= MAX_CACHED_PROOFS:
+                _PROOFS.pop(next(iter(_PROOFS)))
+            _PROOFS[key] = proof
     return Response(json.dumps({"consistency": [base64.b64encode(h).decode() for h in proof]}), status=200,
                     content_type="application/json")
 

@@ -28,7 +28,10 @@ The steps, each reported as a :class:`Check` (so a person sees every problem at 
 7. ``validity`` — notBefore ≤ time ≤ notAfter (RFC 5280 §4.1.2.5).
 8. ``revocation`` — not revoked as of the time: from the records for a certificate issued here
    (a revocation recorded after the time does not count against it). For a certificate issued
-   elsewhere the status is unknown to this authority and the check fails saying so.
+   elsewhere, from the CRL at its distribution point (RFC 5280 §4.2.1.13), fetched only once the
+   certificate chains to a configured root and checked against its issuer's signature; an entry
+   whose revocationDate is after the time does not count. Without a readable CRL the status is
+   unknown and the check fails saying so.
 9. ``scts`` — the embedded SCTs verify against the configured logs, as many from distinct logs
    as the policy requires (RFC 6962 §3.3); with no logs configured, nothing is required.
 
@@ -41,10 +44,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import requests
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -60,6 +66,7 @@ from ca.lifecycle.reasons import CRLReason
 from ca.issuing.transparency import LogClient, verify_embedded_scts
 from ca.numbers import claims
 from ca.numbers.tnauthlist import TNScope
+from ca.records.audit import utc_timestamp
 from ca.records.models_authority import Certificate, Issuer
 from ca.tokens.jws import parse_compact_jws
 from ca.home import Home
@@ -233,6 +240,8 @@ class Trust:
     roots: tuple[x509.Certificate, ...]
     logs: tuple[LogClient, ...] = ()
     required_scts: int = 0
+    # CRL URL -> DER or PEM bytes, for certificates issued elsewhere (None: not fetched).
+    fetch_crl: Callable[[str], bytes] | None = None
 
 
 def verify(text: str, *, at: dt.datetime | None, finder: CertificateFinder, trust: Trust,
@@ -263,7 +272,8 @@ def verify(text: str, *, at: dt.datetime | None, finder: CertificateFinder, trus
     checks.append(_tnauthlist_check(passport, leaf))
     checks.append(_constraints_check(passport, leaf))
     checks.append(_validity_check(leaf, when))
-    checks.append(_revocation_check(session, leaf, when))
+    checks.append(_revocation_check(session, leaf, when, issuer=path_or_check[1] if path_or_check[0].ok else None,
+                                    fetch_crl=trust.fetch_crl))
     checks.append(_sct_check(leaf, path_or_check[1], trust))
     return _verdict(checks, when, serial, found.source)
 
@@ -339,8 +349,8 @@ def _chain_check(chain: Sequence[x509.Certificate], roots: Sequence[x509.Certifi
                 late = [c for c in [*path, root] if not _within(c, when)]
                 if late:
                     return Check("chain", False, f"{_name(late[0])} was not valid at {rfc3339(when)}"), issuer
-                names = " → ".join(_name(c) for c in [*path, root])
-                return Check("chain", True, f"chains to the root {_name(root)} via {names}"), issuer
+                via = f" via {' → '.join(_name(c) for c in path)}" if path else ""
+                return Check("chain", True, f"chains to the root {_name(root)}{via}"), issuer
         parent = next((c for c in pool if _issued_by(current, c)), None)
         if parent is None:
             return Check("chain", False, f"no path from {_name(current)} to a configured root "
@@ -408,24 +418,81 @@ def _validity_check(leaf: x509.Certificate, when: dt.datetime) -> Check:
     return Check("validity", True, f"valid at {rfc3339(when)} (valid {window})")
 
 
-def _revocation_check(session: Session, leaf: x509.Certificate, when: dt.datetime) -> Check:
+def _revocation_check(session: Session, leaf: x509.Certificate, when: dt.datetime, *,
+                      issuer: x509.Certificate | None = None,
+                      fetch_crl: Callable[[str], bytes] | None = None) -> Check:
     row = session.scalars(
         select(Certificate).where(Certificate.serial == serial_hex(leaf.serial_number),
                                   Certificate.fingerprint_sha256 == fingerprint_sha256(leaf.public_bytes(serialization.Encoding.DER)))
         .options(selectinload(Certificate.revocation))).one_or_none()
     if row is None:
-        return Check("revocation", False, f"not issued by this authority: its revocation status as of {rfc3339(when)} "
-                     "is unknown here")
+        return _crl_check(leaf, when, issuer, fetch_crl)
     revocation = row.revocation
     if revocation is None:
         return Check("revocation", True, f"not revoked (records of this authority, as of {rfc3339(when)})")
     reason = (CRLReason(revocation.reason_code).asn1_name if revocation.reason_code is not None
               else "no reason code")
+    # To the microsecond: a PASSporT's iat has whole seconds, a revocation a few hundred ms later
+    # in the same second came after it.
+    revoked_at, at = utc_timestamp(revocation.revoked_at), utc_timestamp(when)
     if revocation.revoked_at <= when:
-        return Check("revocation", False, f"revoked at {rfc3339(revocation.revoked_at)} ({reason}), "
-                     f"before {rfc3339(when)}")
-    return Check("revocation", True, f"not revoked at {rfc3339(when)} (revoked later, at "
-                 f"{rfc3339(revocation.revoked_at)}, {reason})")
+        return Check("revocation", False, f"revoked at {revoked_at} ({reason}), not after {at}")
+    return Check("revocation", True, f"not revoked at {at} (revoked later, at {revoked_at}, {reason})")
+
+
+def _crl_check(leaf: x509.Certificate, when: dt.datetime, issuer: x509.Certificate | None,
+               fetch_crl: Callable[[str], bytes] | None) -> Check:
+    """A certificate issued elsewhere: its CRL (RFC 5280 §5), fetched only once the certificate
+    chains to a trusted root (so nobody can make the verifier fetch a URL of their choosing),
+    signed by its issuer; an entry whose revocationDate is after the time does not count."""
+    at = utc_timestamp(when)
+    unknown = f"not issued by this authority: its revocation status as of {at} is unknown here"
+    if fetch_crl is None or issuer is None:
+        return Check("revocation", False, unknown + ("" if fetch_crl is None else " (no trusted issuer to check a CRL with)"))
+    try:
+        points = leaf.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    except (x509.ExtensionNotFound, ValueError):
+        return Check("revocation", False, unknown + " (the certificate names no CRL distribution point)")
+    urls = [name.value for point in points for name in (point.full_name or ())
+            if isinstance(name, x509.UniformResourceIdentifier) and name.value.startswith(("http://", "https://"))]
+    if not urls:
+        return Check("revocation", False, unknown + " (no http(s) CRL distribution point)")
+    try:
+        raw = fetch_crl(urls[0])
+        crl = (x509.load_pem_x509_crl(raw) if raw.lstrip().startswith(b"-----BEGIN")
+               else x509.load_der_x509_crl(raw))
+    except (TNCAError, ValueError) as error:
+        detail = error.detail if isinstance(error, TNCAError) else f"not a CRL ({error})"
+        return Check("revocation", False, f"{unknown}: the CRL at {urls[0]} could not be read: {detail}")
+    if crl.issuer != issuer.subject or not crl.is_signature_valid(issuer.public_key()):  # type: ignore[arg-type]
+        return Check("revocation", False, f"{unknown}: the CRL at {urls[0]} is not signed by the certificate's issuer")
+    entry = crl.get_revoked_certificate_by_serial_number(leaf.serial_number)
+    issued = utc_timestamp(crl.last_update_utc)
+    if entry is None:
+        return Check("revocation", True, f"not on the CRL of {issued} ({urls[0]})")
+    revoked_at = utc_timestamp(entry.revocation_date_utc)
+    if entry.revocation_date_utc <= when:
+        return Check("revocation", False, f"revoked at {revoked_at}, not after {at} (the CRL of {issued}, {urls[0]})")
+    return Check("revocation", True, f"not revoked at {at} (revoked later, at {revoked_at}; the CRL of {issued})")
+
+
+def fetch_crl_http(url: str, *, timeout: float, max_bytes: int = 1024 * 1024) -> bytes:
+    """GET a CRL under one deadline (each socket wait, and the whole body between chunks)."""
+    deadline = time.monotonic() + timeout
+    body = bytearray()
+    try:
+        with requests.get(url, timeout=timeout, stream=True, allow_redirects=False) as response:
+            if response.status_code != 200:
+                raise TNCAError(f"answered {response.status_code}")
+            for chunk in response.iter_content(64 * 1024):
+                body += chunk
+                if len(body) > max_bytes:
+                    raise TNCAError(f"larger than {max_bytes} bytes")
+                if time.monotonic() > deadline:
+                    raise TNCAError(f"no complete answer within {timeout} s")
+    except requests.RequestException as error:
+        raise TNCAError(f"no answer ({type(error).__name__})") from None
+    return bytes(body)
 
 
 def _sct_check(leaf: x509.Certificate, issuer: x509.Certificate | None, trust: Trust) -> Check:
@@ -447,9 +514,11 @@ def _sct_check(leaf: x509.Certificate, issuer: x509.Certificate | None, trust: T
 def trust_of_home(home: Home, *, extra_roots: Sequence[x509.Certificate] = ()) -> Trust:
     """The home's root (and any extra roots), the policy's CT logs and its required SCT count."""
     ct = home.policy.ct
+    timeout = home.fetch_policy.timeout_seconds
     return Trust(roots=(home.root_certificate(), *extra_roots),
                  logs=tuple(LogClient.from_policy(log) for log in ct.logs),
-                 required_scts=ct.required_scts if ct.logs else 0)
+                 required_scts=ct.required_scts if ct.logs else 0,
+                 fetch_crl=functools.partial(fetch_crl_http, timeout=timeout))
 
 
 def finder_of_home(home: Home, session: Session, fetcher: X5UFetcher | None = None) -> CertificateFinder:

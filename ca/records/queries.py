@@ -100,7 +100,7 @@ def _page(items: list[dict[str, Any]], last_key: int | None, limit: int) -> Page
 # ------------------------------------------------------------------------------------------
 
 
-def _interval_probe(owner: Any, entry: Any, width: int, lo: int, hi: int) -> Select:
+def interval_probe(owner: Any, entry: Any, width: int, lo: int, hi: int) -> Select:
     """Owner ids (``owner`` is the entry's certificate_id or delegation_id column) of the entries
     of ``width`` sharing a number with [lo, hi]: ``entry.lo <= hi AND entry.hi >= lo``.
 
@@ -127,9 +127,9 @@ def _scope_probes(owner: Any, entry: Any, scope: ScopeFilter) -> list[Select]:
             probes.append(select(owner).where(entry.literal == scope.tn.number))
         else:
             number = int(scope.tn.number)
-            probes.append(_interval_probe(owner, entry, len(scope.tn.number), number, number))
+            probes.append(interval_probe(owner, entry, len(scope.tn.number), number, number))
     if scope.range is not None:
-        probes.append(_interval_probe(owner, entry, scope.range.width, scope.range.lo, scope.range.hi))
+        probes.append(interval_probe(owner, entry, scope.range.width, scope.range.lo, scope.range.hi))
     if scope.spc is not None:
         probes.append(select(owner).where(entry.spc == scope.spc.code))
     return probes

@@ -6,7 +6,7 @@ their used ``jti``s) so that later work extends it rather than reshaping it. Ale
 (``ca/records/migrations/``) is the only way the schema changes; ``tests/unit/test_migrations.py``
 fails when the models and the migrations drift.
 
-The models live in ``models_authority``, ``models_acme``, ``models_audit`` and ``models_people``
+The models live in ``models_authority``, ``models_acme``, ``models_audit``, ``models_people`` and ``models_monitor``
 on the declarative base of ``models_base``. They are all imported here, so that whoever makes an
 engine (every process that uses the database does) has every table in :data:`METADATA`: foreign
 keys and relationships between the groups are resolved by table name only once every group is
@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 from ca import metrics
 from ca.errors import PolicyError
 # Imported for their tables, which they add to Base.metadata (see the module docstring).
-from ca.records import models_acme, models_audit, models_authority, models_people  # noqa: F401
+from ca.records import models_acme, models_audit, models_authority, models_monitor, models_people  # noqa: F401
 from ca.records.models_base import Base
 
 # The whole schema, every model group above loaded: what Alembic compares and tests create.

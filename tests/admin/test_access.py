@@ -124,11 +124,12 @@ def test_unknown_pages_get_a_404_page_and_the_root_leads_to_the_dashboard(admin)
 
 def test_navigation_shows_only_what_the_role_may_use(app, people):
     expected = {
-        "auditor": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT"],
+        "auditor": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT",
+                    "Numbers in CT logs"],
         "operator": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT",
-                     "Revoke by number", "Account keys"],
+                     "Numbers in CT logs", "Revoke by number", "Account keys"],
         "admin": ["Dashboard", "Delegations", "Certificates", "Revocations", "Audit trail", "Check a PASSporT",
-                  "Revoke by number", "Account keys", "People"],
+                  "Numbers in CT logs", "Revoke by number", "Account keys", "People"],
     }
     for role, labels in expected.items():
         html = text_of(PageClient(app, people[role]).get("/admin/"))

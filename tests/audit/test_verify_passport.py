@@ -10,6 +10,7 @@ certificate is revoked), fetched with the x5u fetcher when it names any other ho
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import json
 import subprocess
@@ -17,9 +18,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from ca.auditing import passport
 from ca.numbers.claims import ClaimConstraints
+from ca.numbers.tnauthlist import TNScope
 from ca.tokens.x5u import FetchPolicy, X5UFetcher
 from protocol.support import (  # noqa: F401  (fixtures)
     DELEGATED_SCOPE,
@@ -31,6 +37,7 @@ from protocol.support import (  # noqa: F401  (fixtures)
     new_key,
     port,
     server,
+    sign_compact,
 )
 from tests.admin.support import PageClient, create_people, element, field_error, text_of
 from tests.lifecycle.lifecycle_support import FileServer, Secsipidx, issue
@@ -217,3 +224,77 @@ def test_the_api_and_the_auditor_page_give_the_same_verdict_as_the_cli(server, a
     assert uploaded.status_code == 200 and element(text_of(uploaded), "passport-verdict") == verdict
     refused = auditor.post("/admin/passport", {"passport": "", "at": "yesterday"})
     assert refused.status_code == 400 and field_error(text_of(refused), "at")
+
+
+def _foreign_pki(crl_url: str):
+    """Another authority: a root and a delegate certificate for ORIG with a CRL distribution point."""
+    root_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other STI Root")])
+    root = (x509.CertificateBuilder().subject_name(root_name).issuer_name(root_name).public_key(root_key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(root_key, hashes.SHA256()))
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Other delegate")]))
+            .issuer_name(root_name).public_key(leaf_key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(TNScope.parse(tns=[ORIG]).to_extension(), critical=False)
+            .add_extension(x509.CRLDistributionPoints([x509.DistributionPoint(
+                [x509.UniformResourceIdentifier(crl_url)], None, None, None)]), critical=False)
+            .sign(root_key, hashes.SHA256()))
+    return root, root_key, leaf, leaf_key
+
+
+def _crl(root, root_key, revoked: list[tuple[int, dt.datetime]]) -> bytes:
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(root.subject).last_update(now)
+               .next_update(now + dt.timedelta(days=1)))
+    for serial, when in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build())
+    return builder.sign(root_key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+
+
+def test_a_certificate_of_another_authority_is_checked_against_its_crl(home, session_factory, tmp_path):  # noqa: F811
+    """RFC 5280 §4.2.1.13 / §5: the CRL at the certificate's distribution point, signed by its
+    issuer; an entry dated after the time judged at does not count against the call."""
+    published = tmp_path / "other"
+    published.mkdir()
+    files = FileServer(published)
+    try:
+        root, root_key, leaf, leaf_key = _foreign_pki(f"{files.url}/other.crl")
+        (published / "delegate.pem").write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        iat = int(dt.datetime.now(dt.timezone.utc).timestamp())
+        token = sign_compact({"alg": "ES256", "typ": "passport", "ppt": "shaken", "x5u": f"{files.url}/delegate.pem"},
+                             {"attest": "A", "dest": {"tn": [DEST]}, "iat": iat, "orig": {"tn": ORIG}}, leaf_key)
+        fetcher = X5UFetcher(FetchPolicy(allow_http_loopback=True, allow_private_addresses=True), clock=home.clock)
+
+        def revocation(at=None, *, crl=True):
+            trust = passport.Trust(roots=(root,), fetch_crl=functools.partial(passport.fetch_crl_http, timeout=5)
+                                   if crl else None)
+            with session_factory() as session:
+                verdict = passport.verify(token, at=at, finder=passport.finder_of_home(home, session, fetcher),
+                                          trust=trust, session=session)
+            return verdict, next(c for c in verdict.checks if c.name == "revocation")
+
+        (published / "other.crl").write_bytes(_crl(root, root_key, []))
+        verdict, check = revocation()
+        assert verdict.valid and check.detail.startswith("not on the CRL of"), verdict.reasons
+        verdict, check = revocation(crl=False)
+        assert not check.ok and "is unknown here" in check.detail
+
+        later = dt.datetime.fromtimestamp(iat, dt.timezone.utc) + dt.timedelta(minutes=1)
+        (published / "other.crl").write_bytes(_crl(root, root_key, [(leaf.serial_number, later)]))
+        verdict, check = revocation()
+        assert verdict.valid and "revoked later" in check.detail
+        verdict, check = revocation(later + dt.timedelta(seconds=1))
+        assert not verdict.valid and check.detail.startswith("revoked at") and [c.name for c in verdict.checks
+                                                                                 if not c.ok] == ["revocation"]
+        # A CRL signed by someone else is not believed.
+        (published / "other.crl").write_bytes(_crl(root, ec.generate_private_key(ec.SECP256R1()), []))
+        verdict, check = revocation()
+        assert not check.ok and "is not signed by the certificate's issuer" in check.detail
+    finally:
+        files.close()

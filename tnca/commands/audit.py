@@ -23,7 +23,7 @@ import click
 from cryptography import x509
 from sqlalchemy.orm import Session
 
-from ca.records import audit_checkpoints, audit_export, audit_keys, audit_notes, exports, queries, query_filters
+from ca.records import audit_checkpoints, audit_export, audit_keys, audit_notes, audit_replay, exports, queries, query_filters
 from ca.config import ROOT_CERT_FILE
 from ca.home import Home
 from ca.errors import AuditChainError, AuditExportError, QueryError, TNCAError
@@ -263,7 +263,17 @@ def verify(home: Home, export_file: str | None, against: str | None, vkey: str |
         trust_anchor = _load_root(root) if root else (_load_root(str(home_root)) if home_root.is_file() else None)
         with read_session(home) as session:
             result = audit_checkpoints.verify_all(session, trust_anchor=trust_anchor)
+            disagreements = audit_replay.compare(session)
+        if disagreements:
+            if as_json:
+                echo_json({"ok": False, "chain": result.to_json(),
+                           "records": [item.to_json() for item in disagreements]})
+            raise click.ClickException(
+                f"the records disagree with the audit trail ({len(disagreements)} finding(s); the chain itself "
+                f"verifies):\n{audit_replay.describe(disagreements)}")
         _report(result, as_json, "database")
+        if not as_json:
+            click.echo("    the records agree with the trail (certificates, revocations, delegations, tokens, people)")
     except AuditChainError as error:
         if as_json:
             echo_json({"ok": False, "first_broken_seq": error.seq, "error": error.detail})
