@@ -35,6 +35,7 @@ import datetime as dt
 import json
 import os
 import platform
+import random
 import shutil
 import socket
 import statistics
@@ -230,12 +231,19 @@ def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
 
 
 def free_port_pair() -> int:
-    """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both)."""
+    """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both), below the ephemeral
+    range so that no outgoing connection takes either before the logs bind them."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    choose = random.SystemRandom()
     for _ in range(200):
-        port = free_port()
+        port = choose.randrange(max(1024, ephemeral_low - 12000), ephemeral_low - 2)
         try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port + 1))
+            for candidate in (port, port + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
             return port
         except OSError:
             continue
@@ -359,9 +367,11 @@ class RSSSampler(threading.Thread):
 
 
 def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int, directory_url: str,
-                    work: Path) -> list[Path]:
+                    work: Path, *, concurrent: bool) -> list[Path]:
     """Per client process: its accounts' keys and one single-use token for each, minted by one
-    ``tnca token mint --fingerprints-from`` per client (client c orders number FIRST_NUMBER + c)."""
+    ``tnca token mint --fingerprints-from`` per client (client c orders number FIRST_NUMBER + c).
+    The mints run side by side only when ``concurrent`` (PostgreSQL): on SQLite a transaction
+    that read before it writes cannot wait for another writer's commit, it fails at once."""
     shares = [issuances // clients + (1 if c < issuances % clients else 0) for c in range(clients)]
     minting_runs = []
     specs = []
@@ -374,6 +384,8 @@ def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int
         minting_runs.append(subprocess.Popen(
             tnca(home, "token", "mint", "--delegation", delegation_id, "--fingerprints-from", str(listing),
                  "--tn", number, "--ttl", "1h", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        if not concurrent:
+            minting_runs[-1].wait()
         specs.append((keys, TNScope.parse(tns=[number]).to_identifier_value()))
     paths = []
     for c, (run, (keys, identifier)) in enumerate(zip(minting_runs, specs)):
@@ -406,7 +418,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
     shutil.rmtree(home_path, ignore_errors=True)
     if args.database_url and args.reset_database:
         reset_database(args.database_url)
-    port = free_port()
+    port = free_port_pair()
     init = ["init", "--base-url", f"http://127.0.0.1:{port}"]
     if args.database_url:
         init += ["--database-url", args.database_url]
@@ -422,7 +434,8 @@ def capacity_run(args: argparse.Namespace) -> dict:
                                        "--range", DELEGATED_RANGE, "--max-lifetime", "24h", "--json"))["id"]
     directory_url = f"http://127.0.0.1:{port}/acme/directory"
     prepared = time.perf_counter()
-    job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work)
+    job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work,
+                                concurrent=bool(args.database_url))
     stack = DevStack(home_path, args.workers)
     clients: list[subprocess.Popen] = []
     try:
