@@ -513,6 +513,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
                                                for role, seconds in sorted(by_role.items())} if issued else {},
         "server_cpu_utilisation": round(server_cpu / wall, 2),
         "postgres_cpu_ms_per_issuance": round(postgres_cpu / issued * 1000, 2) if (issued and pg_pids) else None,
+        "client_cpu_ms_per_issuance": round(sum(o["cpu_seconds"] for o in outputs) / issued * 1000, 2) if issued else None,
         "peak_rss_mb": round(sampler.peak_kib / 1024, 1),
         "server_processes": len(server_pids),
         "latency_ms": {"end_to_end": summarize_latencies([r["total"] for r in results]),
@@ -541,6 +542,8 @@ def print_summary(result: dict) -> None:
         print(f"  {role:<16} {ms:>8} ms")
     if result["postgres_cpu_ms_per_issuance"] is not None:
         print(f"  (PostgreSQL backends, not in the total: {result['postgres_cpu_ms_per_issuance']} ms)")
+    print(f"client CPU:   {result['client_cpu_ms_per_issuance']} ms per issuance (the {result['clients']} client "
+          "processes, on the same CPUs)")
     crypto = result["crypto_baseline"]
     print(f"crypto only:  {crypto['ms_per_issuance']} ms per issuance ({crypto['issuances_per_core_s']}/s per core; "
           f"{crypto['certificate_signatures_per_core_s']} certificate signatures/s) → ratio {result['ratio_to_crypto']}×")
