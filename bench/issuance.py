@@ -520,6 +520,8 @@ def capacity_run(args: argparse.Namespace) -> dict:
                        **{step: summarize_latencies([r[step] for r in results]) for step in STEPS}},
         "sql_statements_per_issuance": sql["per_issuance"] if sql else None,
         "sql_statements_per_step": sql["per_step"] if sql else None,
+        "unloaded_acme_cpu_ms_per_issuance": sql["acme_cpu_ms_per_issuance"] if sql else None,
+        "unloaded_acme_cpu_ms_per_step": sql["acme_cpu_ms_per_step"] if sql else None,
         "crypto_baseline": crypto,
         "ratio_to_crypto": round(per_issuance_ms / crypto["ms_per_issuance"], 1) if per_issuance_ms else None,
     }
@@ -549,6 +551,9 @@ def print_summary(result: dict) -> None:
           f"{crypto['certificate_signatures_per_core_s']} certificate signatures/s) → ratio {result['ratio_to_crypto']}×")
     print(f"SQL:          {result['sql_statements_per_issuance']} statements per issuance "
           f"{result['sql_statements_per_step']}")
+    if result["unloaded_acme_cpu_ms_per_issuance"] is not None:
+        print(f"ACME alone:   {result['unloaded_acme_cpu_ms_per_issuance']} ms CPU per issuance, one request at a time "
+              f"in-process (logs not counted) {result['unloaded_acme_cpu_ms_per_step']}")
     print(f"peak RSS:     {result['peak_rss_mb']} MB (server tree, summed)")
     print("latency (ms)         p50      p95      p99      max")
     for step, values in result["latency_ms"].items():
