@@ -21,7 +21,7 @@ import secrets
 import threading
 import time
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.engine import Engine
 
 from ca.clock import Clock
@@ -53,6 +53,7 @@ class NonceStore:
         self._clock = clock
         self._purge_interval = purge_interval_seconds
         self._lock = threading.Lock()
+        self._one_statement = engine.dialect.name == "postgresql"
         # The first issue in a fresh process sweeps, so restarts do not postpone the cleanup.
         self._next_purge = time.monotonic()
 
@@ -73,11 +74,23 @@ class NonceStore:
         """
         value = _new_nonce()
         now = self._clock.now()
+        spend = delete(_NONCES).where(_NONCES.c.value == presented, _NONCES.c.expires_at > now)
         with self._engine.begin() as connection:
-            result = connection.execute(delete(_NONCES).where(_NONCES.c.value == presented, _NONCES.c.expires_at > now))
             self._purge_if_due(connection, now)
-            connection.execute(insert(_NONCES).values(value=value, expires_at=now + self._lifetime))
-        return result.rowcount == 1, value
+            if self._one_statement:
+                # PostgreSQL: one round trip. The DELETE in the WITH runs exactly once whatever
+                # the INSERT does, and the INSERT reports how many rows it deleted.
+                spent = spend.returning(_NONCES.c.value).cte("spent")
+                redeemed = connection.execute(
+                    insert(_NONCES)
+                    .from_select(["value", "expires_at"],
+                                 select(literal(value), literal(now + self._lifetime, _NONCES.c.expires_at.type)))
+                    .returning(select(func.count()).select_from(spent).scalar_subquery())
+                ).scalar_one()
+            else:
+                redeemed = connection.execute(spend).rowcount
+                connection.execute(insert(_NONCES).values(value=value, expires_at=now + self._lifetime))
+        return redeemed == 1, value
 
     def _purge_if_due(self, connection, now: dt.datetime) -> None:
         with self._lock:

@@ -36,6 +36,7 @@ import json
 import os
 import platform
 import re
+import random
 import shutil
 import socket
 import statistics
@@ -240,12 +241,19 @@ def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
 
 
 def free_port_pair() -> int:
-    """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both)."""
+    """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both), below the ephemeral
+    range so that no outgoing connection takes either before the logs bind them."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    choose = random.SystemRandom()
     for _ in range(200):
-        port = free_port()
+        port = choose.randrange(max(1024, ephemeral_low - 12000), ephemeral_low - 2)
         try:
-            with socket.socket() as sock:
-                sock.bind(("127.0.0.1", port + 1))
+            for candidate in (port, port + 1):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", candidate))
             return port
         except OSError:
             continue
@@ -369,9 +377,11 @@ class RSSSampler(threading.Thread):
 
 
 def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int, directory_url: str,
-                    work: Path) -> list[Path]:
+                    work: Path, *, concurrent: bool) -> list[Path]:
     """Per client process: its accounts' keys and one single-use token for each, minted by one
-    ``tnca token mint --fingerprints-from`` per client (client c orders number FIRST_NUMBER + c)."""
+    ``tnca token mint --fingerprints-from`` per client (client c orders number FIRST_NUMBER + c).
+    The mints run side by side only when ``concurrent`` (PostgreSQL): on SQLite a transaction
+    that read before it writes cannot wait for another writer's commit, it fails at once."""
     shares = [issuances // clients + (1 if c < issuances % clients else 0) for c in range(clients)]
     minting_runs = []
     specs = []
@@ -384,6 +394,8 @@ def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int
         minting_runs.append(subprocess.Popen(
             tnca(home, "token", "mint", "--delegation", delegation_id, "--fingerprints-from", str(listing),
                  "--tn", number, "--ttl", "1h", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        if not concurrent:
+            minting_runs[-1].wait()
         specs.append((keys, TNScope.parse(tns=[number]).to_identifier_value()))
     paths = []
     for c, (run, (keys, identifier)) in enumerate(zip(minting_runs, specs)):
@@ -416,7 +428,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
     shutil.rmtree(home_path, ignore_errors=True)
     if args.database_url and args.reset_database:
         reset_database(args.database_url)
-    port = free_port()
+    port = free_port_pair()
     init = ["init", "--base-url", f"http://127.0.0.1:{port}"]
     if args.database_url:
         init += ["--database-url", args.database_url]
@@ -432,7 +444,8 @@ def capacity_run(args: argparse.Namespace) -> dict:
                                        "--range", DELEGATED_RANGE, "--max-lifetime", "24h", "--json"))["id"]
     directory_url = f"http://127.0.0.1:{port}/acme/directory"
     prepared = time.perf_counter()
-    job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work)
+    job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work,
+                                concurrent=bool(args.database_url))
     stack = DevStack(home_path, args.workers)
     clients: list[subprocess.Popen] = []
     try:
@@ -510,12 +523,15 @@ def capacity_run(args: argparse.Namespace) -> dict:
                                                for role, seconds in sorted(by_role.items())} if issued else {},
         "server_cpu_utilisation": round(server_cpu / wall, 2),
         "postgres_cpu_ms_per_issuance": round(postgres_cpu / issued * 1000, 2) if (issued and pg_pids) else None,
+        "client_cpu_ms_per_issuance": round(sum(o["cpu_seconds"] for o in outputs) / issued * 1000, 2) if issued else None,
         "peak_rss_mb": round(sampler.peak_kib / 1024, 1),
         "server_processes": len(server_pids),
         "latency_ms": {"end_to_end": summarize_latencies([r["total"] for r in results]),
                        **{step: summarize_latencies([r[step] for r in results]) for step in STEPS}},
         "sql_statements_per_issuance": sql["per_issuance"] if sql else None,
         "sql_statements_per_step": sql["per_step"] if sql else None,
+        "unloaded_acme_cpu_ms_per_issuance": sql["acme_cpu_ms_per_issuance"] if sql else None,
+        "unloaded_acme_cpu_ms_per_step": sql["acme_cpu_ms_per_step"] if sql else None,
         "crypto_baseline": crypto,
         "ratio_to_crypto": round(per_issuance_ms / crypto["ms_per_issuance"], 1) if per_issuance_ms else None,
     }
@@ -538,11 +554,16 @@ def print_summary(result: dict) -> None:
         print(f"  {role:<16} {ms:>8} ms")
     if result["postgres_cpu_ms_per_issuance"] is not None:
         print(f"  (PostgreSQL backends, not in the total: {result['postgres_cpu_ms_per_issuance']} ms)")
+    print(f"client CPU:   {result['client_cpu_ms_per_issuance']} ms per issuance (the {result['clients']} client "
+          "processes, on the same CPUs)")
     crypto = result["crypto_baseline"]
     print(f"crypto only:  {crypto['ms_per_issuance']} ms per issuance ({crypto['issuances_per_core_s']}/s per core; "
           f"{crypto['certificate_signatures_per_core_s']} certificate signatures/s) → ratio {result['ratio_to_crypto']}×")
     print(f"SQL:          {result['sql_statements_per_issuance']} statements per issuance "
           f"{result['sql_statements_per_step']}")
+    if result["unloaded_acme_cpu_ms_per_issuance"] is not None:
+        print(f"ACME alone:   {result['unloaded_acme_cpu_ms_per_issuance']} ms CPU per issuance, one request at a time "
+              f"in-process (logs not counted) {result['unloaded_acme_cpu_ms_per_step']}")
     print(f"peak RSS:     {result['peak_rss_mb']} MB (server tree, summed)")
     print("latency (ms)         p50      p95      p99      max")
     for step, values in result["latency_ms"].items():

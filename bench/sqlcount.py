@@ -1,4 +1,4 @@
-"""SQL statements per issuance, counted on the benchmark's own home and database.
+"""SQL statements and server CPU per step of an issuance, on the benchmark's own home and database.
 
 The timed server runs in other processes, whose statements this process cannot see; so after
 the window the benchmark serves the same home (same database, same policy, the same two CT logs
@@ -6,6 +6,11 @@ still running) with the ACME app in this process, behind a real werkzeug server 
 and runs bench/client.py's whole flow (7 requests) a few times with a ``before_cursor_execute``
 listener on the app's engine. Account creation and the token are made before counting starts.
 SAVEPOINT/RELEASE count; BEGIN/COMMIT do not (they are not cursor executions).
+
+The same runs give the ACME server's own CPU per step: a WSGI wrapper reads the CPU clock of the
+thread handling each request (``time.thread_time``) around the app, so the client in this process
+is not counted; the CT logs, in their own processes, are not either. One client at a time, no
+contention: the floor of what each request costs the ACME workers.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 
 import josepy as jose
@@ -39,8 +45,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def count(home_path: Path, delegation_id: str, number: str, issuances: int = 3) -> dict:
-    """Statements per issuance (the last of ``issuances`` runs, caches warm) and per step."""
+def count(home_path: Path, delegation_id: str, number: str, issuances: int = 11) -> dict:
+    """Statements per issuance (the last of ``issuances`` runs, caches warm) and per step; the
+    ACME server's CPU per step, averaged over all runs but the first."""
     from acme_server import create_app  # the web layer only here: the bench's parent stays light
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log lines in the summary
@@ -50,11 +57,20 @@ def count(home_path: Path, delegation_id: str, number: str, issuances: int = 3) 
     home = Home(home_path)
     try:
         app = create_app(home)
-        httpd = make_server("127.0.0.1", port, app, threaded=True)
+        cpu: list[float] = []
+
+        def timed(environ, start_response):  # type: ignore[no-untyped-def]
+            started = time.thread_time()
+            try:
+                return app(environ, start_response)
+            finally:
+                cpu.append(time.thread_time() - started)
+
+        httpd = make_server("127.0.0.1", port, timed, threaded=True)
         thread = threading.Thread(target=httpd.serve_forever, name="sql-count-server", daemon=True)
         thread.start()
         try:
-            return _run(home, port, delegation_id, number, issuances)
+            return _run(home, port, delegation_id, number, issuances, cpu)
         finally:
             httpd.shutdown()
             httpd.server_close()
@@ -66,7 +82,7 @@ def count(home_path: Path, delegation_id: str, number: str, issuances: int = 3) 
             os.environ[BASE_URL_ENV] = previous
 
 
-def _run(home: Home, port: int, delegation_id: str, number: str, issuances: int) -> dict:
+def _run(home: Home, port: int, delegation_id: str, number: str, issuances: int, cpu: list[float]) -> dict:
     directory_url = f"http://127.0.0.1:{port}/acme/directory"
     net = acme_client.ClientNetwork(None, user_agent="tnca-bench")  # type: ignore[arg-type]
     directory = messages.Directory.from_json(net.get(directory_url).json())
@@ -88,6 +104,7 @@ def _run(home: Home, port: int, delegation_id: str, number: str, issuances: int)
         flow.register()
 
     per_step: collections.Counter[str] = collections.Counter()
+    cpu_per_step: collections.defaultdict[str, float] = collections.defaultdict(float)
     statements: list[str] = []
     current = {"step": STEPS[0]}
 
@@ -96,11 +113,16 @@ def _run(home: Home, port: int, delegation_id: str, number: str, issuances: int)
         per_step[current["step"]] += 1
 
     def on_step(name: str) -> None:
+        cpu_per_step[name] += sum(cpu)  # the requests this step made (polls may make several)
+        cpu.clear()
         index = STEPS.index(name)
         current["step"] = STEPS[index + 1] if index + 1 < len(STEPS) else "after"
 
     totals = []
-    for flow in flows:
+    for number_of_run, flow in enumerate(flows):
+        if number_of_run == 1:  # the first run warms the process's caches; not averaged
+            cpu_per_step.clear()
+        cpu.clear()
         per_step.clear()
         statements.clear()
         current["step"] = STEPS[0]
@@ -111,5 +133,8 @@ def _run(home: Home, port: int, delegation_id: str, number: str, issuances: int)
             event.remove(home.engine, "before_cursor_execute", record)
             flow.net.session.close()
         totals.append(len(statements))
+    averaged = max(1, len(flows) - 1)
     return {"per_issuance": totals[-1], "runs": totals, "per_step": {step: per_step[step] for step in STEPS},
+            "acme_cpu_ms_per_step": {step: round(cpu_per_step[step] / averaged * 1000, 2) for step in STEPS},
+            "acme_cpu_ms_per_issuance": round(sum(cpu_per_step.values()) / averaged * 1000, 2),
             "statements": [s.splitlines()[0][:120] for s in statements]}

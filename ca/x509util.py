@@ -128,6 +128,58 @@ def _sequence_children(der: bytes) -> list[bytes]:
     return children
 
 
+DER_OBJECT_IDENTIFIER = 0x06
+DER_CONTEXT_3_CONSTRUCTED = 0xA3
+
+
+def der_oid_content(dotted: str) -> bytes:
+    """The content octets of an OBJECT IDENTIFIER (X.690 §8.19): first two arcs joined, base 128."""
+    arcs = [int(arc) for arc in dotted.split(".")]
+    out = bytearray()
+    for arc in [arcs[0] * 40 + arcs[1], *arcs[2:]]:
+        chunk = [arc & 0x7F]
+        arc >>= 7
+        while arc:
+            chunk.append(0x80 | (arc & 0x7F))
+            arc >>= 7
+        out.extend(reversed(chunk))
+    return bytes(out)
+
+
+def tbs_without_extension(tbs_der: bytes, oid: x509.ObjectIdentifier) -> bytes:
+    """The DER TBSCertificate with the extension ``oid`` taken out, everything else byte for byte.
+
+    RFC 5280 §4.1: ``extensions`` is the last field, ``[3] EXPLICIT SEQUENCE SIZE (1..MAX) OF
+    Extension``, and each Extension starts with its ``extnID``; when the removed extension was
+    the only one, the ``[3]`` field goes too. Walks the DER (what RFC 6962 §3.2's precert entry
+    needs, without decoding the certificate into objects); raises ValueError when the DER does
+    not have that shape or the extension is absent.
+    """
+    children = _sequence_children(tbs_der)
+    if not children or children[-1][0] != DER_CONTEXT_3_CONSTRUCTED:
+        raise ValueError("the TBSCertificate has no extensions")
+    _tag, start, length = der_read_tlv(children[-1])
+    if start + length != len(children[-1]):
+        raise ValueError("trailing data after the extensions")
+    wanted = der_oid_content(oid.dotted_string)
+    kept, removed = [], 0
+    for extension in _sequence_children(children[-1][start:]):
+        _ext_tag, ext_start, _ext_length = der_read_tlv(extension)
+        id_tag, id_start, id_length = der_read_tlv(extension, ext_start)
+        if id_tag != DER_OBJECT_IDENTIFIER:
+            raise ValueError("an extension does not start with its extnID")
+        if extension[id_start:id_start + id_length] == wanted:
+            removed += 1
+        else:
+            kept.append(extension)
+    if removed != 1:
+        raise ValueError(f"the TBSCertificate has {removed} extensions {oid.dotted_string}, expected one")
+    fields = children[:-1]
+    if kept:
+        fields.append(der_tlv(DER_CONTEXT_3_CONSTRUCTED, der_tlv(DER_SEQUENCE, b"".join(kept))))
+    return der_tlv(DER_SEQUENCE, b"".join(fields))
+
+
 def tbs_certificate_signature_algorithm(tbs_der: bytes) -> bytes:
     """The DER ``signature`` AlgorithmIdentifier inside a TBSCertificate (RFC 5280 §4.1.2.3).
 

@@ -202,8 +202,16 @@ def precert_tbs(precertificate: x509.Certificate, *, signing_certificate: x509.C
     itself carries (as the final certificate will).
 
     (cryptography's ``tbs_precertificate_bytes`` removes the SCT list of a *final* certificate
-    and refuses a precertificate, hence the DER work here.)"""
+    and refuses a precertificate, hence the DER work here.) Without a signing certificate only
+    the poison goes, and the DER is edited in place (``_drop_poison``: every other byte is the
+    precertificate's, whose DER cryptography checked when it loaded it); with one, the
+    TBSCertificate is decoded to rewrite its issuer."""
     original = precertificate.tbs_certificate_bytes
+    if signing_certificate is None:
+        try:
+            return _drop_poison(original)
+        except (ValueError, IndexError) as exc:
+            raise ChainError(f"cannot take the poison out of chain[0]'s TBSCertificate: {exc}") from None
     try:
         tbs, rest = der_decoder.decode(original, asn1Spec=rfc5280.TBSCertificate())
     except PyAsn1Error as exc:
@@ -218,6 +226,61 @@ def precert_tbs(precertificate: x509.Certificate, *, signing_certificate: x509.C
     if signing_certificate is not None:
         _rewrite_issuer(tbs, signing_certificate)
     return der_encoder.encode(tbs)
+
+
+def _tlv(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at ``offset``."""
+    tag, first = data[offset], data[offset + 1]
+    if first < 0x80:
+        start, length = offset + 2, first
+    else:
+        count = first & 0x7F
+        if not 0 < count <= 4:
+            raise ValueError("indefinite or oversized length")
+        start, length = offset + 2 + count, int.from_bytes(data[offset + 2:offset + 2 + count], "big")
+    if start + length > len(data):
+        raise ValueError("element runs past its container")
+    return tag, start, start + length
+
+
+def _wrap(tag: int, content: bytes) -> bytes:
+    size = len(content)
+    length = bytes([size]) if size < 0x80 else (
+        bytes([0x80 | ((size.bit_length() + 7) // 8)]) + size.to_bytes((size.bit_length() + 7) // 8, "big"))
+    return bytes([tag]) + length + content
+
+
+_POISON_EXTN_ID = _wrap(0x06, bytes.fromhex("2b06010401d679020403"))  # 1.3.6.1.4.1.11129.2.4.3
+
+
+def _drop_poison(tbs: bytes) -> bytes:
+    """A DER TBSCertificate without its poison extension (RFC 5280 §4.1: the extensions are the
+    last field, [3] EXPLICIT SEQUENCE OF Extension, each starting with its extnID)."""
+    _tag, start, end = _tlv(tbs, 0)
+    if tbs[0] != 0x30 or end != len(tbs):
+        raise ValueError("not one SEQUENCE")
+    fields, offset = [], start
+    while offset < end:
+        field_end = _tlv(tbs, offset)[2]
+        fields.append((offset, field_end))
+        offset = field_end
+    last_start, last_end = fields[-1]
+    if tbs[last_start] != 0xA3:
+        raise ValueError("no extensions")
+    _tag, list_start, list_end = _tlv(tbs, _tlv(tbs, last_start)[1])
+    kept, removed, offset = [], 0, list_start
+    while offset < list_end:
+        _tag, ext_start, ext_end = _tlv(tbs, offset)
+        if tbs[ext_start:ext_start + len(_POISON_EXTN_ID)] == _POISON_EXTN_ID:
+            removed += 1
+        else:
+            kept.append(tbs[offset:ext_end])
+        offset = ext_end
+    if removed != 1:
+        raise ValueError(f"{removed} poison extensions, expected one")
+    head = tbs[start:last_start]
+    tail = _wrap(0xA3, _wrap(0x30, b"".join(kept))) if kept else b""
+    return _wrap(0x30, head + tail)
 
 
 def _rewrite_issuer(tbs: rfc5280.TBSCertificate, signing_certificate: x509.Certificate) -> None:

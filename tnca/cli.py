@@ -12,14 +12,28 @@ import click
 
 from ca.home import Home
 
-# Each module defines one click command or group named ``command``.
+# Each module defines one click command or group named ``command``, named as the module.
 COMMAND_MODULES = (
     "init", "cert", "delegation", "eab", "revoke", "crl", "token", "serve", "worker", "star", "ctlog", "ct", "dev", "user", "audit",
     "stipa", "verify", "monitor",
 )
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(click.Group):
+    """A group whose commands are imported when named, not all at start: ``tnca ctlog serve``,
+    ``tnca worker`` and ``tnca dev`` (long-lived processes of the dev stack) never import the
+    other commands' modules, and each process stays smaller (docs/performance.md)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMAND_MODULES)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMAND_MODULES:
+            return None
+        return importlib.import_module(f"tnca.commands.{cmd_name}").command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     envvar="TNCA_HOME",
@@ -34,10 +48,6 @@ def cli(ctx: click.Context, home: str) -> None:
     """tnca: a delegate-certificate authority for telephone numbers."""
     ctx.obj = Home(home)
     ctx.call_on_close(ctx.obj.close)
-
-
-for _name in COMMAND_MODULES:
-    cli.add_command(importlib.import_module(f"tnca.commands.{_name}").command)
 
 
 def main() -> None:

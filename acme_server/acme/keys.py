@@ -22,6 +22,7 @@ EdDSA      OKP Ed25519 (RFC 8037)        64 bytes
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -148,8 +149,14 @@ def parse_jwk(obj: object) -> AccountKey:
     raise JWKError(f"'jwk' key type {kty!r} is not supported; use EC P-256, EC P-384, RSA or OKP Ed25519", unsupported=True)
 
 
+@functools.lru_cache(maxsize=4096)
 def load_stored_jwk(text: str) -> AccountKey:
-    """Parse the canonical JSON stored in ``accounts.jwk``."""
+    """Parse the canonical JSON stored in ``accounts.jwk``.
+
+    Every request signed with ``kid`` needs its account's key: each process keeps the recently
+    used ones (an AccountKey is immutable and a function of the stored text alone; a keyChange
+    stores new text, so it is never answered with the old key).
+    """
     return parse_jwk(json.loads(text))
 
 

@@ -39,12 +39,12 @@ from pyasn1.codec.der import decoder as der_decoder
 from pyasn1.codec.der import encoder as der_encoder
 from pyasn1.error import PyAsn1Error
 from pyasn1.type import univ
-from pyasn1_alt_modules import rfc5280
 
 from ca import metrics
 from ca.clock import Clock, SystemClock
 from ca.errors import TransparencyError
 from ca.policy import CTLog, CTPolicy
+from ca.x509util import tbs_without_extension
 
 # RFC 6962 §3.3: the X.509v3 extension carrying embedded SCTs.
 SCT_LIST_OID = x509.ObjectIdentifier("1.3.6.1.4.1.11129.2.4.2")
@@ -403,21 +403,13 @@ def _timed_add_pre_chain(log: LogClient, chain: Sequence[bytes], timeout: float)
 def tbs_without_poison(precertificate: x509.Certificate) -> bytes:
     """RFC 6962 §3.2: the precert entry's TBSCertificate is the precertificate's "without the
     signature and the poison extension". (cryptography's ``tbs_precertificate_bytes`` strips the
-    SCT list of a final certificate and refuses a precertificate, which has none.)"""
-    original = precertificate.tbs_certificate_bytes
+    SCT list of a final certificate and refuses a precertificate, which has none.) The DER is
+    edited in place (``ca.x509util.tbs_without_extension``): every other byte is the precertificate's."""
     try:
-        tbs, rest = der_decoder.decode(original, asn1Spec=rfc5280.TBSCertificate())
-    except PyAsn1Error as exc:
-        raise TransparencyError(f"cannot decode the precertificate's TBSCertificate: {exc}", field="precertificate") from None
-    if rest or der_encoder.encode(tbs) != original:
-        raise TransparencyError("the precertificate's TBSCertificate is not DER", field="precertificate")
-    poison = univ.ObjectIdentifier(PRECERT_POISON_OID.dotted_string)
-    kept = tbs["extensions"].clone()
-    for extension in tbs["extensions"]:
-        if extension["extnID"] != poison:
-            kept.append(extension)
-    tbs["extensions"] = kept
-    return der_encoder.encode(tbs)
+        return tbs_without_extension(precertificate.tbs_certificate_bytes, PRECERT_POISON_OID)
+    except ValueError as exc:
+        raise TransparencyError(f"cannot take the poison out of the precertificate's TBSCertificate: {exc}",
+                                field="precertificate") from None
 
 
 def _load_precertificate(precert_der: bytes) -> x509.Certificate:

@@ -22,6 +22,7 @@ token (RFC 9060 §4.1, §8), so an SPC never contains a TN or a range in ``conta
 from __future__ import annotations
 
 import bisect
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -147,6 +148,22 @@ def _numeric_interval(entry: TNEntry) -> _Interval | None:
     return None
 
 
+# The same few scopes (a delegation's, an order's) are decoded and encoded on every request of
+# an issuance; both directions are pure functions of immutable values, so each process keeps the
+# recent ones (bounded). Errors are not cached: bad input is decoded, and refused, every time.
+_CODEC_CACHE_SIZE = 4096
+
+
+@functools.lru_cache(maxsize=_CODEC_CACHE_SIZE)
+def _decoded(der: bytes, strict: bool) -> tuple[TNEntry, ...]:
+    return decode(der, strict=strict)
+
+
+@functools.lru_cache(maxsize=_CODEC_CACHE_SIZE)
+def _encoded(entries: tuple[TNEntry, ...], strict: bool) -> bytes:
+    return encode(entries, strict=strict)
+
+
 @dataclass(frozen=True)
 class TNScope:
     """A TN scope (TNAuthList) as an immutable value.
@@ -172,10 +189,12 @@ class TNScope:
 
     @classmethod
     def from_der(cls, der: bytes, *, strict: bool = True) -> TNScope:
-        return cls(decode(der, strict=strict))
+        if isinstance(der, (bytearray, memoryview)):
+            der = bytes(der)
+        return cls(_decoded(der, strict) if isinstance(der, bytes) else decode(der, strict=strict))
 
     def to_der(self, *, strict: bool = True) -> bytes:
-        return encode(self.entries, strict=strict)
+        return _encoded(self.entries, strict)
 
     @classmethod
     def from_identifier_value(cls, value: str, *, strict: bool = True) -> TNScope:

@@ -82,17 +82,20 @@ def event_hash(prev_hash: str, body: Mapping[str, Any]) -> str:
 
 
 def locked_head(session: Session) -> AuditHead:
-    """The ``audit_head`` row, locked until the caller's transaction ends (created if missing)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        # SQLite has no row locks and ignores FOR UPDATE. A write statement takes the database's
-        # write lock (waiting out busy_timeout), which then serializes appenders until commit;
-        # taking it *before* reading the head makes that read the latest committed head.
-        session.execute(update(AuditHead).where(AuditHead.id == HEAD_ID).values(seq=AuditHead.seq))
+    """The ``audit_head`` row, locked until the caller's transaction ends (created if missing).
+
+    One statement, the same on both databases: an ``UPDATE … RETURNING`` that changes nothing.
+    On PostgreSQL the update takes the row's lock (as ``SELECT … FOR UPDATE`` would), waiting for
+    any other appender's transaction, and returns the row as that transaction left it. SQLite has
+    no row locks: the write statement takes the database's write lock (waiting out busy_timeout),
+    which then serializes appenders until commit, and reads the head under it, so the read is of
+    the latest committed head.
+    """
     lock = (
-        select(AuditHead)
+        update(AuditHead)
         .where(AuditHead.id == HEAD_ID)
-        .with_for_update()
+        .values(seq=AuditHead.seq)
+        .returning(AuditHead)
         .execution_options(populate_existing=True)
     )
     head = session.scalars(lock).one_or_none()
@@ -100,6 +103,7 @@ def locked_head(session: Session) -> AuditHead:
         return head
     # First append ever: create the head; if another process just did, its row wins.
     # store.make_engine admits only these two dialects.
+    dialect = session.get_bind().dialect.name
     insert = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}[dialect]
     session.execute(
         insert(AuditHead).values(id=HEAD_ID, seq=0, hash=GENESIS_HASH).on_conflict_do_nothing(index_elements=["id"])
