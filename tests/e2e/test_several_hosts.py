@@ -21,6 +21,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -138,7 +139,7 @@ def two_hosts(home, port, database_url, tmp_path) -> Iterator[tuple[LiveServer, 
         yield LiveServer(home=home, app=None, base_url=home.base_url), balancer
     finally:
         for process in processes.values():
-            process.terminate()
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
         for process in processes.values():
             process.wait(timeout=20)
 
