@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -131,13 +132,12 @@ def test_backup_restores_into_a_new_database_whose_chain_verifies_and_which_serv
         assert "BEGIN CERTIFICATE" in chain
         after = _serials(restored_authority)
         assert len(after) == len(set(after)) == len(serials_before) + 1
-        verified = subprocess.run([str(TNCA), "--home", str(home.path), "audit", "verify"],
-                                  env={**os.environ, "TNCA_DATABASE_URL": restored_url},
-                                  capture_output=True, text=True, timeout=60)
-        assert verified.returncode == 0 and verified.stdout.startswith("OK: "), verified.stdout + verified.stderr
+        verified = CliRunner().invoke(cli, ["--home", str(home.path), "audit", "verify"],
+                                      env={"TNCA_DATABASE_URL": restored_url}, catch_exceptions=False)
+        assert verified.exit_code == 0 and verified.output.startswith("OK: "), verified.output
     finally:
         if process is not None:
-            process.terminate()
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
             process.wait(timeout=20)
         if engine is not None:
             engine.dispose()

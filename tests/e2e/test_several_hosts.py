@@ -8,8 +8,9 @@ pinned for a step), keeping the ``Host`` the client addressed, as an HTTP load b
 What must hold (DESIGN.md "Scaling out": front ends are stateless): a nonce handed out by A is
 redeemed at B (RFC 8555 §6.5: nonces live in the database); an order created at A is answered and
 finalized at B; a certificate issued through A is revoked at B; concurrent issuances through both
-hosts give distinct serials and one ``certificate.issue`` audit event each, and ``tnca audit
-verify`` accepts the chain. Renewal workers sharing the STAR renewals without doubling any are
+hosts give distinct serials and one ``certificate.issue`` audit event each; one account's orders
+at A and at B add up to its rate limit (429 at both, audited once); and ``tnca audit verify``
+accepts the chain. Renewal workers sharing the STAR renewals without doubling any are
 tests/lifecycle/test_star_concurrency.py's (three worker processes racing on PostgreSQL).
 
 SQLite is one file on one host: the test is skipped there.
@@ -20,7 +21,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -32,6 +35,7 @@ import josepy as jose
 import pytest
 import requests
 from acme import client as acme_client
+from acme import messages
 from click.testing import CliRunner
 from cryptography import x509
 from sqlalchemy import func, select
@@ -58,6 +62,8 @@ from tnca.cli import cli
 pytestmark = pytest.mark.e2e
 
 CONCURRENT_ISSUANCES = 6
+# [rate_limits] new_orders_per_account for this test: the first client's third order is its last.
+ORDERS_PER_ACCOUNT = 3
 
 
 class Balancer(requests.adapters.HTTPAdapter):
@@ -120,6 +126,11 @@ def two_hosts(home, port, database_url, tmp_path) -> Iterator[tuple[LiveServer, 
     if not database_url.startswith("postgresql"):
         pytest.skip("several hosts share one PostgreSQL database; SQLite is one file on one host "
                     "(run with TNCA_TEST_DATABASE_URL naming PostgreSQL)")
+    # The policy both hosts read: few enough orders per account to reach the limit in the test.
+    policy_text = home.policy_path.read_text()
+    home.policy_path.write_text(re.sub(r"(?m)^new_orders_per_account = .*$",
+                                       f'new_orders_per_account = {{ count = {ORDERS_PER_ACCOUNT}, window = "30d" }}',
+                                       policy_text))
     # Host B has its own copy of the home (same tnca.toml, policy and keys), as a second machine would.
     copies = {"A": home.path, "B": tmp_path / "host-b-home"}
     shutil.copytree(home.path, copies["B"])
@@ -138,7 +149,7 @@ def two_hosts(home, port, database_url, tmp_path) -> Iterator[tuple[LiveServer, 
         yield LiveServer(home=home, app=None, base_url=home.base_url), balancer
     finally:
         for process in processes.values():
-            process.terminate()
+            process.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
         for process in processes.values():
             process.wait(timeout=20)
 
@@ -213,6 +224,17 @@ def test_two_hosts_share_nonces_orders_revocations_and_one_audit_chain(two_hosts
     assert len(serials) == len(set(serials)) == CONCURRENT_ISSUANCES + 2
     assert sorted(issue_events) == sorted(serials)
     assert revoke_events == 1 and accounts == CONCURRENT_ISSUANCES + 1
+
+    # The rate limits are counted in the database: orders at A and at B add up to one account's limit.
+    with balancer.pin("B"):
+        subscriber.new_order(TNScope.parse(tns=["12025550102"]).to_identifier_value())  # the third
+    for host in ("A", "B"):
+        with balancer.pin(host), pytest.raises(messages.Error) as refused:
+            subscriber.new_order(TNScope.parse(tns=["12025550103"]).to_identifier_value())
+        assert refused.value.code == "rateLimited" and "new_orders_per_account" in refused.value.detail
+    with session_factory() as session:
+        reached = session.scalars(select(AuditEvent).where(AuditEvent.action == "rate_limit.reached")).all()
+    assert [event.details["key"] for event in reached] == [subscriber.acme.net.account.uri.rsplit("/", 1)[1]]
 
     verified = CliRunner().invoke(cli, ["--home", str(home.path), "audit", "verify"], catch_exceptions=False)
     assert verified.exit_code == 0, verified.output

@@ -71,7 +71,8 @@ def registered_client(client, home: Home) -> RawClient:
 
 def test_s6_7_new_orders_per_account_is_429_with_retry_after_and_shared_between_processes(home, session_factory):
     limited = with_limits(home, new_orders_per_account=2)
-    first_process, second_process = create_app(limited).test_client(), create_app(limited).test_client()
+    # Two apps, each with its own Home and so its own engine and pool, as two processes have.
+    first_process, second_process = create_app(limited).test_client(), create_app(Home(limited.path)).test_client()
     raw = registered_client(first_process, limited)
     assert raw.post(NEW_ORDER, ORDER).status_code == 201
     raw.client = second_process  # the same account at another process (host) of the authority
