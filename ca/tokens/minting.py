@@ -60,6 +60,26 @@ class MintedToken:
     fingerprint: str
 
 
+def check_authority_current(certificate: x509.Certificate, now: dt.datetime) -> None:
+    """PolicyError unless the token authority certificate is valid at ``now``: a token signed
+    under an expired one is refused by every relying party (RFC 9448 §6 step 2, RFC 5280
+    §4.1.2.5), so none is minted."""
+    subject = certificate.subject.rfc4514_string()
+    if now > certificate.not_valid_after_utc:
+        raise PolicyError(
+            f"the token authority certificate '{subject}' expired at {certificate.not_valid_after_utc.isoformat()}; "
+            "tokens signed under it would be refused (RFC 9448 §6 step 2): renew it ([token_authority] certificate "
+            "in tnca.toml) before minting",
+            field="token_authority",
+        )
+    if now < certificate.not_valid_before_utc:
+        raise PolicyError(
+            f"the token authority certificate '{subject}' is not valid before "
+            f"{certificate.not_valid_before_utc.isoformat()}; tokens signed under it would be refused until then",
+            field="token_authority",
+        )
+
+
 def mint(
     session: Session,
     *,
@@ -85,6 +105,7 @@ def mint(
     transaction. ``iss`` is ``issuer_url``, or the origin of the token authority's ``x5u``.
     """
     now = clock.now()
+    check_authority_current(authority.certificate, now)
     fingerprint = render_fingerprint(_parse_fingerprint_input(fingerprint))
     _check_delegation_active(delegation, now)
     delegation_scope = TNScope.from_der(delegation.scope_der)
@@ -104,6 +125,14 @@ def mint(
         raise PolicyError(
             f"token would expire at {expires.isoformat()}, after delegation {delegation.id} ends at "
             f"{delegation.not_after.isoformat()}",
+            field="ttl",
+        )
+
+    if expires > authority.certificate.not_valid_after_utc:
+        raise PolicyError(
+            f"token would expire at {expires.isoformat()}, after the token authority certificate does "
+            f"({authority.certificate.not_valid_after_utc.isoformat()}): from then on relying parties refuse it "
+            "(RFC 9448 §6 step 2); use a shorter ttl, or renew the token authority certificate",
             field="ttl",
         )
 
