@@ -152,3 +152,29 @@ def sign_unlinted(builder: x509.CertificateBuilder, signer) -> x509.Certificate:
     through ``ca.issuing.profiles.sign``, which signs nothing that has not passed lint.
     """
     return assemble_certificate(draft_certificate(builder, signer).tbs_certificate_bytes, signer)
+
+
+def expire_token_authority(home) -> x509.Certificate:  # type: ignore[no-untyped-def]
+    """Replace the home's token authority certificate by one for the same key that expired
+    yesterday (fault injection: the operator forgot to renew it). Self-signed: the home pins its
+    own token authority certificate as a trust anchor. The home's cached handle is dropped."""
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    current = home.token_authority()
+    now = dt.datetime.now(dt.timezone.utc)
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(current.certificate.subject)
+        .issuer_name(current.certificate.subject)
+        .public_key(current.certificate.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=30))
+        .not_valid_after(now - dt.timedelta(days=1))
+    )
+    for extension in current.certificate.extensions:
+        if extension.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            builder = builder.add_extension(extension.value, extension.critical)
+    expired = builder.sign(current.signer._private_key, hashes.SHA256())  # a file key (tnca init)
+    home.config.token_authority.certificate.write_bytes(expired.public_bytes(serialization.Encoding.PEM))
+    home._token_authority = None
+    return expired

@@ -61,6 +61,26 @@ class MintedToken:
     fingerprint: str
 
 
+def check_authority_current(certificate: x509.Certificate, now: dt.datetime) -> None:
+    """PolicyError unless the token authority certificate is valid at ``now``: a token signed
+    under an expired one is refused by every relying party (RFC 9448 §6 step 2, RFC 5280
+    §4.1.2.5), so none is minted."""
+    subject = certificate.subject.rfc4514_string()
+    if now > certificate.not_valid_after_utc:
+        raise PolicyError(
+            f"the token authority certificate '{subject}' expired at {certificate.not_valid_after_utc.isoformat()}; "
+            "tokens signed under it would be refused (RFC 9448 §6 step 2): renew it ([token_authority] certificate "
+            "in tnca.toml) before minting",
+            field="token_authority",
+        )
+    if now < certificate.not_valid_before_utc:
+        raise PolicyError(
+            f"the token authority certificate '{subject}' is not valid before "
+            f"{certificate.not_valid_before_utc.isoformat()}; tokens signed under it would be refused until then",
+            field="token_authority",
+        )
+
+
 def mint(
     session: Session,
     *,
@@ -93,6 +113,7 @@ def mint(
     by default the unpadded base64url of RFC 9448 §3.
     """
     now = clock.now()
+    check_authority_current(authority.certificate, now)
     digest = _parse_fingerprint_input(fingerprint)
     fingerprint = render_fingerprint(digest)
     _check_delegation_active(delegation, now)
@@ -118,6 +139,13 @@ def mint(
         raise PolicyError(
             f"token would expire at {expires.isoformat()}, after delegation {delegation.id} ends at "
             f"{delegation.not_after.isoformat()}",
+            field="ttl",
+        )
+    if expires > authority.certificate.not_valid_after_utc:
+        raise PolicyError(
+            f"token would expire at {expires.isoformat()}, after the token authority certificate does "
+            f"({authority.certificate.not_valid_after_utc.isoformat()}): from then on relying parties refuse it "
+            "(RFC 9448 §6 step 2); use a shorter ttl, or renew the token authority certificate",
             field="ttl",
         )
 

@@ -258,6 +258,18 @@ def _check_trusted(
     required); its keyUsage, when present, must allow digitalSignature.
     """
     leaf, intermediates = chain[0], list(chain[1:])
+    for certificate in chain:
+        # Said precisely before path building, whose message for this is generic: an expired
+        # token authority certificate is an operator's everyday mistake (RFC 5280 §4.1.2.5).
+        if now > certificate.not_valid_after_utc or now < certificate.not_valid_before_utc:
+            when = (f"expired at {certificate.not_valid_after_utc.isoformat()}" if now > certificate.not_valid_after_utc
+                    else f"is not valid before {certificate.not_valid_before_utc.isoformat()}")
+            raise TokenError(
+                f"token signer certificate '{leaf.subject.rfc4514_string()}' does not chain to a trusted token "
+                f"authority (RFC 9448 §6 steps 2-3): certificate '{certificate.subject.rfc4514_string()}' in its "
+                f"{claim} chain {when}",
+                claim=claim,
+            )
     verifier = (
         x509_verification.PolicyBuilder()
         .store(x509_verification.Store(list(trust.anchors)))

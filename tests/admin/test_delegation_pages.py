@@ -9,6 +9,7 @@ they do write.
 from __future__ import annotations
 
 import datetime as dt
+import html
 import re
 
 import josepy as jose
@@ -203,3 +204,21 @@ class LocalFetcher:
         authority = self.home.token_authority()
         assert url == authority.x5u
         return (authority.certificate,)
+
+
+def test_minting_under_an_expired_token_authority_certificate_says_so_and_writes_nothing(operator, home, session_factory):
+    """Fault injection (docs/reliability.md): the token authority certificate expired. The page
+    answers 400 with the reason (RFC 9448 §6 step 2: every relying party would refuse the token),
+    not a 500, and mints nothing."""
+    from tests.helpers import expire_token_authority
+
+    delegation_id = make_delegation(home, TNScope.parse(ranges=["12025550100:100"]))
+    expired = expire_token_authority(home)
+    before = counts(session_factory)
+    response = operator.post(f"/admin/delegations/{delegation_id}/tokens/new",
+                             {"fingerprint": fingerprints.account_fingerprint(public_jwk_of(FINGERPRINT_KEY)),
+                              "tns": "12025550123", "ttl": "10m"})
+    assert response.status_code == 400
+    page = html.unescape(text_of(response))
+    assert f"the token authority certificate '{expired.subject.rfc4514_string()}' expired at" in page, page[-3000:]
+    assert counts(session_factory) == before

@@ -5,12 +5,15 @@ deadline; fewer valid SCTs than the policy requires is a TransparencyError namin
 
 from __future__ import annotations
 
+import base64
 import http.server
+import json
 import socket
 import threading
 import time
 
 import pytest
+import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.errors import TransparencyError
@@ -172,3 +175,87 @@ def test_ct_submitter_sends_the_issuer_chain(two_logs, pki):
     submitter = CTSubmitter([dev1.client(), dev2.client()], required=2, deadline=5)
     scts = submitter.submit(make_delegate(pki.issuing).precert_der, Issuer())
     assert [sct.log_id.hex() for sct in scts] == [dev1.log_id_hex, dev2.log_id_hex]
+
+
+# -- a log answering bad SCTs (RFC 6962 §4.1-§4.2): a proxy in front of a real log changes its answer
+
+
+def _flip_last_signature_byte(body: dict) -> dict:
+    signature = bytearray(base64.b64decode(body["signature"]))
+    signature[-1] ^= 0x01
+    return {**body, "signature": base64.b64encode(bytes(signature)).decode()}
+
+
+BAD_SCTS = {
+    # A well-formed SCT whose signature is not the log's over this precertificate entry (§3.2).
+    "wrong-signature": (_flip_last_signature_byte, "SCT signature does not verify over the precertificate entry"),
+    "other-timestamp": (lambda body: {**body, "timestamp": body["timestamp"] - 1},
+                        "SCT signature does not verify over the precertificate entry"),
+    # Malformed SCTs: refused while parsing, before any verification.
+    "truncated-signature": (lambda body: {**body, "signature": base64.b64encode(base64.b64decode(body["signature"])[:-3]).decode()},
+                            "'signature'"),
+    "signature-not-base64": (lambda body: {**body, "signature": "%%%"}, "'signature'"),
+    "short-log-id": (lambda body: {**body, "id": base64.b64encode(base64.b64decode(body["id"])[:16]).decode()},
+                     "'id' is 16 bytes, expected 32"),
+    "unknown-version": (lambda body: {**body, "sct_version": 1}, "'sct_version' is 1, expected 0 (v1)"),
+    "timestamp-not-a-number": (lambda body: {**body, "timestamp": str(body["timestamp"])}, "'timestamp' is '"),
+    "not-json": (lambda body: "<html>teapot</html>", "the response is not JSON"),
+}
+
+
+class _TamperingProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards add-pre-chain to ``target`` and hands back its answer changed by ``mutate``."""
+
+    target = ""
+    mutate = staticmethod(lambda body: body)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        request = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = requests.post(self.target + self.path, data=request, headers={"Content-Type": "application/json"},
+                               timeout=10)
+        changed = type(self).mutate(answer.json())
+        payload = changed.encode() if isinstance(changed, str) else json.dumps(changed).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def tampering_proxy():
+    """``start(target_url, mutate)`` → the URL of a real HTTP proxy to that log that tampers with its SCTs."""
+    servers = []
+
+    def start(target: str, mutate) -> str:
+        handler = type("Proxy", (_TamperingProxy,), {"target": target, "mutate": staticmethod(mutate)})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def test_rfc6962_s3_2_a_bad_sct_does_not_count_and_the_log_is_named(two_logs, pki, tampering_proxy):
+    """Fail closed: a log's SCT with a wrong signature, or one that is malformed, is no SCT; with
+    both logs required the submission fails naming that log and why (RFC 6962 §3.2, §4.1). One
+    pair of real logs serves every case (starting logs is what costs time)."""
+    dev1, dev2 = two_logs
+    for case, (mutate, reason) in sorted(BAD_SCTS.items()):
+        url = tampering_proxy(dev2.url, mutate)
+        tampered = LogClient("tampered", url, dev2.client().public_key)
+        with pytest.raises(TransparencyError) as failure:
+            submit_precertificate([dev1.client(), tampered], make_delegate(pki.issuing).precert_der,
+                                  [pki.issuing.der], deadline_per_log=5, required=2)
+        detail = failure.value.detail
+        assert detail.startswith("1 valid SCT(s) from distinct logs after "), (case, detail)
+        assert f"2 required; tampered ({url}): " in detail and reason in detail, (case, detail)
+        assert dev1.url not in detail, case  # the good log is not blamed
