@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, g, has_request_context, request
+from sqlalchemy.exc import SQLAlchemyError
 
 from acme_server.state import current_state
 from ca import metrics
@@ -168,8 +169,12 @@ def _database_registry() -> Any:
 
     class DatabaseCollector:
         def collect(self) -> Any:
-            with state.sessionmaker() as session:
-                valid = overview.certificates_valid(session, now=state.clock.now())
+            try:
+                with state.sessionmaker() as session:
+                    valid = overview.certificates_valid(session, now=state.clock.now())
+            except SQLAlchemyError as error:  # the rest of the scrape still answers; the error is counted
+                logging.getLogger("tnca.metrics").warning("tnca_certificates_valid left out: %s", type(error).__name__)
+                return
             yield GaugeMetricFamily("tnca_certificates_valid",
                                     "Certificates issued, valid now and not revoked (from the database)", value=valid)
 

@@ -49,7 +49,14 @@ if len(sys.argv) > 2:
 }
 
 echo "== build the sdist, then the wheel from it"
-"$checkout_py" -m build --outdir "$work/dist" "$repo" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "build"; }
+# From a copy of the files git knows (committed or not, ignored ones left out): a stale
+# tnca.egg-info/SOURCES.txt of an editable install would otherwise put files into the sdist
+# that the package configuration no longer names.
+mkdir "$work/src"
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard \
+   | while IFS= read -r -d '' file; do [ -e "$file" ] && printf '%s\0' "$file"; done \
+   | tar --null -T - -cf -) | tar -xf - -C "$work/src"
+"$checkout_py" -m build --outdir "$work/dist" "$work/src" >"$work/build.log" 2>&1 || { cat "$work/build.log"; fail "build"; }
 if grep -iE "SetuptoolsDeprecationWarning|License classifiers are deprecated|project.license. as a TOML table" "$work/build.log"; then
   fail "setuptools warned about the package metadata (above)"
 fi

@@ -169,3 +169,17 @@ def test_metrics_move_under_two_workers_and_every_request_is_a_json_line(served,
     # The line a problem writes during that request carries its id too.
     assert any(line["logger"] == "tnca.acme" and line["request_id"] == "support-ticket-4711" for line in lines)
     assert len({line["request_id"] for line in requests_logged}) == len(requests_logged)
+
+
+def test_serve_says_transparency_is_off_when_the_policy_requires_no_scts(home, port):
+    """What ``tnca init`` writes requires no SCT; ``tnca serve`` says so before it serves."""
+    process = subprocess.Popen([str(TNCA), "--home", str(home.path), "serve", "--port", str(port), "--workers", "1"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = [process.stdout.readline() for _ in range(2)]
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+    assert lines[0].startswith("Serving ")
+    assert lines[1] == ("Warning: transparency is off. The policy requires no SCTs ([ct] required_scts = 0 in "
+                        "policy.toml), so certificates are issued without any log seeing them.\n")

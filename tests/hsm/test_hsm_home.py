@@ -7,6 +7,8 @@ from click.testing import CliRunner
 from cryptography import x509
 from sqlalchemy import select
 
+from acme_server import create_app
+from ca.home import Home
 from ca.records import models_authority
 from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
 from tnca.cli import cli
@@ -59,3 +61,13 @@ def test_pkcs11_token_uri_naming_an_object_is_bad_input(tmp_path):
                                       "pkcs11:token=x;object=root"])
     assert result.exit_code == 2
     assert "--pkcs11-token" in result.output
+
+
+def test_readyz_signs_a_probe_with_the_hsm_keys(hsm_home: DevHome, monkeypatch):
+    """/readyz's signing-key checks go through PKCS#11: the issuing CA's and the token
+    authority's keys on the token sign, and their certificates verify the signatures."""
+    monkeypatch.setenv("TNCA_DATABASE_URL", hsm_home.database_url)
+    response = create_app(Home(hsm_home.path)).test_client().get("/readyz")
+    assert response.status_code == 200, response.get_json()
+    checks = response.get_json()["checks"]
+    assert checks["issuing_key"]["ok"] and checks["token_authority_key"]["ok"]

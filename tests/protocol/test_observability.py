@@ -109,7 +109,13 @@ def test_readyz_is_503_when_the_database_cannot_be_reached(home, monkeypatch, tm
     checks = response.get_json()["checks"]
     assert checks["database"] == {"ok": False, "detail": "the database cannot be reached"}
     assert "no-such-directory" not in response.get_data(as_text=True)  # causes go to the log only
-    assert create_app(Home(home.path)).test_client().get("/healthz").status_code == 200
+    client = create_app(Home(home.path)).test_client()
+    assert client.get("/healthz").status_code == 200
+    # /metrics still answers, without the gauge it could not read, and counts the error.
+    scraped = client.get("/metrics")
+    assert scraped.status_code == 200
+    text = scraped.get_data(as_text=True)
+    assert "tnca_certificates_valid" not in text and 'tnca_database_errors_total{kind="operational"}' in text
 
 
 def test_readyz_answers_within_its_one_deadline_when_a_log_never_answers(home):
