@@ -69,6 +69,7 @@ def delegation_new() -> Response:
             max_lifetime_ceiling=ceiling,
             ca=form.ca.data,
             constraints=constraints,
+            profile=form.profile.data,
             not_after=inputs.time_from(form.not_after.data, field="not_after"),
             clock=current_state().clock,
             actor=actor(),

@@ -14,7 +14,7 @@ from wtforms import BooleanField, HiddenField, PasswordField, SelectField, Strin
 from wtforms.validators import DataRequired, Length, Optional
 
 from ca.records import users
-from ca.records.delegations import MAX_DELEGATE_CHARS
+from ca.records.delegations import DELEGATE_PROFILE, MAX_DELEGATE_CHARS, PROFILES
 from ca.lifecycle.revocation import MAX_COMMENT_CHARS
 from ca.lifecycle.reasons import CRLReason, OPERATOR_REASONS, WITHDRAWN, parse_reason
 
@@ -75,6 +75,9 @@ class DelegationForm(FlaskForm, ScopeFields, ConstraintFields):
     delegate = StringField("Delegate", validators=[DataRequired(), Length(max=MAX_DELEGATE_CHARS)],
                            description="Who receives the numbers: the enterprise's name as it appears in audits.")
     ca = BooleanField("May sub-delegate (delegate CA certificates, RFC 9060)")
+    profile = SelectField("Certificate profile", choices=list(PROFILES), default=DELEGATE_PROFILE,
+                          description="vesper: certificates only after vetting and right-to-use evidence are recorded "
+                                      "(docs/identity.md).")
     max_lifetime = StringField("Longest certificate lifetime", validators=[Optional(), Length(max=32)],
                                description="e.g. 24h or 1h30m. Empty: the policy's maximum.")
     not_after = StringField("Ends", validators=[Optional(), Length(max=64)],

@@ -49,6 +49,7 @@ FORM_FIELDS = {
     "name": "name",
     "role": "role",
     "password": "password",
+    "profile": "profile",
     "legal_name": "legal_name",
     "country": "country",
     "lei": "lei",

@@ -53,6 +53,7 @@ _LDH_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 # RFC 8555 §8.3: the token is base64url, at least 128 bits.
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{22,128}")
 MAX_DNS_ANSWERS = 32
+MAX_CNAME_HOPS = 8
 DNS_MESSAGE_BYTES = 4096
 
 
@@ -198,8 +199,17 @@ class DomainValidator:
         if reply.header.rcode != RCODE.NOERROR:
             raise DomainValidationError(f"DNS lookup of {name} {qtype} failed: {RCODE.get(reply.header.rcode)}",
                                         problem="dns")
+        # A recursive resolver answers a CNAME chain in one message (RFC 1034 §3.6.2): follow it
+        # there, at most MAX_CNAME_HOPS links, never with another query.
+        names = {name}
+        for _ in range(MAX_CNAME_HOPS):
+            targets = {str(rr.rdata.label).rstrip(".").lower() for rr in reply.rr
+                       if rr.rtype == QTYPE.CNAME and str(rr.rname).rstrip(".").lower() in names}
+            if targets <= names:
+                break
+            names |= targets
         answers = [rr for rr in reply.rr if rr.rtype == getattr(QTYPE, qtype) and rr.rclass == CLASS.IN
-                   and str(rr.rname).rstrip(".").lower() == name]
+                   and str(rr.rname).rstrip(".").lower() in names]
         return answers[:MAX_DNS_ANSWERS]
 
     def _udp(self, packet: bytes, host: str, port: int, deadline: _Deadline) -> bytes:

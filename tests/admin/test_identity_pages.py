@@ -77,13 +77,14 @@ def test_operator_pins_rich_call_data_in_canonical_form(operator, session_factor
     from ca.numbers.claims import ClaimConstraints
 
     response = operator.post("/admin/delegations/new", {
-        "delegate": "Example Retail", "tns": "12025550100",
+        "delegate": "Example Retail", "tns": "12025550100", "profile": "vesper",
         "permitted_values": 'rcd={ "nam" : "Example Retail",  "apn": "12025550100" }'})
     assert response.status_code == 302, text_of(response)
     with session_factory() as session:
         delegation = session.get(Delegation, response.headers["Location"].rsplit("/", 1)[1])
         constraints = ClaimConstraints.from_der(delegation.constraints_der, delegation.constraints_kind)
     assert constraints.must_include == ("rcd",)
+    assert delegation.profile == "vesper"
     assert dict(constraints.permitted_values) == {"rcd": ('{"apn":"12025550100","nam":"Example Retail"}',)}
     refused = operator.post("/admin/delegations/new", {"delegate": "X", "tns": "12025550101",
                                                        "permitted_values": "rcd=not json"})

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from dnslib import QTYPE, RCODE, RR, TXT, A
+from dnslib import CNAME, QTYPE, RCODE, RR, TXT, A
 from dnslib.server import BaseResolver, DNSHandler, DNSServer
 
 from tests.helpers import free_port
@@ -32,6 +32,14 @@ class Zone(BaseResolver):
         name = str(request.q.qname).rstrip(".").lower()
         rtype = QTYPE[request.q.qtype]
         self.queries.append((name, rtype))
+        alias = self.records.get((name, "CNAME"))
+        if alias:
+            # As a recursive resolver answers: the CNAME, then the target's records.
+            reply.add_answer(RR(request.q.qname, QTYPE.CNAME, rdata=CNAME(alias[0]), ttl=60))
+            for value in self.records.get((alias[0].lower(), rtype), []):
+                rdata = A(value) if rtype == "A" else TXT(value)
+                reply.add_answer(RR(alias[0], getattr(QTYPE, rtype), rdata=rdata, ttl=60))
+            return reply
         values = self.records.get((name, rtype))
         if values is None:
             if not any(key[0] == name for key in self.records):

@@ -150,5 +150,8 @@ def test_cli_records_vetting_and_right_to_use_and_shows_them(authority, home, se
     outside = run("delegation", "right-to-use", delegation_id, "--tn", "13105550100", "--source", "LOA",
                   "--verified-by", "desk", "--verified-at", "2026-11-01", "--evidence", DOC)
     assert outside.exit_code != 0 and "13105550100" in outside.output
+    unknown = run("delegation", "vet", "no-such-delegation", "--legal-name", "X", "--assurance", "low",
+                  "--vetted-by", "desk", "--vetted-at", "2026-11-01", "--evidence", DOC)
+    assert unknown.exit_code == 2 and "ID" in unknown.output, unknown.output
     shown = run("delegation", "show", delegation_id)
     assert "Example Retail LLC" in shown.output and "right_to_use" in shown.output

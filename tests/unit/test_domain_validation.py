@@ -53,6 +53,15 @@ def test_dns01_refuses_a_name_without_the_record_and_a_wrong_record():
         assert wrong.value.problem == "incorrectResponse"
 
 
+def test_dns01_follows_a_cname_the_resolver_answers_with():
+    """The common delegation of _acme-challenge to another zone (RFC 1034 §3.6.2 chains)."""
+    zone = Zone()
+    zone.add(f"_acme-challenge.{DOMAIN}", "CNAME", "challenges.dns-provider.test")
+    zone.add("challenges.dns-provider.test", "TXT", dns01_value(KEY_AUTH))
+    with dns_server(zone) as port:
+        validator(port).validate(DNS01, DOMAIN, TOKEN, KEY_AUTH)
+
+
 def test_a_silent_resolver_fails_within_the_deadline():
     silent = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     silent.bind(("127.0.0.1", 0))

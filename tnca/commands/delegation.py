@@ -133,6 +133,8 @@ def vet_command(home: Home, delegation_id: str, legal_name: str, country: str | 
             vetting.record_vetting(session, delegation_id, legal_name=legal_name, country=country, lei=lei,
                                    assurance=assurance, vetted_by=vetted_by, vetted_at=when, evidence=evidence,
                                    clock=home.clock, actor=cli_actor())
+        except NotFoundError as error:
+            raise BadInput("ID", error.detail) from error
         except TNCAError as error:
             fail_on(error, default_option="ID")
         view = queries.delegation_items(session, [delegations.get(session, delegation_id)])[0]
@@ -159,6 +161,8 @@ def right_to_use_command(home: Home, delegation_id: str, tns, ranges, spcs, sour
         try:
             vetting.add_right_to_use(session, delegation_id, scope=scope, source=source, verified_by=verified_by,
                                      verified_at=when, evidence=evidence, clock=home.clock, actor=cli_actor())
+        except NotFoundError as error:
+            raise BadInput("ID", error.detail) from error
         except TNCAError as error:
             fail_on(error, default_option=given_scope_options(tns, ranges, spcs) if error.field == "scope" else "ID")
         view = queries.delegation_items(session, [delegations.get(session, delegation_id)])[0]
