@@ -483,8 +483,8 @@ def capacity_run(args: argparse.Namespace) -> dict:
         sampler.stopped.set()
         sampler.join()
         load_after = proctree.load_average()
-        for pid in pids_after:
-            named.setdefault(pid, roles(root, pids_after).get(pid, "other"))
+        for pid, role in roles(root, pids_after).items():
+            named.setdefault(pid, role)
         sql = sqlcount.count(home_path, delegation_id, str(FIRST_NUMBER + args.clients)) if not args.no_sql_count else None
     finally:
         for client in clients:

@@ -48,7 +48,15 @@ class Integrator(threading.Thread):
         self.stopped.set()
 
 
-class _QuietRequestHandler(WSGIRequestHandler):
+class _KeepAliveRequestHandler(WSGIRequestHandler):
+    """HTTP/1.1, so a submitter's kept-alive connection serves many submissions (werkzeug's
+    default, HTTP/1.0, closes each connection after one response: a new TCP connection and a new
+    thread for every precertificate). Every response of the log's app has a Content-Length."""
+
+    protocol_version = "HTTP/1.1"
+
+
+class _QuietRequestHandler(_KeepAliveRequestHandler):
     """No access-log line per request (werkzeug's default writes one to stderr)."""
 
     def log_request(self, code="-", size="-") -> None:  # noqa: ARG002
@@ -60,7 +68,7 @@ def serve(config: LogConfig, *, host: str, port: int, access_log: bool = False) 
     (``port`` 0 picks a free port; the line says which)."""
     ct_log = Log.open(config)
     app = create_app(ct_log)
-    handler = WSGIRequestHandler if access_log else _QuietRequestHandler
+    handler = _KeepAliveRequestHandler if access_log else _QuietRequestHandler
     server = make_server(host, port, app, threaded=True, request_handler=handler)
     integrator = Integrator(ct_log, config.merge_delay)
     integrator.start()
