@@ -21,8 +21,10 @@ from typing import Any
 from flask import Blueprint, Response, jsonify, request
 
 from acme_server.acme import repository
+from acme_server.client_address import client_address
 from acme_server.state import current_state, db_session
-from ca.errors import LoginThrottledError
+from ca import metrics
+from ca.errors import LoginThrottledError, RateLimitedError
 from ca.tokens import stipa
 
 PREFIX = "/stipa"
@@ -57,8 +59,11 @@ def login() -> Response:
     state, session = current_state(), db_session()
     try:
         outcome = stipa.login(session, user_id=body.get("userId"), password=body.get("password"),
-                              remote_addr=request.remote_addr or "unknown", clock=state.clock)
+                              remote_addr=client_address(), clock=state.clock, limits=state.policy.rate_limits)
     except LoginThrottledError as error:
+        return _error(error.detail, 429, {"Retry-After": str(error.retry_after)})
+    except RateLimitedError as error:
+        metrics.rate_limited(error.limit)
         return _error(error.detail, 429, {"Retry-After": str(error.retry_after)})
     session.commit()
     if isinstance(outcome, str):

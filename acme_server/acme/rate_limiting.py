@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from acme_server.acme import problems
 from acme_server.state import current_state, db_session
+from ca import metrics
 from ca.errors import RateLimitedError
 from ca.records import rate_limits
 
@@ -38,6 +39,8 @@ def record(name: str, key: str) -> None:
 
 
 def refused(error: RateLimitedError) -> problems.AcmeProblem:
-    """The single call site of a rate-limit refusal (a ``tnca_rate_limited_total{limit}`` counter
-    belongs here, labelled ``error.limit``)."""
+    """The single call site of an ACME rate-limit refusal: counted in
+    ``tnca_rate_limited_total{limit}`` (``ca/metrics.py``) and answered as RFC 8555 §6.7
+    ``rateLimited``."""
+    metrics.rate_limited(error.limit)
     return problems.problem_for_ca_error(error)

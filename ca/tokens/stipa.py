@@ -37,7 +37,8 @@ from ca.clock import Clock
 from ca.errors import AuthenticationError, DelegationError, PolicyError, ScopeError, TNCAError, TokenError
 from ca.numbers.tn_entries import SPC
 from ca.numbers.tnauthlist import TNScope
-from ca.records import audit, delegations, users
+from ca.policy import STI_PA_LOGINS, RateLimits
+from ca.records import audit, delegations, rate_limits, users
 from ca.records.models_base import random_id
 from ca.records.models_people import StipaAccessToken, StipaCredential
 from ca.records.statuses import DelegationStatus
@@ -142,14 +143,20 @@ def list_credentials(session: Session) -> list[StipaCredential]:
 # --------------------------------------------------------------------------------------------
 
 
-def login(session: Session, *, user_id: Any, password: Any, remote_addr: str, clock: Clock) -> str | AuthenticationError:
+def login(session: Session, *, user_id: Any, password: Any, remote_addr: str, clock: Clock,
+          limits: RateLimits) -> str | AuthenticationError:
     """Check a login; the access token on success, the (fixed-wording) error on failure.
 
     The attempt is recorded and audited either way, so the caller commits in both cases and then
     refuses with the returned error. Raises LoginThrottledError (nothing checked, nothing kept)
-    when the user id or the address has too many recent failures.
+    when the user id or the address has too many recent failures, and RateLimitedError (the
+    refusal audited once per window, nothing else kept) when the policy's ``sti_pa_logins``
+    limit is reached for the user id or the address, successful logins included: that limit
+    holds across every process and host (``ca/records/rate_limits.py``).
     """
     name = user_id.strip()[:64] if isinstance(user_id, str) else ""
+    for key in ("user:" + name, "addr:" + rate_limits.address_key(remote_addr)):
+        rate_limits.check(session, limits, STI_PA_LOGINS, key, clock=clock)
     attempt = users.begin_attempt(session, name=_THROTTLE_PREFIX + name, remote_addr=remote_addr, clock=clock)
     credential = session.get(StipaCredential, name) if name else None
     matches = users.verify_password(credential.password_hash if credential is not None else None, password)

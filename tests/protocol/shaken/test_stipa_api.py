@@ -163,3 +163,26 @@ def test_credentials_for_an_unknown_delegation_is_exit_2(stipa_home, session_fac
 
 def test_the_api_is_not_served_unless_enabled(client):
     assert client.post(LOGIN, json={"userId": "x", "password": "y"}).status_code == 404
+
+
+def test_rfc8555_s6_7_sti_pa_logins_limit_is_rate_limited_with_retry_after_and_audited_once(
+        stipa_home, spc_delegation, session_factory):
+    """The policy's ``[rate_limits] sti_pa_logins`` counts every login of a user id (right
+    passwords too, unlike the failure throttle): over it, 429 with Retry-After, no access token,
+    and one ``rate_limit.reached`` event however often the client insists."""
+    text = stipa_home.policy_path.read_text()
+    stipa_home.policy_path.write_text(
+        text.replace('sti_pa_logins = { count = 30, window = "10m" }', 'sti_pa_logins = { count = 2, window = "10m" }'))
+    assert 'count = 2, window = "10m"' in stipa_home.policy_path.read_text()
+    api = create_app(Home(stipa_home.path)).test_client()
+    creds = credentials(stipa_home, spc_delegation)
+    for _ in range(2):
+        assert log_in(api, creds).status_code == 200
+    for _ in range(3):
+        refused = log_in(api, creds)
+        assert refused.status_code == 429, refused.get_data(as_text=True)
+        assert "sti_pa_logins" in refused.get_json()["message"]
+        assert 0 < int(refused.headers["Retry-After"]) <= 600
+        assert "accessToken" not in refused.get_json()
+    assert len(events(session_factory, "stipa.login")) == 2
+    assert len(events(session_factory, "rate_limit.reached")) == 1
