@@ -68,7 +68,6 @@ from ca.issuing.profiles import (
     Profile,
 )
 from ca.issuing.signers import Signer
-from ca.orders.domains import check_domain
 from ca.issuing.transparency import sct_list_extension
 from ca.records.models_authority import Certificate, CertificateScopeEntry, Delegation
 from ca.numbers.tnauthlist import TNScope
@@ -193,11 +192,9 @@ def issue(
     profile = _profile(request.kind, policy)
     if not request.scope.entries:
         raise ScopeError("the requested TN scope is empty", field="scope")
-    if request.domain is not None:
-        if request.kind != END_ENTITY:
-            raise PolicyError("a domain goes on an end-entity certificate only (tn-domain-binding)", field="domain")
-        if check_domain(request.domain) != request.domain:
-            raise PolicyError(f"domain {request.domain[:80]!r} is not in its canonical form", field="domain")
+    if request.domain is not None and request.kind != END_ENTITY:
+        # The domain itself was checked when the order was placed (ca/orders/domains.py).
+        raise PolicyError("a domain goes on an end-entity certificate only (tn-domain-binding)", field="domain")
 
     # 2. Scope: request ⊆ delegation ⊆ issuing CA (RFC 9060 §4, §8).
     constraints = request.constraints
