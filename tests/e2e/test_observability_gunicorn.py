@@ -171,15 +171,18 @@ def test_metrics_move_under_two_workers_and_every_request_is_a_json_line(served,
     assert len({line["request_id"] for line in requests_logged}) == len(requests_logged)
 
 
-def test_serve_says_transparency_is_off_when_the_policy_requires_no_scts(home, port):
-    """What ``tnca init`` writes requires no SCT; ``tnca serve`` says so before it serves."""
+def test_serve_says_transparency_is_off_when_the_policy_requires_no_scts(home, port, tmp_path):
+    """What ``tnca init`` writes requires no SCT; ``tnca serve`` says so before it serves. Stopped
+    that early, it still removes its metrics directory."""
     process = subprocess.Popen([str(TNCA), "--home", str(home.path), "serve", "--port", str(port), "--workers", "1"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "TMPDIR": str(tmp_path)})
     try:
         lines = [process.stdout.readline() for _ in range(2)]
     finally:
         process.terminate()
         process.wait(timeout=20)
+    assert not list(tmp_path.glob("tnca-metrics-*"))
     assert lines[0].startswith("Serving ")
     assert lines[1] == ("Warning: transparency is off. The policy requires no SCTs ([ct] required_scts = 0 in "
                         "policy.toml), so certificates are issued without any log seeing them.\n")

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import sys
 import tempfile
 from typing import Any
 
@@ -82,6 +84,8 @@ def command(home: Home, host: str, port: int, workers: int, threads: int) -> Non
     # metric (ca/metrics.py), removed when the server stops.
     metrics_dir = tempfile.mkdtemp(prefix="tnca-metrics-")
     os.environ[MULTIPROC_ENV] = metrics_dir
+    # A SIGTERM before gunicorn installs its own handlers must still run the cleanup below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         _check_home(home)
         click.echo(f"Serving {home.base_url}/acme/directory on {host}:{port} ({workers} worker(s) × {threads} thread(s))")
