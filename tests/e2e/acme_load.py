@@ -109,6 +109,8 @@ TRANSIENT = (requests.RequestException, acme_errors.ClientError, messages.Error,
 def _kind(error: BaseException) -> str:
     if isinstance(error, messages.Error):
         return f"acme:{error.code}"
+    if isinstance(error, acme_errors.ClientError) and error.args and isinstance(error.args[0], requests.Response):
+        return f"http:{error.args[0].status_code}"  # an error without a JSON body (newNonce is HEAD)
     return type(error).__name__
 
 
