@@ -84,13 +84,10 @@ class Server:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
+        """SIGKILL, like every other end of this server in these tests: a graceful shutdown
+        would only make the teardown wait."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout=10)
+            self.kill_all()
         self.log.close()
 
 
