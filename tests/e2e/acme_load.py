@@ -71,9 +71,12 @@ class Server:
         return [pid for pid in process_tree([self.process.pid]) if pid != self.process.pid]
 
     def kill_worker(self, rng: random.Random) -> bool:
-        workers = self.workers()
-        if not workers:
-            return False
+        """SIGKILL to a random worker (waiting up to 10 s for the master to have one)."""
+        deadline = time.monotonic() + 10
+        while not (workers := self.workers()):
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.05)
         os.kill(rng.choice(workers), signal.SIGKILL)
         return True
 
