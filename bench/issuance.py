@@ -247,9 +247,15 @@ def free_port_pair() -> int:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral_low = 32768
+    low, high = max(1024, ephemeral_low - 20000), ephemeral_low - 2
+    block = os.environ.get("TNCA_TEST_PORT_BLOCK", "")  # runs side by side take disjoint blocks (tests/helpers.py)
+    if block:
+        index, count = (int(part) for part in block.split("/"))
+        size = (high - low) // count
+        low, high = low + index * size, low + (index + 1) * size - 1
     choose = random.SystemRandom()
     for _ in range(200):
-        port = choose.randrange(max(1024, ephemeral_low - 12000), ephemeral_low - 2)
+        port = choose.randrange(low, high)
         try:
             for candidate in (port, port + 1):
                 with socket.socket() as sock:

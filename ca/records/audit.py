@@ -12,11 +12,12 @@ deleting or inserting one, breaks every later link; :func:`verify` recomputes th
 the first event that does not verify.
 
 Concurrency. The single ``audit_head`` row holds the last ``seq`` and ``hash``. An append locks
-it (``SELECT … FOR UPDATE``), so appenders in any number of processes take turns and cannot fork
-the chain; the lock is held until the caller's transaction ends, which keeps the order of the
-chain the order of commits. The head row is created by the first append ever; two processes
-racing to create it are resolved by its primary key (``INSERT … ON CONFLICT DO NOTHING``, then
-lock whichever row won). On SQLite the database lock serializes writers instead.
+it (an ``UPDATE … RETURNING`` of the row, :func:`locked_head`), so appenders in any number of
+processes take turns and cannot fork the chain; the lock is held until the caller's transaction
+ends, which keeps the order of the chain the order of commits. The head row is created by the
+first append ever; two processes racing to create it are resolved by its primary key (``INSERT …
+ON CONFLICT DO NOTHING``, then lock whichever row won). On SQLite the database lock serializes
+writers instead.
 
 What the chain does not prove: that nobody rewrote the *whole* chain from some point on with a
 consistent set of hashes. Anchoring the head hash outside the database (a signed checkpoint, a CT
