@@ -414,10 +414,17 @@ def _subject(request: IssuanceRequest, delegation: Delegation | None, issuer: Is
     an end-entity subject follows :func:`ca.issuing.profiles.shaken_subject` (the CSR's, checked
     against the certified SPC, as deployed SHAKEN clients require); otherwise the delegation's
     profile rule builds it from the record (ca/issuing/subjects.py)."""
-    if policy.certificates.profile == profiles.SHAKEN and request.kind == END_ENTITY:
-        return profiles.shaken_subject(request.csr.subject, request.scope)
-    rule = delegation.profile if delegation is not None else subjects.DELEGATE
     issuer_names = (issuer.certificate.subject, issuer.certificate.issuer)
+    if policy.certificates.profile == profiles.SHAKEN and request.kind == END_ENTITY:
+        # The echoed subject gets the same shape checks as one built from the record: no control
+        # or bidi characters, no issuer's name, a bounded number of attributes.
+        subjects.check_csr_subject_shape(request.csr.subject)
+        subject = profiles.shaken_subject(request.csr.subject, request.scope)
+        problem = subjects.subject_problem(subject, issuer_names)
+        if problem is not None:
+            raise CSRError(f"CSR subject: {problem}", field="csr.subject")
+        return subject
+    rule = delegation.profile if delegation is not None else subjects.DELEGATE
     return subjects.subject_for(rule, subject_record(delegation, policy), request.csr.subject, issuer_names=issuer_names)
 
 

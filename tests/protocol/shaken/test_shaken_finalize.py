@@ -24,10 +24,10 @@ from protocol.support import (
 )
 
 
-def shaken_csr(cn: str, scope=SPC_SCOPE, extra=()) -> tuple[str, x509.Name]:
+def shaken_csr(cn: str, scope=SPC_SCOPE, extra=(), organization: str = "Example Telecom") -> tuple[str, x509.Name]:
     subject = x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
                          x509.NameAttribute(NameOID.STATE_OR_PROVINCE_NAME, "TX"),
-                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example Telecom"),
+                         x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
                          x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "VoIP"),
                          x509.NameAttribute(NameOID.COMMON_NAME, cn), *extra])
     csr = (x509.CertificateSigningRequestBuilder().subject_name(subject)
@@ -48,6 +48,9 @@ def test_shaken_profile_issues_the_csr_subject_and_refuses_what_the_rule_does_no
         (shaken_csr("SHAKEN 1234", extra=[x509.NameAttribute(NameOID.EMAIL_ADDRESS, "a@example.com")])[0],
          "does not echo the subject attribute"),
         (shaken_csr("Example")[0], "must be 'SHAKEN <SPC>'"),
+        # The echoed subject is held to the shape rules of every subject (ca/issuing/subjects.py):
+        # a right-to-left override would make the certificate page show spoofed text.
+        (shaken_csr("SHAKEN 1234", organization="Example \u202eknaB")[0], "U+202E"),
     ):
         before = table_counts(session_factory)
         assert_problem(raw.post(finalize, {"csr": csr}), "badCSR", 400, fragment)
