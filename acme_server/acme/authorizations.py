@@ -52,9 +52,11 @@ def authorization(authz_id: str) -> Response:
         session.get(
             Authorization,
             authz_id,
+            # One statement: the authorization, its order with the order's authorizations, and its
+            # challenges, joined (two selectin loads were two more).
             options=[
-                joinedload(Authorization.order, innerjoin=True).selectinload(Order.authorizations),
-                selectinload(Authorization.challenges),
+                joinedload(Authorization.order, innerjoin=True).joinedload(Order.authorizations),
+                joinedload(Authorization.challenges),
             ],
         ),
         f"authorization {authz_id[:64]!r}",

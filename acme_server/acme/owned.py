@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload
 
 from acme_server.acme import problems
+from acme_server.observability import note
 from acme_server.state import current_state
 from ca.orders import recovery
-from acme_server.observability import note
 from ca.orders.status import expire_order
 from ca.records.models_acme import Account, Authorization, Order
 from ca.records.statuses import OrderStatus
@@ -24,7 +24,8 @@ def actor(account: Account) -> str:
 def owned_order(session: Session, account: Account, order_id: str, *, now: dt.datetime) -> Order:
     """The order, if ``account`` owns it; an abandoned finalize reconciled, expiry applied, both
     committed (RFC 8555 §7.1.6)."""
-    order = session.get(Order, order_id, options=[selectinload(Order.authorizations)])
+    # One statement: the order and its authorizations joined (a selectin load was a second one).
+    order = session.get(Order, order_id, options=[joinedload(Order.authorizations)])
     if order is None:
         raise problems.malformed(f"no order {order_id[:64]!r}", status=404)
     if order.account_id != account.id:
