@@ -160,6 +160,11 @@ def test_postgres_restarted_under_load_gives_retryable_503s_and_the_server_recov
               f"errors seen by clients {dict(transient)}")
 
         assert [o.failure for o in outcomes if o.failure] == []
+        # No 500 to any client either (a problem without Retry-After, or an answer without a body).
+        log_text = (tmp_path / "serve.log").read_text(errors="replace")
+        internal = [line for line in log_text.splitlines() if "incident" in line and "database unavailable" not in line]
+        assert not any(kind in transient for kind in ("http:500", "acme:serverInternal:500")), (transient, internal,
+                                                                                                 log_text[-6000:])
         assert failed, "the probe never saw the database down"
         # Every answer while the database was away: 503 with Retry-After (never a 500, never no answer).
         assert set(refused) == {(503, "2")}, refused
