@@ -11,10 +11,12 @@ functions never reach for Flask globals.
 from __future__ import annotations
 
 import functools
+import logging
 from typing import TYPE_CHECKING
 
 from flask import current_app, g
 from sqlalchemy import event
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from acme_server.nonces import NonceStore
@@ -23,6 +25,8 @@ from ca.tokens import trust_config
 from ca.home import Home
 from ca.orders.authority import Authority
 from ca.tokens.x5u import X5UFetcher
+
+log = logging.getLogger("tnca.acme")
 
 if TYPE_CHECKING:
     from ca.issuing.issuance import IssuerHandle, Transparency
@@ -108,5 +112,13 @@ def db_session() -> Session:
 
 def close_db_session(_exc: BaseException | None = None) -> None:
     session = g.pop("db_session", None)
-    if session is not None:
+    if session is None:
+        return
+    try:
         session.close()
+    except (OperationalError, InterfaceError):
+        # The database went away under this request (a restart, a failover): the answer is
+        # already made (a 503 with Retry-After, or the result), and a teardown that raised would
+        # replace it with a bodiless 500. The dead connection is dropped from the pool instead.
+        log.warning("database connection lost while closing the request's session; discarded", exc_info=True)
+        session.invalidate()

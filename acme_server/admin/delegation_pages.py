@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+from cryptography import x509
 from flask import Response, flash, redirect, url_for
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from acme_server.state import current_state
 from ca.records import delegations, overview, queries, query_filters, vetting
 from ca.records.models_authority import Delegation
 from ca.tokens import fingerprints, minting
-from ca.errors import QueryError
+from ca.errors import PolicyError, QueryError
 from ca.numbers.tnauthlist import TNScope
 
 CERTIFICATES_SHOWN = 20
@@ -238,4 +239,15 @@ def token_new(delegation_id: str) -> Response:
         scope=TNScope.from_der(delegation.scope_der).describe(),
         max_ttl=max_ttl,
         in_force=delegations.is_active(delegation, now()),
+        token_authority_refusal=_token_authority_refusal(state.home.token_authority().certificate, now()),
     )
+
+
+def _token_authority_refusal(certificate: x509.Certificate, moment: dt.datetime) -> str | None:
+    """Why minting is refused whatever the form says (the token authority certificate is not
+    valid now), shown before the operator fills the form; None when it is valid."""
+    try:
+        minting.check_authority_current(certificate, moment)
+    except PolicyError as refusal:
+        return refusal.detail
+    return None

@@ -197,7 +197,8 @@ def finalize(session: Session, authority: Authority, order: Order, csr: x509.Cer
     commits the ``processing`` claim, the precertificate and the valid order with its
     certificate. On failure it raises a ``ca.errors`` error, any other exception after the claim
     turned into an IssuanceError, and nothing of the issuance is kept but a committed
-    precertificate (the order stays ``ready`` when the error came before the claim,
+    precertificate, marked ``failed`` with the reason for the caller to commit (the order stays
+    ``ready`` when the error came before the claim,
     ``processing`` after it); the caller records the outcome with :func:`record_failure`, which
     never leaves it ``processing``, and commits. ``account_key_spki`` is the DER
     SubjectPublicKeyInfo of the account's key, which the CSR may not carry (RFC 8555 §11.1)
@@ -244,8 +245,12 @@ def _finalize_ready(session: Session, authority: Authority, order: Order, csr: x
         order_id = order.id  # read before a rollback expires the object
         try:
             return _issue_claimed(session, authority, order, csr, actor=actor, claim=claim)
-        except TNCAError:
+        except OrderNotReadyError:
+            session.rollback()  # the claim was lost: the order, and its precertificates, are another finalize's
+            raise
+        except TNCAError as error:
             session.rollback()
+            _fail_unfinished_precertificates(session, order_id, error.detail)
             raise
         except (OperationalError, InterfaceError):
             # The database went away: nothing can be recorded now. The claim is released below,
@@ -257,7 +262,9 @@ def _finalize_ready(session: Session, authority: Authority, order: Order, csr: x
             # unexpected exception (a bug, date arithmetic overflowing) becomes an IssuanceError, so
             # the caller's record_failure makes the order "invalid" instead of leaving it claimed.
             session.rollback()
-            raise IssuanceError(f"finalize of order {order_id} failed unexpectedly: {type(exc).__name__}: {exc}") from exc
+            failure = IssuanceError(f"finalize of order {order_id} failed unexpectedly: {type(exc).__name__}: {exc}")
+            _fail_unfinished_precertificates(session, order_id, failure.detail)
+            raise failure from exc
     finally:
         recovery.release(claim)
 
@@ -290,6 +297,20 @@ def _issue_claimed(session: Session, authority: Authority, order: Order, csr: x5
                                                now=authority.clock.now(), policy=authority.policy)
     session.commit()
     return issued
+
+
+def _fail_unfinished_precertificates(session: Session, order_id: str, detail: str) -> None:
+    """After a failed issuance for the order (rolled back), mark its precertificate ``failed`` with
+    the reason, in the caller's transaction (the caller commits with record_failure). The row was
+    committed before any log saw the precertificate; the rollback undid the issuance's own
+    marking, which left the row looking unfinished. Only this finalize (it holds the claim) can
+    have one unfinished for this order."""
+    session.execute(
+        update(Certificate)
+        .where(Certificate.order_id == order_id, Certificate.stage == CertificateStage.PRECERTIFICATE)
+        .values(stage=CertificateStage.FAILED, error=detail)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _keep_claim(session: Session, order: Order, claim: str, issued: IssuedCertificate) -> None:

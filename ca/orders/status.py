@@ -28,9 +28,10 @@ from ca.records.statuses import AuthorizationStatus, OrderStatus
 
 # RFC 8555 §6.7: "urn:ietf:params:acme:error:" followed by the error type.
 ACME_ERROR_NAMESPACE = "urn:ietf:params:acme:error:"
-# A finalize that never completed (the process died between "processing" and "valid") is given
-# up this long after the order's expiry; the certificate and the order's "valid" are written in
-# one transaction, so nothing can have been issued for it.
+# A finalize that never completed (the process died between "processing" and "valid") and that
+# ca/orders/recovery.py did not reconcile first (an order claimed before claims were recorded) is
+# given up this long after the order's expiry; the certificate and the order's "valid" are written
+# in one transaction, so nothing can have been issued for it.
 PROCESSING_GRACE = dt.timedelta(minutes=10)
 
 

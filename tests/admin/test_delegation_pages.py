@@ -214,6 +214,9 @@ def test_minting_under_an_expired_token_authority_certificate_says_so_and_writes
 
     delegation_id = make_delegation(home, TNScope.parse(ranges=["12025550100:100"]))
     expired = expire_token_authority(home)
+    form_page = operator.get(f"/admin/delegations/{delegation_id}/tokens/new")  # said before the form is filled
+    assert form_page.status_code == 200
+    assert "expired at" in html.unescape(element(text_of(form_page), "token-authority-refusal"))
     before = counts(session_factory)
     response = operator.post(f"/admin/delegations/{delegation_id}/tokens/new",
                              {"fingerprint": fingerprints.account_fingerprint(public_jwk_of(FINGERPRINT_KEY)),

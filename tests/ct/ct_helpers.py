@@ -12,6 +12,8 @@ import base64
 import dataclasses
 import datetime as dt
 import hashlib
+import http.server
+import json
 import os
 import re
 import select
@@ -19,11 +21,13 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -314,3 +318,46 @@ def verify_sth(public_key: ec.EllipticCurvePublicKey, sth: dict) -> None:
 
 def log_key(log) -> ec.EllipticCurvePublicKey:
     return serialization.load_pem_public_key(log.public_key_file.read_bytes())
+
+
+# -- a log answering bad SCTs ---------------------------------------------------------------------
+
+class TamperingProxy(http.server.BaseHTTPRequestHandler):
+    """Forwards add-pre-chain to ``target`` and hands back its answer changed by ``mutate``."""
+
+    target = ""
+    mutate = staticmethod(lambda body: body)
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+        request = self.rfile.read(int(self.headers["Content-Length"]))
+        answer = requests.post(self.target + self.path, data=request, headers={"Content-Type": "application/json"},
+                               timeout=10)
+        changed = type(self).mutate(answer.json())
+        payload = changed.encode() if isinstance(changed, str) else json.dumps(changed).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def tampering_proxy():
+    """``start(target_url, mutate)`` → the URL of a real HTTP proxy to that log that tampers with its SCTs."""
+    servers = []
+
+    def start(target: str, mutate) -> str:
+        handler = type("Proxy", (TamperingProxy,), {"target": target, "mutate": staticmethod(mutate)})
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return f"http://127.0.0.1:{server.server_port}"
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 import base64
 import http.server
-import json
 import socket
 import threading
 import time
 
 import pytest
-import requests
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from ca.errors import TransparencyError
 from ca.issuing.transparency import CTSubmitter, LogClient, submit_precertificate
-from ct_helpers import make_delegate
+from ct_helpers import make_delegate, tampering_proxy  # noqa: F401 (a fixture)
 
 DEADLINE_SECONDS = 1.0
 SLOW_LOG_DELAY_SECONDS = 5.0
@@ -201,47 +199,6 @@ BAD_SCTS = {
     "timestamp-not-a-number": (lambda body: {**body, "timestamp": str(body["timestamp"])}, "'timestamp' is '"),
     "not-json": (lambda body: "<html>teapot</html>", "the response is not JSON"),
 }
-
-
-class _TamperingProxy(http.server.BaseHTTPRequestHandler):
-    """Forwards add-pre-chain to ``target`` and hands back its answer changed by ``mutate``."""
-
-    target = ""
-    mutate = staticmethod(lambda body: body)
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        request = self.rfile.read(int(self.headers["Content-Length"]))
-        answer = requests.post(self.target + self.path, data=request, headers={"Content-Type": "application/json"},
-                               timeout=10)
-        changed = type(self).mutate(answer.json())
-        payload = changed.encode() if isinstance(changed, str) else json.dumps(changed).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args) -> None:
-        pass
-
-
-@pytest.fixture
-def tampering_proxy():
-    """``start(target_url, mutate)`` → the URL of a real HTTP proxy to that log that tampers with its SCTs."""
-    servers = []
-
-    def start(target: str, mutate) -> str:
-        handler = type("Proxy", (_TamperingProxy,), {"target": target, "mutate": staticmethod(mutate)})
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def test_rfc6962_s3_2_a_bad_sct_does_not_count_and_the_log_is_named(two_logs, pki, tampering_proxy):
