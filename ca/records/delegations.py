@@ -19,7 +19,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, event, func, select
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
@@ -392,11 +392,31 @@ def _candidates(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[De
     too large", and cost a statement per entry.)
     """
     probes = [rows[i] for i in sorted({0, len(rows) // 2, len(rows) - 1})]
-    return session.scalars(
+    # newOrder asks twice within one transaction (the per-delegate rate limit, then the
+    # withdrawn-delegation check): the second asking reuses the first answer. Kept for that
+    # transaction only and until its next flush (_forget_candidates), and never used while the
+    # session holds unflushed changes, so nothing written since is missed.
+    key = (session.get_transaction(), repr(probes))
+    remembered = session.info.get(_CANDIDATES_KEY)
+    if (remembered is not None and remembered[0] is key[0] and remembered[1] == key[1]
+            and not (session.new or session.dirty or session.deleted)):
+        return remembered[2]
+    candidates = session.scalars(
         select(Delegation)
         .where(*[Delegation.id.in_(_overlapping_entries(row)) for row in probes])
         .order_by(Delegation.created_at, Delegation.id)
     ).all()
+    if key[0] is not None:
+        session.info[_CANDIDATES_KEY] = (key[0], key[1], candidates)
+    return candidates
+
+
+_CANDIDATES_KEY = "tnca.delegations.candidates"
+
+
+@event.listens_for(Session, "after_flush")
+def _forget_candidates(session: Session, _flush_context: Any) -> None:
+    session.info.pop(_CANDIDATES_KEY, None)
 
 
 def _overlapping_entries(row: dict[str, Any]) -> Any:

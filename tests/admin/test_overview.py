@@ -24,7 +24,8 @@ from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import PageClient, issue_certificate, make_delegation
 
-START = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.timezone.utc)
+# A day ahead of now: inside the validity of the home's certificates, which tokens are minted under.
+START = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
 DAY = dt.timedelta(days=1)
 
 
