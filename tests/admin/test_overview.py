@@ -24,8 +24,8 @@ from ca.records.models_authority import Certificate
 from ca.numbers.tnauthlist import TNScope
 from tests.admin.support import PageClient, issue_certificate, make_delegation
 
-# A day ahead of now: inside the validity of the home's certificates, which tokens are minted under.
-START = dt.datetime.now(dt.timezone.utc).replace(minute=0, second=0, microsecond=0) + dt.timedelta(days=1)
+# Tomorrow 09:00 UTC: inside the validity of the home's certificates, which tokens are minted under.
+START = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
 DAY = dt.timedelta(days=1)
 
 
@@ -74,20 +74,20 @@ def test_counts_leave_out_what_is_revoked_expired_or_ended(home, clock, session_
 def test_activity_is_counted_per_utc_day_with_empty_days_included(home, clock, session_factory):
     delegation_id = make_delegation(home, TNScope.parse(ranges=["12025550100:100"]))
     issue_certificate(home, delegation_id, TNScope.parse(tns=["12025550101"]))
-    clock.advance(DAY + dt.timedelta(hours=14, minutes=59))  # 2026-03-02 23:59 UTC
+    clock.advance(DAY + dt.timedelta(hours=14, minutes=59))  # the next day, 23:59 UTC
     second = issue_certificate(home, delegation_id, TNScope.parse(tns=["12025550102"]))
     issue_certificate(home, delegation_id, TNScope.parse(tns=["12025550103"]))
-    clock.advance(dt.timedelta(minutes=2))  # 2026-03-03 00:01 UTC
+    clock.advance(dt.timedelta(minutes=2))  # the day after, 00:01 UTC
     with session_factory() as session:
         row = session.query(Certificate).filter_by(serial=second).one()
         certificate_revocation.revoke_certificate(session, row, None, actor="test", source="operator", clock=clock)
         session.commit()
         days = overview.activity_by_day(session, now=clock.now() + DAY, days=4)
     assert days == [
-        DayCount(dt.date(2026, 3, 1), 1, 0),
-        DayCount(dt.date(2026, 3, 2), 2, 0),
-        DayCount(dt.date(2026, 3, 3), 0, 1),
-        DayCount(dt.date(2026, 3, 4), 0, 0),
+        DayCount(START.date() + 0 * DAY, 1, 0),
+        DayCount(START.date() + 1 * DAY, 2, 0),
+        DayCount(START.date() + 2 * DAY, 0, 1),
+        DayCount(START.date() + 3 * DAY, 0, 0),
     ]
     with pytest.raises(ValueError, match="days must be 1 to 366"):
         overview.activity_by_day(session_factory(), now=START, days=0)
@@ -101,15 +101,15 @@ def test_gridlines_are_whole_numbers_reaching_the_largest_day(maximum, step):
 
 
 def test_bars_are_proportional_and_each_has_a_title():
-    days = [DayCount(dt.date(2026, 3, 1) + dt.timedelta(days=i), issued, revoked)
+    days = [DayCount(START.date() + dt.timedelta(days=i), issued, revoked)
             for i, (issued, revoked) in enumerate([(0, 0), (4, 1), (8, 0), (2, 2)])]
     chart = activity_chart(days)
     plot_height = chart.plot_bottom - chart.plot_top
     assert [tick.label for tick in chart.y_ticks] == ["0", "2", "4", "6", "8"]
     assert [bar.height for bar in chart.issued] == [0, plot_height / 2, plot_height, plot_height / 4]
     assert all(bar.y + bar.height == pytest.approx(chart.plot_bottom) for bar in chart.issued + chart.revoked)
-    assert chart.issued[1].title == "2026-03-02: 4 certificates issued"
-    assert chart.revoked[1].title == "2026-03-02: 1 certificate revoked"
+    assert chart.issued[1].title == f"{START.date() + DAY}: 4 certificates issued"
+    assert chart.revoked[1].title == f"{START.date() + DAY}: 1 certificate revoked"
     # Revoked bars sit right of the issued bar of the same day.
     assert chart.revoked[1].x == pytest.approx(chart.issued[1].x + chart.issued[1].width)
     assert chart.summary.endswith("14 issued, 3 revoked, at most 8 on one day.")
