@@ -239,7 +239,8 @@ def issue(
         constraints.check_issuable()
 
     # 3. CSR: its key and extensions; the subject from the record (ca/issuing/subjects.py).
-    public_key = _checked_csr_key(request, profile)
+    public_key = _checked_csr_key(request, profile, _ProfileSets(crl_url=issuer.crl_url,
+                                                             policy_oids=policy.certificates.policy_oids))
     subject = _subject(request, delegation, issuer, policy)
 
     # 4. Validity.
@@ -433,7 +434,28 @@ def _subject(request: IssuanceRequest, delegation: Delegation | None, issuer: Is
 _CSR_EXTENSIONS_READ = (OID_TN_AUTH_LIST, x509.BasicConstraints.oid, x509.KeyUsage.oid)
 
 
-def _check_csr_extensions(extensions: x509.Extensions, profile: Profile, domain: str | None) -> None:
+@dataclass(frozen=True)
+class _ProfileSets:
+    """Extensions the profile itself puts in the certificate, from the issuer and the policy:
+    a CSR may repeat them (deployed SHAKEN clients put the STI-PA CRL in theirs), never ask for
+    other values."""
+
+    crl_url: str | None
+    policy_oids: tuple[x509.ObjectIdentifier, ...]
+
+
+def _repeats_the_profile(extension: x509.Extension, sets: _ProfileSets) -> bool:
+    if extension.oid == x509.CRLDistributionPoints.oid:
+        names = [name for point in extension.value for name in (point.full_name or [None])]
+        return bool(names) and sets.crl_url is not None and all(
+            isinstance(name, x509.UniformResourceIdentifier) and name.value == sets.crl_url for name in names)
+    if extension.oid == x509.CertificatePolicies.oid:
+        return bool(sets.policy_oids) and all(info.policy_identifier in sets.policy_oids for info in extension.value)
+    return False
+
+
+def _check_csr_extensions(extensions: x509.Extensions, profile: Profile, domain: str | None,
+                          sets: _ProfileSets) -> None:
     for extension in extensions:
         if extension.oid == x509.KeyUsage.oid:
             asked = {bit for bit in ("digital_signature", "key_cert_sign", "crl_sign")
@@ -466,7 +488,7 @@ def _check_csr_extensions(extensions: x509.Extensions, profile: Profile, domain:
                 "(RFC 8555 §7.4: the CSR asks for exactly the order's identifiers)",
                 field="csr.subjectAltName",
             )
-        elif extension.oid not in _CSR_EXTENSIONS_READ:
+        elif extension.oid not in _CSR_EXTENSIONS_READ and not _repeats_the_profile(extension, sets):
             name = getattr(extension.oid, "_name", None) or extension.oid.dotted_string
             if name == "Unknown OID":
                 name = extension.oid.dotted_string
@@ -477,7 +499,7 @@ def _check_csr_extensions(extensions: x509.Extensions, profile: Profile, domain:
             )
 
 
-def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificatePublicKeyTypes:
+def _checked_csr_key(request: IssuanceRequest, profile: Profile, sets: _ProfileSets) -> CertificatePublicKeyTypes:
     """RFC 8555 §7.4 / RFC 2986: the CSR must be self-consistent and ask for what the order says."""
     csr = request.csr
     try:
@@ -504,7 +526,7 @@ def _checked_csr_key(request: IssuanceRequest, profile: Profile) -> CertificateP
         extensions = csr.extensions
     except MALFORMED_X509_ERRORS as exc:
         raise CSRError(f"CSR extensions cannot be parsed: {exc}", field="csr.extensions") from None
-    _check_csr_extensions(extensions, profile, request.domain)
+    _check_csr_extensions(extensions, profile, request.domain, sets)
     tn_ext = next((ext for ext in extensions if ext.oid == OID_TN_AUTH_LIST), None)
     if tn_ext is not None:
         try:

@@ -797,3 +797,22 @@ def test_a_certificate_with_scts_failing_lint_is_never_signed(session, issuer, p
     assert row.stage == "failed" and row.der is None
     assert row.precertificate_der == logs.logs[0].submitted[0]
     assert "test rule: an embedded SCT list is refused" in row.error
+
+
+def _crl_point(url: str) -> x509.CRLDistributionPoints:
+    return x509.CRLDistributionPoints([x509.DistributionPoint(
+        full_name=[x509.UniformResourceIdentifier(url)], relative_name=None, reasons=None, crl_issuer=None)])
+
+
+def test_rfc8555_s7_4_a_csr_may_repeat_the_profiles_crl_distribution_point_but_not_ask_for_another(
+        session, issuer, policy, clock):
+    """Deployed SHAKEN clients put the STI-PA CRL in their CSR: the same point the profile sets is
+    accepted (the certificate carries the profile's), any other is badCSR naming the extension."""
+    _, same = make_csr(extensions=[(_crl_point(ISSUING_CRL), False)])
+    issued = issue_now(session, request(same), issuer, policy, clock)
+    points = issued.certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints).value
+    assert [p.full_name[0].value for p in points] == [ISSUING_CRL]
+    _, other = make_csr(extensions=[(_crl_point("http://elsewhere.test/crl"), False)])
+    with pytest.raises(CSRError) as caught:
+        issue_now(session, request(other), issuer, policy, clock)
+    assert "2.5.29.31" in str(caught.value)
