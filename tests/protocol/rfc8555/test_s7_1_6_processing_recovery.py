@@ -96,7 +96,8 @@ def test_an_order_processing_under_a_live_claim_is_left_alone(registered, author
     order = raw_ready_order(registered, authority)
     held = recovery.new_claim()
     try:
-        claim_order(session_factory, order_id_of(order), held, NOW)
+        # Claimed just now (not at import: a long suite run must not age it past ABANDONED_AFTER).
+        claim_order(session_factory, order_id_of(order), held, dt.datetime.now(dt.timezone.utc))
         assert registered.post(order.url, None).get_json()["status"] == "processing"
     finally:
         recovery.release(held)
