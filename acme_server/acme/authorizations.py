@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Response, g
-from sqlalchemy.orm import joinedload, selectinload
+from sqlalchemy.orm import joinedload
 
 from acme_server.acme import problems, rate_limiting
 from ca import policy

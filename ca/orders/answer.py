@@ -35,7 +35,6 @@ from ca.records.statuses import AuthorizationStatus, ChallengeStatus
 from ca.orders.validity import Requested, check_within_authority
 from ca.records import audit, delegations, external_accounts
 from ca.records.models_acme import Account, Challenge
-from ca.records.models_authority import Delegation
 from ca.tokens import verification
 from ca.tokens import retired_keys
 

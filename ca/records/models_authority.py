@@ -20,7 +20,6 @@ from sqlalchemy import (
     UniqueConstraint,
     and_,
     or_,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql import ColumnElement

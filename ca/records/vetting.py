@@ -24,7 +24,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
-from typing import Any
 
 from sqlalchemy.orm import Session
 
