@@ -160,7 +160,7 @@ class Stack:
 
 def turn_off_rate_limits(policy_path: Path) -> None:
     """Every [rate_limits] count to 0: the benchmark's clients all share one address and one
-    delegate, and measure issuance, not the limits (policies/default.toml)."""
+    delegate, and measure issuance, not the limits (ca/policies/default.toml)."""
     text = policy_path.read_text()
     head, marker, limits = text.partition("\n[rate_limits]\n")
     policy_path.write_text(head + marker + re.sub(r"count = \d+", "count = 0", limits))

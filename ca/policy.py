@@ -184,7 +184,7 @@ class RateLimit:
 
 
 # The rate limits (``[rate_limits]``, enforced by ca.records.rate_limits), with the defaults a
-# policy file without the section reads as (the same as policies/default.toml).
+# policy file without the section reads as (the same as ca/policies/default.toml).
 NEW_ORDERS_PER_ACCOUNT = "new_orders_per_account"
 NEW_ORDERS_PER_DELEGATE = "new_orders_per_delegate"
 NEW_ORDERS_PER_ADDRESS = "new_orders_per_address"
@@ -547,7 +547,7 @@ class TableReader:
     def rate_limits(self) -> RateLimits:
         s = "rate_limits"
         # Added with rate limiting: a policy file without [rate_limits] (or without one of its
-        # keys) reads as the defaults, the same values policies/default.toml writes.
+        # keys) reads as the defaults, the same values ca/policies/default.toml writes.
         limits = dict(DEFAULT_RATE_LIMITS)
         for name in self.table(s):
             if name not in DEFAULT_RATE_LIMITS:

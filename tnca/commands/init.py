@@ -49,7 +49,7 @@ DEFAULT_SPCS = ("1234",)
 # The profiles `tnca init --profile` makes a home for: RFC-strict STIR delegate certificates (the
 # default), or one that serves deployed SHAKEN tooling unchanged (docs/shaken.md).
 PROFILES = ("stir", "shaken")
-# What --profile shaken changes in policies/default.toml: the SHAKEN end-entity profile, the SHAKEN
+# What --profile shaken changes in ca/policies/default.toml: the SHAKEN end-entity profile, the SHAKEN
 # certificate policy of the STI-PA (ATIS-1000080 §6.4.1; edit policy.toml for another OID), and
 # CRL distribution points under the STI-PA API's path, which hands the same URL to clients.
 SHAKEN_POLICY = {
@@ -86,7 +86,7 @@ def _signer_uris(pkcs11_token: str | None) -> dict[str, str]:
 
 
 def shaken_policy_text(text: str) -> str:
-    """policies/default.toml with the keys of :data:`SHAKEN_POLICY` set (each must be there once)."""
+    """ca/policies/default.toml with the keys of :data:`SHAKEN_POLICY` set (each must be there once)."""
     lines, section, done = [], None, set()
     for line in text.splitlines():
         stripped = line.strip()
