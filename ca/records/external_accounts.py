@@ -186,24 +186,30 @@ def check_usable(key: ExternalAccountKey, now: dt.datetime) -> None:
                               field="externalAccountBinding")
 
 
-def check_may_act_for(session: Session, account: Account | None, delegation: Delegation) -> None:
-    """An account created with an external account binding acts for that key's delegate only,
-    and for nobody once the key is revoked. Accounts without a binding are not limited here.
-    Raises DelegationError (field "account")."""
+def _bound_delegate_unless_revoked(session: Session, account: Account | None) -> str | None:
+    """The delegate an account is bound to by its external account key (None when unbound);
+    DelegationError (field "account") once that key is revoked: the account acts for nobody."""
     if account is None or account.eab_key_id is None:
-        return
+        return None
     key = session.get(ExternalAccountKey, account.eab_key_id)
     if key is None:
-        return
+        return None
     if key.revoked_at is not None:
         raise DelegationError(
             f"account {account.id} was bound by external account key {key.key_id}, revoked at {key.revoked_at.isoformat()}",
             field="account",
         )
-    bound = delegate_of(session, key)
+    return delegate_of(session, key)
+
+
+def check_may_act_for(session: Session, account: Account | None, delegation: Delegation) -> None:
+    """An account created with an external account binding acts for that key's delegate only,
+    and for nobody once the key is revoked. Accounts without a binding are not limited here.
+    Raises DelegationError (field "account")."""
+    bound = _bound_delegate_unless_revoked(session, account)
     if bound is not None and bound != delegation.delegate:
         raise DelegationError(
-            f"account {account.id} is bound (external account key {key.key_id}) to delegate {bound!r}; "
+            f"account {account.id} is bound (external account key {account.eab_key_id}) to delegate {bound!r}; "
             f"the scope is delegated to {delegation.delegate!r}",
             field="account",
         )
@@ -213,24 +219,14 @@ def check_may_order(session: Session, account: Account, scope: TNScope, *, clock
     """newOrder by an account bound by external account binding: an active delegation of its
     delegate must cover ``scope``, and the key must not be revoked. Raises DelegationError
     (field "account"); accounts without a binding are not limited here."""
-    if account.eab_key_id is None:
-        return
-    key = session.get(ExternalAccountKey, account.eab_key_id)
-    if key is None:
-        return
-    if key.revoked_at is not None:
-        raise DelegationError(
-            f"account {account.id} was bound by external account key {key.key_id}, revoked at {key.revoked_at.isoformat()}",
-            field="account",
-        )
-    bound = delegate_of(session, key)
+    bound = _bound_delegate_unless_revoked(session, account)
     if bound is None:
         return
     try:
         delegations.find_covering(session, scope, clock=clock, delegate=bound)
     except DelegationError as error:
         raise DelegationError(
-            f"account {account.id} is bound (external account key {key.key_id}) to delegate {bound!r}: {error.detail}",
+            f"account {account.id} is bound (external account key {account.eab_key_id}) to delegate {bound!r}: {error.detail}",
             field="account",
         ) from error
 
