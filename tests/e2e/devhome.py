@@ -21,13 +21,17 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from click.testing import CliRunner, Result
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -35,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy.orm import sessionmaker
 
 from ca.home import Home
-from tests.helpers import row_counts
+from tests.helpers import free_port, row_counts
 from tnca.cli import cli
 
 TNCA_SCRIPT = Path(sys.executable).with_name("tnca")
@@ -161,3 +165,34 @@ def running_dev_stack(command: Sequence[str], *, env: dict[str, str], cwd: Path)
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         dev.communicate(timeout=60)
+
+
+# secsipidx -cert-verify bits (secsipidx README, "Certificate Verification"): 1 time validity,
+# 4 custom root CAs (-ca-file), 8 custom intermediate CAs (-ca-inter).
+SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE = 1 | 4 | 8
+
+
+@contextlib.contextmanager
+def secsipidx_service(root_pem: Path, issuing_pem: Path) -> Iterator[Any]:
+    """A secsipidx verification service trusting ``root_pem``; yields check(identity) -> Response."""
+    port = free_port()
+    process = subprocess.Popen(
+        [require_tool("secsipidx"), "-http-srv", f"127.0.0.1:{port}", "-expire", "3600", "-timeout", "5",
+         "-cert-verify", str(SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE), "-ca-file", str(root_pem),
+         "-ca-inter", str(issuing_pem)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            pytest.fail("secsipidx did not start listening")
+        yield lambda identity: requests.post(f"http://127.0.0.1:{port}/v1/check", data=identity, timeout=15)
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -23,15 +23,13 @@ from cryptography.hazmat.primitives import serialization
 
 from ca.config import POLICY_FILE
 from ca.policy import DEFAULT_POLICY_PATH
+from tests.e2e.devhome import SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE
 from protocol.support import TN_SCOPE, LiveServer, Subscriber, authority, free_port, home, make_csr, port  # noqa: F401
 from tnca.commands.dev import configure_dev_logs
 
 pytestmark = pytest.mark.e2e
 
 TNCA = Path(sys.executable).with_name("tnca")
-# secsipidx -cert-verify bits (secsipidx README): 1 time validity, 4 custom root CAs (-ca-file),
-# 8 custom intermediate CAs (-ca-inter).
-SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE = 1 | 4 | 8
 
 
 def wait_for_port(port: int, process: subprocess.Popen | None = None, timeout: float = 20.0) -> None:

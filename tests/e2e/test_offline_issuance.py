@@ -7,19 +7,16 @@ x5u chain checking, as a SHAKEN verification service does) and pkilint (RFC 5280
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import json
-import socket
 import stat
-import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pyasn1.codec.der import decoder
@@ -32,8 +29,7 @@ from ca.policy import Policy
 from ca.records import audit, models_audit, models_authority
 from ca.numbers.tnauthlist import TNScope
 from ca.numbers.tnauthlist_der import OID_TN_AUTH_LIST
-from tests.e2e.devhome import DevHome, require_tool, run_tool, split_pem_chain
-from tests.helpers import free_port
+from tests.e2e.devhome import DevHome, require_tool, run_tool, secsipidx_service, split_pem_chain
 
 pytestmark = pytest.mark.e2e
 
@@ -250,45 +246,11 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-# secsipidx -cert-verify bits (secsipidx README, "Certificate Verification"): 1 time validity,
-# 4 custom root CAs (-ca-file), 8 custom intermediate CAs (-ca-inter).
-SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE = 1 | 4 | 8
-
-
 @pytest.fixture
 def secsipidx_checker(dev_home: DevHome) -> Iterator:
     """Start a secsipidx verification service for given trust files; yields check(identity)->bool."""
-    tool = require_tool("secsipidx")
-    processes: list[subprocess.Popen] = []
-
-    def start(ca_file: Path, ca_inter: Path):
-        port = free_port()
-        process = subprocess.Popen(
-            [tool, "-http-srv", f"127.0.0.1:{port}", "-expire", "3600", "-timeout", "5",
-             "-cert-verify", str(SECSIPIDX_VERIFY_TIME_ROOT_INTERMEDIATE),
-             "-ca-file", str(ca_file), "-ca-inter", str(ca_inter)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        processes.append(process)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.05)
-        else:
-            pytest.fail("secsipidx did not start listening")
-
-        def check(identity: str) -> requests.Response:
-            return requests.post(f"http://127.0.0.1:{port}/v1/check", data=identity, timeout=15)
-
-        return check
-
-    yield start
-    for process in processes:
-        process.terminate()
-        process.wait(timeout=10)
+    with contextlib.ExitStack() as services:
+        yield lambda ca_file, ca_inter: services.enter_context(secsipidx_service(ca_file, ca_inter))
 
 
 def _sign_passport(key_path: Path, x5u: str, orig: str, dest: str) -> str:

@@ -16,7 +16,8 @@ from cryptography import x509
 
 from ca.numbers import rcd as rcd_module
 from ca.numbers.claims import ClaimConstraints, evaluate
-from identity.support import identity_header, secsipidx_service, sign_passport
+from identity.support import identity_header, sign_passport
+from tests.e2e.devhome import secsipidx_service
 from protocol.support import TN_SCOPE, make_csr
 
 ICON = "https://example.com/logo.png"
