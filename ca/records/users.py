@@ -45,7 +45,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, func, select, true
+from sqlalchemy import delete, func, select, text, true
 from sqlalchemy.orm import Session
 
 from ca.records import audit
@@ -383,21 +383,37 @@ def begin_attempt(session: Session, *, name: str, remote_addr: str, clock: Clock
 
     What every login does before it looks at a password (:func:`authenticate`, and the STI-PA
     API's logins, ``ca/tokens/stipa.py``, whose names are ``stipa:<userId>``): recorded first,
-    the attempt committed k-th sees at least k-1 others, so no more than the limit reach the
-    password check however many arrive at once. Raises LoginThrottledError when throttled, after
-    deleting the attempt again (committed). The caller sets ``succeeded`` and commits.
+    attempts on one name or address are recorded and counted one after another
+    (:func:`_serialize_attempts`), so no more than the limit reach the password check however many
+    arrive at once, and the first ones always do. Raises LoginThrottledError when throttled, the
+    attempt rolled back. The caller sets ``succeeded`` and commits.
     """
+    session.commit()  # whatever the caller had open, as before: the attempt gets a transaction of its own
     attempt = LoginAttempt(username=name[:64], remote_addr=(remote_addr or "unknown")[:64],
                            attempted_at=clock.now(), succeeded=False)
+    _serialize_attempts(session, attempt.username, attempt.remote_addr)
     session.add(attempt)
-    session.commit()
+    session.flush()
     try:
         check_throttle(session, name=attempt.username, remote_addr=attempt.remote_addr, clock=clock, reserved=attempt.id)
     except LoginThrottledError:
-        session.delete(attempt)
-        session.commit()
+        session.rollback()  # the attempt was never committed: a refused attempt leaves nothing behind
         raise
+    session.commit()
     return attempt
+
+
+def _serialize_attempts(session: Session, name: str, remote_addr: str) -> None:
+    """Make concurrent attempts on one name or one address record-and-count one after another,
+    so the k-th sees exactly the k-1 before it: no more than the limit reach the password check,
+    and the first ones always do. (Each recorded, committed, then counted, 24 concurrent wrong
+    passwords could all see 23 others and none be checked.) On PostgreSQL a transaction-scoped
+    advisory lock per key, taken in a fixed order; on SQLite the attempt's INSERT takes the
+    database's write lock, held until the commit."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for key in sorted({"login-name:" + name, "login-address:" + remote_addr}):
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:key))"), {"key": key})
 
 
 def verify_password(password_hash: str | None, password: object) -> bool:
