@@ -397,15 +397,16 @@ def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int
         listing.write_text("".join(fingerprints.account_fingerprint(jose.JWKEC(key=k.public_key())) + "\n"
                                    for k in keys))
         number = str(FIRST_NUMBER + c)
-        minting_runs.append(subprocess.Popen(
+        run = subprocess.Popen(
             tnca(home, "token", "mint", "--delegation", delegation_id, "--fingerprints-from", str(listing),
-                 "--tn", number, "--ttl", "1h", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-        if not concurrent:
-            minting_runs[-1].wait()
+                 "--tn", number, "--ttl", "1h", "--json"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        # communicate(), never wait(): a run's tokens outgrow the pipe's buffer, and a child
+        # blocked writing to a full pipe would never exit.
+        minting_runs.append((run, None if concurrent else run.communicate()))
         specs.append((keys, TNScope.parse(tns=[number]).to_identifier_value()))
     paths = []
-    for c, (run, (keys, identifier)) in enumerate(zip(minting_runs, specs)):
-        out, err = run.communicate()
+    for c, ((run, output), (keys, identifier)) in enumerate(zip(minting_runs, specs)):
+        out, err = output or run.communicate()
         if run.returncode != 0:
             raise SystemExit(f"tnca token mint failed: {err}")
         tokens = [json.loads(line)["token"] for line in out.splitlines()]
