@@ -1,6 +1,6 @@
 """Models of the ACME protocol (RFC 8555) and of authority tokens (RFC 9447/9448): accounts and
-their external account keys, orders, authorizations, challenges, nonces, the tokens minted here
-and every token ``jti`` ever used.
+their external account keys, orders, authorizations, challenges, spent nonces and the nonces'
+key, the tokens minted here and every token ``jti`` ever used.
 """
 
 from __future__ import annotations
@@ -186,13 +186,25 @@ class Challenge(Base):
     authorization: Mapped[Authorization] = relationship(back_populates="challenges")
 
 
-class Nonce(Base):
-    """RFC 8555 §6.5 anti-replay nonces, shared by every server process through the database."""
+class SpentNonce(Base):
+    """An RFC 8555 §6.5 nonce that a request has used, kept until it would have expired: the
+    nonces themselves are issued without a row (``acme_server/nonces.py``), and this table is what
+    every server process checks a presented one against."""
 
-    __tablename__ = "nonces"
+    __tablename__ = "spent_nonces"
 
     value: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class ServerSecret(Base):
+    """A secret every server process on this database shares, made by the first that needs it
+    (the nonces' MAC key, ``acme_server/nonces.py``)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class AuthorityToken(Base):

@@ -304,14 +304,15 @@ def default_algorithm(key: Any) -> str:
 
 
 def table_counts(session_factory) -> dict[str, int]:
-    """``tests.helpers.row_counts`` of every table except ``nonces`` (every request spends one
-    and issues the next) and ``rate_limit_counters`` (a failed validation is counted by design,
+    """``tests.helpers.row_counts`` of every table except ``spent_nonces`` and ``server_secrets``
+    (every signed request spends a nonce; the first nonce makes the nonces' key) and ``rate_limit_counters`` (a failed validation is counted by design,
     policy ``failed_validations_per_account``; tests/protocol/rfc8555/test_s6_7_rate_limits.py
     checks the counters), in a fresh session each time: a long-lived one would keep reading its
     first snapshot."""
     with session_factory() as session:
         counts = row_counts(session)
-    counts.pop("nonces")
+    counts.pop("spent_nonces")
+    counts.pop("server_secrets")
     counts.pop("rate_limit_counters")
     return counts
 

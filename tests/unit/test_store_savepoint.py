@@ -14,11 +14,11 @@ import datetime as dt
 from sqlalchemy import select
 
 from ca.records import store
-from ca.records.models_acme import Nonce
+from ca.records.models_acme import SpentNonce
 
 
-def _nonce(value: str) -> Nonce:
-    return Nonce(value=value, expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+def _nonce(value: str) -> SpentNonce:
+    return SpentNonce(value=value, expires_at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
 
 
 def test_a_savepoint_as_first_write_is_rolled_back_with_the_callers_transaction(session_factory):
@@ -28,7 +28,7 @@ def test_a_savepoint_as_first_write_is_rolled_back_with_the_callers_transaction(
             session.flush()
         session.rollback()  # the caller's transaction fails after the savepoint was released
     with session_factory() as session:
-        assert session.scalars(select(Nonce.value)).all() == []
+        assert session.scalars(select(SpentNonce.value)).all() == []
 
 
 def test_a_savepoint_as_first_write_is_committed_with_the_callers_transaction(session_factory):
@@ -39,7 +39,7 @@ def test_a_savepoint_as_first_write_is_committed_with_the_callers_transaction(se
         session.add(_nonce("after"))
         session.commit()
     with session_factory() as session:
-        assert sorted(session.scalars(select(Nonce.value))) == ["after", "in-savepoint"]
+        assert sorted(session.scalars(select(SpentNonce.value))) == ["after", "in-savepoint"]
 
 
 def test_a_failed_savepoint_leaves_the_callers_transaction_usable(session_factory):
@@ -56,4 +56,4 @@ def test_a_failed_savepoint_leaves_the_callers_transaction_usable(session_factor
         session.add(_nonce("kept"))
         session.commit()
     with session_factory() as session:
-        assert sorted(session.scalars(select(Nonce.value))) == ["kept", "taken"]
+        assert sorted(session.scalars(select(SpentNonce.value))) == ["kept", "taken"]

@@ -23,7 +23,7 @@ ORDER_PAYLOAD = {"identifiers": [{"type": "TNAuthList", "value": "MA-iDRYLMTIwMj
 
 @pytest.fixture
 def unchanged(session_factory):
-    """Asserts, after the test body, that no table but ``nonces`` changed."""
+    """Asserts, after the test body, that no table but the spent nonces changed."""
     before = table_counts(session_factory)
     yield
     assert table_counts(session_factory) == before

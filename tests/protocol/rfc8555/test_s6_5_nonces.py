@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import re
 
@@ -10,8 +11,9 @@ from sqlalchemy import select
 from acme_server import create_app
 from acme_server.nonces import NonceStore
 from ca.clock import FixedClock
-from ca.records.models_acme import Nonce
+from ca.records.models_acme import SpentNonce
 from protocol.support import RawClient, assert_problem, table_counts
+from tests.helpers import row_counts
 
 NEW_ORDER = "/acme/new-order"
 ORDER_PAYLOAD = {"identifiers": [{"type": "TNAuthList", "value": "MA-iDRYLMTIwMjU1NTAxMDA"}]}
@@ -35,11 +37,38 @@ def test_s7_2_get_new_nonce_is_204_with_empty_body(client):
     assert response.headers["Replay-Nonce"]
 
 
-def test_s6_5_nonces_are_128_bit_base64url_and_distinct(client):
-    """RFC 8555 §6.5: nonces MUST be unique and unpredictable; Replay-Nonce is base64url."""
+def test_s6_5_nonces_are_base64url_distinct_and_carry_80_random_bits(client):
+    """RFC 8555 §6.5: nonces MUST be unique and unpredictable; Replay-Nonce is base64url.
+    32 bytes: the time of issue (6), 80 random bits (10), a 128-bit MAC (16)."""
     nonces = {client.head("/acme/new-nonce").headers["Replay-Nonce"] for _ in range(20)}
     assert len(nonces) == 20
-    assert all(BASE64URL.fullmatch(n) and len(n) == 22 for n in nonces)  # 16 bytes, unpadded
+    assert all(BASE64URL.fullmatch(n) and len(n) == 43 for n in nonces)  # 32 bytes, unpadded
+    randoms = {base64.urlsafe_b64decode(n + "=")[6:16] for n in nonces}
+    assert len(randoms) == 20
+
+
+def row_counts_all(session_factory) -> dict[str, int]:
+    with session_factory() as session:
+        return row_counts(session)
+
+
+def test_s6_5_handing_out_nonces_writes_nothing(client, session_factory):
+    """A nonce is stamped and MACed, not stored: only a spent one takes a row."""
+    client.head("/acme/new-nonce")  # the first makes the shared key
+    before = row_counts_all(session_factory)
+    for _ in range(5):
+        client.head("/acme/new-nonce")
+    assert row_counts_all(session_factory) == before
+
+
+def test_s6_5_a_nonce_with_a_forged_or_altered_mac_is_bad_nonce(registered):
+    """A nonce is valid only if its MAC holds: an altered time, random part or tag is refused."""
+    genuine = base64.urlsafe_b64decode(registered.nonce() + "=")
+    for position in (0, 5, 8, 20, 31):
+        altered = bytearray(genuine)
+        altered[position] ^= 0x01
+        forged = base64.urlsafe_b64encode(bytes(altered)).rstrip(b"=").decode()
+        assert_problem(registered.post(NEW_ORDER, ORDER_PAYLOAD, nonce=forged), "badNonce", 400)
 
 
 def test_s6_5_every_response_carries_a_replay_nonce_errors_included(client, registered):
@@ -111,17 +140,49 @@ def test_s6_5_expired_nonce_is_bad_nonce(home):
     assert store.redeem_and_issue(fresh)[0] is True
 
 
-def test_s6_5_expired_nonce_rows_are_swept(home, session_factory):
-    """The table does not grow without bound: expired rows go at the next sweep."""
+def test_s6_5_a_nonce_stamped_ahead_of_the_clock_is_bad_nonce(home):
+    """Another host's clock may run a little ahead (a minute is allowed); a nonce stamped further
+    in the future than that was not issued by a host of this authority's."""
+    clock = FixedClock(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+    store = NonceStore(home.engine, lifetime=dt.timedelta(minutes=10), clock=clock)
+    clock.advance(dt.timedelta(minutes=2))
+    ahead = store.issue()
+    clock.advance(dt.timedelta(minutes=-1, seconds=-30))
+    slightly = store.issue()
+    clock.advance(dt.timedelta(seconds=-30))
+    assert store.redeem_and_issue(ahead)[0] is False
+    assert store.redeem_and_issue(slightly)[0] is True
+
+
+def test_s6_5_nonces_of_another_database_are_bad_nonce(home, tmp_path):
+    """The MAC key is the database's: a nonce another authority's store issued is refused."""
+    from ca.records.store import make_engine
+    from ca.records.models_base import Base
+
+    other_engine = make_engine(f"sqlite:///{tmp_path / 'other.db'}")
+    Base.metadata.create_all(other_engine)
+    clock = FixedClock(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
+    try:
+        foreign = NonceStore(other_engine, lifetime=dt.timedelta(minutes=10), clock=clock).issue()
+    finally:
+        other_engine.dispose()
+    assert NonceStore(home.engine, lifetime=dt.timedelta(minutes=10), clock=clock).redeem_and_issue(foreign)[0] is False
+
+
+def test_s6_5_expired_spent_nonce_rows_are_swept(home, session_factory):
+    """The spent nonces do not grow without bound: a row goes at the first sweep after its nonce
+    would have expired (until then it is what refuses a replay)."""
     clock = FixedClock(dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc))
     store = NonceStore(home.engine, lifetime=dt.timedelta(minutes=10), clock=clock, purge_interval_seconds=0)
     stale = store.issue()
+    assert store.redeem_and_issue(stale)[0] is True
     clock.advance(dt.timedelta(minutes=9))
     kept = store.issue()
+    assert store.redeem_and_issue(kept)[0] is True
     with session_factory() as session:
-        assert {stale, kept} <= set(session.scalars(select(Nonce.value)))
+        assert {stale, kept} <= set(session.scalars(select(SpentNonce.value)))
     clock.advance(dt.timedelta(minutes=2))
-    store.issue()
+    assert store.redeem_and_issue(store.issue())[0] is True
     with session_factory() as session:
-        values = set(session.scalars(select(Nonce.value)))
+        values = set(session.scalars(select(SpentNonce.value)))
     assert stale not in values and kept in values
