@@ -15,9 +15,9 @@ it"). A spent row is kept until the nonce would have expired, after which the ti
 refuses it; expired rows are deleted at most once per :data:`PURGE_INTERVAL_SECONDS` per
 process, in the same transaction as a redeem.
 
-Redeeming happens in a short transaction of its own, before the request's own work begins, so
-that a request that fails later (and rolls back) has still spent its nonce; otherwise a rejected
-request could be replayed with the same nonce.
+Redeeming is committed before the request's own work begins (in one short transaction with the
+account's lookup, ``acme_server.acme.jws``), so that a request that fails later (and rolls back)
+has still spent its nonce; otherwise a rejected request could be replayed with the same nonce.
 
 The MAC key is made by the first process that needs one and kept in ``server_secrets``
 (``NONCE_KEY_NAME``): every worker and every host on the same database shares it, as they share
@@ -93,18 +93,25 @@ class NonceStore:
         body = millis.to_bytes(TIME_BYTES, "big") + secrets.token_bytes(RANDOM_BYTES)
         return base64.urlsafe_b64encode(body + self._mac(body)).rstrip(b"=").decode("ascii")
 
-    def redeem_and_issue(self, presented: str) -> tuple[bool, str]:
+    def redeem_and_issue(self, presented: str, connection: Connection | None = None) -> tuple[bool, str]:
         """Spend ``presented``; returns (whether it was a nonce of ours, unexpired and unused;
         the next nonce). The next nonce is issued either way: RFC 8555 §6.5 wants a fresh one
-        on a badNonce error too."""
+        on a badNonce error too.
+
+        With ``connection`` the spend is written in the caller's transaction, which the caller
+        must commit before anything can fail (``acme_server.acme.jws``: with the account's
+        lookup, one transaction per request instead of two); without, in one of its own."""
         expires_at = self._expiry(presented)
         if expires_at is None:
             return False, self.issue()
-        now = self._clock.now()
-        with self._engine.begin() as connection:
-            self._purge_if_due(connection, now)
-            spent = connection.execute(self._spend, {"value": presented, "expires_at": expires_at}).first()
-        return spent is not None, self.issue()
+        if connection is not None:
+            return self._spend_on(connection, presented, expires_at), self.issue()
+        with self._engine.begin() as own:
+            return self._spend_on(own, presented, expires_at), self.issue()
+
+    def _spend_on(self, connection: Connection, presented: str, expires_at: dt.datetime) -> bool:
+        self._purge_if_due(connection, self._clock.now())
+        return connection.execute(self._spend, {"value": presented, "expires_at": expires_at}).first() is not None
 
     def _expiry(self, presented: str) -> dt.datetime | None:
         """When ``presented`` expires, if it is a nonce this authority issued and it has not yet."""

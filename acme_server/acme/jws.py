@@ -234,7 +234,8 @@ def parse_header_jwk(obj: object) -> AccountKey:
 
 
 def redeem_nonce(jws: FlattenedJWS) -> None:
-    """RFC 8555 §6.5: the nonce must be one we issued and not yet used; it is spent now.
+    """RFC 8555 §6.5: the nonce must be one we issued and not yet used; it is spent now, in the
+    request's session: the caller commits it before anything else can fail (``acme_post``).
 
     The successor nonce is left on ``g.replay_nonce`` for the response, so even a badNonce
     answer carries a nonce the client can retry with.
@@ -247,7 +248,7 @@ def redeem_nonce(jws: FlattenedJWS) -> None:
         b64url_decode(nonce, field="nonce")
     except EncodingError as exc:
         raise problems.malformed(f"protected header {exc}") from exc
-    valid, g.replay_nonce = current_state().nonces.redeem_and_issue(nonce)
+    valid, g.replay_nonce = current_state().nonces.redeem_and_issue(nonce, db_session().connection())
     if not valid:
         # A fixed detail, since the cause (never issued, used, expired) is not
         # something the client needs and naming it helps an attacker probe.
@@ -358,8 +359,13 @@ def acme_post(*, auth: Auth, payload: Payload) -> Callable[[Callable[..., Any]],
             alg = check_algorithm(jws)
             header_key = check_key_reference(jws, auth)
             redeem_nonce(jws)
-            check_url(jws)
-            account = load_account(jws) if header_key is None else None
+            try:
+                check_url(jws)
+                account = load_account(jws) if header_key is None else None
+            finally:
+                # The spent nonce stays spent whatever happens next (RFC 8555 §6.5): committed
+                # with the account's lookup, one short transaction before the handler's own.
+                db_session().commit()
             key = header_key if header_key is not None else load_stored_jwk(account.jwk)
             compat = current_state().compat
             verify_signature(jws, key, alg, without_dot=compat.empty_payload_signed_without_dot)
