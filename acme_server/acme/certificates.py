@@ -8,7 +8,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from flask import Response, g
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from acme_server.acme import problems
 from acme_server.acme.chains import PEM_CHAIN_CONTENT_TYPE, pem_chain_of
@@ -39,12 +39,15 @@ ALLOWED_REASONS = (
 )
 
 
+# Built once, so a download only binds the serial (a statement built per call is keyed per call).
+_ISSUED_BY_SERIAL = select(Certificate).where(Certificate.serial == bindparam("serial"),
+                                              Certificate.stage == CertificateStage.ISSUED)
+
+
 def certificate(serial: str) -> Response:
     """POST-as-GET: the PEM chain, end-entity first, no blank lines (RFC 8555 §7.4.2, erratum 5983)."""
     session = db_session()
-    record = session.scalars(
-        select(Certificate).where(Certificate.serial == serial, Certificate.stage == CertificateStage.ISSUED)
-    ).one_or_none()
+    record = session.scalars(_ISSUED_BY_SERIAL, {"serial": serial}).one_or_none()
     if record is None:
         raise problems.malformed(f"no certificate with serial {serial[:64]!r}", status=404)
     if record.account_id != g.account.id:

@@ -406,8 +406,8 @@ def _candidates(session: Session, rows: Sequence[dict[str, Any]]) -> Sequence[De
         .where(*[Delegation.id.in_(_overlapping_entries(row)) for row in probes])
         .order_by(Delegation.created_at, Delegation.id)
     ).all()
-    if key[0] is not None:
-        session.info[_CANDIDATES_KEY] = (key[0], key[1], candidates)
+    # The transaction the query ran in (it began one if the session had none open yet).
+    session.info[_CANDIDATES_KEY] = (session.get_transaction(), key[1], candidates)
     return candidates
 
 
