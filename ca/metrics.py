@@ -119,4 +119,14 @@ def database_error(kind: str) -> None:
 
 
 def observe_http_request(method: str, route: str, status: int, seconds: float) -> None:
-    _get().http_requests.labels(method=label(method), route=label(route), status=str(status)).observe(seconds)
+    key = (method, route, status)
+    child = _http_children.get(key)
+    if child is None:
+        # Every request records one: the labelled child is looked up once per (method, route,
+        # status), a bounded set (route templates, not paths), instead of on every request.
+        child = _http_children[key] = _get().http_requests.labels(
+            method=label(method), route=label(route), status=str(status))
+    child.observe(seconds)
+
+
+_http_children: dict[tuple[str, str, int], Any] = {}

@@ -54,7 +54,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, g, redirect, render_template, request, session, url_for
+from flask import Blueprint, Flask, Request, Response, current_app, g, redirect, render_template, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf import FlaskForm
 from flask_wtf.csrf import CSRFError, CSRFProtect
 from werkzeug.exceptions import Forbidden, Unauthorized
@@ -302,6 +303,7 @@ def init_app(app: Flask) -> None:
         if app.config.get(key) == Flask.default_config.get(key):
             app.config[key] = value
     app.config["SESSION_COOKIE_HTTPONLY"] = True
+    app.session_interface = _CookieSessionInterface()
     if not app.config.get("SECRET_KEY"):
         app.config["SECRET_KEY"] = load_or_create_secret_key(state.home.path / SECRET_KEY_FILE)
     # CSRFProtect's own before_request would run for every POST; ours adds the exemptions above.
@@ -310,6 +312,16 @@ def init_app(app: Flask) -> None:
     app.before_request(_refuse_bearer_outside_the_api)
     app.before_request(_csrf_guard)
     app.after_request(_page_security_headers)
+
+
+class _CookieSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, without building the cookie's signer for a request that
+    carries no session cookie (every ACME client request): Flask made one per request."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.cookies.get(self.get_cookie_name(app)):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 def _refuse_bearer_outside_the_api() -> None:
