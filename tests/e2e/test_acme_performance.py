@@ -7,6 +7,7 @@ listener on the server's engine sees every statement; certbot's client drives th
 from __future__ import annotations
 
 import collections
+import itertools
 import re
 from pathlib import Path
 
@@ -36,9 +37,15 @@ def test_one_issuance_stays_within_the_recorded_sql_budget_and_repeats_no_lookup
 
     statements: list[tuple[int, str, str, str]] = []
 
+    requests_seen = itertools.count(1)
+
     def record(conn, cursor, statement, parameters, context, executemany):
         if has_request_context():
-            statements.append((id(g._get_current_object()), request.path, statement, repr(parameters)))
+            # A number per request, kept on the request's g (id(g) is reused once a request's g
+            # is freed, which merged two requests' statements into one).
+            if "budget_request" not in g:
+                g.budget_request = next(requests_seen)
+            statements.append((g.budget_request, request.path, statement, repr(parameters)))
         else:
             statements.append((0, "-", statement, repr(parameters)))
 
