@@ -3,8 +3,9 @@
 ``initdb`` and ``pg_ctl`` (PostgreSQL's own tools, scripts/system-packages.sh) make a cluster in a
 temporary directory on a free port; ``tnca init`` puts the authority in it; ``tnca serve`` (gunicorn,
 2 workers) serves it; client threads run issuances with certbot's ``acme`` library (resuming
-their orders after any failure, tests/e2e/acme_load.py) while a probe asks for a nonce (a database
-write, RFC 8555 §7.2) every 50 ms. Mid-run the cluster is stopped (``pg_ctl stop -m fast``: every
+their orders after any failure, tests/e2e/acme_load.py) while a probe sends a signed POST-as-GET
+of its account every 50 ms (spending its nonce is a database write, RFC 8555 §6.5; handing a
+nonce out is not: newNonce answers without the database). Mid-run the cluster is stopped (``pg_ctl stop -m fast``: every
 connection terminated), left down for a moment and started again.
 
 What must hold: while the database is away every answer is 503 ``serverInternal`` with
@@ -27,9 +28,11 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import josepy as jose
 import pytest
 import requests
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 
 from bench.issuance import create_delegation, make_csr, mint_jobs, turn_off_rate_limits
@@ -39,6 +42,7 @@ from ca.records.models_acme import Order
 from tests.e2e.acme_load import Server, run_job
 from tests.e2e.devhome import TNCA_SCRIPT
 from tests.helpers import free_port
+from tnca.acme_client import STIRClient
 from tnca.cli import cli
 
 pytestmark = pytest.mark.e2e
@@ -129,11 +133,20 @@ def test_postgres_restarted_under_load_gives_retryable_503s_and_the_server_recov
         probes: list[tuple[float, int, str | None]] = []
         done = threading.Event()
         nonce_url = server.directory_url.replace("/directory", "/new-nonce")
+        prober = STIRClient.connect(server.directory_url, ec.generate_private_key(ec.SECP256R1()))
+        account_url = prober.register(terms_of_service_agreed=True).uri
 
         def probe() -> None:
             while not done.is_set():
                 try:
+                    # A worker that has not yet read the nonces' key from the database answers
+                    # newNonce with the same 503 as any request the database is needed for.
                     response = requests.head(nonce_url, timeout=5)
+                    if response.status_code == 200:
+                        nonce = jose.b64decode(response.headers["Replay-Nonce"])  # acme's nonces are decoded bytes
+                        signed = prober.acme.net._wrap_in_jws(None, nonce, account_url)
+                        response = requests.post(account_url, data=signed, timeout=5,
+                                                 headers={"Content-Type": "application/jose+json"})
                     probes.append((time.monotonic(), response.status_code, response.headers.get("Retry-After")))
                 except requests.RequestException as exc:
                     probes.append((time.monotonic(), 0, type(exc).__name__))
