@@ -10,8 +10,9 @@ production points the authority at real logs. Should it ever face real load, run
 :class:`Integrator` from a ``post_worker_init`` hook.
 
 :func:`start` runs a log from threads of the calling process and returns a :class:`RunningLog`
-to watch and stop it, so that a process can run logs next to other work. :func:`serve` is the
-standalone service (``tnca ctlog serve``): :func:`start`, then wait for SIGTERM or SIGINT.
+to watch and stop it: ``tnca dev`` runs its two logs that way, next to its renewal worker, rather
+than as two more processes of ~80 MB each. :func:`serve` is the standalone service (``tnca ctlog
+serve``): :func:`start`, then wait for SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def name_os_thread(name: str) -> None:
     """Give the calling thread ``name`` at the OS level too (Linux: /proc/self/task/TID/comm, 15
     bytes at most), so that top, py-spy and the benchmark's per-thread CPU split
     (bench/proctree.py) can tell a log's threads from its neighbours' when it shares a process
-    (several logs, say). Threads a named thread starts inherit
+    (``tnca dev`` runs two logs next to the renewal worker). Threads a named thread starts inherit
     the name: the request threads of a log's server are counted as the log. Python 3.11 names
     threads only for itself; elsewhere this does nothing."""
     try:
@@ -135,7 +136,7 @@ class RunningLog:
 def start(config: LogConfig, *, host: str, port: int, access_log: bool = False) -> RunningLog:
     """Open the log and serve it from threads of this process (``port`` 0 picks a free port;
     ``RunningLog.url`` says which). Used by :func:`serve` (``tnca ctlog serve``) and by a process
-    that runs logs next to other work."""
+    that runs logs next to other work (``tnca dev``)."""
     ct_log = Log.open(config)
     handler = _KeepAliveRequestHandler if access_log else _QuietRequestHandler
     try:

@@ -3,7 +3,7 @@ audit actor, the one-transaction rule and the bad-input error.
 
 Helpers that more than one command uses live here, in ``tnca/options.py`` (option parsing), in
 ``tnca/output.py`` (printing) or in ``tnca/worker_loop.py`` (the renewal worker's loop, which
-``tnca worker`` runs); a command never imports from a sibling command.
+``tnca worker`` and ``tnca dev`` run); a command never imports from a sibling command.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The renewal worker's loop, ``tnca worker``'s, as a function of its own so that another process
-can run it in a thread.
+"""The renewal worker's loop, shared by ``tnca worker`` (a process of its own, as production
+runs it) and ``tnca dev`` (a thread of the development stack's process).
 
 Every interval it issues the next certificate of each STAR order that is due (RFC 8739 §3.1.3;
 ``ca.lifecycle.renewal_worker.renew_due``: through the whole issuance pipeline, CT included, with

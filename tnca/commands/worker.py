@@ -1,9 +1,9 @@
 """``tnca worker``: the background worker that keeps STAR orders renewed (RFC 8739).
 
 Every ``--interval`` it issues the next certificate of each STAR order that is due, refreshes the
-CRLs that are due and signs an audit checkpoint when one is due (``tnca.worker_loop``). Run as
-many as you like against one PostgreSQL database: each renewal happens once
-(ca/lifecycle/renewal_worker.py says how). ``tnca dev`` starts one.
+CRLs that are due and signs an audit checkpoint when one is due (``tnca.worker_loop``, the loop
+``tnca dev`` also runs, in a thread of its own process). Run as many as you like against one
+PostgreSQL database: each renewal happens once (ca/lifecycle/renewal_worker.py says how).
 
 Prints ``renewal worker started (interval …)`` when ready and one line per tick that did
 something. SIGTERM or Ctrl-C stops it after the current tick. Exit codes: 0 after a clean stop
