@@ -1,13 +1,12 @@
 """Running a log: the HTTP server plus the integrator thread.
 
-Why werkzeug's threaded server and not gunicorn: a log must integrate from exactly one place, and
-in one process the integrator is simply a thread next to the request threads. Gunicorn would
-add a fork (a thread started before it does not survive, so the integrator would have to start
-in a worker hook, and a second worker would mean a second integrator). This service runs
-development and test logs, starts in well under a second, and is not the production path:
-production points the authority at real logs. Should it ever face real load, run
-``ctlog.app.create_app`` under gunicorn with ``--workers 1 --threads N`` and start the
-:class:`Integrator` from a ``post_worker_init`` hook.
+Why a threaded server in this process and not gunicorn: a log must integrate from exactly one
+place, and in one process the integrator is simply a thread next to the request threads.
+Gunicorn would add a fork (a thread started before it does not survive, so the integrator would
+have to start in a worker hook, and a second worker would mean a second integrator). This
+service runs development and test logs, starts in well under a second, and is not the production
+path: production points the authority at real logs. The HTTP server is ``ctlog/httpserver.py``
+(kept-alive HTTP/1.1 connections; its docstring says why not werkzeug's).
 
 :func:`start` runs a log from threads of the calling process and returns a :class:`RunningLog`
 to watch and stop it: ``tnca dev`` runs its two logs that way, next to its renewal worker, rather
@@ -22,9 +21,8 @@ import signal
 import sys
 import threading
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
-from ctlog.app import create_app
+from ctlog.app import MAX_REQUEST_BYTES, create_app
+from ctlog.httpserver import LogHTTPServer
 from ctlog.log import Log, LogConfig
 
 log = logging.getLogger(__name__)
@@ -68,28 +66,13 @@ class Integrator(threading.Thread):
         self.stopped.set()
 
 
-class _KeepAliveRequestHandler(WSGIRequestHandler):
-    """HTTP/1.1, so a submitter's kept-alive connection serves many submissions (werkzeug's
-    default, HTTP/1.0, closes each connection after one response: a new TCP connection and a new
-    thread for every precertificate). Every response of the log's app has a Content-Length."""
-
-    protocol_version = "HTTP/1.1"
-
-
-class _QuietRequestHandler(_KeepAliveRequestHandler):
-    """No access-log line per request (werkzeug's default writes one to stderr)."""
-
-    def log_request(self, code="-", size="-") -> None:  # noqa: ARG002
-        pass
-
-
 class RunningLog:
     """A log being served from threads of the current process: the HTTP server's thread (which
     starts one thread per connection) and the integrator. :func:`start` makes one; ``stop()``
     ends both and closes the database. Whoever runs it checks :meth:`failure` now and then: a
     log whose threads ended without ``stop()`` no longer keeps its promises."""
 
-    def __init__(self, ct_log: Log, server: BaseWSGIServer, integrator: Integrator, host: str) -> None:
+    def __init__(self, ct_log: Log, server: LogHTTPServer, integrator: Integrator, host: str) -> None:
         self.log = ct_log
         self.server = server
         self.integrator = integrator
@@ -129,7 +112,7 @@ class RunningLog:
             self.server.shutdown()  # waits for serve_forever() to return
         self.integrator.stop()
         self.integrator.join(timeout=self.log.merge_delay + 5)
-        self.server.server_close()
+        self.server.server_close()  # the kept-alive connections too
         self.log.engine.dispose()
 
 
@@ -138,9 +121,8 @@ def start(config: LogConfig, *, host: str, port: int, access_log: bool = False) 
     ``RunningLog.url`` says which). Used by :func:`serve` (``tnca ctlog serve``) and by a process
     that runs logs next to other work (``tnca dev``)."""
     ct_log = Log.open(config)
-    handler = _KeepAliveRequestHandler if access_log else _QuietRequestHandler
     try:
-        server = make_server(host, port, create_app(ct_log), threaded=True, request_handler=handler)
+        server = LogHTTPServer((host, port), create_app(ct_log), max_body=MAX_REQUEST_BYTES, access_log=access_log)
     except BaseException:
         ct_log.engine.dispose()
         raise

@@ -295,10 +295,8 @@ def _start_logs(home: Home, names: Sequence[str], first_port: int, parts: list) 
         config = LogConfig(name=name, directory=home.path / "ctlog" / name, roots_file=roots)
         try:
             running = ctlog_server.start(config, host=LOG_HOST, port=first_port + offset)
-        except (ValueError, OSError) as exc:
-            raise click.ClickException(f"log {name} cannot start: {exc}") from None
-        except SystemExit:  # werkzeug's make_server exits when the port is taken, saying so first
-            raise click.ClickException(f"log {name} cannot start on port {first_port + offset} (see above)") from None
+        except (ValueError, OSError) as exc:  # a port taken, say
+            raise click.ClickException(f"log {name} cannot start on port {first_port + offset}: {exc}") from None
         parts.append(running)
         started.append(running)
     return started
