@@ -243,9 +243,11 @@ def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
 # ------------------------------------------------------------------------------------------
 
 
-def free_port_pair() -> int:
+def free_port_pair(avoid: int | None = None) -> int:
     """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both), below the ephemeral
-    range so that no outgoing connection takes either before the logs bind them."""
+    range so that no outgoing connection takes either before the logs bind them, and neither of
+    them ``avoid`` (the ACME server's port, chosen before and still free: tnca dev binds the logs
+    first, and a log on it made the server fail with "Address already in use")."""
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -259,6 +261,8 @@ def free_port_pair() -> int:
     choose = random.SystemRandom()
     for _ in range(200):
         port = choose.randrange(low, high)
+        if avoid in (port, port + 1):
+            continue
         try:
             for candidate in (port, port + 1):
                 with socket.socket() as sock:
@@ -298,16 +302,18 @@ class DevStack:
     process, the ACME server under gunicorn, as the development stack runs them; its output
     (and the server's, which writes straight to it) kept in the home's dev.log."""
 
-    def __init__(self, home: Path, workers: int) -> None:
+    def __init__(self, home: Path, workers: int, server_port: int) -> None:
         self.home_path = home
         self.workers = workers
+        self.server_port = server_port
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.log_path = self.home_path / "dev.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            tnca(self.home_path, "dev", "--workers", str(self.workers), "--ct-port", str(free_port_pair())),
+            tnca(self.home_path, "dev", "--workers", str(self.workers), "--ct-port",
+                 str(free_port_pair(avoid=self.server_port))),
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -435,7 +441,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
     prepared = time.perf_counter()
     job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work,
                                 concurrent=bool(args.database_url))
-    stack = DevStack(home_path, args.workers)
+    stack = DevStack(home_path, args.workers, port)
     clients: list[subprocess.Popen] = []
     try:
         stack.start()
