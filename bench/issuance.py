@@ -5,7 +5,8 @@
     python -m bench.issuance --clients 8 --issuances 800 --stored 300000 --json
 
 The server side is ``tnca dev --workers 2`` on a fresh home (``tnca init``): two RFC 6962 logs
-with the policy requiring an SCT from each, the ACME server under gunicorn, the renewal worker.
+with the policy requiring an SCT from each and the renewal worker, threads of the ``tnca dev``
+process, and the ACME server under gunicorn, its child.
 One delegation (``tnca delegation create``) covers the numbers. Before the timed window every
 issuance gets its own account key and single-use authority token (one ``tnca token mint
 --fingerprints-from`` per client process), each client process (bench/client.py) registers its
@@ -16,7 +17,9 @@ final certificate), poll the order, download the chain.
 
 Reported: issuances per second of the window; server CPU per issuance summed over the whole
 ``tnca dev`` process tree (utime + stime from /proc, before and after the window) and per role,
-PostgreSQL's backends apart; p50/p95/p99/max per step and end to end; the peak RSS of the tree;
+PostgreSQL's backends apart, with ``tnca dev``'s own CPU split by thread (each log's threads and
+the worker's carry their name at the OS level); p50/p95/p99/max per step and end to end; the
+peak summed RSS and the peak summed PSS of the tree (bench/proctree.py says which is which);
 SQL statements per issuance (bench/sqlcount.py, the same flow in-process on the same database
 after the window); the crypto-only cost of an issuance (bench/crypto_baseline.py, in the same
 run) and the ratio of server CPU to it; the load average before and after, since other work on
@@ -240,9 +243,11 @@ def run(stack: Stack, jobs, clients: int) -> tuple[list[float], float]:
 # ------------------------------------------------------------------------------------------
 
 
-def free_port_pair() -> int:
+def free_port_pair(avoid: int | None = None) -> int:
     """A port P with P and P + 1 free (``tnca dev --ct-port P`` takes both), below the ephemeral
-    range so that no outgoing connection takes either before the logs bind them."""
+    range so that no outgoing connection takes either before the logs bind them, and neither of
+    them ``avoid`` (the ACME server's port, chosen before and still free: tnca dev binds the logs
+    first, and a log on it made the server fail with "Address already in use")."""
     try:
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
@@ -256,6 +261,8 @@ def free_port_pair() -> int:
     choose = random.SystemRandom()
     for _ in range(200):
         port = choose.randrange(low, high)
+        if avoid in (port, port + 1):
+            continue
         try:
             for candidate in (port, port + 1):
                 with socket.socket() as sock:
@@ -291,19 +298,22 @@ def run_cli(home: Path, *args: str) -> str:
 
 
 class DevStack:
-    """``tnca dev --workers N`` on a fresh home: two CT logs, the ACME server under gunicorn, the
-    renewal worker, as the development stack runs them; its output kept in the home's dev.log."""
+    """``tnca dev --workers N`` on a fresh home: two CT logs and the renewal worker in its
+    process, the ACME server under gunicorn, as the development stack runs them; its output
+    (and the server's, which writes straight to it) kept in the home's dev.log."""
 
-    def __init__(self, home: Path, workers: int) -> None:
+    def __init__(self, home: Path, workers: int, server_port: int) -> None:
         self.home_path = home
         self.workers = workers
+        self.server_port = server_port
         self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         self.log_path = self.home_path / "dev.log"
         self.log = open(self.log_path, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(
-            tnca(self.home_path, "dev", "--workers", str(self.workers), "--ct-port", str(free_port_pair())),
+            tnca(self.home_path, "dev", "--workers", str(self.workers), "--ct-port",
+                 str(free_port_pair(avoid=self.server_port))),
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -325,35 +335,25 @@ class DevStack:
             self.log.close()
 
 
+DEV_ROLE = "tnca dev (2 CT logs, renewal worker, supervisor)"
+
+
 def roles(root: int, pids: list[int]) -> dict[int, str]:
     """Name each process of the server tree by what it runs."""
     named = {}
     for pid in pids:
         words = proctree.command_line(pid).split()
         if pid == root:
-            named[pid] = "tnca dev"
-        elif "ctlog" in words:
-            name = words[words.index("--name") + 1] if "--name" in words[:-1] else "?"
-            named[pid] = f"ct log {name}"
-        elif "worker" in words:
-            named[pid] = "renewal worker"
+            named[pid] = DEV_ROLE
         elif "serve" in words:
             named[pid] = "ACME workers"
         else:
             named[pid] = "other"
     # gunicorn's master is the serve process whose parent is tnca dev; its forks are the workers.
     for pid in pids:
-        if named[pid] == "ACME workers" and _parent(pid) == root:
+        if named[pid] == "ACME workers" and proctree.parent(pid) == root:
             named[pid] = "ACME master"
     return named
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(text[text.rindex(")") + 2:].split()[1])
 
 
 def postgres_backends(url: str) -> list[int]:
@@ -365,21 +365,6 @@ def postgres_backends(url: str) -> list[int]:
         rows = connection.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
                                   "AND pid <> pg_backend_pid()").fetchall()
     return [row[0] for row in rows]
-
-
-class RSSSampler(threading.Thread):
-    """The peak of the server tree's summed RSS, sampled every ``interval`` seconds."""
-
-    def __init__(self, root: int, interval: float = 0.25) -> None:
-        super().__init__(daemon=True, name="rss-sampler")
-        self.root, self.interval = root, interval
-        self.peak_kib = 0
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.is_set():
-            self.peak_kib = max(self.peak_kib, proctree.rss_kib(proctree.process_tree([self.root])))
-            self.stopped.wait(self.interval)
 
 
 def prepare_clients(home: Path, delegation_id: str, clients: int, issuances: int, directory_url: str,
@@ -456,7 +441,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
     prepared = time.perf_counter()
     job_files = prepare_clients(home_path, delegation_id, args.clients, args.issuances, directory_url, work,
                                 concurrent=bool(args.database_url))
-    stack = DevStack(home_path, args.workers)
+    stack = DevStack(home_path, args.workers, port)
     clients: list[subprocess.Popen] = []
     try:
         stack.start()
@@ -474,7 +459,8 @@ def capacity_run(args: argparse.Namespace) -> dict:
         pids = proctree.process_tree([root])
         named = roles(root, pids)
         pg_pids = postgres_backends(args.database_url) if args.database_url else []
-        sampler = RSSSampler(root)
+        sampler = proctree.TreeSampler(root)
+        threads_before = proctree.thread_cpu(root)
         sampler.start()
         cpu_before = proctree.cpu_by_process(pids + pg_pids)
         started = time.perf_counter()
@@ -492,6 +478,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
         cpu_after = proctree.cpu_by_process(pids_after + pg_after)
         sampler.stopped.set()
         sampler.join()
+        sampler.sample()  # the threads' CPU at the end of the window
         load_after = proctree.load_average()
         for pid, role in roles(root, pids_after).items():
             named.setdefault(pid, role)
@@ -516,6 +503,7 @@ def capacity_run(args: argparse.Namespace) -> dict:
     server_cpu = sum(by_role.values())
     postgres_cpu = sum(used(pid) for pid in set(pg_pids) | set(pg_after))
     per_issuance_ms = server_cpu / issued * 1000 if issued else None
+    by_thread = proctree.thread_roles(root, threads_before, sampler.threads, used(root))
     result = {
         "machine": machine(),
         "load_average": {"before": load_before, "after": load_after},
@@ -531,10 +519,13 @@ def capacity_run(args: argparse.Namespace) -> dict:
         "server_cpu_ms_per_issuance": round(per_issuance_ms, 2) if per_issuance_ms else None,
         "server_cpu_ms_per_issuance_by_role": {role: round(seconds / issued * 1000, 2)
                                                for role, seconds in sorted(by_role.items())} if issued else {},
+        "tnca_dev_cpu_ms_per_issuance_by_thread": {role: round(seconds / issued * 1000, 2)
+                                                   for role, seconds in sorted(by_thread.items())} if issued else {},
         "server_cpu_utilisation": round(server_cpu / wall, 2),
         "postgres_cpu_ms_per_issuance": round(postgres_cpu / issued * 1000, 2) if (issued and pg_pids) else None,
         "client_cpu_ms_per_issuance": round(sum(o["cpu_seconds"] for o in outputs) / issued * 1000, 2) if issued else None,
-        "peak_rss_mb": round(sampler.peak_kib / 1024, 1),
+        "peak_rss_mb": round(sampler.peak_rss_kib / 1024, 1),
+        "peak_pss_mb": round(sampler.peak_pss_kib / 1024, 1),
         "server_processes": len(server_pids),
         "latency_ms": {"end_to_end": summarize_latencies([r["total"] for r in results]),
                        **{step: summarize_latencies([r[step] for r in results]) for step in STEPS}},
@@ -554,14 +545,17 @@ def print_summary(result: dict) -> None:
           "(other work on the machine inflates wall-clock figures; CPU per issuance is less affected)")
     stored = f", {result['stored']['orders']} orders stored before" if result["stored"] else ""
     print(f"setup:        {result['database']}{stored}; tnca dev --workers {result['workers']} "
-          f"({result['server_processes']} processes: 2 CT logs, gunicorn, renewal worker); "
+          f"({result['server_processes']} processes: tnca dev with 2 CT logs and the renewal worker, gunicorn); "
           f"{result['clients']} client processes")
     errors = ", ".join(f"{kind} ×{n}" for kind, n in result["errors"].items()) or "none"
     print(f"issued:       {result['issued']} in {result['wall_s']} s = {result['issuances_per_s']}/s   errors: {errors}")
     print(f"server CPU:   {result['server_cpu_ms_per_issuance']} ms per issuance "
           f"({result['server_cpu_utilisation']} cores busy)")
     for role, ms in result["server_cpu_ms_per_issuance_by_role"].items():
-        print(f"  {role:<16} {ms:>8} ms")
+        print(f"  {role:<48} {ms:>8} ms")
+        if role == DEV_ROLE:
+            for thread, thread_ms in result["tnca_dev_cpu_ms_per_issuance_by_thread"].items():
+                print(f"    {thread:<46} {thread_ms:>8} ms")
     if result["postgres_cpu_ms_per_issuance"] is not None:
         print(f"  (PostgreSQL backends, not in the total: {result['postgres_cpu_ms_per_issuance']} ms)")
     print(f"client CPU:   {result['client_cpu_ms_per_issuance']} ms per issuance (the {result['clients']} client "
@@ -574,7 +568,9 @@ def print_summary(result: dict) -> None:
     if result["unloaded_acme_cpu_ms_per_issuance"] is not None:
         print(f"ACME alone:   {result['unloaded_acme_cpu_ms_per_issuance']} ms CPU per issuance, one request at a time "
               f"in-process (logs not counted) {result['unloaded_acme_cpu_ms_per_step']}")
-    print(f"peak RSS:     {result['peak_rss_mb']} MB (server tree, summed)")
+    print(f"peak RSS:     {result['peak_rss_mb']} MB (server tree, summed: pages the gunicorn workers share with "
+          "their master count once per process)")
+    print(f"peak PSS:     {result['peak_pss_mb']} MB (server tree, summed: each shared page counted once in all)")
     print("latency (ms)         p50      p95      p99      max")
     for step, values in result["latency_ms"].items():
         print(f"  {step:<16} {values['p50']!s:>8} {values['p95']!s:>8} {values['p99']!s:>8} {values['max']!s:>8}")

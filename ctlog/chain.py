@@ -14,11 +14,18 @@ rewritten to the ones the final certificate will carry (RFC 6962 §3.2).
 
 Every problem raises :class:`ChainError` with a reason a submitter can act on; nothing here
 raises anything else on bad input.
+
+A submitter sends the same issuer chain with every (pre)certificate, so what follows the leaf
+(its "tail": parsed, every link's signature checked, completed with the accepted root) is
+checked once and kept by the :class:`RootStore` (:meth:`RootStore.verified_tail`): that
+verdict depends on the tail's bytes and the store's roots alone, neither of which changes. Only
+the leaf is parsed and checked against its issuer on every submission.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +46,8 @@ POISON_OID = "1.3.6.1.4.1.11129.2.4.3"
 # RFC 6962 §3.1: "A log MAY limit the length of chain it is willing to accept"; ours is generous
 # for STIR (root → intermediate → delegate CA → precert signing certificate → leaf).
 MAX_CHAIN_LENGTH = 8
+# Verified tails a RootStore keeps (one per issuer chain its submitters use; emptied when full).
+MAX_VERIFIED_TAILS = 256
 
 
 class ChainError(Exception):
@@ -88,6 +97,16 @@ def _is_precertificate_signing_certificate(certificate: x509.Certificate) -> boo
     return extension is not None and ExtendedKeyUsageOID.CERTIFICATE_TRANSPARENCY in extension.value
 
 
+@dataclass(frozen=True)
+class VerifiedTail:
+    """What follows the leaf in an accepted chain, completed with the accepted root if it was
+    left out: each certificate is issued by the next, the last is an accepted root."""
+
+    certificates: tuple[x509.Certificate, ...]
+    ders: tuple[bytes, ...]
+    key_hashes: tuple[bytes, ...]  # SHA-256 of each one's SubjectPublicKeyInfo (RFC 6962 §3.2)
+
+
 def _check_issued_by(child: x509.Certificate, parent: x509.Certificate, child_position: int) -> None:
     if not _is_ca(parent):
         raise ChainError(f"chain[{child_position + 1}] is not a CA certificate (basicConstraints cA is not true)")
@@ -111,6 +130,8 @@ class RootStore:
     def __init__(self, roots: Sequence[x509.Certificate]) -> None:
         self.roots = tuple(roots)
         self._der = {root.public_bytes(serialization.Encoding.DER) for root in self.roots}
+        self._tails: dict[tuple[bytes, ...], VerifiedTail] = {}
+        self._tails_lock = threading.Lock()
 
     @classmethod
     def from_pem(cls, pem: bytes) -> "RootStore":
@@ -138,57 +159,81 @@ class RootStore:
             f"(issuer {last.issuer.rfc4514_string()!r})"
         )
 
+    def verified_tail(self, leaf: x509.Certificate, tail_ders: tuple[bytes, ...]) -> VerifiedTail:
+        """The chain after ``leaf`` (``tail_ders``, chain[1:]), checked, with ``leaf`` checked
+        against its first certificate. Errors come in the order a full check finds them: a
+        certificate that does not parse, then each link from the leaf up, then the root."""
+        tail = self._tails.get(tail_ders)
+        if tail is not None:
+            _check_issued_by(leaf, tail.certificates[0], 0)
+            return tail
+        certificates = [parse_certificate(der, position) for position, der in enumerate(tail_ders, start=1)]
+        _check_issued_by(leaf, certificates[0], 0)
+        for position in range(len(certificates) - 1):
+            _check_issued_by(certificates[position], certificates[position + 1], position + 1)
+        tail = _tail(self.complete([leaf, *certificates])[1:])
+        with self._tails_lock:
+            if len(self._tails) >= MAX_VERIFIED_TAILS:
+                self._tails.clear()
+            self._tails[tail_ders] = tail
+        return tail
 
-def _check_chain(ders: Sequence[bytes], roots: RootStore) -> list[x509.Certificate]:
+
+def _check_chain(ders: Sequence[bytes], roots: RootStore) -> tuple[x509.Certificate, VerifiedTail | None]:
+    """The parsed leaf, and what follows it checked (None when the leaf is an accepted root)."""
     if not ders:
         raise ChainError("chain is empty: it must hold at least the (pre)certificate")
     if len(ders) > MAX_CHAIN_LENGTH:
         raise ChainError(f"chain has {len(ders)} certificates; this log accepts at most {MAX_CHAIN_LENGTH}")
-    chain = [parse_certificate(der, position) for position, der in enumerate(ders)]
-    for position in range(len(chain) - 1):
-        _check_issued_by(chain[position], chain[position + 1], position)
-    return roots.complete(chain)
+    leaf = parse_certificate(ders[0], 0)
+    if len(ders) > 1:
+        return leaf, roots.verified_tail(leaf, tuple(ders[1:]))
+    completed = roots.complete([leaf])  # the leaf is a root, or a root issued it
+    return leaf, (_tail(completed[1:]) if len(completed) > 1 else None)
+
+
+def _tail(certificates: Sequence[x509.Certificate]) -> VerifiedTail:
+    der = serialization.Encoding.DER
+    return VerifiedTail(certificates=tuple(certificates), ders=tuple(c.public_bytes(der) for c in certificates),
+                        key_hashes=tuple(spki_sha256(c) for c in certificates))
 
 
 def accept_chain(ders: Sequence[bytes], roots: RootStore) -> AcceptedChain:
     """add-chain (RFC 6962 §4.1): a final certificate and its chain."""
-    chain = _check_chain(ders, roots)
-    if _extension(chain[0], ExtensionOID.PRECERT_POISON) is not None:
+    leaf, tail = _check_chain(ders, roots)
+    if _extension(leaf, ExtensionOID.PRECERT_POISON) is not None:
         raise ChainError("chain[0] carries the precertificate poison extension: submit it with add-pre-chain")
-    leaf_der = chain[0].public_bytes(serialization.Encoding.DER)
     return AcceptedChain(
         entry_type=structures.ENTRY_TYPE_X509,
-        signed_entry=structures.x509_signed_entry(leaf_der),
-        extra_data=structures.x509_extra_data([c.public_bytes(serialization.Encoding.DER) for c in chain[1:]]),
+        signed_entry=structures.x509_signed_entry(leaf.public_bytes(serialization.Encoding.DER)),
+        extra_data=structures.x509_extra_data(list(tail.ders) if tail else []),
     )
 
 
 def accept_pre_chain(ders: Sequence[bytes], roots: RootStore) -> AcceptedChain:
     """add-pre-chain (RFC 6962 §4.2): a precertificate and its chain."""
-    chain = _check_chain(ders, roots)
-    precertificate = chain[0]
+    precertificate, tail = _check_chain(ders, roots)
     poison = _extension(precertificate, ExtensionOID.PRECERT_POISON)
     if poison is None:
         raise ChainError("chain[0] is not a precertificate: the poison extension 1.3.6.1.4.1.11129.2.4.3 is missing")
     if not poison.critical:
         raise ChainError("chain[0]'s poison extension 1.3.6.1.4.1.11129.2.4.3 must be critical (RFC 6962 §3.1)")
-    if len(chain) < 2:
+    if tail is None:
         raise ChainError("a precertificate must be submitted with its issuer")
-    if _is_precertificate_signing_certificate(chain[1]):
+    if _is_precertificate_signing_certificate(tail.certificates[0]):
         # RFC 6962 §3.1: the Precertificate Signing Certificate "MUST be directly certified by
         # the (root or intermediate) CA certificate that will ultimately sign" the final one.
-        if len(chain) < 3:
+        if len(tail.certificates) < 2:
             raise ChainError("chain[1] is a Precertificate Signing Certificate; its issuer must follow it")
-        final_issuer = chain[2]
-        tbs = precert_tbs(precertificate, signing_certificate=chain[1])
+        issuer_key_hash = tail.key_hashes[1]
+        tbs = precert_tbs(precertificate, signing_certificate=tail.certificates[0])
     else:
-        final_issuer = chain[1]
+        issuer_key_hash = tail.key_hashes[0]
         tbs = precert_tbs(precertificate)
-    der = serialization.Encoding.DER
     return AcceptedChain(
         entry_type=structures.ENTRY_TYPE_PRECERT,
-        signed_entry=structures.precert_signed_entry(spki_sha256(final_issuer), tbs),
-        extra_data=structures.precert_extra_data(precertificate.public_bytes(der), [c.public_bytes(der) for c in chain[1:]]),
+        signed_entry=structures.precert_signed_entry(issuer_key_hash, tbs),
+        extra_data=structures.precert_extra_data(precertificate.public_bytes(serialization.Encoding.DER), list(tail.ders)),
     )
 
 

@@ -21,8 +21,9 @@ COMMAND_MODULES = (
 
 class LazyGroup(click.Group):
     """A group whose commands are imported when named, not all at start: ``tnca ctlog serve``,
-    ``tnca worker`` and ``tnca dev`` (long-lived processes of the dev stack) never import the
-    other commands' modules, and each process stays smaller (docs/performance.md)."""
+    ``tnca worker`` and ``tnca dev`` (long-lived processes; ``tnca dev`` runs the first two's work
+    in threads of its own) never import the other commands' modules, and each process stays
+    smaller (docs/performance.md)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMAND_MODULES)

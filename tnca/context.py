@@ -1,8 +1,9 @@
 """What every ``tnca`` command shares: the :class:`ca.home.Home` chosen by ``--home``, the
 audit actor, the one-transaction rule and the bad-input error.
 
-Helpers that more than one command uses live here, in ``tnca/options.py`` (option parsing) or
-in ``tnca/output.py`` (printing); a command never imports from a sibling command.
+Helpers that more than one command uses live here, in ``tnca/options.py`` (option parsing), in
+``tnca/output.py`` (printing) or in ``tnca/worker_loop.py`` (the renewal worker's loop, which
+``tnca worker`` and ``tnca dev`` run); a command never imports from a sibling command.
 """
 
 from __future__ import annotations

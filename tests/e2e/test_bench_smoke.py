@@ -2,8 +2,8 @@
 
 No figure is asserted (speed lives in the benchmark, docs/performance.md); only that every part
 of the report is there and that the issuances went through the real stack: ``tnca dev`` with its
-two CT logs, gunicorn and the renewal worker, the client process, the in-process SQL count and
-the crypto baseline. SQLite in the run's own home, whatever database the suite uses.
+two CT logs and the renewal worker as threads, gunicorn, the client process, the in-process SQL
+count and the crypto baseline. SQLite in the run's own home, whatever database the suite uses.
 """
 
 from __future__ import annotations
@@ -31,9 +31,17 @@ def test_bench_reports_every_figure_for_a_tiny_run(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout)
     assert result["issued"] == 2 and result["errors"] == {}
+    # tnca dev (the logs and the renewal worker are its threads), gunicorn's master and 2 workers.
+    assert result["server_processes"] == 4
     roles = result["server_cpu_ms_per_issuance_by_role"]
-    assert {"ACME workers", "ct log dev1", "ct log dev2", "renewal worker", "tnca dev"} <= set(roles)
-    assert result["server_cpu_ms_per_issuance"] > 0 and result["peak_rss_mb"] > 0
+    assert set(roles) == {"tnca dev (2 CT logs, renewal worker, supervisor)", "ACME master", "ACME workers"}
+    threads = result["tnca_dev_cpu_ms_per_issuance_by_thread"]
+    assert {"ct log dev1", "ct log dev2", "renewal worker", "supervisor (main thread)"} <= set(threads)
+    # The split accounts for all of tnca dev's CPU (each figure rounded to 0.01 ms).
+    assert sum(threads.values()) >= roles["tnca dev (2 CT logs, renewal worker, supervisor)"] - 0.05
+    assert result["server_cpu_ms_per_issuance"] > 0
+    # PSS counts a page shared by the gunicorn workers and their master once, RSS once per process.
+    assert 0 < result["peak_pss_mb"] < result["peak_rss_mb"]
     assert set(result["latency_ms"]) == {"end_to_end", "new-order", "authorization", "challenge", "poll-authz",
                                          "finalize", "poll-order", "download"}
     assert result["sql_statements_per_issuance"] == sum(result["sql_statements_per_step"].values()) > 0

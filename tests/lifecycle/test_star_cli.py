@@ -147,9 +147,20 @@ def _children(pid: int) -> dict[int, list[str]]:
     return found
 
 
+def _thread_names(pid: int) -> list[str]:
+    """The OS-level names of ``pid``'s threads (Linux /proc/PID/task/TID/comm)."""
+    names = []
+    for comm in Path(f"/proc/{pid}/task").glob("[0-9]*/comm"):
+        try:
+            names.append(comm.read_text().strip())
+        except OSError:
+            continue  # the thread ended while we looked
+    return names
+
+
 def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database_url):
-    """``tnca dev`` (what ``make run`` runs) starts one worker next to the logs and the server,
-    and stops it with the rest."""
+    """``tnca dev`` (what ``make run`` runs) runs one renewal worker, a thread of its own process
+    named ``renewal worker`` (not a ``tnca worker`` child), and stops it with the rest."""
     port = free_port()
     ct_port = free_port_pair(avoid=port)
     env = {**os.environ, "TNCA_DATABASE_URL": database_url}
@@ -164,10 +175,11 @@ def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database
             line = dev.stdout.readline()
             assert line, "tnca dev exited early:\n" + "".join(lines)
             lines.append(line)
-        workers = [pid for pid, cmd in _children(dev.pid).items() if cmd[-1:] == ["worker"]]
-        assert len(workers) == 1, _children(dev.pid)
+        assert _thread_names(dev.pid).count("renewal worker") == 1, _thread_names(dev.pid)
+        assert not [cmd for cmd in _children(dev.pid).values() if cmd[-1:] == ["worker"]], _children(dev.pid)
+        (server,) = _children(dev.pid)
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         dev.communicate(timeout=60)
     assert dev.returncode == 0
-    assert not Path(f"/proc/{workers[0]}").exists()  # stopped and reaped by tnca dev
+    assert not Path(f"/proc/{server}").exists()  # the server too: stopped and reaped by tnca dev

@@ -56,3 +56,5 @@ def serve_command(home: Home, name: str, host: str, port: int, roots_file: Path 
         serve(config, host=host, port=port, access_log=access_log)
     except (ValueError, OSError) as exc:
         raise click.ClickException(f"log {name} cannot start: {exc}") from None
+    except RuntimeError as exc:  # its server or integrator thread ended on its own
+        raise click.ClickException(str(exc)) from None

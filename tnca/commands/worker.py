@@ -1,11 +1,9 @@
 """``tnca worker``: the background worker that keeps STAR orders renewed (RFC 8739).
 
-Every ``--interval`` it issues the next certificate of each STAR order that is due
-(``ca.lifecycle.renewal_worker.renew_due``: through the whole issuance pipeline, CT included, with the audit
-event), signs a fresh CRL for each issuer whose CRL is due (``ca.lifecycle.crl.refresh_due``), and
-signs an audit checkpoint when one is due (``ca.lifecycle.renewal_worker.checkpoint_if_due``). Run
-as many as you like against one PostgreSQL database: each renewal happens once (ca/lifecycle/renewal_worker.py
-says how). ``tnca dev`` starts one.
+Every ``--interval`` it issues the next certificate of each STAR order that is due, refreshes the
+CRLs that are due and signs an audit checkpoint when one is due (``tnca.worker_loop``, the loop
+``tnca dev`` also runs, in a thread of its own process). Run as many as you like against one
+PostgreSQL database: each renewal happens once (ca/lifecycle/renewal_worker.py says how).
 
 Prints ``renewal worker started (interval …)`` when ready and one line per tick that did
 something. SIGTERM or Ctrl-C stops it after the current tick. Exit codes: 0 after a clean stop
@@ -21,17 +19,13 @@ import threading
 
 import click
 
-from ca.lifecycle import crl, renewal_worker
 from ca.home import Home
 from ca.errors import TNCAError
 from ca.policy import format_duration, parse_duration
 from tnca.context import pass_home
+from tnca.worker_loop import DEFAULT_LIMIT, check_home, run_loop, run_tick
 
 DEFAULT_INTERVAL = "5s"
-# Orders renewed per tick at most; the rest are due again at the next tick.
-DEFAULT_LIMIT = 100
-
-log = logging.getLogger("tnca.worker")
 
 
 def _interval(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.timedelta:
@@ -42,19 +36,6 @@ def _interval(_ctx: click.Context, _param: click.Parameter, value: str) -> dt.ti
     if interval < dt.timedelta(seconds=1):
         raise click.BadParameter(f"must be at least 1s, got {value!r}")
     return interval
-
-
-def run_tick(home: Home, *, limit: int) -> int:
-    """One tick: renew what is due, refresh the CRLs that are due, sign an audit checkpoint when
-    one is due. Returns renewals issued."""
-    renewed = renewal_worker.renew_due(home.sessionmaker, home, clock=home.clock, limit=limit)
-    with home.sessionmaker() as session:
-        crl.refresh_due(session, home, home.clock)  # commits each CRL it signs
-    try:
-        renewal_worker.checkpoint_if_due(home, clock=home.clock)
-    except TNCAError as error:  # no root key on this host for the first audit certificate, say
-        log.warning("no audit checkpoint signed: %s", error.detail)
-    return renewed
 
 
 @click.command("worker")
@@ -70,9 +51,7 @@ def command(home: Home, interval: dt.timedelta, once: bool, limit: int) -> None:
         raise click.ClickException(f"{home.path} is not an authority home; run 'tnca --home {home.path} init' first")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        # Fail here, with a readable message, rather than at the first due order.
-        home.issuing_ca()
-        home.transparency()  # the CT logs' keys
+        check_home(home)
     except TNCAError as error:
         raise click.ClickException(error.detail) from None
 
@@ -85,15 +64,7 @@ def command(home: Home, interval: dt.timedelta, once: bool, limit: int) -> None:
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     click.echo(f"renewal worker started (interval {format_duration(interval)}, home {home.path})")
     try:
-        while not stop.is_set():
-            try:
-                renewed = run_tick(home, limit=limit)
-            except Exception:  # the database went away, a bug: log it and try again next tick
-                log.exception("worker tick failed; retrying in %s", format_duration(interval))
-            else:
-                if renewed:
-                    click.echo(f"renewed {renewed} STAR order(s)")
-            stop.wait(interval.total_seconds())
+        run_loop(home, interval_seconds=interval.total_seconds(), limit=limit, stop=stop, report=click.echo)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
