@@ -48,6 +48,7 @@ from typing import Protocol
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, joinedload
 
 from ca.issuing import csr_checks, profiles, subjects
@@ -361,11 +362,17 @@ def _identity_details(delegation: Delegation) -> dict[str, object]:
     }
 
 
+# One statement: the vetting and right-to-use records come with the row (LEFT OUTER JOINs), since
+# the subject and the audit event need them (docs/identity.md). Built once: every issuance asks.
+_DELEGATION_WITH_IDENTITY = (
+    select(Delegation)
+    .options(joinedload(Delegation.vetting), joinedload(Delegation.right_to_use))
+    .where(Delegation.id == bindparam("delegation_id"))
+)
+
+
 def _active_delegation(session: Session, delegation_id: str, now: dt.datetime) -> Delegation:
-    # One statement: the vetting and right-to-use records come with the row (LEFT OUTER JOINs),
-    # since the subject and the audit event need them (docs/identity.md).
-    delegation = session.get(Delegation, delegation_id,
-                             options=[joinedload(Delegation.vetting), joinedload(Delegation.right_to_use)])
+    delegation = session.execute(_DELEGATION_WITH_IDENTITY, {"delegation_id": delegation_id}).unique().scalar_one_or_none()
     if delegation is None:
         raise DelegationError(f"delegation {delegation_id} does not exist", field="delegation")
     if delegation.status != DelegationStatus.ACTIVE:

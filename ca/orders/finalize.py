@@ -28,7 +28,7 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
@@ -161,6 +161,26 @@ def _csr_spki(csr: x509.CertificateSigningRequest) -> bytes | None:
         return None
 
 
+# The statements every finalize makes, built once: a statement object keeps its cache key, and
+# the claim's updates go to the table, not through the ORM's bulk-update machinery. Each runs
+# after a flush, so the session's pending changes are written first, as session.execute would.
+_COMPROMISED_KEY = (
+    select(Certificate.serial)
+    .join(Revocation, Revocation.certificate_id == Certificate.id)
+    .where(Certificate.spki_sha256 == bindparam("spki_sha256"), Revocation.reason_code == CRLReason.KEY_COMPROMISE)
+    .limit(1)
+)
+_ORDERS = Order.__table__
+_CLAIM = (update(_ORDERS)
+          .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status == OrderStatus.READY)
+          .values(status=OrderStatus.PROCESSING, processing_claim=bindparam("claim"),
+                  processing_since=bindparam("since")))
+_RELEASE_CLAIM = (update(_ORDERS)
+                  .where(_ORDERS.c.id == bindparam("order_id"), _ORDERS.c.status == OrderStatus.PROCESSING,
+                         _ORDERS.c.processing_claim == bindparam("claim"))
+                  .values(processing_claim=None, processing_since=None))
+
+
 def check_key_not_compromised(session: Session, csr: x509.CertificateSigningRequest) -> None:
     """BadPublicKeyError if a certificate of the CSR's key was revoked for keyCompromise
     (RFC 5280 §5.3.1): that key is known to be in someone else's hands, whoever asks now."""
@@ -168,12 +188,7 @@ def check_key_not_compromised(session: Session, csr: x509.CertificateSigningRequ
     if spki is None:
         return
     digest = hashlib.sha256(spki).hexdigest()
-    serial = session.scalar(
-        select(Certificate.serial)
-        .join(Revocation, Revocation.certificate_id == Certificate.id)
-        .where(Certificate.spki_sha256 == digest, Revocation.reason_code == CRLReason.KEY_COMPROMISE)
-        .limit(1)
-    )
+    serial = session.scalar(_COMPROMISED_KEY, {"spki_sha256": digest})
     if serial is not None:
         raise BadPublicKeyError(
             f"the CSR's public key is that of certificate {serial}, revoked for keyCompromise (RFC 5280 §5.3.1); "
@@ -318,12 +333,8 @@ def _keep_claim(session: Session, order: Order, claim: str, issued: IssuedCertif
     row stays locked until the commit, so recovery cannot take the order in between). A claim
     given up by recovery (``ca/orders/recovery.py``) means the order is another finalize's now:
     nothing of this one is kept but its precertificate, marked failed; OrderNotReadyError."""
-    kept = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == OrderStatus.PROCESSING, Order.processing_claim == claim)
-        .values(processing_claim=None, processing_since=None)
-        .execution_options(synchronize_session=False)
-    )
+    session.flush()
+    kept = session.connection().execute(_RELEASE_CLAIM, {"order_id": order.id, "claim": claim})
     if kept.rowcount == 1:
         set_committed_value(order, "processing_claim", None)
         set_committed_value(order, "processing_since", None)
@@ -361,12 +372,8 @@ def _claim_processing(session: Session, order: Order, claim: str, *, now: dt.dat
     """RFC 8555 §7.1.6: "processing" while the certificate is made. The conditional update lets
     exactly one of two concurrent finalize requests through; committed at once, with ``claim``
     naming this process and request for recovery (``ca/orders/recovery.py``)."""
-    claimed = session.execute(
-        update(Order)
-        .where(Order.id == order.id, Order.status == OrderStatus.READY)
-        .values(status=OrderStatus.PROCESSING, processing_claim=claim, processing_since=now)
-        .execution_options(synchronize_session=False)
-    )
+    session.flush()
+    claimed = session.connection().execute(_CLAIM, {"order_id": order.id, "claim": claim, "since": now})
     if claimed.rowcount != 1:
         session.rollback()
         raise OrderNotReadyError(f"order {order.id} is already being finalized", field="status")

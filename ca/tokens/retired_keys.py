@@ -12,7 +12,7 @@ the operator's new decision and is accepted.
 from __future__ import annotations
 
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from ca.clock import Clock
@@ -54,22 +54,26 @@ def retire(session: Session, *, account_id: str, thumbprint: str, new_thumbprint
     return list(unused)
 
 
+# Built once (every tkauth-01 answer asks): a statement object keeps its cache key.
+_RETIRED_SINCE = (
+    select(AuditEvent.occurred_at)
+    .where(
+        AuditEvent.subject_type == AUDIT_SUBJECT_TYPE,
+        AuditEvent.subject_id == bindparam("thumbprint"),
+        AuditEvent.action == AUDIT_ACTION_RETIRE,
+        AuditEvent.occurred_at >= bindparam("since", type_=AuditEvent.occurred_at.type),
+    )
+    .limit(1)
+)
+
+
 def check_not_retired(session: Session, minted: AuthorityToken) -> None:
     """TokenError (claim ``atc.fingerprint``) if ``minted``'s key was retired after it was minted."""
     try:
         thumbprint = b64url_encode(parse_fingerprint(minted.fingerprint))
     except TokenError:  # not the RFC form; what was minted is checked against the account as usual
         return
-    retired_at = session.scalar(
-        select(AuditEvent.occurred_at)
-        .where(
-            AuditEvent.subject_type == AUDIT_SUBJECT_TYPE,
-            AuditEvent.subject_id == thumbprint,
-            AuditEvent.action == AUDIT_ACTION_RETIRE,
-            AuditEvent.occurred_at >= minted.created_at,
-        )
-        .limit(1)
-    )
+    retired_at = session.scalar(_RETIRED_SINCE, {"thumbprint": thumbprint, "since": minted.created_at})
     if retired_at is not None:
         raise TokenError(
             f"token 'jti' {minted.jti[:40]} was minted for account key {thumbprint}, which was retired by a keyChange "
