@@ -107,6 +107,21 @@ def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
     return found
 
 
+def thread_names(pid: int) -> list[str]:
+    """The OS-level names of ``pid``'s live threads."""
+    return [name for name, _cpu in thread_cpu(pid).values()]
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live processes whose parent is ``pid``, with their command lines."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        child = int(stat.parent.name)
+        if parent(child) == pid:
+            found[child] = command_line(child)
+    return found
+
+
 def command_line(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()

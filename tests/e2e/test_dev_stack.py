@@ -20,6 +20,7 @@ import click
 import pytest
 import requests
 
+from bench import proctree
 from ctlog import server as ctlog_server
 from ctlog.log import LogConfig
 from tests.ct.ct_helpers import make_root
@@ -28,29 +29,6 @@ from tnca.commands.dev import Server, Worker, supervise
 
 pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _children(pid: int) -> dict[int, str]:
-    """The processes whose parent is ``pid``, with their command lines (Linux /proc)."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                found[int(stat.parent.name)] = stat.with_name("cmdline").read_bytes().decode().replace("\0", " ")
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
-    return found
-
-
-def _thread_names(pid: int) -> list[str]:
-    names = []
-    for comm in Path(f"/proc/{pid}/task").glob("[0-9]*/comm"):
-        try:
-            names.append(comm.read_text().strip())
-        except OSError:
-            continue
-    return names
 
 
 def test_the_stack_is_one_process_and_the_server_and_fails_when_the_server_exits(tmp_path, session_factory,
@@ -71,12 +49,12 @@ def test_the_stack_is_one_process_and_the_server_and_fails_when_the_server_exits
             lines.append(line)
         banner = "".join(lines)
         # The one child is the ACME server; gunicorn's worker is its child, not tnca dev's.
-        children = _children(dev.pid)
+        children = proctree.children(dev.pid)
         assert len(children) == 1 and " serve " in next(iter(children.values())), children
         (server_pid,) = children
-        assert len(_children(server_pid)) == 1
+        assert len(proctree.children(server_pid)) == 1
         # Both logs are threads of tnca dev (a log's request threads inherit its name) and answer.
-        threads = _thread_names(dev.pid)
+        threads = proctree.thread_names(dev.pid)
         assert {"ctlog dev1", "ctlog dev2", "renewal worker"} <= set(threads), threads
         for name, url in re.findall(r"^  CT log (dev\d):\s+(\S+)$", banner, re.M):
             sth = requests.get(f"{url}ct/v1/get-sth", timeout=10)

@@ -13,6 +13,7 @@ from pathlib import Path
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from bench import proctree
 from ca.records.models_audit import AuditEvent
 from protocol.rfc8739.star_support import auto_renewal, order_row, star_valid_order
 from protocol.support import app, authority, client, free_port, free_port_pair, home, port, registered, table_counts  # noqa: F401
@@ -134,30 +135,6 @@ def test_star_cancel_refuses_bad_input_naming_it(registered, authority, home, se
     assert table_counts(session_factory) == before
 
 
-def _children(pid: int) -> dict[int, list[str]]:
-    """The processes whose parent is ``pid``, by pid, with their command lines (Linux /proc)."""
-    found = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid:
-                found[int(stat.parent.name)] = stat.with_name("cmdline").read_bytes().decode().rstrip("\0").split("\0")
-        except (OSError, IndexError, ValueError):
-            continue  # the process ended while we looked
-    return found
-
-
-def _thread_names(pid: int) -> list[str]:
-    """The OS-level names of ``pid``'s threads (Linux /proc/PID/task/TID/comm)."""
-    names = []
-    for comm in Path(f"/proc/{pid}/task").glob("[0-9]*/comm"):
-        try:
-            names.append(comm.read_text().strip())
-        except OSError:
-            continue  # the thread ended while we looked
-    return names
-
-
 def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database_url):
     """``tnca dev`` (what ``make run`` runs) runs one renewal worker, a thread of its own process
     named ``renewal worker`` (not a ``tnca worker`` child), and stops it with the rest."""
@@ -175,9 +152,10 @@ def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database
             line = dev.stdout.readline()
             assert line, "tnca dev exited early:\n" + "".join(lines)
             lines.append(line)
-        assert _thread_names(dev.pid).count("renewal worker") == 1, _thread_names(dev.pid)
-        assert not [cmd for cmd in _children(dev.pid).values() if cmd[-1:] == ["worker"]], _children(dev.pid)
-        (server,) = _children(dev.pid)
+        assert proctree.thread_names(dev.pid).count("renewal worker") == 1, proctree.thread_names(dev.pid)
+        children = proctree.children(dev.pid)
+        assert not [cmd for cmd in children.values() if cmd.split()[-1:] == ["worker"]], children
+        (server,) = proctree.children(dev.pid)
     finally:
         os.killpg(dev.pid, signal.SIGTERM)
         dev.communicate(timeout=60)
