@@ -64,30 +64,26 @@ def cpu_by_process(pids: list[int]) -> dict[int, float]:
 
 def rss_kib(pids: list[int]) -> int:
     """The sum of VmRSS over the processes (shared pages count once per process)."""
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
-                    break
-        except OSError:
-            continue
-    return total
+    return _sum_kib(pids, "status", "VmRSS:")
 
 
 def pss_kib(pids: list[int]) -> int:
     """The sum of PSS over the processes (/proc/PID/smaps_rollup, Linux 4.14+): each shared page
     counted once in all, split between the processes that map it."""
+    return _sum_kib(pids, "smaps_rollup", "Pss:")
+
+
+def _sum_kib(pids: list[int], file: str, field: str) -> int:
+    """The sum of one ``field: N kB`` line of /proc/PID/``file`` over the live processes."""
     total = 0
     for pid in pids:
         try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
+            for line in Path(f"/proc/{pid}/{file}").read_text().splitlines():
+                if line.startswith(field):
                     total += int(line.split()[1])
                     break
         except OSError:
-            continue
+            continue  # the process ended while we looked
     return total
 
 
