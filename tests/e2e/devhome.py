@@ -150,9 +150,11 @@ _BANNER_END = re.compile(r"^Walk-through:")
 
 
 @contextlib.contextmanager
-def running_dev_stack(command: Sequence[str], *, env: dict[str, str], cwd: Path) -> Iterator[str]:
+def dev_stack_process(command: Sequence[str], *, env: dict[str, str],
+                      cwd: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Run ``tnca … dev …`` in its own process group until its banner is printed; yield the
-    banner, then stop the whole stack (SIGTERM to the group) when the block ends."""
+    process and the banner, then stop the whole stack (SIGTERM to the group) when the block ends,
+    unless the block already saw it exit."""
     dev = subprocess.Popen(list(command), env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True, start_new_session=True)
     try:
@@ -161,10 +163,18 @@ def running_dev_stack(command: Sequence[str], *, env: dict[str, str], cwd: Path)
             line = dev.stdout.readline()
             assert line, "tnca dev exited early:\n" + "".join(lines)
             lines.append(line)
-        yield "".join(lines)
+        yield dev, "".join(lines)
     finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        dev.communicate(timeout=60)
+        if dev.returncode is None:
+            os.killpg(dev.pid, signal.SIGTERM)
+            dev.communicate(timeout=60)
+
+
+@contextlib.contextmanager
+def running_dev_stack(command: Sequence[str], *, env: dict[str, str], cwd: Path) -> Iterator[str]:
+    """:func:`dev_stack_process`, for a caller that needs only the banner."""
+    with dev_stack_process(command, env=env, cwd=cwd) as (_dev, banner):
+        yield banner
 
 
 # secsipidx -cert-verify bits (secsipidx README, "Certificate Verification"): 1 time validity,

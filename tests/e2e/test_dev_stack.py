@@ -24,6 +24,7 @@ from bench import proctree
 from ctlog import server as ctlog_server
 from ctlog.log import LogConfig
 from tests.ct.ct_helpers import make_root
+from tests.e2e.devhome import dev_stack_process
 from tests.protocol.support import free_port, free_port_pair
 from tnca.commands.dev import Server, Worker, supervise
 
@@ -39,15 +40,8 @@ def test_the_stack_is_one_process_and_the_server_and_fails_when_the_server_exits
     tnca = [sys.executable, "-m", "tnca", "--home", str(tmp_path / "dev-home")]
     subprocess.run([*tnca, "init", "--base-url", f"http://127.0.0.1:{port}"], check=True, env=env,
                    capture_output=True, cwd=REPO)
-    dev = subprocess.Popen([*tnca, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env, cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        lines: list[str] = []
-        while not lines or not lines[-1].startswith("Walk-through:"):
-            line = dev.stdout.readline()
-            assert line, "tnca dev exited early:\n" + "".join(lines)
-            lines.append(line)
-        banner = "".join(lines)
+    with dev_stack_process([*tnca, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env,
+                           cwd=REPO) as (dev, banner):
         # The one child is the ACME server; gunicorn's worker is its child, not tnca dev's.
         children = proctree.children(dev.pid)
         assert len(children) == 1 and " serve " in next(iter(children.values())), children
@@ -63,10 +57,6 @@ def test_the_stack_is_one_process_and_the_server_and_fails_when_the_server_exits
 
         os.kill(server_pid, signal.SIGTERM)  # gunicorn stops gracefully, exit code 0
         rest, _ = dev.communicate(timeout=60)
-    finally:
-        if dev.poll() is None:
-            os.killpg(dev.pid, signal.SIGKILL)
-            dev.communicate(timeout=30)
     assert dev.returncode == 1
     assert "Error: the ACME server exited with code 0; stopping the stack" in rest
 

@@ -17,6 +17,7 @@ from bench import proctree
 from ca.records.models_audit import AuditEvent
 from protocol.rfc8739.star_support import auto_renewal, order_row, star_valid_order
 from protocol.support import app, authority, client, free_port, free_port_pair, home, port, registered, table_counts  # noqa: F401
+from tests.e2e.devhome import dev_stack_process
 from tnca.cli import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -144,20 +145,11 @@ def test_the_dev_stack_runs_a_renewal_worker(tmp_path, session_factory, database
     tnca_command = [sys.executable, "-m", "tnca", "--home", str(tmp_path / "dev-home")]
     subprocess.run([*tnca_command, "init", "--base-url", f"http://127.0.0.1:{port}"], check=True, env=env,
                    capture_output=True, cwd=REPO)
-    dev = subprocess.Popen([*tnca_command, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env, cwd=REPO,
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        lines = []
-        while "tnca development stack is running" not in "".join(lines):
-            line = dev.stdout.readline()
-            assert line, "tnca dev exited early:\n" + "".join(lines)
-            lines.append(line)
+    with dev_stack_process([*tnca_command, "dev", "--ct-port", str(ct_port), "--workers", "1"], env=env,
+                           cwd=REPO) as (dev, _banner):
         assert proctree.thread_names(dev.pid).count("renewal worker") == 1, proctree.thread_names(dev.pid)
         children = proctree.children(dev.pid)
         assert not [cmd for cmd in children.values() if cmd.split()[-1:] == ["worker"]], children
         (server,) = proctree.children(dev.pid)
-    finally:
-        os.killpg(dev.pid, signal.SIGTERM)
-        dev.communicate(timeout=60)
     assert dev.returncode == 0
     assert not Path(f"/proc/{server}").exists()  # the server too: stopped and reaped by tnca dev
